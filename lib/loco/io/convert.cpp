@@ -1,0 +1,92 @@
+// Format conversion by streaming row blocks from a TensorSource into a TensorSink.
+#include "loco/io/convert.hpp"
+
+#include <algorithm>
+
+#include "loco/core/error.hpp"
+#include "loco/core/log.hpp"
+#include "loco/core/provenance.hpp"
+#include "loco/io/loco_file.hpp"
+#include "loco/io/sink.hpp"
+#include "loco/io/source.hpp"
+
+namespace loco::io {
+namespace {
+
+// Attributes the loco writer sets itself; they are not copied from the input.
+bool written_by_sink(const std::string& name) {
+  return name == "loco_format" || name == "loco_version" || name == "producer" || name == "created";
+}
+
+}  // namespace
+
+void convert_file(const std::string& in, const std::string& out, const ConvertOptions& opt) {
+  const Format out_format = format_for_output(out);
+  std::unique_ptr<TensorSource> src = open_source(in);
+  const Kind kind = file_kind(*src);
+
+  Attributes root;
+  if (out_format == Format::Safetensors) {
+    if (kind == Kind::Data || kind == Kind::Compressed)
+      throw_error(ErrorKind::Usage, "{}: a {} file cannot be written as safetensors, which holds only model tensors",
+                  in, kind_name(kind));
+    root.set("format", std::string("pt"));
+    for (const auto& e : src->attributes())
+      if (e.name != "format" && !written_by_sink(e.name)) root.set(e.name, e.value);
+    root.set("producer", producer());
+  } else {
+    root.set("kind", std::string(kind_name(kind)));
+    for (const auto& e : src->attributes()) {
+      if (written_by_sink(e.name) || e.name == "kind") continue;
+      // safetensors metadata are strings: model_config must still be JSON to be carried.
+      if (e.name == "model_config") {
+        const auto cfg = src->attributes().get_string("model_config");
+        if (cfg) root.set("model_config", canonical_json(*cfg, in));
+        continue;
+      }
+      root.set(e.name, e.value);
+    }
+    if (src->format() != "loco") root.set("source_format", std::string(src->format()));
+  }
+
+  std::vector<const TensorInfo*> inputs;
+  std::vector<TensorInfo> plan;
+  std::size_t dropped = 0;
+  for (const auto& t : src->tensors()) {
+    if (out_format == Format::Safetensors && t.group != "tensors") {
+      ++dropped;
+      continue;
+    }
+    TensorInfo o = t;
+    if (opt.dtype && is_floating(t.dtype)) o.dtype = *opt.dtype;
+    inputs.push_back(&t);
+    plan.push_back(std::move(o));
+  }
+  if (dropped > 0)
+    log::warn("{}: {} tensors outside /tensors (optimizer state) have no place in safetensors and were not copied",
+              in, dropped);
+
+  auto sink = create_sink(out, out_format, root, plan);
+  std::vector<std::byte> buf, converted;
+  for (std::size_t i = 0; i < plan.size(); ++i) {
+    const TensorInfo& t = *inputs[i];
+    const DType to = plan[i].dtype;
+    const std::int64_t step = rows_per_block(t, opt.block_bytes);
+    for (std::int64_t r = 0; r < t.rows(); r += step) {
+      const std::int64_t n = std::min(step, t.rows() - r);
+      const std::size_t elems = static_cast<std::size_t>(n * t.row_elements());
+      buf.resize(elems * dtype_size(t.dtype));
+      src->read_rows(t, r, n, buf);
+      if (to == t.dtype) {
+        sink->write_rows(i, r, n, buf);
+      } else {
+        converted.resize(elems * dtype_size(to));
+        convert_elements(t.dtype, buf.data(), to, converted.data(), elems);
+        sink->write_rows(i, r, n, converted);
+      }
+    }
+  }
+  sink->commit();
+}
+
+}  // namespace loco::io

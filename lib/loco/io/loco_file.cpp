@@ -1,0 +1,396 @@
+// Reader and writer of the loco HDF5 file (format.md, version 1).
+#include "loco/io/loco_file.hpp"
+
+#include <algorithm>
+#include <cstring>
+#include <map>
+
+#include <nlohmann/json.hpp>
+
+#include "loco/core/checksum.hpp"
+#include "loco/core/error.hpp"
+#include "loco/core/log.hpp"
+#include "loco/core/provenance.hpp"
+#include "loco/io/detail/hdf5.hpp"
+#include "loco/io/output.hpp"
+
+#include <H5LTpublic.h>
+
+namespace loco::io {
+
+std::string_view kind_name(Kind k) noexcept {
+  switch (k) {
+    case Kind::Model: return "model";
+    case Kind::Delta: return "delta";
+    case Kind::Compressed: return "compressed";
+    case Kind::State: return "state";
+    case Kind::Data: return "data";
+  }
+  return "?";
+}
+
+std::optional<Kind> parse_kind(std::string_view s) noexcept {
+  for (Kind k : {Kind::Model, Kind::Delta, Kind::Compressed, Kind::State, Kind::Data})
+    if (kind_name(k) == s) return k;
+  return std::nullopt;
+}
+
+bool has_hdf5_signature(std::span<const std::byte> first8) {
+  static constexpr unsigned char sig[8] = {0x89, 'H', 'D', 'F', '\r', '\n', 0x1a, '\n'};
+  return first8.size() >= 8 && std::memcmp(first8.data(), sig, 8) == 0;
+}
+
+namespace {
+
+using h5::Handle;
+
+// Walks a group recursively, adding every dataset in creation order (name order when the file
+// does not track creation order, as files from other programs may not).
+class Walker {
+ public:
+  Walker(hid_t file, const std::string& path, std::vector<TensorInfo>& out) : file_(file), path_(path), out_(out) {}
+
+  void walk(const std::string& group_path) {
+    Handle g = h5::check(H5Gopen2(file_, group_path.empty() ? "/" : ("/" + group_path).c_str(), H5P_DEFAULT),
+                         H5Gclose, ErrorKind::BadInput, fmt::format("{}: cannot open group /{}", path_, group_path));
+    H5_index_t index = H5_INDEX_NAME;
+    Handle gcpl(H5Gget_create_plist(g.get()), H5Pclose);
+    unsigned flags = 0;
+    if (gcpl && H5Pget_link_creation_order(gcpl.get(), &flags) >= 0 && (flags & H5P_CRT_ORDER_INDEXED)) index = H5_INDEX_CRT_ORDER;
+    std::vector<std::string> names;
+    hsize_t idx = 0;
+    if (H5Literate(g.get(), index, H5_ITER_INC, &idx, &collect, &names) < 0)
+      h5::fail(ErrorKind::BadInput, fmt::format("{}: cannot list group /{} (corrupt file?)", path_, group_path));
+    for (const auto& name : names) {
+      const std::string child = group_path.empty() ? name : group_path + "/" + name;
+      H5O_info_t info;
+      if (H5Oget_info_by_name2(g.get(), name.c_str(), &info, H5O_INFO_BASIC, H5P_DEFAULT) < 0)
+        h5::fail(ErrorKind::BadInput, fmt::format("{}: cannot read object /{} (corrupt file?)", path_, child));
+      if (info.type == H5O_TYPE_GROUP) walk(child);
+      else if (info.type == H5O_TYPE_DATASET) add_dataset(g.get(), group_path, name);
+    }
+  }
+
+ private:
+  static herr_t collect(hid_t, const char* name, const H5L_info_t* info, void* data) {
+    // Only hard links: soft and external links could point outside the file.
+    if (info->type == H5L_TYPE_HARD) static_cast<std::vector<std::string>*>(data)->emplace_back(name);
+    else log::warn("ignoring link '{}', which is not a hard link", name);
+    return 0;
+  }
+
+  void add_dataset(hid_t group, const std::string& group_path, const std::string& name) {
+    const std::string where = fmt::format("{}: tensor /{}/{}", path_, group_path, name);
+    Handle ds = h5::check(H5Dopen2(group, name.c_str(), H5P_DEFAULT), H5Dclose, ErrorKind::BadInput,
+                          where + ": cannot open dataset");
+    Handle type = h5::check(H5Dget_type(ds.get()), H5Tclose, ErrorKind::BadInput, where + ": cannot read type");
+    Handle space = h5::check(H5Dget_space(ds.get()), H5Sclose, ErrorKind::BadInput, where + ": cannot read shape");
+    TensorInfo t;
+    t.group = group_path;
+    t.name = name;
+    t.attrs = h5::read_attributes(ds.get());
+    const auto marker = t.attrs.get_string("dtype");
+    const auto dtype = h5::dtype_of(type.get(), marker && *marker == "bfloat16");
+    if (!dtype)
+      throw_error(ErrorKind::BadInput, "{}: stored type (HDF5 class {}, {} bytes) is not one loco reads", where,
+                  static_cast<int>(H5Tget_class(type.get())), H5Tget_size(type.get()));
+    t.dtype = *dtype;
+    if (t.dtype == DType::BF16) t.attrs.erase("dtype");
+    const int rank = H5Sget_simple_extent_ndims(space.get());
+    if (rank < 0) h5::fail(ErrorKind::BadInput, where + ": cannot read shape");
+    std::vector<hsize_t> dims(static_cast<std::size_t>(rank));
+    H5Sget_simple_extent_dims(space.get(), dims.data(), nullptr);
+    for (hsize_t d : dims) t.shape.push_back(static_cast<std::int64_t>(d));
+    shape_numel(t.shape);
+    out_.push_back(std::move(t));
+  }
+
+  hid_t file_;
+  const std::string& path_;
+  std::vector<TensorInfo>& out_;
+};
+
+class LocoSource final : public TensorSource {
+ public:
+  explicit LocoSource(std::unique_ptr<ByteSource> bytes) : bytes_(std::move(bytes)), path_(bytes_->name()) {
+    h5::silence_errors();
+    hid_t f;
+    if (const std::byte* mem = bytes_->memory()) {
+      f = H5LTopen_file_image(const_cast<std::byte*>(mem), bytes_->size(),
+                              H5LT_FILE_IMAGE_DONT_COPY | H5LT_FILE_IMAGE_DONT_RELEASE);
+    } else {
+      f = H5Fopen(path_.c_str(), H5F_ACC_RDONLY, H5P_DEFAULT);
+    }
+    file_ = h5::check(f, H5Fclose, ErrorKind::BadInput,
+                      fmt::format("{}: not a readable HDF5 file (truncated or corrupt)", path_));
+    attrs_ = h5::read_attributes(file_.get());
+    validate_header();
+    Walker(file_.get(), path_, tensors_).walk("");
+  }
+
+  const std::string& path() const override { return path_; }
+  std::string_view format() const override { return "loco"; }
+  const Attributes& attributes() const override { return attrs_; }
+  const std::vector<TensorInfo>& tensors() const override { return tensors_; }
+
+  Attributes group_attributes(std::string_view group) const override {
+    const std::string p = "/" + std::string(group);
+    if (H5Lexists(file_.get(), p.c_str(), H5P_DEFAULT) <= 0) {
+      H5Eclear2(H5E_DEFAULT);
+      return {};
+    }
+    Handle obj(H5Oopen(file_.get(), p.c_str(), H5P_DEFAULT), H5Oclose);
+    return obj ? h5::read_attributes(obj.get()) : Attributes{};
+  }
+
+  void read_rows(const TensorInfo& t, std::int64_t row0, std::int64_t nrows, std::span<std::byte> out) const override {
+    const std::string where = fmt::format("{}: tensor {}", path_, t.key());
+    const std::int64_t row_el = t.row_elements();
+    if (row0 < 0 || nrows < 0 || row0 + nrows > t.rows())
+      throw_error(ErrorKind::Internal, "{}: rows [{}, {}) out of range {}", where, row0, row0 + nrows, t.rows());
+    if (out.size() != static_cast<std::size_t>(nrows * row_el) * dtype_size(t.dtype))
+      throw_error(ErrorKind::Internal, "{}: read buffer of {} bytes for {} rows", where, out.size(), nrows);
+    if (nrows == 0 || row_el == 0) return;
+    const std::string ds_path = "/" + t.group + "/" + t.name;
+    Handle ds = h5::check(H5Dopen2(file_.get(), ds_path.c_str(), H5P_DEFAULT), H5Dclose, ErrorKind::BadInput,
+                          where + ": cannot open dataset");
+    Handle ftype(H5Dget_type(ds.get()), H5Tclose);
+    Handle mtype = h5::memory_type(ftype.get(), t.dtype);
+    Handle fspace(H5Dget_space(ds.get()), H5Sclose);
+    const hsize_t mcount = static_cast<hsize_t>(nrows * row_el);
+    Handle mspace(H5Screate_simple(1, &mcount, nullptr), H5Sclose);
+    if (!t.shape.empty()) {
+      std::vector<hsize_t> start(t.shape.size(), 0), count(t.shape.begin(), t.shape.end());
+      start[0] = static_cast<hsize_t>(row0);
+      count[0] = static_cast<hsize_t>(nrows);
+      if (H5Sselect_hyperslab(fspace.get(), H5S_SELECT_SET, start.data(), nullptr, count.data(), nullptr) < 0)
+        h5::fail(ErrorKind::Internal, where + ": cannot select rows");
+    }
+    if (H5Dread(ds.get(), mtype.get(), mspace.get(), fspace.get(), H5P_DEFAULT, out.data()) < 0)
+      h5::fail(ErrorKind::BadInput, where + ": cannot read data (truncated or corrupt file)");
+  }
+
+ private:
+  void validate_header() {
+    const auto marker = attrs_.get_string("loco_format");
+    if (!marker || *marker != "loco")
+      throw_error(ErrorKind::BadInput, "{}: an HDF5 file but not a loco file (no loco_format = \"loco\" attribute)", path_);
+    const auto version = attrs_.get_int("loco_version");
+    if (!version) throw_error(ErrorKind::BadInput, "{}: loco file without an integer loco_version attribute", path_);
+    if (*version != kFormatVersion)
+      throw_error(ErrorKind::BadInput, "{}: loco format version {}, this loco reads version {}", path_, *version,
+                  kFormatVersion);
+    const auto kind = attrs_.get_string("kind");
+    if (!kind || !parse_kind(*kind))
+      throw_error(ErrorKind::BadInput, "{}: kind '{}' is not one of model, delta, compressed, state, data", path_,
+                  kind.value_or(""));
+  }
+
+  std::unique_ptr<ByteSource> bytes_;  // keeps a file image alive
+  std::string path_;
+  Handle file_;
+  Attributes attrs_;
+  std::vector<TensorInfo> tensors_;
+};
+
+Handle ordered_group_plist() {
+  Handle gcpl(H5Pcreate(H5P_GROUP_CREATE), H5Pclose);
+  H5Pset_link_creation_order(gcpl.get(), H5P_CRT_ORDER_TRACKED | H5P_CRT_ORDER_INDEXED);
+  H5Pset_attr_creation_order(gcpl.get(), H5P_CRT_ORDER_TRACKED | H5P_CRT_ORDER_INDEXED);
+  return gcpl;
+}
+
+class LocoSink final : public TensorSink {
+ public:
+  LocoSink(const std::string& path, const Attributes& root, std::vector<TensorInfo> plan)
+      : out_(path), plan_(std::move(plan)), rows_written_(plan_.size(), 0) {
+    h5::silence_errors();
+    const auto kind = root.get_string("kind");
+    if (!kind || !parse_kind(*kind)) throw_error(ErrorKind::Internal, "loco file {} created without a valid kind", path);
+    root_.set("loco_format", std::string("loco"));
+    root_.set("loco_version", kFormatVersion);
+    for (const auto& e : root) root_.set(e.name, e.value);
+    root_.set("producer", producer());
+    root_.set("created", utc_timestamp());
+
+    Handle fcpl(H5Pcreate(H5P_FILE_CREATE), H5Pclose);
+    H5Pset_link_creation_order(fcpl.get(), H5P_CRT_ORDER_TRACKED | H5P_CRT_ORDER_INDEXED);
+    H5Pset_attr_creation_order(fcpl.get(), H5P_CRT_ORDER_TRACKED | H5P_CRT_ORDER_INDEXED);
+    Handle fapl(H5Pcreate(H5P_FILE_ACCESS), H5Pclose);
+    H5Pset_libver_bounds(fapl.get(), H5F_LIBVER_V18, H5F_LIBVER_LATEST);
+    file_ = h5::check(H5Fcreate(out_.temp_path().c_str(), H5F_ACC_TRUNC, fcpl.get(), fapl.get()), H5Fclose, ErrorKind::Io,
+                      fmt::format("{}: cannot create file", path));
+    for (std::size_t i = 0; i < plan_.size(); ++i) create_dataset(i);
+  }
+
+  const std::vector<TensorInfo>& plan() const override { return plan_; }
+
+  void write_rows(std::size_t index, std::int64_t row0, std::int64_t nrows, std::span<const std::byte> data) override {
+    const TensorInfo& t = plan_.at(index);
+    const std::string where = fmt::format("{}: tensor {}", out_.final_path(), t.key());
+    const std::int64_t row_el = t.row_elements();
+    if (row0 < 0 || nrows < 0 || row0 + nrows > t.rows())
+      throw_error(ErrorKind::Internal, "{}: rows [{}, {}) out of range {}", where, row0, row0 + nrows, t.rows());
+    if (data.size() != static_cast<std::size_t>(nrows * row_el) * dtype_size(t.dtype))
+      throw_error(ErrorKind::Internal, "{}: {} bytes given for {} rows", where, data.size(), nrows);
+    rows_written_[index] += nrows;
+    if (nrows == 0 || row_el == 0) return;
+    hid_t ds = datasets_[index].get();
+    Handle fspace(H5Dget_space(ds), H5Sclose);
+    const hsize_t mcount = static_cast<hsize_t>(nrows * row_el);
+    Handle mspace(H5Screate_simple(1, &mcount, nullptr), H5Sclose);
+    if (!t.shape.empty()) {
+      std::vector<hsize_t> start(t.shape.size(), 0), count(t.shape.begin(), t.shape.end());
+      start[0] = static_cast<hsize_t>(row0);
+      count[0] = static_cast<hsize_t>(nrows);
+      H5Sselect_hyperslab(fspace.get(), H5S_SELECT_SET, start.data(), nullptr, count.data(), nullptr);
+    }
+    Handle mtype = h5::type_for(t.dtype);
+    if (H5Dwrite(ds, mtype.get(), mspace.get(), fspace.get(), H5P_DEFAULT, data.data()) < 0)
+      h5::fail(ErrorKind::Io, where + ": write failed (disk full?)");
+  }
+
+  void set_attribute(std::string_view name, AttrValue value) override { root_.set(name, std::move(value)); }
+
+  void set_group_attribute(std::string_view group, std::string_view name, AttrValue value) override {
+    Handle g = group_for(std::string(group));
+    h5::write_attribute(g.get(), name, value, fmt::format("{}: group /{}", out_.final_path(), group));
+  }
+
+  void commit() override {
+    for (std::size_t i = 0; i < plan_.size(); ++i)
+      if (rows_written_[i] != plan_[i].rows())
+        throw_error(ErrorKind::Internal, "{}: tensor {}: {} of {} rows written", out_.final_path(), plan_[i].key(),
+                    rows_written_[i], plan_[i].rows());
+    for (const auto& e : root_) h5::write_attribute(file_.get(), e.name, e.value, out_.final_path());
+    datasets_.clear();
+    if (file_.close() < 0) h5::fail(ErrorKind::Io, fmt::format("{}: cannot finish the file (disk full?)", out_.final_path()));
+    out_.commit();
+  }
+
+ private:
+  Handle group_for(const std::string& path) {
+    Handle g(H5Gopen2(file_.get(), "/", H5P_DEFAULT), H5Gclose);
+    std::size_t pos = 0;
+    while (pos < path.size()) {
+      const std::size_t next = std::min(path.find('/', pos), path.size());
+      const std::string part = path.substr(pos, next - pos);
+      if (part.empty() || part == "." || part == "..")
+        throw_error(ErrorKind::Usage, "{}: bad group path '{}'", out_.final_path(), path);
+      if (H5Lexists(g.get(), part.c_str(), H5P_DEFAULT) > 0) {
+        g = Handle(H5Gopen2(g.get(), part.c_str(), H5P_DEFAULT), H5Gclose);
+      } else {
+        Handle gcpl = ordered_group_plist();
+        g = h5::check(H5Gcreate2(g.get(), part.c_str(), H5P_DEFAULT, gcpl.get(), H5P_DEFAULT), H5Gclose,
+                      ErrorKind::Io, fmt::format("{}: cannot create group /{}", out_.final_path(), path));
+      }
+      pos = next + 1;
+    }
+    return g;
+  }
+
+  void create_dataset(std::size_t i) {
+    const TensorInfo& t = plan_[i];
+    if (t.name.empty() || t.name.find('/') != std::string::npos || t.name == "." || t.name == "..")
+      throw_error(ErrorKind::Usage, "{}: tensor name '{}' cannot be an HDF5 link name", out_.final_path(), t.name);
+    shape_numel(t.shape);
+    Handle g = group_for(t.group);
+    if (H5Lexists(g.get(), t.name.c_str(), H5P_DEFAULT) > 0)
+      throw_error(ErrorKind::BadInput, "{}: duplicate tensor {}", out_.final_path(), t.key());
+    Handle type = h5::type_for(t.dtype);
+    std::vector<hsize_t> dims(t.shape.begin(), t.shape.end());
+    Handle space(t.shape.empty() ? H5Screate(H5S_SCALAR) : H5Screate_simple(static_cast<int>(dims.size()), dims.data(), nullptr),
+                 H5Sclose);
+    Handle dcpl(H5Pcreate(H5P_DATASET_CREATE), H5Pclose);
+    H5Pset_fill_time(dcpl.get(), H5D_FILL_TIME_NEVER);  // every row is written; skip the fill pass
+    datasets_.push_back(h5::check(H5Dcreate2(g.get(), t.name.c_str(), type.get(), space.get(), H5P_DEFAULT, dcpl.get(), H5P_DEFAULT),
+                                  H5Dclose, ErrorKind::Io, fmt::format("{}: cannot create tensor {}", out_.final_path(), t.key())));
+    if (t.dtype == DType::BF16) h5::write_attribute(datasets_.back().get(), "dtype", std::string("bfloat16"), out_.final_path());
+    for (const auto& e : t.attrs)
+      if (e.name != "dtype") h5::write_attribute(datasets_.back().get(), e.name, e.value, out_.final_path());
+  }
+
+  AtomicOutput out_;
+  std::vector<TensorInfo> plan_;
+  std::vector<std::int64_t> rows_written_;
+  Attributes root_;
+  Handle file_;
+  std::vector<Handle> datasets_;
+};
+
+}  // namespace
+
+std::unique_ptr<TensorSource> open_loco(std::unique_ptr<ByteSource> bytes) {
+  return std::make_unique<LocoSource>(std::move(bytes));
+}
+
+std::unique_ptr<TensorSink> create_loco_sink(const std::string& path, const Attributes& root,
+                                             std::vector<TensorInfo> plan) {
+  return std::make_unique<LocoSink>(path, root, std::move(plan));
+}
+
+Kind file_kind(const TensorSource& s) {
+  if (s.format() != "loco") return Kind::Model;
+  return *parse_kind(s.attributes().get_string("kind").value_or("model"));
+}
+
+void expect_kind(const TensorSource& s, std::initializer_list<Kind> allowed) {
+  const Kind k = file_kind(s);
+  if (std::find(allowed.begin(), allowed.end(), k) != allowed.end()) return;
+  std::string want;
+  for (Kind a : allowed) want += (want.empty() ? "" : " or ") + std::string(kind_name(a));
+  throw_error(ErrorKind::BadInput, "{}: is a {} file, expected {}", s.path(), kind_name(k), want);
+}
+
+std::string canonical_json(std::string_view json, const std::string& where) {
+  nlohmann::json j = nlohmann::json::parse(json, nullptr, false);
+  if (j.is_discarded() || !j.is_object()) throw_error(ErrorKind::BadInput, "{}: model_config is not a JSON object", where);
+  return j.dump();  // nlohmann's objects are key-sorted maps: dump() is canonical
+}
+
+std::string model_config(const TensorSource& s) {
+  const auto c = s.attributes().get_string("model_config");
+  return c ? canonical_json(*c, s.path()) : std::string();
+}
+
+void check_same_config(const TensorSource& a, const TensorSource& b) {
+  const std::string ca = model_config(a), cb = model_config(b);
+  if (ca == cb) return;
+  if (ca.empty() || cb.empty())
+    throw_error(ErrorKind::BadInput, "{} has {} model_config but {} has {}", a.path(), ca.empty() ? "no" : "a",
+                b.path(), cb.empty() ? "none" : "one");
+  const auto ja = nlohmann::json::parse(ca), jb = nlohmann::json::parse(cb);
+  std::string key;
+  for (const auto& [k, v] : ja.items())
+    if (!jb.contains(k) || jb[k] != v) {
+      key = k;
+      break;
+    }
+  if (key.empty())
+    for (const auto& [k, v] : jb.items())
+      if (!ja.contains(k)) {
+        key = k;
+        break;
+      }
+  throw_error(ErrorKind::BadInput, "{} and {} are for different models: model_config key '{}' is {} vs {}", a.path(),
+              b.path(), key, ja.contains(key) ? ja[key].dump() : "absent", jb.contains(key) ? jb[key].dump() : "absent");
+}
+
+std::string tensors_checksum(const TensorSource& s) {
+  SetChecksum set;
+  std::vector<std::byte> buf;
+  for (const TensorInfo* t : s.group("tensors")) {
+    Xxh64 h = tensor_hasher(t->dtype, t->shape);
+    const std::int64_t step = rows_per_block(*t, 16 << 20);
+    for (std::int64_t r = 0; r < t->rows(); r += step) {
+      const std::int64_t n = std::min(step, t->rows() - r);
+      buf.resize(static_cast<std::size_t>(n * t->row_elements()) * dtype_size(t->dtype));
+      s.read_rows(*t, r, n, buf);
+      h.update(buf);
+    }
+    set.add(t->name, h.digest());
+  }
+  return format_checksum(set.digest());
+}
+
+}  // namespace loco::io
