@@ -57,14 +57,21 @@ void fsync_path(const std::string& path, bool directory) {
 void register_input(const std::string& path) {
   if (path == "-") return;
   std::lock_guard lock(g_inputs_mutex);
-  g_inputs.push_back(identify(path));
+  g_inputs.push_back({path});
+}
+
+void forget_inputs() {
+  std::lock_guard lock(g_inputs_mutex);
+  g_inputs.clear();
 }
 
 void check_not_input(const std::string& output) {
   if (output == "-") return;
   const InputId out = identify(output);
   std::lock_guard lock(g_inputs_mutex);
-  for (const auto& in : g_inputs) {
+  for (const auto& registered : g_inputs) {
+    // Identified now, not at registration: a file removed since may have passed on its inode.
+    const InputId in = identify(registered.path);
     const bool same = (in.exists && out.exists) ? (in.dev == out.dev && in.ino == out.ino) : in.path == out.path;
     if (same) throw_error(ErrorKind::Usage, "output {} is also an input ({}); choose another output path", output, in.path);
   }

@@ -40,5 +40,7 @@ class AtomicOutput {
 // path when it does not exist yet) is refused so an input is never overwritten.
 void register_input(const std::string& path);
 void check_not_input(const std::string& output);
+// Forgets the registered inputs, for in-process callers that run several steps one after another.
+void forget_inputs();
 
 }  // namespace loco::io
