@@ -40,6 +40,7 @@ inline std::uint64_t merge_round(std::uint64_t acc, std::uint64_t val) noexcept 
 Xxh64::Xxh64(std::uint64_t seed) noexcept : v_{seed + P1 + P2, seed + P2, seed, seed - P1}, seed_(seed) {}
 
 void Xxh64::update(std::span<const std::byte> data) noexcept {
+  if (data.empty()) return;  // an empty span may carry a null pointer, which memcpy must not see
   auto p = reinterpret_cast<const unsigned char*>(data.data());
   std::size_t n = data.size();
   total_ += n;

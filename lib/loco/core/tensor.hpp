@@ -8,6 +8,7 @@
 #include <string>
 #include <string_view>
 #include <unordered_map>
+#include <utility>
 #include <vector>
 
 #include "loco/core/dtype.hpp"
@@ -32,8 +33,17 @@ class Tensor {
   explicit Tensor(Shape shape, DType dtype = DType::F32);
   // A tensor whose bytes are left as allocated, for callers that overwrite all of them.
   static Tensor uninitialized(Shape shape, DType dtype = DType::F32);
-  Tensor(Tensor&&) noexcept = default;
-  Tensor& operator=(Tensor&&) noexcept = default;
+  // A moved-from tensor is empty: shape [0], no bytes.
+  Tensor(Tensor&& o) noexcept
+      : shape_(std::exchange(o.shape_, Shape{0})), dtype_(o.dtype_), numel_(std::exchange(o.numel_, 0)),
+        data_(std::move(o.data_)) {}
+  Tensor& operator=(Tensor&& o) noexcept {
+    shape_ = std::exchange(o.shape_, Shape{0});
+    dtype_ = o.dtype_;
+    numel_ = std::exchange(o.numel_, 0);
+    data_ = std::move(o.data_);
+    return *this;
+  }
   Tensor(const Tensor&) = delete;
   Tensor& operator=(const Tensor&) = delete;
 
