@@ -20,7 +20,7 @@ int main(int argc, char** argv) {
   loco::io::InspectOptions opt;
   loco::io::DiffOptions dopt;
   bool json = false, diff = false;
-  app.add_option("FILE", files, "Tensor file(s) to show ('-' for stdin); exactly two with --diff")->required();
+  app.add_option("FILE", files, "Tensor file(s) to show ('-' for stdin); exactly two with --diff; --json gives an array for several")->required();
   app.add_flag("--stats", opt.stats, "Per-tensor min, max, mean, std, L2 norm and NaN/Inf counts");
   app.add_flag("--checksum", opt.checksum, "Per-tensor content checksums and the checksum of /tensors");
   app.add_flag("--json", json, "Print JSON instead of text");
@@ -36,10 +36,14 @@ int main(int argc, char** argv) {
       fmt::print("{}", json ? loco::io::diff_json(diffs).dump(2) + "\n" : loco::io::diff_text(*a, *b, diffs));
       return diffs.empty() ? 0 : 1;
     }
+    // One file: a JSON object; several: a JSON array of them.
+    nlohmann::json all = nlohmann::json::array();
     for (const auto& f : files) {
       auto s = loco::io::open_source(f);
-      fmt::print("{}", json ? loco::io::inspect_json(*s, opt).dump(2) + "\n" : loco::io::inspect_text(*s, opt));
+      if (json) all.push_back(loco::io::inspect_json(*s, opt));
+      else fmt::print("{}", loco::io::inspect_text(*s, opt));
     }
+    if (json) fmt::print("{}\n", (files.size() == 1 ? all[0] : all).dump(2));
     return 0;
   });
 }

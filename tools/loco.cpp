@@ -43,10 +43,11 @@ int main(int argc, char** argv) {
   }
   if (verb == "--generate-man") {
     fmt::print(".TH loco 1 \"\" \"loco {}\" \"loco manual\"\n.SH NAME\nloco \\- run a loco tool by its verb\n"
-               ".SH SYNOPSIS\n.B loco\n\\fIVERB\\fR [\\fIARGS\\fR...]\n.SH DESCRIPTION\n"
+               ".SH SYNOPSIS\n.B loco\n[\\fB\\-\\-version\\fR] [\\fB\\-\\-help\\fR] \\fIVERB\\fR [\\fIARGS\\fR...]\n.SH DESCRIPTION\n"
                "Runs \\fBloco\\-VERB\\fR with ARGS, looking first beside the loco binary, then on PATH.\n.SH VERBS\n",
                LOCO_VERSION);
     for (const auto& v : kVerbs) fmt::print(".TP\n.B {}\n{}\n", v[0], v[1]);
+    fmt::print(".SH OPTIONS\n.TP\n.B \\-\\-help\nList the verbs and exit.\n.TP\n.B \\-\\-version\nPrint the version and exit.\n");
     fmt::print(".SH EXIT STATUS\nThat of the tool run; 2 for an unknown verb.\n.SH SEE ALSO\n.BR loco-format (5)\n");
     return 0;
   }

@@ -18,6 +18,19 @@ bool written_by_sink(const std::string& name) {
   return name == "loco_format" || name == "loco_version" || name == "producer" || name == "created";
 }
 
+bool is_integer_attribute(const std::string& name) {
+  return name == "round" || name == "step" || name == "worker" || name == "samples" || name == "shard" ||
+         name == "shards";
+}
+
+bool is_integer_text(const std::string& s) {
+  std::size_t i = s.size() > 0 && s[0] == '-' ? 1 : 0;
+  if (i == s.size() || s.size() - i > 18) return false;
+  for (; i < s.size(); ++i)
+    if (s[i] < '0' || s[i] > '9') return false;
+  return true;
+}
+
 }  // namespace
 
 void convert_file(const std::string& in, const std::string& out, const ConvertOptions& opt) {
@@ -44,7 +57,10 @@ void convert_file(const std::string& in, const std::string& out, const ConvertOp
         if (cfg) root.set("model_config", canonical_json(*cfg, in));
         continue;
       }
-      root.set(e.name, e.value);
+      // Integer attributes of format.md come back from safetensors' string metadata as int64.
+      const auto text = src->format() != "loco" ? src->attributes().get_string(e.name) : std::nullopt;
+      if (text && is_integer_attribute(e.name) && is_integer_text(*text)) root.set(e.name, std::stoll(*text));
+      else root.set(e.name, e.value);
     }
     if (src->format() != "loco") root.set("source_format", std::string(src->format()));
   }
@@ -67,6 +83,18 @@ void convert_file(const std::string& in, const std::string& out, const ConvertOp
               in, dropped);
 
   auto sink = create_sink(out, out_format, root, plan);
+  if (out_format == Format::Loco && src->format() == "loco") {
+    // Group attributes (optimizer step counts on /state, codec parameters on compressed tensors).
+    std::vector<std::string> groups;
+    for (const auto& t : plan)
+      for (std::size_t p = t.group.find('/'); ; p = t.group.find('/', p + 1)) {
+        const std::string g = t.group.substr(0, p);
+        if (std::find(groups.begin(), groups.end(), g) == groups.end()) groups.push_back(g);
+        if (p == std::string::npos) break;
+      }
+    for (const auto& g : groups)
+      for (const auto& e : src->group_attributes(g)) sink->set_group_attribute(g, e.name, e.value);
+  }
   std::vector<std::byte> buf, converted;
   for (std::size_t i = 0; i < plan.size(); ++i) {
     const TensorInfo& t = *inputs[i];

@@ -39,17 +39,19 @@ void load_doubles(DType dt, std::span<const std::byte> block, std::size_t i0, st
   convert_elements(dt, block.data() + i0 * dtype_size(dt), DType::F64, reinterpret_cast<std::byte*>(out.data()), i1 - i0);
 }
 
+// Accumulated in long double (x87 extended: 15-bit exponent), so squares of float64 values near
+// its range do not overflow before the final square root.
 struct Partial {
   std::int64_t n = 0, nan = 0, inf = 0;
-  double mean = 0, m2 = 0, sumsq = 0;
+  long double mean = 0, m2 = 0, sumsq = 0;
   double min = std::numeric_limits<double>::infinity(), max = -std::numeric_limits<double>::infinity();
 
   void merge(const Partial& o) {  // Chan et al.'s pairwise combination of mean and M2
     if (o.n > 0) {
-      const double total = static_cast<double>(n + o.n);
-      const double delta = o.mean - mean;
-      mean += delta * static_cast<double>(o.n) / total;
-      m2 += o.m2 + delta * delta * static_cast<double>(n) * static_cast<double>(o.n) / total;
+      const long double total = static_cast<long double>(n + o.n);
+      const long double delta = o.mean - mean;
+      mean += delta * static_cast<long double>(o.n) / total;
+      m2 += o.m2 + delta * delta * static_cast<long double>(n) * static_cast<long double>(o.n) / total;
       min = std::min(min, o.min);
       max = std::max(max, o.max);
     }
@@ -86,16 +88,17 @@ TensorStats tensor_stats(const TensorSource& s, const TensorInfo& t) {
       thread_local std::vector<double> vals;
       load_doubles(t.dtype, block, c * kChunk, std::min(elems, (c + 1) * kChunk), vals);
       Partial p;
-      for (double v : vals) {
-        if (std::isnan(v)) { ++p.nan; continue; }
-        if (std::isinf(v)) { ++p.inf; continue; }
+      for (double x : vals) {
+        if (std::isnan(x)) { ++p.nan; continue; }
+        if (std::isinf(x)) { ++p.inf; continue; }
         ++p.n;
-        const double d = v - p.mean;
-        p.mean += d / static_cast<double>(p.n);
+        const long double v = x;
+        const long double d = v - p.mean;
+        p.mean += d / static_cast<long double>(p.n);
         p.m2 += d * (v - p.mean);
         p.sumsq += v * v;
-        p.min = std::min(p.min, v);
-        p.max = std::max(p.max, v);
+        p.min = std::min(p.min, x);
+        p.max = std::max(p.max, x);
       }
       parts[c] = p;
     });
@@ -106,9 +109,9 @@ TensorStats tensor_stats(const TensorSource& s, const TensorInfo& t) {
   st.nan = total.nan;
   st.inf = total.inf;
   if (total.n > 0) {
-    st.min = total.min, st.max = total.max, st.mean = total.mean;
-    st.stddev = std::sqrt(total.m2 / static_cast<double>(total.n));
-    st.l2 = std::sqrt(total.sumsq);
+    st.min = total.min, st.max = total.max, st.mean = static_cast<double>(total.mean);
+    st.stddev = static_cast<double>(std::sqrt(total.m2 / static_cast<long double>(total.n)));
+    st.l2 = static_cast<double>(std::sqrt(total.sumsq));
   }
   return st;
 }

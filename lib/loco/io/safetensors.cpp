@@ -487,18 +487,17 @@ class SafetensorsSink final : public TensorSink {
       throw_error(ErrorKind::Internal, "{}: {} bytes given for {} rows of tensor {}, expected {}", path, data.size(),
                   nrows, t.name, want);
     {
+      // Claim the rows before writing, so concurrent writers of distinct rows need no further locking.
       std::lock_guard lock(mutex_);
       if (written_[index].overlaps(row0, row0 + nrows))
         throw_error(ErrorKind::Internal, "{}: rows [{}, {}) of tensor {} are written a second time", path, row0,
                     row0 + nrows, t.name);
+      written_[index].add(row0, row0 + nrows);
     }
     const std::uint64_t at = data_at_[index] + static_cast<std::uint64_t>(row0) * row_bytes_[index];
-    if (want > 0) {
-      if (out_.to_stdout()) std::memcpy(image_.data() + at, data.data(), want);
-      else pwrite_all(file_.fd, data.data(), want, at, path);
-    }
-    std::lock_guard lock(mutex_);
-    written_[index].add(row0, row0 + nrows);
+    if (want == 0) return;
+    if (out_.to_stdout()) std::memcpy(image_.data() + at, data.data(), want);
+    else pwrite_all(file_.fd, data.data(), want, at, path);
   }
 
   void set_attribute(std::string_view name, AttrValue) override {

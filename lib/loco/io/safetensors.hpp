@@ -52,8 +52,9 @@ std::unique_ptr<TensorSource> open_safetensors(std::unique_ptr<ByteSource> bytes
 // all be in group "tensors" with distinct names. The header is written at creation: entries
 // sorted by descending dtype alignment then name, data back to back, __metadata__ = root (values
 // as strings, attr_to_string for non-strings), header padded with spaces to a multiple of 8.
-// Rows may then be written in any order, each once; commit() checks that every row of every
-// non-empty tensor arrived. Root attributes cannot be added later: set_attribute and
+// Rows may then be written in any order, each once, also from several threads at a time (each
+// block goes to its own place with pwrite); commit() checks that every row of every non-empty
+// tensor arrived. Root attributes cannot be added later: set_attribute and
 // set_group_attribute throw Error(Usage). Throws Error(Usage) for a plan the format cannot hold
 // (other groups, duplicate or reserved names, dimensions above 2^48-1, a header over
 // kSafetensorsMaxHeader), Error(BadInput) for names or attribute text that are not UTF-8, and

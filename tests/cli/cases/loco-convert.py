@@ -1,0 +1,212 @@
+"""Cases for loco-convert: bit-exact round trips, --dtype rounding bounds, stdin/stdout, atomic
+outputs that leave nothing behind, refusals, and bad inputs."""
+
+import hashlib
+import json
+from pathlib import Path
+
+import fixtures
+from clitest import Case, all_of
+
+
+def diff(a, b, *opts, code=0):
+    """A check: loco-inspect --diff [opts] a b exits with code (0: the tensors match)."""
+    def check(ctx, r):
+        d = ctx.run("loco-inspect", "--diff", *opts, a, b)
+        assert d.code == code, f"{d.command}: exit {d.code}, expected {code}\n{d.stdout}{d.stderr}"
+    return check
+
+
+def attributes(path):
+    def get(ctx):
+        return ctx.json("loco-inspect", "--json", path)["attributes"]
+    return get
+
+
+def h5_to_st_metadata(ctx, r):
+    """Root attributes become __metadata__ strings, with format = pt and this run's producer."""
+    _, meta, tensors = fixtures.read_safetensors(ctx.expand("{tmp}/m.safetensors"))
+    assert meta["format"] == "pt" and meta["kind"] == "model", meta
+    assert json.loads(meta["model_config"]) == {"type": "mlp", "hidden": [4]}, meta
+    assert meta["round"] == "3" and meta["samples"] == "100" and meta["note"] == "hello", meta
+    assert meta["producer"].startswith("loco-convert 0.1.0"), meta
+    assert "loco_format" not in meta and "loco_version" not in meta, meta
+    assert set(tensors) == set(fixtures.model_tensors()), sorted(tensors)
+
+
+def st_to_h5_attributes(ctx, r):
+    a = attributes("{tmp}/m.h5")(ctx)
+    assert a["loco_format"] == "loco" and a["loco_version"] == 1 and a["kind"] == "model", a
+    assert a["source_format"] == "safetensors", a
+    assert a["model_config"] == '{"hidden":[4],"type":"mlp"}', "model_config is not stored in canonical form: " + a[
+        "model_config"]
+    assert a["producer"].startswith("loco-convert 0.1.0") and "{tmp}/m.h5".replace("{tmp}", str(ctx.tmp)) in a[
+        "producer"], a["producer"]
+    assert len(a["created"]) == 20 and a["created"].endswith("Z"), a["created"]
+
+
+def h5_to_h5_attributes(ctx, r):
+    a = attributes("{tmp}/copy.h5")(ctx)
+    assert a["round"] == 3 and a["samples"] == 100 and a["note"] == "hello", a  # integers stay integers
+    assert "source_format" not in a, a
+
+
+def assert_attrs(ctx, path, want):
+    got = attributes(path)(ctx)
+    bad = {k: got.get(k) for k, v in want.items() if got.get(k) != v}
+    assert not bad, f"attributes {bad}, expected {want}"
+
+
+def assert_group_attrs(ctx, path, want):
+    got = ctx.json("loco-inspect", "--json", path).get("group_attributes", {})
+    assert got == want, f"group attributes {got}, expected {want}"
+
+
+def dtypes_are(path, want):
+    def check(ctx, r):
+        j = ctx.json("loco-inspect", "--json", path)
+        got = {t["name"]: t["dtype"] for t in j["tensors"]}
+        for k, v in want.items():
+            assert got[k] == v, f"{k}: {got[k]}, expected {v}"
+    return check
+
+
+def only_tensors(path, names):
+    def check(ctx, r):
+        got = set(fixtures.read_safetensors(ctx.expand(path))[2])
+        assert got == names, f"{ctx.expand(path)} holds {sorted(got)}, expected {sorted(names)}"
+    return check
+
+
+def same_bytes(a, b):
+    def check(ctx, r):
+        ha, hb = (hashlib.sha256(Path(ctx.expand(p)).read_bytes()).hexdigest() for p in (a, b))
+        assert ha == hb, f"{ctx.expand(a)} and {ctx.expand(b)} differ"
+    return check
+
+
+# Bounds for float32 → f16/bf16 → float32, round to nearest: the error is at most half an ulp.
+# bfloat16 keeps 8 significant bits: |x − r(x)| ≤ 2^-8·|x| (2^e ≤ |x| and ulp = 2^(e−7)).
+# float16 keeps 11 bits: ≤ 2^-11·|x| for normal x; below 2^-14 its spacing is 2^-24, so ≤ 2^-25.
+BF16_RTOL = str(2.0 ** -8)
+F16_RTOL, F16_ATOL = str(2.0 ** -11), str(2.0 ** -25)
+
+
+def bad_input(name, path, why, code=4):
+    return Case(f"refuses {name}", [path, "{tmp}/out.h5"], code=code, listing={"{tmp}": []},
+                stderr_re=rf"\Aloco-convert: error: {path}: .*{why}")
+
+
+CASES = [
+    # Round trips, each compared tensor by tensor with loco-inspect --diff (exact: no tolerance).
+    Case("h5 → safetensors", ["{fx}/model.h5", "{tmp}/m.safetensors"], stderr_empty=True,
+         listing={"{tmp}": ["m.safetensors"]}, unchanged="{fx}/model.h5",
+         check=all_of(diff("{fx}/model.h5", "{tmp}/m.safetensors"), h5_to_st_metadata)),
+    Case("safetensors → h5", ["{fx}/model.safetensors", "{tmp}/m.h5"], listing={"{tmp}": ["m.h5"]},
+         check=all_of(diff("{fx}/model.safetensors", "{tmp}/m.h5"), st_to_h5_attributes)),
+    Case("h5 → safetensors → h5 is bit-exact", ["{tmp}/m.safetensors", "{tmp}/back.h5"],
+         setup=["loco-convert {fx}/model.h5 {tmp}/m.safetensors"], check=diff("{fx}/model.h5", "{tmp}/back.h5")),
+    Case("safetensors → h5 → safetensors is bit-exact", ["{tmp}/m.h5", "{tmp}/back.safetensors"],
+         setup=["loco-convert {fx}/model.safetensors {tmp}/m.h5"],
+         check=diff("{fx}/model.safetensors", "{tmp}/back.safetensors")),
+    Case("h5 → safetensors → h5 keeps integer attributes integers", ["{tmp}/m.safetensors", "{tmp}/back.h5"],
+         setup=["loco-convert {fx}/model.h5 {tmp}/m.safetensors"],
+         check=lambda ctx, r: assert_attrs(ctx, "{tmp}/back.h5", {"round": 3, "samples": 100})),
+    Case("h5 → h5 keeps values and attributes", ["{fx}/model.h5", "{tmp}/copy.h5"],
+         check=all_of(diff("{fx}/model.h5", "{tmp}/copy.h5"), h5_to_h5_attributes)),
+    Case("a rerun writes the same safetensors file",
+         sh="loco-convert {fx}/model.h5 m.safetensors && mv m.safetensors first && loco-convert {fx}/model.h5 "
+            "m.safetensors", check=same_bytes("{tmp}/first", "{tmp}/m.safetensors")),
+    Case("an existing output is replaced", ["{fx}/model.h5", "{tmp}/out.h5"], setup=["echo junk > {tmp}/out.h5"],
+         listing={"{tmp}": ["out.h5"]}, check=diff("{fx}/model.h5", "{tmp}/out.h5")),
+
+    # --dtype: bit-exact round to nearest even against numpy, and the half-ulp bound back in f32.
+    Case("--dtype bf16 rounds to nearest even", ["--dtype", "bf16", "{fx}/floats.h5", "{tmp}/bf.h5"],
+         check=diff("{tmp}/bf.h5", "{fx}/floats_bf16.safetensors")),
+    Case("--dtype f16 rounds to nearest even", ["--dtype", "f16", "{fx}/floats.h5", "{tmp}/h.safetensors"],
+         check=all_of(diff("{tmp}/h.safetensors", "{fx}/floats_f16.safetensors"),
+                      dtypes_are("{tmp}/h.safetensors", {"v": "float16", "m": "float16"}))),
+    Case("bf16 back to f32 is within half an ulp", ["--dtype", "f32", "{tmp}/bf.h5", "{tmp}/back.h5"],
+         setup=["loco-convert --dtype bf16 {fx}/floats.h5 {tmp}/bf.h5"],
+         check=all_of(diff("{tmp}/back.h5", "{fx}/floats.h5", "--rtol", BF16_RTOL),
+                      # the bound is nearly reached: half of it is exceeded somewhere
+                      diff("{tmp}/back.h5", "{fx}/floats.h5", "--rtol", str(2.0 ** -9), code=1))),
+    Case("f16 back to f32 is within half an ulp", ["--dtype", "f32", "{tmp}/h.h5", "{tmp}/back.safetensors"],
+         setup=["loco-convert --dtype f16 {fx}/floats.h5 {tmp}/h.h5"],
+         check=all_of(diff("{tmp}/back.safetensors", "{fx}/floats.h5", "--rtol", F16_RTOL, "--atol", F16_ATOL),
+                      diff("{tmp}/back.safetensors", "{fx}/floats.h5", "--rtol", str(2.0 ** -12), "--atol",
+                           str(2.0 ** -26), code=1))),
+    Case("f64 and back is exact", ["--dtype", "f32", "{tmp}/d.h5", "{tmp}/back.h5"],
+         setup=["loco-convert --dtype f64 {fx}/floats.h5 {tmp}/d.h5"],
+         check=all_of(diff("{tmp}/back.h5", "{fx}/floats.h5"), dtypes_are("{tmp}/d.h5", {"v": "float64"}))),
+    Case("--dtype leaves integer and bool tensors alone", ["--dtype", "f16", "{fx}/model.h5", "{tmp}/h.h5"],
+         check=dtypes_are("{tmp}/h.h5", {"ids": "int32", "counts": "int64", "mask": "bool", "bytes": "uint8",
+                                         "fc1.weight": "float16", "head.weight": "float16", "w64": "float16"})),
+    Case("--dtype takes only float types", ["--dtype", "i8", "{fx}/model.h5", "{tmp}/x.h5"], code=2,
+         listing={"{tmp}": []}),
+
+    # stdin and stdout.
+    Case("writes stdout for a pipe", sh="loco-convert {fx}/model.h5 - | loco-inspect -",
+         stdout="<stdin>: loco file, kind model, 11 tensors"),
+    Case("reads stdin", ["-", "{tmp}/x.h5"], stdin="{fx}/model.safetensors",
+         check=diff("{fx}/model.safetensors", "{tmp}/x.h5")),
+    Case("stdin to stdout", sh="cat {fx}/model.safetensors | loco-convert - - | loco-inspect --diff - {fx}/model.h5",
+         stdout="tensors match"),
+    Case("stdout leaves no temporary file", sh="loco-convert {fx}/model.h5 - > {tmp}/o.h5",
+         setup=["mkdir {tmp}/t"], env={"TMPDIR": "{tmp}/t"}, listing={"{tmp}/t": []},
+         check=diff("{fx}/model.h5", "{tmp}/o.h5")),
+    Case("a failure on stdout leaves no temporary file", sh="loco-convert {fx}/bad_chunk.h5 - > {tmp}/o.h5",
+         code=4, setup=["mkdir {tmp}/t"], env={"TMPDIR": "{tmp}/t"}, listing={"{tmp}/t": []}),
+    Case("a closed pipe ends quietly", sh="loco-convert {fx}/big.h5 - | head -c 100 > /dev/null",
+         stderr_empty=True),
+
+    # Atomic outputs and refusals.
+    Case("refuses to overwrite its input", ["{tmp}/in.h5", "{tmp}/in.h5"], code=2, setup=["cp {fx}/model.h5 in.h5"],
+         stderr="is also an input", unchanged="{tmp}/in.h5", listing={"{tmp}": ["in.h5"]}),
+    Case("refuses its input spelt another way", ["in.h5", "./sub/../in.h5"], code=2,
+         setup=["cp {fx}/model.h5 in.h5", "mkdir sub"], unchanged="{tmp}/in.h5", listing={"{tmp}": ["in.h5", "sub"]}),
+    Case("refuses its input through a symlink", ["in.h5", "link.h5"], code=2,
+         setup=["cp {fx}/model.h5 in.h5", "ln -s in.h5 link.h5"], unchanged="{tmp}/in.h5"),
+    Case("refuses its input through a hard link", ["in.h5", "hard.h5"], code=2,
+         setup=["cp {fx}/model.h5 in.h5", "ln in.h5 hard.h5"], unchanged="{tmp}/in.h5"),
+    Case("a missing output folder is an I/O error", ["{fx}/model.h5", "{tmp}/nodir/out.h5"], code=3,
+         stderr_re=r"\Aloco-convert: error: {tmp}/nodir/out.h5: ", listing={"{tmp}": []}),
+    Case("an output that is a folder", ["{fx}/model.h5", "{tmp}/o.h5"], code=2, setup=["mkdir {tmp}/o.h5"],
+         stderr="directory", listing={"{tmp}/o.h5": []}),
+    Case("an unknown output extension", ["{fx}/model.h5", "{tmp}/out.txt"], code=2, stderr="'.txt'",
+         listing={"{tmp}": []}),
+    Case("a failure leaves nothing behind (h5)", ["{fx}/bad_chunk.h5", "{tmp}/out.h5"], code=4,
+         stderr_re=r"\Aloco-convert: error: {fx}/bad_chunk.h5: tensor tensors/b: ", listing={"{tmp}": []}),
+    Case("a failure leaves nothing behind (safetensors)", ["{fx}/bad_chunk.h5", "{tmp}/out.safetensors"], code=4,
+         listing={"{tmp}": []}),
+    Case("a failure keeps the previous output", ["{fx}/bad_chunk.h5", "{tmp}/out.h5"], code=4,
+         setup=["cp {fx}/model.h5 {tmp}/out.h5"], unchanged="{tmp}/out.h5", listing={"{tmp}": ["out.h5"]}),
+    Case("a data file cannot become safetensors", ["{fx}/data.h5", "{tmp}/d.safetensors"], code=2,
+         stderr="{fx}/data.h5: a data file", listing={"{tmp}": []}),
+    Case("state tensors are dropped from safetensors with a warning", ["{fx}/state.h5", "{tmp}/s.safetensors"],
+         stderr_re=r"\Aloco-convert: warning: {fx}/state.h5: 1 tensors outside /tensors",
+         check=only_tensors("{tmp}/s.safetensors", {"w"})),
+    Case("group attributes are kept in h5", ["{fx}/state.h5", "{tmp}/s.h5"],
+         check=lambda ctx, r: assert_group_attrs(ctx, "{tmp}/s.h5", {"state": {"step": 7}})),
+    Case("state tensors are kept in h5", ["{fx}/state.h5", "{tmp}/s.h5"], stderr_empty=True,
+         check=diff("{fx}/state.h5", "{tmp}/s.h5")),
+    Case("--quiet silences the warning", ["-q", "{fx}/state.h5", "{tmp}/s.safetensors"], stderr_empty=True),
+
+    # Usage and bad inputs.
+    Case("needs two files", ["{fx}/model.h5"], code=2, stderr="OUT is required"),
+    Case("needs arguments", [], code=2),
+    bad_input("an HDF5 file that is not loco", "{fx}/not_loco.h5", "not a loco file"),
+    bad_input("a wrong version", "{fx}/wrong_version.h5", "version 2"),
+    bad_input("a truncated file", "{fx}/truncated.h5", "truncated"),
+    bad_input("a text file", "{fx}/text.txt", "not a tensor file"),
+    bad_input("a folder", "{fx}/folder.h5", "folder"),
+    bad_input("safetensors with trailing bytes", "{fx}/st_trailing.safetensors", "unexpected bytes"),
+    bad_input("safetensors with overlapping tensors", "{fx}/st_overlap.safetensors", "expected to begin"),
+    bad_input("safetensors with an oversized header length", "{fx}/st_len_past_end.safetensors", "past the end"),
+    bad_input("safetensors with an unknown dtype", "{fx}/st_unknown_dtype.safetensors", "unknown dtype"),
+    bad_input("safetensors with duplicate names", "{fx}/st_duplicate_name.safetensors", "duplicate"),
+    bad_input("a missing file", "{fx}/no-such-file.h5", "No such file", code=3),
+    bad_input("a path in a missing folder", "{fx}/no-such-dir/x.safetensors", "No such file", code=3),
+    Case("refuses empty stdin", ["-", "{tmp}/out.h5"], code=4, stderr_re=r"\Aloco-convert: error: <stdin>: ",
+         listing={"{tmp}": []}),
+]
