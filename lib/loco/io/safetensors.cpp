@@ -127,6 +127,10 @@ std::string shown(std::string_view s) {
 
 std::string shape_text(const std::vector<std::uint64_t>& shape) { return fmt::format("[{}]", fmt::join(shape, ", ")); }
 
+// Attributes are a list with a linear lookup per insertion; this bound keeps a hostile header with
+// millions of __metadata__ entries from taking hours (real files carry a handful).
+constexpr std::size_t kMaxMetadataEntries = 10'000;
+
 // shape_numel's bound on element counts.
 constexpr std::uint64_t kMaxLocoElements = std::uint64_t{1} << 62;
 
@@ -233,6 +237,8 @@ class HeaderParser {
         return true;
       case State::Meta:
         if (!meta_keys_.insert(k).second) fail("duplicate key {} in __metadata__", shown(k));
+        if (meta_keys_.size() > kMaxMetadataEntries)
+          fail("__metadata__ has more than {} entries, more than loco keeps as attributes", kMaxMetadataEntries);
         meta_key_ = std::move(k);
         state_ = State::MetaValue;
         return true;

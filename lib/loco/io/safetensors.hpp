@@ -10,7 +10,9 @@
 //   keeps no header order. All tensors are in group "tensors" and carry no attributes.
 // - The reader is stricter than the reference in four ways the format's specification asks for:
 //   duplicate JSON keys (at any level), tensor entries with keys other than exactly dtype, shape
-//   and data_offsets, integers above 2^48-1, and a UTF-8 byte-order mark are rejected.
+//   and data_offsets, integers above 2^48-1, and a UTF-8 byte-order mark are rejected. It also
+//   refuses more than 10,000 __metadata__ entries (loco's attribute list is not built for more),
+//   and zero-size shapes whose other dimensions multiply past 2^62 (loco indexes in int64).
 // - "__metadata__": null is read as no metadata, as the reference does.
 // - Valid safetensors dtypes loco cannot hold (F4, F6_*, F8_*, C64) are rejected after the
 //   whole file has passed the reference's checks, naming the tensor and the dtype.

@@ -1,0 +1,91 @@
+#!/usr/bin/env bash
+# Builds loco's libFuzzer targets with clang in build-fuzz and runs each for a bounded time on a
+# seed corpus generated here.
+#
+# Usage: bench/fuzz.sh [-t SECONDS] [FUZZER...]
+#   -t SECONDS   run time per fuzzer (default 60, or $LOCO_FUZZ_SECONDS)
+#   FUZZER...    names to run (default: every target the build produces, e.g. fuzz_safetensors)
+# Environment: LOCO_FUZZ_BUILD (build folder, default <repo>/build-fuzz), JOBS (build jobs, default 2).
+# Exit status: 0 when every fuzzer ran clean, 1 when one found a crash (artifacts in <build>/artifacts).
+set -euo pipefail
+export LC_ALL=C
+
+root=$(cd "$(dirname "$0")/.." && pwd)
+build=${LOCO_FUZZ_BUILD:-$root/build-fuzz}
+seconds=${LOCO_FUZZ_SECONDS:-60}
+while getopts "t:h" opt; do
+  case $opt in
+    t) seconds=$OPTARG ;;
+    h) sed -n '2,10p' "$0"; exit 0 ;;
+    *) exit 2 ;;
+  esac
+done
+shift $((OPTIND - 1))
+
+cmake -S "$root" -B "$build" -DCMAKE_BUILD_TYPE=RelWithDebInfo \
+  -DCMAKE_C_COMPILER=clang -DCMAKE_CXX_COMPILER=clang++ -DLOCO_FUZZ=ON -DLOCO_BUILD_TESTS=OFF >/dev/null
+cmake --build "$build" --target fuzzers -j "${JOBS:-2}"
+
+# --- seed corpora ------------------------------------------------------------------------------
+
+# st_seed FILE JSON DATA_BYTES: a safetensors file with JSON padded to 8 bytes and DATA_BYTES bytes
+# of data (a repeating pattern). JSON must be ASCII.
+st_seed() {
+  local file=$1 json=$2 nbytes=$3
+  local pad=$(((8 - ${#json} % 8) % 8))
+  json+=$(printf '%*s' "$pad" '')
+  local n=${#json} i prefix=''
+  for i in 0 1 2 3 4 5 6 7; do prefix+=$(printf '\\%03o' $(((n >> (8 * i)) & 255))); done
+  {
+    printf "$prefix"
+    printf '%s' "$json"
+    if ((nbytes > 0)); then head -c "$nbytes" /dev/zero | tr '\0' '\075'; fi
+  } >"$file"
+}
+
+seed_fuzz_safetensors() {
+  local dir=$1
+  st_seed "$dir/empty" '{}' 0
+  st_seed "$dir/meta" '{"__metadata__":{"format":"pt"},"w":{"dtype":"F32","shape":[2,2],"data_offsets":[0,16]}}' 16
+  st_seed "$dir/scalar_and_empty" '{"s":{"dtype":"I64","shape":[],"data_offsets":[0,8]},"e":{"dtype":"F16","shape":[3,0],"data_offsets":[8,8]}}' 8
+  st_seed "$dir/mixed" '{"a":{"dtype":"F64","shape":[2],"data_offsets":[0,16]},"b":{"dtype":"BF16","shape":[2,3],"data_offsets":[16,28]},"c":{"dtype":"U8","shape":[4],"data_offsets":[28,32]},"d":{"dtype":"BOOL","shape":[2],"data_offsets":[32,34]}}' 34
+  st_seed "$dir/all_ints" '{"i8":{"dtype":"I8","shape":[1],"data_offsets":[0,1]},"u16":{"dtype":"U16","shape":[1],"data_offsets":[1,3]},"i16":{"dtype":"I16","shape":[1],"data_offsets":[3,5]},"u32":{"dtype":"U32","shape":[1],"data_offsets":[5,9]},"i32":{"dtype":"I32","shape":[1],"data_offsets":[9,13]},"u64":{"dtype":"U64","shape":[1],"data_offsets":[13,21]}}' 21
+  st_seed "$dir/f8" '{"q":{"dtype":"F8_E4M3","shape":[4],"data_offsets":[0,4]}}' 4
+  st_seed "$dir/gap" '{"a":{"dtype":"F32","shape":[1],"data_offsets":[0,4]},"b":{"dtype":"F32","shape":[1],"data_offsets":[8,12]}}' 12
+}
+
+# --- run ---------------------------------------------------------------------------------------
+
+if (($# == 0)); then
+  mapfile -t fuzzers < <(find "$build/fuzz" -maxdepth 1 -type f -executable -name 'fuzz_*' -printf '%f\n' | sort)
+else
+  fuzzers=("$@")
+fi
+((${#fuzzers[@]} > 0)) || { echo "fuzz.sh: no fuzz targets in $build/fuzz" >&2; exit 2; }
+
+mkdir -p "$build/artifacts"
+failed=()
+for name in "${fuzzers[@]}"; do
+  exe=$build/fuzz/$name
+  [[ -x $exe ]] || { echo "fuzz.sh: no fuzzer $name in $build/fuzz" >&2; exit 2; }
+  corpus=$build/corpus/$name
+  mkdir -p "$corpus"
+  if declare -F "seed_$name" >/dev/null; then "seed_$name" "$corpus"; fi
+  args=(-max_total_time="$seconds" -timeout=10 -rss_limit_mb=2048 -print_final_stats=1
+        -artifact_prefix="$build/artifacts/$name-")
+  dict=$root/tests/fuzz/${name#fuzz_}.dict
+  [[ -f $dict ]] && args+=(-dict="$dict")
+  echo "== $name: ${seconds}s, corpus $corpus ($(find "$corpus" -type f | wc -l) inputs)"
+  if ! ASAN_OPTIONS=${ASAN_OPTIONS:-detect_leaks=1} LSAN_OPTIONS=${LSAN_OPTIONS:-suppressions=$root/tests/fuzz/lsan.supp} \
+      "$exe" "${args[@]}" "$corpus" 2>"$build/$name.log"; then
+    failed+=("$name")
+    tail -n 40 "$build/$name.log" >&2
+  fi
+  grep -E '^(stat::|Done|#[0-9]+.*DONE)' "$build/$name.log" || true
+done
+
+if ((${#failed[@]} > 0)); then
+  echo "fuzz.sh: crashes in: ${failed[*]} (see $build/artifacts and $build/<name>.log)" >&2
+  exit 1
+fi
+echo "fuzz.sh: ${#fuzzers[@]} fuzzer(s) ran ${seconds}s each without a crash"
