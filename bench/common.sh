@@ -1,0 +1,37 @@
+# Shared helpers for bench/*.sh: timing with repeats, peak memory, page-cache read bandwidth.
+# Source it; it expects LOCO_BIN (the built tools) to be set or finds build/bin.
+
+bench_root=$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)
+LOCO_BIN=${LOCO_BIN:-$bench_root/build/bin}
+PY=/usr/bin/python3
+
+# median_min_max "v1 v2 ...": prints "median min max"
+median_min_max() {
+  printf '%s\n' "$@" | sort -g | awk '{a[NR]=$1} END {m=(NR%2)?a[(NR+1)/2]:(a[NR/2]+a[NR/2+1])/2; printf "%.4f %.4f %.4f\n", m, a[1], a[NR]}'
+}
+
+# time_cmd CMD...: prints wall seconds and peak RSS in KiB ("secs kib"), fails if CMD fails.
+time_cmd() {
+  local log
+  log=$(mktemp)
+  /usr/bin/time -f '%e %M' -o "$log" "$@" >/dev/null
+  cat "$log"
+  rm -f "$log"
+}
+
+# page_cache_read_gbs FILE: GB/s of a warm sequential read with 8 MiB reads (as bench-ref's fileio.py).
+page_cache_read_gbs() {
+  "$PY" - "$1" <<'PYEOF'
+import os, sys, time
+path = sys.argv[1]; CH = 8 << 20; mv = memoryview(bytearray(CH)); best = []
+for _ in range(4):
+    t0 = time.perf_counter(); n = 0
+    with open(path, "rb", buffering=0) as f:
+        while True:
+            r = f.readinto(mv)
+            if not r: break
+            n += r
+    best.append(n / (time.perf_counter() - t0) / 1e9)
+best.sort(); print(f"{(best[1] + best[2]) / 2:.3f}")
+PYEOF
+}

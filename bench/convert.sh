@@ -1,0 +1,70 @@
+#!/usr/bin/env bash
+# Benchmark of issue 2: loco-convert of a >= 1 GiB safetensors file to loco HDF5 and back, and
+# loco-inspect --checksum of it, as GB/s against the page-cache read bandwidth measured in the same
+# run, with peak memory (/usr/bin/time). Targets: >= 50% of page-cache read bandwidth; peak memory
+# <= largest tensor + 64 MiB.
+# Usage: bench/convert.sh [REPEATS=5] [DIR=/tmp/loco-bench-convert]
+set -euo pipefail
+source "$(dirname "$0")/common.sh"
+reps=${1:-5}
+dir=${2:-/tmp/loco-bench-convert}
+mkdir -p "$dir"
+st=$dir/model.safetensors
+
+# A GPT-like checkpoint: 1.0 GiB in 98 tensors, largest 128 MiB (the embedding).
+"$PY" - "$st" <<'PYEOF'
+import json, struct, sys, numpy as np
+path = sys.argv[1]
+shapes = {"wte.weight": (32768, 1024)}
+for i in range(16):
+    shapes[f"blocks.{i}.attn.qkv.weight"] = (3072, 1024)
+    shapes[f"blocks.{i}.attn.proj.weight"] = (1024, 1024)
+    shapes[f"blocks.{i}.mlp.fc.weight"] = (4096, 1024)
+    shapes[f"blocks.{i}.mlp.proj.weight"] = (1024, 4096)
+    shapes[f"blocks.{i}.ln1.weight"] = (1024,)
+    shapes[f"blocks.{i}.ln2.weight"] = (1024,)
+shapes["head.weight"] = (32768, 1024)
+rng = np.random.default_rng(0)
+header, off = {}, 0
+for name in sorted(shapes):
+    n = int(np.prod(shapes[name])) * 4
+    header[name] = {"dtype": "F32", "shape": list(shapes[name]), "data_offsets": [off, off + n]}
+    off += n
+h = json.dumps(header, separators=(",", ":")).encode()
+h += b" " * (-len(h) % 8)
+with open(path, "wb") as f:
+    f.write(struct.pack("<Q", len(h))); f.write(h)
+    for name in sorted(shapes):
+        f.write(rng.standard_normal(shapes[name], dtype=np.float32).tobytes())
+PYEOF
+size=$(stat -c %s "$st")
+largest_kib=$((32768 * 1024 * 4 / 1024))
+cat "$st" > /dev/null  # warm the page cache
+read_gbs=$(page_cache_read_gbs "$st")
+echo "file: $st, $(awk -v s="$size" 'BEGIN{printf "%.2f GiB", s/2^30}'), largest tensor 128 MiB"
+echo "page-cache read bandwidth (same run): $read_gbs GB/s"
+printf '%-34s %10s %18s %8s %12s %10s\n' step "GB/s" "min-max" "of read" "peak MiB" "bound MiB"
+
+run() {  # label, command...
+  local label=$1; shift
+  local secs=() kib=0 out
+  for _ in $(seq "$reps"); do
+    out=$(time_cmd "$@")
+    secs+=("${out% *}")
+    kib=$(( ${out#* } > kib ? ${out#* } : kib ))
+  done
+  read -r med mn mx <<<"$(median_min_max "${secs[@]}")"
+  awk -v s="$size" -v med="$med" -v mn="$mn" -v mx="$mx" -v r="$read_gbs" -v k="$kib" -v b="$largest_kib" -v l="$label" \
+    'BEGIN{printf "%-34s %10.2f %8.2f-%-9.2f %7.0f%% %12.0f %10.0f\n", l, s/med/1e9, s/mx/1e9, s/mn/1e9, 100*s/med/1e9/r, k/1024, (b+65536)/1024}'
+}
+
+run "convert safetensors -> h5" "$LOCO_BIN/loco-convert" -q "$st" "$dir/model.h5"
+run "convert h5 -> safetensors" "$LOCO_BIN/loco-convert" -q "$dir/model.h5" "$dir/back.safetensors"
+# Without the fsync of atomic writes (LOCO_FSYNC=0): what the tool itself costs, disk aside.
+run "convert st -> h5, LOCO_FSYNC=0" env LOCO_FSYNC=0 "$LOCO_BIN/loco-convert" -q "$st" "$dir/model.h5"
+run "convert h5 -> st, LOCO_FSYNC=0" env LOCO_FSYNC=0 "$LOCO_BIN/loco-convert" -q "$dir/model.h5" "$dir/back.safetensors"
+run "inspect --checksum (safetensors)" "$LOCO_BIN/loco-inspect" --checksum "$st"
+run "inspect --checksum (h5)" "$LOCO_BIN/loco-inspect" --checksum "$dir/model.h5"
+cmp -s "$st" "$dir/back.safetensors" && echo "round trip: byte-identical safetensors" || echo "round trip: files differ (metadata)"
+"$LOCO_BIN/loco-inspect" --diff "$st" "$dir/back.safetensors" | head -1
+rm -rf "$dir"
