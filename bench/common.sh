@@ -35,3 +35,23 @@ for _ in range(4):
 best.sort(); print(f"{(best[1] + best[2]) / 2:.3f}")
 PYEOF
 }
+
+# page_cache_write_gbs FILE BYTES: GB/s of writing a new file of BYTES with 8 MiB writes, no fsync
+# (median of 3, each after a sync so earlier dirty pages do not throttle it). Removes FILE.
+page_cache_write_gbs() {
+  local f=$1 bytes=$2 r=()
+  for _ in 1 2 3; do
+    rm -f "$f"; sync
+    r+=("$("$PY" - "$f" "$bytes" <<'PYEOF'
+import os, sys, time
+path, n = sys.argv[1], int(sys.argv[2]); CH = 8 << 20; buf = os.urandom(CH)
+t0 = time.perf_counter(); fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o644); done = 0
+while done < n:
+    done += os.write(fd, buf[: min(CH, n - done)])
+os.close(fd); print(f"{n / (time.perf_counter() - t0) / 1e9:.3f}")
+PYEOF
+)")
+  done
+  rm -f "$f"
+  median_min_max "${r[@]}" | cut -d' ' -f1
+}

@@ -12,8 +12,9 @@ namespace loco::io {
 struct ConvertOptions {
   // Store floating-point tensors in this dtype (integer and bool tensors are kept as they are).
   std::optional<DType> dtype;
-  // Bytes per block copied at a time.
-  std::size_t block_bytes = 64u << 20;
+  // Bytes per block copied at a time: small enough that the block stays in cache between the
+  // read and the write (64 MiB blocks halved the throughput, each copy then going to DRAM).
+  std::size_t block_bytes = 4u << 20;
 };
 
 // Converts in (format from its magic bytes) to out (format from its extension; "-" writes a loco

@@ -31,7 +31,7 @@ struct InspectOptions {
 };
 // A JSON description of the file: format, attributes (root and, for loco files, of groups that
 // have them), and per tensor group, name, dtype, shape, bytes, attributes, optionally stats and
-// checksum; with checksums, the checksum of the /tensors group as deltas record it.
+// checksum; with checksums, the checksum of the /tensors group as deltas record it (when it has tensors).
 nlohmann::json inspect_json(const TensorSource& s, const InspectOptions& opt);
 // The same as aligned text for a person.
 std::string inspect_text(const TensorSource& s, const InspectOptions& opt);

@@ -381,7 +381,7 @@ std::string tensors_checksum(const TensorSource& s) {
   std::vector<std::byte> buf;
   for (const TensorInfo* t : s.group("tensors")) {
     Xxh64 h = tensor_hasher(t->dtype, t->shape);
-    const std::int64_t step = rows_per_block(*t, 16 << 20);
+    const std::int64_t step = rows_per_block(*t, 4 << 20);
     for (std::int64_t r = 0; r < t->rows(); r += step) {
       const std::int64_t n = std::min(step, t->rows() - r);
       buf.resize(static_cast<std::size_t>(n * t->row_elements()) * dtype_size(t->dtype));
