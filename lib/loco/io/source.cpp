@@ -52,10 +52,10 @@ std::vector<const TensorInfo*> TensorSource::group(std::string_view grp) const {
   return out;
 }
 
-std::unique_ptr<TensorSource> open_source(const std::string& path) {
+std::unique_ptr<TensorSource> open_source(const std::string& path, bool as_input) {
   if (path != "-" && std::filesystem::is_directory(path))
     throw_error(ErrorKind::BadInput, "{}: is a folder, expected a tensor file", path);
-  register_input(path);
+  if (as_input) register_input(path);
   std::unique_ptr<ByteSource> bytes = open_bytes(path);
   std::array<std::byte, 16> head{};
   const std::size_t n = static_cast<std::size_t>(std::min<std::uint64_t>(bytes->size(), head.size()));

@@ -61,7 +61,9 @@ class TensorSource {
 
 // Opens any supported tensor file by its content ("-" reads stdin). Throws Error(Io) when it
 // cannot be read and Error(BadInput) when it is no format loco reads, naming the path.
-std::unique_ptr<TensorSource> open_source(const std::string& path);
+// The path is registered as an input of this run (outputs may not replace it) unless
+// register_input is false: for files a step reads and then replaces on purpose (worker state).
+std::unique_ptr<TensorSource> open_source(const std::string& path, bool register_input = true);
 
 // Rows per block when streaming t with at most max_bytes per block (at least one row).
 std::int64_t rows_per_block(const TensorInfo& t, std::size_t max_bytes);

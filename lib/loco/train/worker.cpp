@@ -1,0 +1,199 @@
+// loco-worker's inner loop.
+#include "loco/train/worker.hpp"
+
+#include <unistd.h>
+
+#include <chrono>
+#include <cmath>
+#include <cstdio>
+#include <fstream>
+#include <memory>
+
+#include <fmt/format.h>
+
+#include "loco/core/error.hpp"
+#include "loco/core/log.hpp"
+#include "loco/data/batch.hpp"
+#include "loco/io/loco_file.hpp"
+#include "loco/io/sink.hpp"
+#include "loco/io/source.hpp"
+#include "loco/model/model.hpp"
+#include "loco/optim/clip.hpp"
+#include "loco/optim/optimizer.hpp"
+#include "loco/optim/schedule.hpp"
+#include "loco/train/files.hpp"
+
+namespace loco::train {
+namespace {
+
+// Reads a worker state file into an optimizer state, checking it belongs to this model, worker
+// and optimizer.
+optim::OptimizerState read_state(const std::string& path, const ModelFile& m, std::int64_t worker,
+                                 const optim::Optimizer& opt) {
+  auto src = io::open_source(path, /*register_input=*/false);
+  io::expect_kind(*src, {io::Kind::State});
+  const std::string cfg = io::model_config(*src);
+  if (cfg != m.config.canonical_json())
+    throw_error(ErrorKind::BadInput, "{}: state made for another model (model_config {}), this model is {}", path, cfg,
+                m.config.canonical_json());
+  const auto w = src->attributes().get_int("worker");
+  if (!w || *w != worker)
+    throw_error(ErrorKind::BadInput, "{}: state of worker {}, this is worker {}", path,
+                w ? std::to_string(*w) : std::string("?"), worker);
+  const auto spec = src->attributes().get_string("inner_optimizer").value_or("");
+  if (optim::parse_inner_spec(spec).name != opt.spec().name)
+    throw_error(ErrorKind::BadInput, "{}: state of optimizer '{}', this run uses '{}'", path, spec, optim::format_spec(opt.spec()));
+  optim::OptimizerState st = opt.make_state(m.params);
+  st.step = src->group_attributes("state").get_int(std::string(optim::kStepAttribute)).value_or(0);
+  for (auto& [slot, set] : st.slots)
+    for (auto& e : set) {
+      const io::TensorInfo* t = src->find(e.name, optim::state_group(slot));
+      if (t == nullptr) throw_error(ErrorKind::BadInput, "{}: state slot {} lacks tensor {}", path, slot, e.name);
+      if (t->shape != e.tensor.shape())
+        throw_error(ErrorKind::BadInput, "{}: state {}/{} has shape {}, expected {}", path, slot, e.name,
+                    shape_string(t->shape), shape_string(e.tensor.shape()));
+      e.tensor = src->read(*t, DType::F32);
+    }
+  opt.check_state(st, m.params);
+  return st;
+}
+
+void write_state(const std::string& path, const ModelFile& m, std::int64_t worker, const optim::Optimizer& opt,
+                 const optim::OptimizerState& st) {
+  Attributes root;
+  root.set("kind", std::string("state"));
+  root.set("model_config", m.config.canonical_json());
+  root.set("worker", worker);
+  root.set("round", m.round);
+  root.set("step", st.step);
+  root.set("inner_optimizer", optim::format_spec(opt.spec()));
+  std::vector<io::TensorInfo> plan;
+  std::vector<const Tensor*> data;
+  for (const auto& [slot, set] : st.slots)
+    for (const auto& e : set) {
+      plan.push_back({optim::state_group(slot), e.name, e.tensor.shape(), DType::F32, {}});
+      data.push_back(&e.tensor);
+    }
+  auto sink = io::create_sink(path, io::Format::Loco, root, plan);
+  for (std::size_t i = 0; i < plan.size(); ++i) sink->write(i, *data[i]);
+  sink->set_group_attribute("state", optim::kStepAttribute, st.step);
+  sink->commit();
+}
+
+}  // namespace
+
+WorkerResult run_worker(const WorkerOptions& o) {
+  if (o.steps < 1) throw_error(ErrorKind::Usage, "--steps must be at least 1");
+  if (o.batch < 1) throw_error(ErrorKind::Usage, "--batch must be at least 1");
+  const ModelFile global = read_model(o.model);
+  const DataFile shard = read_data(o.data);
+  check_fits(shard, global);
+  const std::int64_t worker = o.worker.value_or(shard.attributes.get_int("shard").value_or(0));
+  auto opt = optim::make_inner_optimizer(o.optimizer);
+  const optim::ScheduleSpec sched = optim::parse_schedule(o.schedule);
+
+  model::Model net(global.config);
+  TensorSet params;
+  for (const auto& e : global.params) params.add(e.name, e.tensor.clone());
+  TensorSet grads = net.make_params();
+  const bool have_state = !o.state.empty() && ::access(o.state.c_str(), F_OK) == 0;
+  optim::OptimizerState st = have_state ? read_state(o.state, global, worker, *opt) : opt->make_state(params);
+
+  std::unique_ptr<std::FILE, int (*)(std::FILE*)> metrics(nullptr, std::fclose);
+  if (o.metrics == "-") metrics.reset(fdopen(dup(STDOUT_FILENO), "w"));
+  else if (!o.metrics.empty()) {
+    metrics.reset(std::fopen(o.metrics.c_str(), "a"));
+    if (!metrics) throw_error(ErrorKind::Io, "{}: cannot open for appending", o.metrics);
+  }
+
+  // Batch buffers, allocated once.
+  const auto& c = global.config;
+  std::vector<std::int64_t> idx(static_cast<std::size_t>(o.batch));
+  std::vector<float> xb;
+  std::vector<std::int32_t> yb, tb;
+  std::unique_ptr<data::BatchSampler> rows;
+  std::unique_ptr<data::WindowSampler> windows;
+  if (shard.tokens) {
+    windows = std::make_unique<data::WindowSampler>(shard.examples(), c.ctx, o.batch, o.seed, worker, 0);
+    tb.resize(static_cast<std::size_t>(o.batch * (c.ctx + 1)));
+  } else {
+    rows = std::make_unique<data::BatchSampler>(shard.rows.n, o.batch, data::SampleMode::Shuffle, o.seed, worker, 0);
+    xb.resize(static_cast<std::size_t>(o.batch * shard.rows.d));
+    yb.resize(static_cast<std::size_t>(o.batch));
+  }
+
+  WorkerResult r;
+  double loss_sum = 0;
+  const auto t0 = std::chrono::steady_clock::now();
+  for (std::int64_t s = 0; s < o.steps; ++s) {
+    const std::int64_t step = st.step;  // cumulative: the data-stream position
+    model::Batch batch;
+    if (shard.tokens) {
+      windows->offsets(step, idx);
+      data::gather_windows(shard.stream, idx, c.ctx, tb);
+      batch = model::Batch::tokens(std::span<const std::int32_t>(tb), c.ctx);
+    } else {
+      rows->indices(step, idx);
+      data::gather_batch(shard.rows, idx, xb, yb);
+      batch = model::Batch::classification(xb, yb);
+    }
+    const model::LossStats ls = net.forward_backward(params, batch, &grads);
+    const double loss = ls.mean_loss();
+    if (!std::isfinite(loss))
+      throw_error(ErrorKind::Numeric, "{}: loss is {} at step {} (round {}, worker {}); nothing written", o.data, loss, step,
+                  global.round, worker);
+    double gnorm = 0;
+    if (o.clip > 0) {
+      gnorm = optim::clip_grad_norm(grads, o.clip);
+    } else {
+      gnorm = optim::global_norm(grads);
+      if (!std::isfinite(gnorm))
+        throw_error(ErrorKind::Numeric, "{}: gradient is not finite at step {}; nothing written", o.data, step);
+    }
+    const double lr = optim::scheduled_lr(sched, opt->lr(), step);
+    opt->step(params, grads, st, lr);
+    if (s == 0) r.loss_first = loss;
+    r.loss_last = loss;
+    loss_sum += loss;
+    r.samples += ls.count;
+    if (metrics)
+      fmt::print(metrics.get(), "{{\"round\":{},\"worker\":{},\"step\":{},\"loss\":{:.6g},\"lr\":{:.6g},\"grad_norm\":{:.6g}}}\n",
+                 global.round, worker, step, loss, lr, gnorm);
+    if (o.progress) {
+      const double secs = std::chrono::duration<double>(std::chrono::steady_clock::now() - t0).count();
+      fmt::print(stderr, "\r{}: step {}/{}  loss {:.4f}  {:.1f} steps/s   ", log::program(), s + 1, o.steps, loss,
+                 static_cast<double>(s + 1) / secs);
+      if (s + 1 == o.steps) fmt::print(stderr, "\n");
+    }
+  }
+  r.loss_mean = loss_sum / static_cast<double>(o.steps);
+  r.step = st.step;
+
+  // Δ = θ_global − θ_local, written before the state so that a crash in between reruns the same step.
+  TensorSet delta;
+  for (std::size_t i = 0; i < params.size(); ++i) {
+    Tensor d = global.params[i].tensor.clone();
+    auto dv = d.f32();
+    const auto pv = params[i].tensor.f32();
+    for (std::size_t k = 0; k < dv.size(); ++k) dv[k] -= pv[k];
+    delta.add(params[i].name, std::move(d));
+  }
+  Attributes root;
+  root.set("kind", std::string("delta"));
+  root.set("model_config", c.canonical_json());
+  root.set("round", global.round);
+  root.set("worker", worker);
+  root.set("samples", r.samples);
+  root.set("base_checksum", global.checksum);
+  root.set("step", r.step);
+  root.set("inner_steps", o.steps);
+  root.set("inner_optimizer", optim::format_spec(opt->spec()));
+  root.set("loss_first", r.loss_first);
+  root.set("loss_last", r.loss_last);
+  root.set("loss_mean", r.loss_mean);
+  io::write_tensor_set(o.output, root, delta);
+  if (!o.state.empty()) write_state(o.state, global, worker, *opt, st);
+  return r;
+}
+
+}  // namespace loco::train
