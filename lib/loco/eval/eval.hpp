@@ -19,8 +19,8 @@ namespace loco::eval {
 // per forward pass.
 model::LossStats evaluate(model::Model& net, const TensorSet& params, const train::DataFile& data, std::int64_t batch);
 
-// {"loss", "count", plus "accuracy" for classifiers or "perplexity" and "bits_per_byte" (the
-// mean loss in bits: one token is one byte) for a GPT, "model", "data"}.
+// {"loss", "count", "accuracy", "model", "data"}, plus for a GPT "perplexity" and
+// "bits_per_byte" (the mean loss in bits: one token is one byte).
 nlohmann::json metrics_json(const model::ModelConfig& config, const model::LossStats& s, const std::string& model_path,
                             const std::string& data_path);
 

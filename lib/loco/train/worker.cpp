@@ -179,7 +179,14 @@ WorkerResult run_worker(const WorkerOptions& o) {
     Tensor d = global.params[i].tensor.clone();
     auto dv = d.f32();
     const auto pv = params[i].tensor.f32();
-    for (std::size_t k = 0; k < dv.size(); ++k) dv[k] -= pv[k];
+    bool finite = true;
+    for (std::size_t k = 0; k < dv.size(); ++k) {
+      dv[k] -= pv[k];
+      finite = finite && std::isfinite(dv[k]);
+    }
+    if (!finite)  // a finite loss and gradient can still step the parameters out of range
+      throw_error(ErrorKind::Numeric, "{}: parameters of {} became non-finite (learning rate too large?); nothing written",
+                  o.data, params[i].name);
     delta.add(params[i].name, std::move(d));
   }
   Attributes root;

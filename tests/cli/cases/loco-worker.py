@@ -1,0 +1,142 @@
+"""Cases for loco-worker: end to end on shards loco-shard makes from a small CSV and a text file
+(delta attributes, state, --metrics JSON lines, thread-count invariance, state carried across
+runs) and the exit codes of its refusals (missing model 3; wrong kind, mismatched shard, state of
+another worker 4; non-finite loss 5 with nothing written)."""
+
+import json
+
+import h5py
+import numpy as np
+
+from clitest import Case
+
+# 40 rows of 3 features in [0, 1) and a label in 0..3; loco-shard splits them into 2 shards of 20.
+MAKE_CSV = ("python3 -c \"print('a,b,c,label'); "
+            "[print(f'{(i % 7) / 7},{(i % 5) / 5},{(i % 3) / 3},{i % 4}') for i in range(40)]\" > d.csv")
+SHARD_CSV = "loco-shard -q --source csv --input d.csv --label-column label --shards 2 -o s"
+LOGREG = "loco-init --config '{\"arch\":\"logreg\",\"features\":3,\"classes\":4}' -o g.h5"
+MLP = "loco-init --seed 2 --config '{\"arch\":\"mlp\",\"sizes\":[3,16,4]}' -o g.h5"
+ROWS = [MAKE_CSV, SHARD_CSV]
+S1, S2 = "{tmp}/s-00001-of-00002.h5", "{tmp}/s-00002-of-00002.h5"
+# 600 bytes of text (byte i = 32 + i mod 60, so tokens < 92) in one shard.
+MAKE_TEXT = ("python3 -c \"import sys; sys.stdout.buffer.write(bytes(32 + i % 60 for i in range(600)))\" > t.txt && "
+             "loco-shard -q --source text --input t.txt --shards 1 -o t")
+GPT = ("loco-init --seed 1 --config "
+       "'{\"arch\":\"gpt\",\"vocab\":256,\"ctx\":16,\"d_model\":16,\"layers\":1,\"heads\":2}' -o gpt.h5")
+TEXT = "{tmp}/t-00001-of-00001.h5"
+RUN = ["--model", "{tmp}/g.h5", "--data", S1, "--steps", "3", "--batch", "4", "--state", "{tmp}/st.h5", "-o",
+       "{tmp}/d.h5"]
+
+
+def attrs(path):
+    with h5py.File(path, "r") as f:
+        return dict(f.attrs)
+
+
+def tensors(path, group="tensors"):
+    with h5py.File(path, "r") as f:
+        return {k: f[group][k][()] for k in f[group]}
+
+
+def delta_attrs(worker, samples, step, model="{tmp}/g.h5"):
+    def check(ctx, r):
+        a = attrs(ctx.expand("{tmp}/d.h5"))
+        assert a["kind"] == "delta" and a["worker"] == worker and a["samples"] == samples, a
+        assert a["round"] == 0 and a["step"] == step and a["inner_steps"] == 3, a
+        assert np.isfinite([a["loss_first"], a["loss_last"], a["loss_mean"]]).all(), a
+        assert a["inner_optimizer"].startswith("adamw"), a["inner_optimizer"]
+        cs = ctx.json("loco-inspect", "--checksum", "--json", model)["tensors_checksum"]
+        assert a["base_checksum"] == cs, (a["base_checksum"], cs)
+        assert json.loads(a["model_config"]) == json.loads(attrs(ctx.expand(model))["model_config"])
+        s = attrs(ctx.expand("{tmp}/st.h5"))
+        assert s["kind"] == "state" and s["worker"] == worker and s["step"] == step, s
+        with h5py.File(ctx.expand("{tmp}/st.h5"), "r") as f:
+            assert set(f["state"]) == {"exp_avg", "exp_avg_sq"}, list(f["state"])
+            assert f["state"].attrs["step"] == step
+        d = tensors(ctx.expand("{tmp}/d.h5"))
+        assert set(d) == set(tensors(ctx.expand(model))) and any(v.any() for v in d.values()), d
+    return check
+
+
+def metrics_lines(path, n, worker):
+    def check(ctx, r):
+        text = r.stdout if path == "-" else open(ctx.expand(path)).read()
+        lines = [json.loads(line) for line in text.splitlines()]
+        assert [m["step"] for m in lines] == list(range(n)), lines
+        for m in lines:
+            assert m["worker"] == worker and m["round"] == 0 and np.isfinite(m["loss"]) and m["lr"] > 0, m
+            assert m["grad_norm"] >= 0, m
+    return check
+
+
+def same_delta(a, b):
+    def check(ctx, r):
+        da, db = tensors(ctx.expand(a)), tensors(ctx.expand(b))
+        assert all(da[k].tobytes() == db[k].tobytes() for k in da), f"{a} and {b} differ"
+    return check
+
+
+def two_runs_carry_the_state(ctx, r):
+    # The second run continues at step 3: its delta is relative to the same global model but
+    # starts from fresh parameters with the carried moments, so it differs from the first one.
+    a = attrs(ctx.expand("{tmp}/d.h5"))
+    assert a["step"] == 6 and attrs(ctx.expand("{tmp}/st.h5"))["step"] == 6, a
+    d1, d2 = tensors(ctx.expand("{tmp}/d1.h5")), tensors(ctx.expand("{tmp}/d.h5"))
+    assert any(d1[k].tobytes() != d2[k].tobytes() for k in d1), "the carried state changed nothing"
+
+
+def optimizer_is(prefix):
+    def check(ctx, r):
+        spec = attrs(ctx.expand("{tmp}/d.h5"))["inner_optimizer"]
+        assert spec.startswith(prefix), spec
+    return check
+
+
+# Multiplies every tensor of g.h5 by 1e30 (finite, but the logits overflow).
+HUGE = ("/usr/bin/python3 -c \"import h5py; f = h5py.File('g.h5', 'r+'); "
+        "[f['tensors'][k].write_direct(f['tensors'][k][()] * 1e30) for k in f['tensors']]\"")
+
+CASES = [
+    Case("end to end on a CSV shard", RUN + ["--metrics", "{tmp}/m.jsonl"], setup=ROWS + [LOGREG],
+         check=lambda ctx, r: (delta_attrs(1, 12, 3)(ctx, r), metrics_lines("{tmp}/m.jsonl", 3, 1)(ctx, r))),
+    Case("--metrics - prints JSON lines on stdout", RUN + ["--metrics", "-", "--worker", "5"], setup=ROWS + [MLP],
+         check=metrics_lines("-", 3, 5)),
+    Case("a GPT on a text shard", ["--model", "{tmp}/gpt.h5", "--data", TEXT, "--steps", "3", "--batch", "2",
+                                   "--state", "{tmp}/st.h5", "-o", "{tmp}/d.h5"],
+         setup=[MAKE_TEXT, GPT], check=delta_attrs(1, 3 * 2 * 16, 3, model="{tmp}/gpt.h5")),
+    Case("--threads 1 and 2 give the same delta", RUN + ["--threads", "2"],
+         setup=ROWS + [MLP, "loco-worker --threads 1 --model g.h5 --data s-00001-of-00002.h5 --steps 3 --batch 4 "
+                            "--state st1.h5 -o d1.h5"],
+         check=same_delta("{tmp}/d1.h5", "{tmp}/d.h5")),
+    Case("the state carries across runs", RUN, setup=ROWS + [
+        MLP, "loco-worker --model g.h5 --data s-00001-of-00002.h5 --steps 3 --batch 4 --state st.h5 -o d1.h5"],
+         check=two_runs_carry_the_state),
+    Case("sgd with --lr", RUN[:-4] + ["--optimizer", "sgd", "--lr", "0.5", "-o", "{tmp}/d.h5"],
+         setup=ROWS + [LOGREG],
+         check=optimizer_is("sgd:lr=0.5")),
+
+    # Refusals: nothing is written.
+    Case("a missing model", RUN, setup=ROWS, code=3, stderr_re=r"\Aloco-worker: error: {tmp}/g.h5",
+         absent=["{tmp}/d.h5", "{tmp}/st.h5"]),
+    Case("a data file where the model belongs", RUN[:1] + [S2] + RUN[2:], setup=ROWS, code=4,
+         stderr_re=r"\Aloco-worker: error: .*s-00002-of-00002.h5.*data", absent=["{tmp}/d.h5", "{tmp}/st.h5"]),
+    Case("a shard with another feature count", RUN, code=4,
+         setup=ROWS + ["loco-init --config '{\"arch\":\"logreg\",\"features\":5,\"classes\":4}' -o g.h5"],
+         stderr_re=r"\Aloco-worker: error: .*s-00001-of-00002.h5: 3 features", absent=["{tmp}/d.h5", "{tmp}/st.h5"]),
+    Case("a text shard for a classifier", RUN[:2] + ["--data", TEXT] + RUN[4:], code=4, setup=[MAKE_TEXT, LOGREG],
+         stderr_re=r"\Aloco-worker: error: .*t-00001-of-00001.h5.*tokens", absent=["{tmp}/d.h5"]),
+    Case("tokens outside a small vocabulary", ["--model", "{tmp}/gpt.h5", "--data", TEXT, "--steps", "1", "-o",
+                                               "{tmp}/d.h5"],
+         setup=[MAKE_TEXT, GPT.replace('"vocab":256', '"vocab":64')], code=4,
+         stderr_re=r"\Aloco-worker: error: .*t-00001-of-00001.h5: token id 91 is outside the vocabulary",
+         absent=["{tmp}/d.h5"]),
+    Case("the state of another worker", RUN[:2] + ["--data", S2] + RUN[4:], code=4, setup=ROWS + [LOGREG] + [
+        "loco-worker --model g.h5 --data s-00001-of-00002.h5 --steps 1 --state st.h5 -o d1.h5"],
+         stderr_re=r"\Aloco-worker: error: {tmp}/st.h5: state of worker 1, this is worker 2",
+         unchanged="{tmp}/st.h5", absent="{tmp}/d.h5"),
+    Case("a non-finite loss exits 5 and writes nothing", RUN, code=5, setup=ROWS + [MLP, HUGE],
+         stderr_re=r"\Aloco-worker: error: .*loss is -?(nan|inf)", absent=["{tmp}/d.h5", "{tmp}/st.h5"]),
+    Case("--steps 0", RUN[:5] + ["0"] + RUN[6:], setup=ROWS + [LOGREG], code=2, absent="{tmp}/d.h5"),
+    Case("the delta may not replace the model", RUN[:-1] + ["{tmp}/g.h5"], setup=ROWS + [LOGREG], code=2,
+         unchanged="{tmp}/g.h5"),
+]
