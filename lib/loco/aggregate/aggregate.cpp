@@ -5,7 +5,7 @@
 #include <nlohmann/json.hpp>
 #include <tbb/blocked_range.h>
 #include <tbb/parallel_for.h>
-#include <tbb/task_group.h>
+#include <tbb/task_arena.h>
 
 #include <algorithm>
 #include <array>
@@ -16,6 +16,8 @@
 #include <limits>
 #include <map>
 #include <memory>
+#include <mutex>
+#include <optional>
 
 #include "loco/core/dtype.hpp"
 #include "loco/core/error.hpp"
@@ -44,9 +46,6 @@ namespace {
 using Clock = std::chrono::steady_clock;
 double seconds_since(Clock::time_point t0) { return std::chrono::duration<double>(Clock::now() - t0).count(); }
 
-// Elements per parallel work item of the outer step; norms are summed per item in index order, so
-// the result does not depend on the thread count.
-constexpr std::size_t kChunk = std::size_t{1} << 15;
 constexpr std::uint32_t kExpMask = 0x7f800000u;
 
 struct Delta {
@@ -57,6 +56,7 @@ struct Delta {
   std::int64_t staleness = 0;
   double gain = 1;  // staleness weight g_k
   std::vector<const io::TensorInfo*> tensors;  // the delta's tensor for each model tensor
+  std::vector<std::optional<std::uint64_t>> offsets;  // io::contiguous_offset of each, when raw-readable
   std::string bad_tensor;  // set when a non-finite value was found
 };
 
@@ -72,13 +72,56 @@ std::uint32_t max_exponent(const float* x, std::size_t n) {
   return m;
 }
 
-// acc = w·x (first) or acc += w·x, in float64; returns false when x holds a NaN or Inf.
-bool accumulate(const float* x, std::size_t n, double w, double* acc, bool first) {
-  if (first)
-    for (std::size_t i = 0; i < n; ++i) acc[i] = w * static_cast<double>(x[i]);
-  else
-    for (std::size_t i = 0; i < n; ++i) acc[i] += w * static_cast<double>(x[i]);
-  return max_exponent(x, n) != kExpMask;
+// Deltas summed per pass over a piece's accumulator, and elements per piece of a block: kGroup
+// pieces of float32 input plus the float64 accumulator (384 KiB) stay in a core's L2 cache
+// between the read that fills them and the sum that uses them.
+constexpr std::size_t kGroup = 4;
+constexpr std::size_t kPieceElements = std::size_t{1} << 14;
+
+// acc = Σ_k w_k·x_k (first) or acc += Σ_k w_k·x_k over G inputs, in float64, adding one term at a
+// time in k order: the same roundings as one delta per pass, with one pass over acc per G deltas.
+template <std::size_t G>
+void accumulate_n(const float* const* xs, const double* w, double* __restrict acc, std::size_t n, bool first) {
+  std::array<const float*, G> x;
+  std::array<double, G> wk;
+  for (std::size_t k = 0; k < G; ++k) x[k] = xs[k], wk[k] = w[k];
+  if (first) {
+    for (std::size_t j = 0; j < n; ++j) {
+      double a = wk[0] * static_cast<double>(x[0][j]);
+      for (std::size_t k = 1; k < G; ++k) a += wk[k] * static_cast<double>(x[k][j]);
+      acc[j] = a;
+    }
+  } else {
+    for (std::size_t j = 0; j < n; ++j) {
+      double a = acc[j];
+      for (std::size_t k = 0; k < G; ++k) a += wk[k] * static_cast<double>(x[k][j]);
+      acc[j] = a;
+    }
+  }
+}
+
+void accumulate(std::size_t g, const float* const* x, const double* w, double* acc, std::size_t n, bool first) {
+  static_assert(kGroup == 4);
+  switch (g) {
+    case 1: return accumulate_n<1>(x, w, acc, n, first);
+    case 2: return accumulate_n<2>(x, w, acc, n, first);
+    case 3: return accumulate_n<3>(x, w, acc, n, first);
+    default: return accumulate_n<4>(x, w, acc, n, first);
+  }
+}
+
+// dbar = float32(acc); false when a value is NaN or Inf (counted with an integer compare on the
+// exponent field, which vectorizes).
+bool round_to_float(const double* acc, float* dbar, std::size_t n) {
+  std::uint32_t nonfinite = 0;
+  for (std::size_t j = 0; j < n; ++j) {
+    const float f = static_cast<float>(acc[j]);
+    dbar[j] = f;
+    std::uint32_t b;
+    std::memcpy(&b, &f, 4);
+    nonfinite += (b & kExpMask) == kExpMask ? 1u : 0u;
+  }
+  return nonfinite == 0;
 }
 
 std::string opt_int(const std::optional<std::int64_t>& v) { return v ? std::to_string(*v) : "none"; }
@@ -144,6 +187,7 @@ class Aggregator {
         throw_error(ErrorKind::BadInput,
                     "{}: tensor {} is {}, the outer step needs float32 parameters (loco-convert --dtype f32)", path,
                     p->name, dtype_name(p->dtype));
+    for (const io::TensorInfo* p : params_) param_offsets_.push_back(io::contiguous_offset(*model_, *p));
     round_ = model_->attributes().get_int("round").value_or(0);
     checksum_ = io::tensors_checksum(*model_);
     for (const io::TensorInfo* p : params_) summary_.bytes_read += static_cast<std::uint64_t>(p->numel()) * 4;
@@ -186,7 +230,11 @@ class Aggregator {
           per_param[i] = s;
         }
       }
+      std::vector<std::optional<std::uint64_t>> offsets(params_.size());
+      for (std::size_t i = 0; i < per_param.size(); ++i)
+        if (per_param[i]) offsets[i] = io::contiguous_offset(*model_, *per_param[i]);
       state_.push_back(std::move(per_param));
+      state_offsets_.push_back(std::move(offsets));
     }
   }
 
@@ -237,6 +285,7 @@ class Aggregator {
         throw_error(ErrorKind::BadInput, "{}: tensor {} is {}, expected a floating-point type", path, p->name,
                     dtype_name(t->dtype));
       d.tensors.push_back(t);
+      d.offsets.push_back(io::contiguous_offset(*d.src, *t));
       max_delta_dtype_ = std::max(max_delta_dtype_, dtype_size(t->dtype));
       any_converted_ = any_converted_ || t->dtype != DType::F32;
     }
@@ -308,89 +357,153 @@ class Aggregator {
     return w;
   }
 
-  // One reduction and outer step over every tensor, writing into a fresh sink. Returns false (and
-  // marks the delta) as soon as a delta block holds a NaN or Inf.
+  // Where a tensor of one file is read from during the pass: raw reads of its stored bytes
+  // (pread, from any thread) when it is contiguous, else read_rows under hdf5_mutex_.
+  struct Feed {
+    const io::TensorSource* src = nullptr;
+    const io::TensorInfo* t = nullptr;
+    std::optional<std::uint64_t> offset;
+  };
+
+  // Per-thread buffers of the pass, sized for the largest piece and block; allocated once per pass.
+  struct Scratch {
+    std::array<std::vector<float>, kGroup> x;
+    std::vector<std::byte> raw;  // stored bytes of a non-float32 delta before conversion
+    std::vector<double> acc;
+    std::vector<float> dbar, old;
+    std::vector<float> theta;               // the thread's output block: new θ
+    std::vector<std::vector<float>> slots;  // and new state
+  };
+
+  // Fills dst with elements [e0, e0 + n) of the feed's tensor as float32. In row mode (no offset)
+  // e0 and n are whole rows.
+  void fetch(const Feed& f, std::size_t e0, std::size_t n, float* dst, Scratch& s) const {
+    const DType dt = f.t->dtype;
+    const std::size_t es = dtype_size(dt);
+    std::byte* target = dt == DType::F32 ? reinterpret_cast<std::byte*>(dst) : s.raw.data();
+    const std::span<std::byte> bytes(target, n * es);
+    if (f.offset) {
+      io::read_raw(*f.src, *f.offset + e0 * es, bytes);
+    } else {
+      const auto row_el = static_cast<std::size_t>(f.t->row_elements());
+      std::lock_guard lock(hdf5_mutex_);
+      f.src->read_rows(*f.t, static_cast<std::int64_t>(e0 / row_el), static_cast<std::int64_t>(n / row_el), bytes);
+    }
+    if (dt != DType::F32) convert_elements(dt, target, DType::F32, reinterpret_cast<std::byte*>(dst), n);
+  }
+
+  // One reduction and outer step over every tensor, writing into a fresh sink. Returns false as
+  // soon as a block of Δ̄ holds a NaN or Inf (some delta does: the weights are finite and > 0).
+  //
+  // The row blocks of a tensor are processed in parallel, each by one thread, in pieces: a piece
+  // reads its elements of every delta (kGroup deltas at a time, so the buffers stay in the core's
+  // cache), sums them into its float64 accumulator in delta order, reads θ and the state and
+  // applies the optimizer into the thread's output block, which the thread then writes (one HDF5
+  // call at a time) while the other threads go on computing. No barrier between blocks, so a
+  // thread held up by the machine's other work does not stall the rest. Every element sees the
+  // same operations in the same order whatever the block, piece and thread counts, so the result
+  // is bit-identical for all of them; the norms are summed per block in block order.
   bool reduce_pass(const std::vector<Delta*>& active) {
     const std::vector<double> w = weights(active);
     make_sink(active);
-    std::size_t n_max = 0;
-    for (const io::TensorInfo* p : params_)
-      n_max = std::max(n_max, static_cast<std::size_t>(std::min(rows_per_block(*p, opt_.block_bytes), p->rows()) *
-                                                       p->row_elements()));
-    // Buffers allocated once per pass; float64 storage keeps every view 8-byte aligned.
-    const std::size_t raw_doubles = (n_max * max_delta_dtype_ + 7) / 8;
-    std::array<std::vector<double>, 2> raw{std::vector<double>(raw_doubles), std::vector<double>(raw_doubles)};
-    std::vector<float> conv(any_converted_ ? n_max : 0), dbar(n_max), theta(n_max), old(n_max);
-    std::vector<double> acc(n_max);
-    std::vector<std::vector<float>> slot_buf(slots_.size(), std::vector<float>(n_max));
+    const std::size_t n_deltas = active.size();
+    std::size_t block_max = 0, piece_max = 0;
+    for (std::size_t i = 0; i < params_.size(); ++i) {
+      const io::TensorInfo& p = *params_[i];
+      block_max = std::max(block_max, static_cast<std::size_t>(std::min(rows_per_block(p, opt_.block_bytes), p.rows()) *
+                                                               p.row_elements()));
+      piece_max = std::max(piece_max, piece_elements(i, active));
+    }
+    piece_max = std::min(piece_max, block_max);
+    std::vector<Scratch> scratch(static_cast<std::size_t>(tbb::this_task_arena::max_concurrency()));
+    for (Scratch& sc : scratch) {
+      for (std::size_t k = 0; k < std::min(kGroup, n_deltas); ++k) sc.x[k].resize(piece_max);
+      if (any_converted_) sc.raw.resize(piece_max * max_delta_dtype_);
+      sc.acc.resize(piece_max);
+      sc.dbar.resize(piece_max);
+      sc.old.resize(piece_max);
+      sc.theta.resize(block_max);
+      sc.slots.assign(slots_.size(), std::vector<float>(block_max));
+    }
     std::vector<double> sq_update, sq_step;
     double update_sq = 0, step_sq = 0;
     const std::int64_t t = step_ + 1;
     const double lr = optimizer_->lr();
-    tbb::task_group tg;
-    std::atomic<int> bad{-1};
+    std::atomic<bool> bad{false};
+    std::vector<Feed> feeds(n_deltas);
+    Feed param_feed;
+    std::vector<Feed> state_feeds(slots_.size());
 
     for (std::size_t i = 0; i < params_.size(); ++i) {
       const io::TensorInfo& p = *params_[i];
-      const std::int64_t row_el = p.row_elements();
+      for (std::size_t k = 0; k < n_deltas; ++k) feeds[k] = {active[k]->src.get(), active[k]->tensors[i], active[k]->offsets[i]};
+      param_feed = {model_.get(), &p, param_offsets_[i]};
+      for (std::size_t sl = 0; sl < slots_.size(); ++sl)
+        state_feeds[sl] = state_[sl].empty() || !state_[sl][i] ? Feed{}
+                                                              : Feed{model_.get(), state_[sl][i], state_offsets_[sl][i]};
+      const auto row_el = static_cast<std::size_t>(p.row_elements());
       const std::int64_t step_rows = rows_per_block(p, opt_.block_bytes);
-      for (std::int64_t r0 = 0; r0 < p.rows(); r0 += step_rows) {
-        const std::int64_t nrows = std::min(step_rows, p.rows() - r0);
-        const std::size_t n = static_cast<std::size_t>(nrows * row_el);
-        if (n == 0) {
-          write_block(i, r0, nrows, theta, slot_buf, 0);
-          continue;
-        }
-        // Reads on this thread (HDF5 calls stay serial) overlap the accumulation of the previous delta.
-        for (std::size_t k = 0; k < active.size(); ++k) {
-          Delta& d = *active[k];
-          const io::TensorInfo& dt = *d.tensors[i];
-          auto* buf = reinterpret_cast<std::byte*>(raw[k & 1].data());
-          const std::size_t nbytes = n * dtype_size(dt.dtype);
-          d.src->read_rows(dt, r0, nrows, std::span(buf, nbytes));
-          summary_.delta_bytes_read += nbytes;
-          tg.wait();
-          if (bad >= 0) break;
-          tg.run([&, k, buf, n, dtype = dt.dtype] {
-            const float* x = reinterpret_cast<const float*>(buf);
-            if (dtype != DType::F32) {
-              convert_elements(dtype, buf, DType::F32, reinterpret_cast<std::byte*>(conv.data()), n);
-              x = conv.data();
+      const std::size_t piece = piece_elements(i, active);
+      const auto blocks = static_cast<std::size_t>((p.rows() + step_rows - 1) / step_rows);
+      sq_update.assign(blocks, 0.0);
+      sq_step.assign(blocks, 0.0);
+      tbb::parallel_for(tbb::blocked_range<std::size_t>(0, blocks, 1), [&](const tbb::blocked_range<std::size_t>& r) {
+        Scratch& sc = scratch[static_cast<std::size_t>(tbb::this_task_arena::current_thread_index())];
+        std::array<std::span<float>, 4> spans;
+        for (std::size_t b = r.begin(); b != r.end() && !bad.load(std::memory_order_relaxed); ++b) {
+          const std::int64_t r0 = static_cast<std::int64_t>(b) * step_rows;
+          const std::int64_t nrows = std::min(step_rows, p.rows() - r0);
+          const std::size_t n = static_cast<std::size_t>(nrows) * row_el, block_e0 = static_cast<std::size_t>(r0) * row_el;
+          double sq_u = 0, sq_s = 0;
+          for (std::size_t lo = 0; lo < n; lo += piece) {
+            const std::size_t len = std::min(piece, n - lo), e0 = block_e0 + lo;
+            for (std::size_t k0 = 0; k0 < n_deltas; k0 += kGroup) {
+              const std::size_t g = std::min(kGroup, n_deltas - k0);
+              std::array<const float*, kGroup> x{};
+              for (std::size_t k = 0; k < g; ++k) {
+                fetch(feeds[k0 + k], e0, len, sc.x[k].data(), sc);
+                x[k] = sc.x[k].data();
+              }
+              accumulate(g, x.data(), w.data() + k0, sc.acc.data(), len, k0 == 0);
             }
-            if (!accumulate(x, n, w[k], acc.data(), k == 0)) {
-              int expected = -1;
-              bad.compare_exchange_strong(expected, static_cast<int>(k));
+            if (!round_to_float(sc.acc.data(), sc.dbar.data(), len)) {
+              bad = true;
+              return;
             }
-          });
-        }
-        // The parameters and state of this block, read while the last accumulation runs.
-        if (bad < 0) {
-          const std::size_t fbytes = n * 4;
-          model_->read_rows(p, r0, nrows, std::as_writable_bytes(std::span(theta.data(), n)));
-          summary_.bytes_read += fbytes;
-          for (std::size_t s = 0; s < slots_.size(); ++s) {
-            if (const io::TensorInfo* st = state_[s].empty() ? nullptr : state_[s][i]) {
-              model_->read_rows(*st, r0, nrows, std::as_writable_bytes(std::span(slot_buf[s].data(), n)));
-              summary_.bytes_read += fbytes;
-            } else {
-              std::fill_n(slot_buf[s].data(), n, 0.0f);
+            float* th = sc.theta.data() + lo;
+            fetch(param_feed, e0, len, th, sc);
+            for (std::size_t sl = 0; sl < slots_.size(); ++sl) {
+              if (state_feeds[sl].t) fetch(state_feeds[sl], e0, len, sc.slots[sl].data() + lo, sc);
+              else std::fill_n(sc.slots[sl].data() + lo, len, 0.0f);
+              spans[sl] = std::span(sc.slots[sl].data() + lo, len);
             }
+            std::memcpy(sc.old.data(), th, len * 4);
+            optimizer_->apply(std::span(th, len), std::span<const float>(sc.dbar.data(), len),
+                              std::span<const std::span<float>>(spans.data(), slots_.size()), t, lr);
+            using V = Eigen::Map<const Eigen::VectorXf>;
+            const auto el = static_cast<Eigen::Index>(len);
+            sq_u += V(sc.dbar.data(), el).cast<double>().squaredNorm();
+            sq_s += (V(th, el).cast<double>() - V(sc.old.data(), el).cast<double>()).squaredNorm();
           }
+          sq_update[b] = sq_u;
+          sq_step[b] = sq_s;
+          write_block(i, r0, nrows, sc.theta.data(), sc.slots, n);
         }
-        tg.wait();
-        if (bad >= 0) {
-          Delta& d = *active[static_cast<std::size_t>(bad.load())];
-          d.bad_tensor = p.name;
-          log::info("{}: non-finite value in tensor {}; restarting the reduction without it", d.path, p.name);
-          summary_.bytes_read += summary_.delta_bytes_read;
-          summary_.delta_bytes_read = 0;
-          return false;
-        }
-        outer_step(acc, dbar, theta, old, slot_buf, n, t, lr, sq_update, sq_step);
-        for (double v : sq_update) update_sq += v;
-        for (double v : sq_step) step_sq += v;
-        write_block(i, r0, nrows, theta, slot_buf, n);
+      });
+      if (bad) {
+        log::info("non-finite values in Δ̄ of tensor {}; finding the non-finite deltas and restarting without them",
+                  p.name);
+        summary_.bytes_read += summary_.delta_bytes_read;
+        summary_.delta_bytes_read = 0;
+        return false;
       }
+      std::uint64_t delta_bytes = 0, model_bytes = 4;
+      for (const Feed& f : feeds) delta_bytes += dtype_size(f.t->dtype);
+      for (const Feed& f : state_feeds) model_bytes += f.t ? 4 : 0;
+      summary_.delta_bytes_read += static_cast<std::uint64_t>(p.numel()) * delta_bytes;
+      summary_.bytes_read += static_cast<std::uint64_t>(p.numel()) * model_bytes;
+      for (double v : sq_update) update_sq += v;
+      for (double v : sq_step) step_sq += v;
     }
     summary_.bytes_read += summary_.delta_bytes_read;
     summary_.update_norm = std::sqrt(update_sq);
@@ -403,35 +516,22 @@ class Aggregator {
     return true;
   }
 
-  // Δ̄ = float32(acc), then the optimizer on the block, in parallel chunks; per-chunk squared norms
-  // of Δ̄ and of θ_new − θ (float64) in chunk order.
-  void outer_step(const std::vector<double>& acc, std::vector<float>& dbar, std::vector<float>& theta,
-                  std::vector<float>& old, std::vector<std::vector<float>>& slot_buf, std::size_t n, std::int64_t t,
-                  double lr, std::vector<double>& sq_update, std::vector<double>& sq_step) const {
-    const std::size_t chunks = (n + kChunk - 1) / kChunk;
-    sq_update.assign(chunks, 0.0);
-    sq_step.assign(chunks, 0.0);
-    tbb::parallel_for(tbb::blocked_range<std::size_t>(0, chunks), [&](const tbb::blocked_range<std::size_t>& r) {
-      std::array<std::span<float>, 4> spans;
-      for (std::size_t c = r.begin(); c != r.end(); ++c) {
-        const std::size_t lo = c * kChunk, len = std::min(kChunk, n - lo);
-        for (std::size_t j = lo; j < lo + len; ++j) dbar[j] = static_cast<float>(acc[j]);
-        std::memcpy(old.data() + lo, theta.data() + lo, len * 4);
-        for (std::size_t s = 0; s < slot_buf.size(); ++s) spans[s] = std::span(slot_buf[s].data() + lo, len);
-        optimizer_->apply(std::span(theta.data() + lo, len), std::span<const float>(dbar.data() + lo, len),
-                          std::span<const std::span<float>>(spans.data(), slot_buf.size()), t, lr);
-        using V = Eigen::Map<const Eigen::VectorXf>;
-        const V d(dbar.data() + lo, static_cast<Eigen::Index>(len));
-        const V a(theta.data() + lo, static_cast<Eigen::Index>(len)), b(old.data() + lo, static_cast<Eigen::Index>(len));
-        sq_update[c] = d.cast<double>().squaredNorm();
-        sq_step[c] = (a.cast<double>() - b.cast<double>()).squaredNorm();
-      }
-    });
+  // Elements per piece of tensor i: kPieceElements when every file of the pass reads it raw,
+  // else whole rows (read_rows reads rows), at least one.
+  std::size_t piece_elements(std::size_t i, const std::vector<Delta*>& active) const {
+    bool raw = param_offsets_[i].has_value();
+    for (const Delta* d : active) raw = raw && d->offsets[i].has_value();
+    for (std::size_t sl = 0; sl < slots_.size(); ++sl)
+      if (!state_[sl].empty() && state_[sl][i]) raw = raw && state_offsets_[sl][i].has_value();
+    const io::TensorInfo& p = *params_[i];
+    if (raw) return kPieceElements;
+    return static_cast<std::size_t>(rows_per_block(p, kPieceElements * 4) * std::max<std::int64_t>(p.row_elements(), 1));
   }
 
-  void write_block(std::size_t i, std::int64_t r0, std::int64_t nrows, const std::vector<float>& theta,
+  void write_block(std::size_t i, std::int64_t r0, std::int64_t nrows, const float* theta,
                    const std::vector<std::vector<float>>& slot_buf, std::size_t n) {
-    sink_->write_rows(i, r0, nrows, std::as_bytes(std::span(theta.data(), n)));
+    std::lock_guard lock(hdf5_mutex_);
+    sink_->write_rows(i, r0, nrows, std::as_bytes(std::span(theta, n)));
     for (std::size_t s = 0; s < slots_.size(); ++s)
       sink_->write_rows((s + 1) * params_.size() + i, r0, nrows, std::as_bytes(std::span(slot_buf[s].data(), n)));
   }
@@ -468,6 +568,9 @@ class Aggregator {
   std::unique_ptr<io::TensorSource> model_;
   std::vector<const io::TensorInfo*> params_;
   std::vector<std::vector<const io::TensorInfo*>> state_;  // per slot, per param (empty: zero state)
+  std::vector<std::optional<std::uint64_t>> param_offsets_;               // io::contiguous_offset per param
+  std::vector<std::vector<std::optional<std::uint64_t>>> state_offsets_;  // per slot, per param
+  mutable std::mutex hdf5_mutex_;  // HDF5 calls of the pass (read_rows, the sink), one at a time
   std::int64_t round_ = 0, step_ = 0;
   std::string checksum_;
   std::vector<Delta> deltas_;

@@ -170,6 +170,30 @@ class LocoSource final : public TensorSource {
       h5::fail(ErrorKind::BadInput, where + ": cannot read data (truncated or corrupt file)");
   }
 
+  std::optional<std::uint64_t> contiguous_offset(const TensorInfo& t) const {
+    if (t.numel() == 0) return std::nullopt;
+    const std::string ds_path = "/" + t.group + "/" + t.name;
+    Handle ds(H5Dopen2(file_.get(), ds_path.c_str(), H5P_DEFAULT), H5Dclose);
+    if (!ds) return std::nullopt;
+    Handle dcpl(H5Dget_create_plist(ds.get()), H5Pclose);
+    Handle ftype(H5Dget_type(ds.get()), H5Tclose);
+    if (!dcpl || !ftype || H5Pget_layout(dcpl.get()) != H5D_CONTIGUOUS || H5Pget_external_count(dcpl.get()) != 0)
+      return std::nullopt;
+    // The condition under which h5::memory_type reads the stored type as it is (a raw copy).
+    if (H5Tget_size(ftype.get()) != dtype_size(t.dtype) ||
+        (H5Tget_size(ftype.get()) != 1 && H5Tget_order(ftype.get()) != H5T_ORDER_LE))
+      return std::nullopt;
+    const haddr_t offset = H5Dget_offset(ds.get());  // includes the user block, if any
+    H5Eclear2(H5E_DEFAULT);
+    const std::uint64_t nbytes = static_cast<std::uint64_t>(t.numel()) * dtype_size(t.dtype);
+    if (offset == HADDR_UNDEF || H5Dget_storage_size(ds.get()) != nbytes || offset > bytes_->size() ||
+        nbytes > bytes_->size() - offset)
+      return std::nullopt;
+    return static_cast<std::uint64_t>(offset);
+  }
+
+  void read_raw(std::uint64_t offset, std::span<std::byte> out) const { bytes_->read_at(offset, out); }
+
  private:
   void validate_header() {
     const auto marker = attrs_.get_string("loco_format");
@@ -374,6 +398,23 @@ void check_same_config(const TensorSource& a, const TensorSource& b) {
       }
   throw_error(ErrorKind::BadInput, "{} and {} are for different models: model_config key '{}' is {} vs {}", a.path(),
               b.path(), key, ja.contains(key) ? ja[key].dump() : "absent", jb.contains(key) ? jb[key].dump() : "absent");
+}
+
+namespace {
+const LocoSource& as_loco(const TensorSource& s, std::string_view what) {
+  const auto* loco = dynamic_cast<const LocoSource*>(&s);
+  if (loco == nullptr) throw_error(ErrorKind::Internal, "{}: {} needs a loco (HDF5) source, not {}", s.path(), what, s.format());
+  return *loco;
+}
+}  // namespace
+
+std::optional<std::uint64_t> contiguous_offset(const TensorSource& s, const TensorInfo& t) {
+  const auto* loco = dynamic_cast<const LocoSource*>(&s);
+  return loco != nullptr ? loco->contiguous_offset(t) : std::nullopt;
+}
+
+void read_raw(const TensorSource& s, std::uint64_t offset, std::span<std::byte> out) {
+  as_loco(s, "read_raw").read_raw(offset, out);
 }
 
 std::string tensors_checksum(const TensorSource& s) {

@@ -45,6 +45,22 @@ std::string canonical_json(std::string_view json, const std::string& where);
 // carry the same model_config (two absent configs match).
 void check_same_config(const TensorSource& a, const TensorSource& b);
 
+// Direct reads of a tensor's stored bytes, without HDF5, for readers that stream large tensors from
+// several threads at once (HDF5 calls must stay on one thread at a time).
+//
+// The byte offset in its file of tensor t of source s when the stored bytes are exactly what
+// read_rows returns (loco's little-endian layout of t.dtype), so rows [r0, r0 + n) are the
+// n · row_elements() · dtype_size(t.dtype) bytes at offset + r0 · row_elements() · dtype_size(t.dtype):
+// a loco file, t non-empty, contiguous layout with its storage allocated inside the file, and a
+// little-endian or one-byte stored type. nullopt otherwise (chunked or compressed datasets,
+// big-endian types, other formats): read those with read_rows.
+std::optional<std::uint64_t> contiguous_offset(const TensorSource& s, const TensorInfo& t);
+// Fills out with the bytes of s's file at [offset, offset + out.size()). Safe to call from several
+// threads at once, also while another thread uses s through HDF5. Throws Error(BadInput) when the
+// range passes the end of the file, Error(Io) when the read fails, Error(Internal) when s is not a
+// loco source.
+void read_raw(const TensorSource& s, std::uint64_t offset, std::span<std::byte> out);
+
 // The checksum of a source's /tensors group (format_checksum form), as deltas record it in
 // base_checksum. Streams each tensor in blocks.
 std::string tensors_checksum(const TensorSource& s);

@@ -1,8 +1,12 @@
 // loco::aggregate against hand computations: mean and weighted mean, FedAvg, Nesterov over two
 // chained rounds, Adam, staleness weights; bit-identical results whatever the input order or block
-// size; refusal of stale, foreign and mismatched deltas; non-finite deltas dropped; quorum.
+// size; refusal of stale, foreign and mismatched deltas; non-finite deltas dropped; quorum; the
+// streaming pass against its definition for any block size, thread count and storage of the deltas.
 #include <boost/test/unit_test.hpp>
 
+#include <fmt/format.h>
+#include <hdf5.h>
+#include <tbb/global_control.h>
 #include <unistd.h>
 
 #include <algorithm>
@@ -13,6 +17,7 @@
 #include <random>
 
 #include "loco/aggregate/aggregate.hpp"
+#include "loco/core/dtype.hpp"
 #include "loco/core/error.hpp"
 #include "loco/io/loco_file.hpp"
 #include "loco/io/output.hpp"
@@ -491,4 +496,167 @@ BOOST_AUTO_TEST_CASE(mismatched_deltas_are_refused) {
                [&] { run(s.g0, {s.dir / "nos.h5"}, s.dir / "out.h5", outer("sgd", Reduction::WeightedMean)); });
   // The output may not be an input.
   expect_error(ErrorKind::Usage, {}, [&] { run(s.g0, {s.dir / "a.h5"}, s.g0, outer("nesterov")); });
+}
+
+namespace {
+
+// A larger file for the streaming pass: "big" has more elements than one piece and rows that
+// pieces cut in the middle; "b" is small. Written as float32 or float16 (contiguous, through the
+// loco sink) or as a chunked float32 dataset through the HDF5 C API, which only read_rows reads.
+const std::vector<std::pair<std::string, Shape>> kBigShapes = {{"big", {300, 257}}, {"b", {5}}};
+enum class Storage { F32, F16, Chunked };
+
+Values big_values(std::uint32_t seed) {
+  std::mt19937 gen(seed);
+  std::uniform_real_distribution<float> u(-1.0f, 1.0f);
+  Values v;
+  for (const auto& [name, shape] : kBigShapes) {
+    auto& x = v[name];
+    x.resize(static_cast<std::size_t>(shape_numel(shape)));
+    for (float& e : x) e = u(gen);
+  }
+  return v;
+}
+
+void write_big(const std::string& path, const Attributes& root, const Values& v, Storage storage,
+               const Values* momentum = nullptr) {
+  io::forget_inputs();
+  if (storage == Storage::Chunked) {
+    hid_t f = H5Fcreate(path.c_str(), H5F_ACC_TRUNC, H5P_DEFAULT, H5P_DEFAULT);
+    for (const auto& e : root) {
+      hid_t sp = H5Screate(H5S_SCALAR);
+      if (const auto* s = std::get_if<std::string>(&e.value)) {
+        hid_t t = H5Tcopy(H5T_C_S1);
+        H5Tset_size(t, s->size() + 1);
+        hid_t a = H5Acreate2(f, e.name.c_str(), t, sp, H5P_DEFAULT, H5P_DEFAULT);
+        H5Awrite(a, t, s->c_str());
+        H5Aclose(a), H5Tclose(t);
+      } else {
+        const long long x = std::get<std::int64_t>(e.value);
+        hid_t a = H5Acreate2(f, e.name.c_str(), H5T_STD_I64LE, sp, H5P_DEFAULT, H5P_DEFAULT);
+        H5Awrite(a, H5T_NATIVE_LLONG, &x);
+        H5Aclose(a);
+      }
+      H5Sclose(sp);
+    }
+    hid_t g = H5Gcreate2(f, "tensors", H5P_DEFAULT, H5P_DEFAULT, H5P_DEFAULT);
+    for (const auto& [name, shape] : kBigShapes) {
+      std::vector<hsize_t> dims(shape.begin(), shape.end()), chunk(dims);
+      chunk[0] = std::min<hsize_t>(7, dims[0]);
+      hid_t sp = H5Screate_simple(static_cast<int>(dims.size()), dims.data(), nullptr);
+      hid_t dcpl = H5Pcreate(H5P_DATASET_CREATE);
+      H5Pset_chunk(dcpl, static_cast<int>(chunk.size()), chunk.data());
+      hid_t ds = H5Dcreate2(g, name.c_str(), H5T_IEEE_F32LE, sp, H5P_DEFAULT, dcpl, H5P_DEFAULT);
+      H5Dwrite(ds, H5T_NATIVE_FLOAT, H5S_ALL, H5S_ALL, H5P_DEFAULT, v.at(name).data());
+      H5Dclose(ds), H5Pclose(dcpl), H5Sclose(sp);
+    }
+    H5Gclose(g), H5Fclose(f);
+    return;
+  }
+  Attributes a = root;
+  a.set("loco_format", std::string("loco"));
+  const DType dt = storage == Storage::F16 ? DType::F16 : DType::F32;
+  std::vector<io::TensorInfo> plan;
+  for (const auto& [name, shape] : kBigShapes) plan.push_back({"tensors", name, shape, dt, {}});
+  if (momentum)
+    for (const auto& [name, shape] : kBigShapes) plan.push_back({"state/momentum", name, shape, DType::F32, {}});
+  auto sink = io::create_sink(path, io::Format::Loco, a, plan);
+  std::size_t i = 0;
+  for (const auto& [name, shape] : kBigShapes) {
+    const auto& x = v.at(name);
+    std::vector<std::byte> bytes(x.size() * dtype_size(dt));
+    convert_elements(DType::F32, reinterpret_cast<const std::byte*>(x.data()), dt, bytes.data(), x.size());
+    sink->write_rows(i++, 0, shape[0], bytes);
+  }
+  if (momentum)
+    for (const auto& [name, shape] : kBigShapes) sink->write_rows(i++, 0, shape[0], std::as_bytes(std::span(momentum->at(name))));
+  if (momentum) sink->set_group_attribute("state", "step", std::int64_t{3});
+  sink->commit();
+}
+
+// The stored values of a file as float32 (float16 deltas round).
+Values stored(const std::string& path) {
+  io::forget_inputs();
+  auto src = io::open_source(path);
+  Values out;
+  for (const auto* t : src->group("tensors")) {
+    Tensor x = src->read(*t, DType::F32);
+    out[t->name].assign(x.f32().begin(), x.f32().end());
+  }
+  return out;
+}
+
+}  // namespace
+
+BOOST_AUTO_TEST_CASE(streaming_pass_is_bit_identical_for_any_block_thread_count_and_storage) {
+  TempDir dir;
+  Attributes model_root;
+  model_root.set("kind", std::string("model"));
+  model_root.set("model_config", kConfig);
+  model_root.set("round", std::int64_t{0});
+  const Values theta = big_values(1), mom = big_values(2);
+  write_big(dir / "g0.h5", model_root, theta, Storage::F32, &mom);
+  const std::string base = checksum_of(dir / "g0.h5");
+  // Seven deltas (more than one group of deltas per accumulator pass), one float16, one chunked.
+  std::vector<std::string> raw_paths, all_paths;
+  for (int k = 0; k < 7; ++k) {
+    Attributes a;
+    a.set("kind", std::string("delta"));
+    a.set("model_config", kConfig);
+    a.set("loco_format", std::string("loco"));
+    a.set("loco_version", std::int64_t{1});
+    a.set("round", std::int64_t{0});
+    a.set("worker", std::int64_t{k});
+    a.set("samples", std::int64_t{10 + 7 * k});
+    a.set("base_checksum", base);
+    const Storage st = k == 6 ? Storage::Chunked : k == 2 ? Storage::F16 : Storage::F32;
+    const std::string p = dir / ("d" + std::to_string(k) + ".h5");
+    write_big(p, a, big_values(100 + k), st);
+    all_paths.push_back(p);
+    if (st != Storage::Chunked) raw_paths.push_back(p);
+  }
+  const auto o = outer("nesterov:lr=0.7,momentum=0.9", Reduction::WeightedMean);
+  // The definition: Δ̄ = float32(Σ w_k Δ_k) summed in float64 in worker order, then the optimizer
+  // on whole tensors.
+  auto expected = [&](const std::vector<std::string>& paths, Values& th, Values& m) {
+    double denom = 0;
+    for (std::size_t k = 0; k < paths.size(); ++k) denom += 10 + 7 * static_cast<double>(k);
+    std::vector<Values> d;
+    for (const auto& p : paths) d.push_back(stored(p));
+    th = theta;
+    m = mom;
+    const auto opt = optim::make_optimizer(o.outer);
+    for (const auto& [name, shape] : kBigShapes) {
+      const std::size_t n = th[name].size();
+      std::vector<float> dbar(n);
+      for (std::size_t j = 0; j < n; ++j) {
+        double acc = 0;
+        for (std::size_t k = 0; k < paths.size(); ++k) {
+          const double w = (10 + 7 * static_cast<double>(k)) / denom;
+          acc = k == 0 ? w * double(d[k].at(name)[j]) : acc + w * double(d[k].at(name)[j]);
+        }
+        dbar[j] = static_cast<float>(acc);
+      }
+      const std::span<float> slot(m[name]);
+      opt->apply(th[name], dbar, std::span<const std::span<float>>(&slot, 1), 4, opt->lr());
+    }
+  };
+  for (const auto* paths : {&raw_paths, &all_paths}) {
+    Values th, m;
+    expected(*paths, th, m);
+    for (std::size_t block : {std::size_t{1} << 20, std::size_t{1}, std::size_t{5000}})
+      for (int threads : {1, 2}) {
+        tbb::global_control limit(tbb::global_control::max_allowed_parallelism, static_cast<std::size_t>(threads));
+        auto oo = o;
+        oo.block_bytes = block;
+        const auto sum = run(dir / "g0.h5", *paths, dir / "g1.h5", oo);
+        const std::string what = fmt::format("{} deltas, block {}, {} threads", paths->size(), block, threads);
+        BOOST_TEST(same_bits(read_group(dir / "g1.h5"), th), what);
+        BOOST_TEST(same_bits(read_group(dir / "g1.h5", "state/momentum"), m), what);
+        BOOST_TEST(sum.outer_step == 4);
+        std::uint64_t delta_bytes = 0;
+        for (const auto& p : *paths) delta_bytes += (300 * 257 + 5) * (p == dir / "d2.h5" ? 2 : 4);
+        BOOST_TEST(sum.delta_bytes_read == delta_bytes, what);
+      }
+  }
 }

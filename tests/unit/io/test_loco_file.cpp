@@ -9,6 +9,9 @@
 #include <cstring>
 #include <filesystem>
 #include <fstream>
+#include <span>
+#include <thread>
+#include <vector>
 
 #include "loco/core/checksum.hpp"
 #include "loco/core/error.hpp"
@@ -273,6 +276,105 @@ BOOST_AUTO_TEST_CASE(files_from_other_writers_are_read) {
   BOOST_TEST(t.as<double>()[3] == 1e-3);
   BOOST_TEST(src->read(src->get("a"), DType::F32).f32()[1] == -2.0f);
   BOOST_TEST((file_kind(*src) == Kind::Delta));
+}
+
+namespace {
+// A loco model file written with the HDF5 C API: a contiguous float32 "c" [6, 5] and a chunked
+// (and deflated) float32 "k" [6, 5].
+void write_layouts(const std::string& path, const std::vector<float>& vals) {
+  hid_t f = H5Fcreate(path.c_str(), H5F_ACC_TRUNC, H5P_DEFAULT, H5P_DEFAULT);
+  auto str_attr = [&](const char* name, const char* value) {
+    hid_t t = H5Tcopy(H5T_C_S1);
+    H5Tset_size(t, std::strlen(value) + 1);
+    hid_t sp = H5Screate(H5S_SCALAR);
+    hid_t a = H5Acreate2(f, name, t, sp, H5P_DEFAULT, H5P_DEFAULT);
+    H5Awrite(a, t, value);
+    H5Aclose(a), H5Sclose(sp), H5Tclose(t);
+  };
+  str_attr("loco_format", "loco");
+  str_attr("kind", "model");
+  const long long version = 1;
+  hid_t sp = H5Screate(H5S_SCALAR);
+  hid_t a = H5Acreate2(f, "loco_version", H5T_STD_I64LE, sp, H5P_DEFAULT, H5P_DEFAULT);
+  H5Awrite(a, H5T_NATIVE_LLONG, &version);
+  H5Aclose(a), H5Sclose(sp);
+  hid_t g = H5Gcreate2(f, "tensors", H5P_DEFAULT, H5P_DEFAULT, H5P_DEFAULT);
+  const hsize_t dims[2] = {6, 5}, chunk[2] = {2, 5};
+  hid_t dsp = H5Screate_simple(2, dims, nullptr);
+  hid_t ds = H5Dcreate2(g, "c", H5T_IEEE_F32LE, dsp, H5P_DEFAULT, H5P_DEFAULT, H5P_DEFAULT);
+  H5Dwrite(ds, H5T_NATIVE_FLOAT, H5S_ALL, H5S_ALL, H5P_DEFAULT, vals.data());
+  H5Dclose(ds);
+  hid_t dcpl = H5Pcreate(H5P_DATASET_CREATE);
+  H5Pset_chunk(dcpl, 2, chunk);
+  H5Pset_deflate(dcpl, 1);
+  ds = H5Dcreate2(g, "k", H5T_IEEE_F32LE, dsp, H5P_DEFAULT, dcpl, H5P_DEFAULT);
+  H5Dwrite(ds, H5T_NATIVE_FLOAT, H5S_ALL, H5S_ALL, H5P_DEFAULT, vals.data());
+  H5Dclose(ds), H5Pclose(dcpl), H5Sclose(dsp), H5Gclose(g), H5Fclose(f);
+}
+}  // namespace
+
+BOOST_AUTO_TEST_CASE(raw_reads_of_contiguous_tensors_equal_read_rows) {
+  TempDir dir;
+  // Every dtype loco writes is stored contiguous and little-endian: raw bytes are read_rows' bytes.
+  std::vector<TensorInfo> plan;
+  for (DType dt : kAllDTypes) plan.push_back({"tensors", std::string(dtype_name(dt)), {7, 3}, dt, {}});
+  plan.push_back({"tensors", "empty", {0, 3}, DType::F32, {}});
+  auto sink = create_sink(dir / "all.h5", root_of("model"), plan);
+  for (std::size_t i = 0; i + 1 < plan.size(); ++i) sink->write(i, ramp({7, 3}, plan[i].dtype));
+  sink->write(plan.size() - 1, Tensor({0, 3}, DType::F32));
+  sink->commit();
+  auto src = open_source(dir / "all.h5");
+  for (const TensorInfo& t : src->tensors()) {
+    const auto off = contiguous_offset(*src, t);
+    if (t.name == "empty") {
+      BOOST_TEST(!off.has_value(), "an empty tensor has no storage");
+      continue;
+    }
+    BOOST_REQUIRE_MESSAGE(off.has_value(), t.name);
+    const std::size_t row_bytes = 3 * dtype_size(t.dtype);
+    std::vector<std::byte> raw(2 * row_bytes), rows(2 * row_bytes);
+    read_raw(*src, *off + 4 * row_bytes, raw);  // rows [4, 6)
+    src->read_rows(t, 4, 2, rows);
+    BOOST_TEST((raw == rows), t.name);
+  }
+
+  // A chunked (deflated) dataset has no offset; raw reads from several threads at once.
+  std::vector<float> vals(30);
+  for (std::size_t i = 0; i < vals.size(); ++i) vals[i] = 0.25f * static_cast<float>(i) - 3.0f;
+  {
+    const std::string path = dir / "layouts.h5";
+    write_layouts(path, vals);
+    auto s = open_source(path);
+    BOOST_TEST(!contiguous_offset(*s, s->get("k")).has_value(), "chunked");
+    const auto off = contiguous_offset(*s, s->get("c"));
+    BOOST_REQUIRE(off.has_value());
+    std::vector<std::vector<float>> got(2, std::vector<float>(vals.size()));
+    std::vector<std::thread> threads;
+    for (int k = 0; k < 2; ++k)
+      threads.emplace_back([&, k] {
+        for (int rep = 0; rep < 200; ++rep)
+          for (std::size_t r = static_cast<std::size_t>(k); r < 6; r += 2)
+            read_raw(*s, *off + r * 20, std::as_writable_bytes(std::span(got[k].data() + r * 5, 5)));
+      });
+    for (auto& th : threads) th.join();
+    for (std::size_t r = 0; r < 6; ++r)
+      for (std::size_t c = 0; c < 5; ++c) BOOST_TEST(got[r % 2][r * 5 + c] == vals[r * 5 + c]);
+    std::vector<std::byte> tail(16);
+    expect_error(ErrorKind::BadInput, "truncated", [&] { read_raw(*s, std::filesystem::file_size(path) - 8, tail); });
+  }
+
+  // A big-endian dataset is not raw-readable.
+  write_foreign(dir / "be.h5", "loco", 1, "model", H5T_IEEE_F64BE, true);
+  auto be = open_source(dir / "be.h5");
+  BOOST_TEST(!contiguous_offset(*be, be->get("z")).has_value());
+  // Other formats have no HDF5 offsets; read_raw is for loco sources only.
+  TensorSet st;
+  st.add("w", ramp({4}, DType::F32));
+  write_tensor_set(dir / "w.safetensors", root_of("model"), st);
+  auto sts = open_source(dir / "w.safetensors");
+  BOOST_TEST(!contiguous_offset(*sts, sts->get("w")).has_value());
+  std::vector<std::byte> four(4);
+  expect_error(ErrorKind::Internal, "w.safetensors", [&] { read_raw(*sts, 0, four); });
 }
 
 BOOST_AUTO_TEST_CASE(bad_files_are_refused_with_the_reason) {
