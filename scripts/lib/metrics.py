@@ -1,0 +1,178 @@
+#!/usr/bin/python3
+"""Composes the pipelines' JSON records (one per worker step, one per round) and metrics.jsonl."""
+# Used by scripts/lib/pipeline.sh; every output is written to a temporary file and renamed, so a
+# record that exists is complete. Standard library only.
+import argparse
+import json
+import os
+import sys
+import tempfile
+
+
+def die(msg):
+    print(f"metrics.py: error: {msg}", file=sys.stderr)
+    sys.exit(4)
+
+
+def load(path):
+    try:
+        with open(path, encoding="utf-8") as f:
+            return json.load(f)
+    except (OSError, ValueError) as e:
+        die(f"{path}: {e}")
+
+
+def write_atomic(path, text):
+    """Writes text to path through a temporary file in the same folder and a rename."""
+    folder = os.path.dirname(os.path.abspath(path))
+    fd, tmp = tempfile.mkstemp(prefix=".tmp.", dir=folder)
+    try:
+        with os.fdopen(fd, "w", encoding="utf-8") as f:
+            f.write(text)
+            f.flush()
+            os.fsync(f.fileno())
+        os.chmod(tmp, 0o644)
+        os.replace(tmp, path)
+    except BaseException:
+        if os.path.exists(tmp):
+            os.unlink(tmp)
+        raise
+
+
+def tensor_bytes(inspect):
+    """Bytes of the /tensors group (parameters or delta values) in a loco-inspect --json object."""
+    return sum(t["bytes"] for t in inspect["tensors"] if t.get("group", "tensors") == "tensors")
+
+
+def payload_bytes(inspect):
+    """What a worker sends for this file: its payload_bytes (or raw_bytes) attribute when the
+    file carries one (compressed deltas), else the dense size of its tensors."""
+    attrs = inspect.get("attributes", {})
+    for key in ("payload_bytes", "raw_bytes"):
+        if key in attrs:
+            return int(attrs[key])
+    return tensor_bytes(inspect)
+
+
+def cmd_worker(a):
+    ins = load(a.inspect)
+    attrs = ins.get("attributes", {})
+    rec = {
+        "round": a.round,
+        "worker": a.worker,
+        "inner_steps": int(attrs.get("inner_steps", 0)),
+        "step": int(attrs.get("step", 0)),
+        "samples": int(attrs.get("samples", 0)),
+        "train_loss_mean": attrs.get("loss_mean"),
+        "train_loss_last": attrs.get("loss_last"),
+        "payload_bytes": payload_bytes(ins),
+        "wall_seconds": round(a.wall, 6),
+    }
+    write_atomic(a.output, json.dumps(rec, sort_keys=True) + "\n")
+
+
+def cmd_round(a):
+    ev = load(a.eval)
+    model_bytes = tensor_bytes(load(a.model_inspect))
+    rec = {
+        "pipeline": a.pipeline,
+        "round": a.round,
+        "workers": a.workers,
+        "inner_steps": a.inner_steps,
+        "loss": ev["loss"],
+    }
+    for key in ("perplexity", "bits_per_byte", "accuracy"):
+        if key in ev:
+            rec[key] = ev[key]
+    rec["eval_seconds"] = round(a.eval_wall, 6)
+    if a.round == 0:
+        rec.update(step=0, tokens=0, bytes_sent_per_worker=0, bytes_received_per_worker=0,
+                   cum_bytes_sent_per_worker=0, cum_bytes_received_per_worker=0,
+                   cum_bytes_per_worker=0, model_bytes=model_bytes)
+    else:
+        prev = load(a.previous)
+        recs = [load(p) for p in a.worker_records]
+        if not recs:
+            die(f"round {a.round}: no worker records")
+        agg = load(a.aggregate) if a.aggregate else {}
+        if a.accounting == "sync":
+            # Synchronous data parallelism over a.workers workers: every inner step each worker
+            # sends its gradient and receives the new parameters, model_bytes each way.
+            sent = received = a.inner_steps * model_bytes
+        else:
+            # DiLoCo: once a round each worker sends its delta and receives the new global model.
+            sent = max(r["payload_bytes"] for r in recs)
+            received = model_bytes
+        walls = [r["wall_seconds"] for r in recs]
+        rec.update(
+            step=max(r["step"] for r in recs),
+            tokens=prev["tokens"] + sum(r["samples"] for r in recs),
+            train_loss=sum(r["train_loss_mean"] for r in recs) / len(recs),
+            bytes_sent_per_worker=sent,
+            bytes_received_per_worker=received,
+            cum_bytes_sent_per_worker=prev["cum_bytes_sent_per_worker"] + sent,
+            cum_bytes_received_per_worker=prev["cum_bytes_received_per_worker"] + received,
+            model_bytes=model_bytes,
+            worker_wall_seconds=walls,
+            seconds_per_step=round(max(walls) / a.inner_steps, 6),
+            aggregate_seconds=round(a.aggregate_wall, 6),
+        )
+        rec["cum_bytes_per_worker"] = rec["cum_bytes_sent_per_worker"] + rec["cum_bytes_received_per_worker"]
+        if "update_norm" in agg:
+            rec["update_norm"] = agg["update_norm"]
+    write_atomic(a.output, json.dumps(rec, sort_keys=True) + "\n")
+
+
+def cmd_collect(a):
+    lines = []
+    for r in range(a.rounds + 1):
+        path = os.path.join(a.dir, f"round-{r:04d}.json")
+        if not os.path.exists(path):
+            break
+        lines.append(json.dumps(load(path), sort_keys=True))
+    text = "".join(line + "\n" for line in lines)
+    try:
+        with open(a.output, encoding="utf-8") as f:
+            if f.read() == text:
+                return  # unchanged: leave the file (and its timestamp) alone
+    except FileNotFoundError:
+        pass
+    write_atomic(a.output, text)
+
+
+def main():
+    p = argparse.ArgumentParser(description=__doc__)
+    sub = p.add_subparsers(dest="cmd", required=True)
+    w = sub.add_parser("worker", help="record of one worker step")
+    w.add_argument("--inspect", required=True, help="loco-inspect --json of the delta")
+    w.add_argument("--round", type=int, required=True)
+    w.add_argument("--worker", type=int, required=True)
+    w.add_argument("--wall", type=float, required=True)
+    w.add_argument("-o", "--output", required=True)
+    w.set_defaults(fn=cmd_worker)
+    r = sub.add_parser("round", help="record of one round")
+    r.add_argument("--pipeline", required=True)
+    r.add_argument("--round", type=int, required=True)
+    r.add_argument("--workers", type=int, required=True)
+    r.add_argument("--inner-steps", type=int, required=True)
+    r.add_argument("--accounting", choices=["diloco", "sync"], required=True)
+    r.add_argument("--eval", required=True, help="loco-eval --json output")
+    r.add_argument("--eval-wall", type=float, required=True)
+    r.add_argument("--model-inspect", required=True, help="loco-inspect --json of the global model")
+    r.add_argument("--aggregate", help="loco-aggregate --summary file")
+    r.add_argument("--aggregate-wall", type=float, default=0.0)
+    r.add_argument("--previous", help="the previous round's record")
+    r.add_argument("-o", "--output", required=True)
+    r.add_argument("worker_records", nargs="*")
+    r.set_defaults(fn=cmd_round)
+    c = sub.add_parser("collect", help="concatenate the round records into metrics.jsonl")
+    c.add_argument("--dir", required=True)
+    c.add_argument("--rounds", type=int, required=True)
+    c.add_argument("-o", "--output", required=True)
+    c.set_defaults(fn=cmd_collect)
+    a = p.parse_args()
+    a.fn(a)
+
+
+if __name__ == "__main__":
+    main()

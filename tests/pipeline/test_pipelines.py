@@ -1,0 +1,239 @@
+#!/usr/bin/python3
+"""End-to-end test of scripts/diloco, scripts/baseline and scripts/report on a tiny GPT run.
+
+Checks: the output layout; a rerun runs no tool and changes no file; a deleted delta of the last
+round is recomputed bit for bit; a run killed mid-way and rerun ends with the same final model
+as the uninterrupted one (loco-inspect --diff exit 0, equal checksums); the baseline sees the same
+tokens and held-out text and is charged H times DiLoCo's bytes; the report and plots are written;
+usage errors exit 2; a failing tool is named; --dry-run prints the Slurm batch scripts.
+
+Usage: test_pipelines.py --bin BUILD/bin [--work DIR] [--keep]
+Exit: 0 passed, 1 a check failed.
+"""
+import argparse
+import hashlib
+import json
+import os
+import random
+import shutil
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parents[2]
+SCRIPTS = ROOT / "scripts"
+
+
+class Failure(AssertionError):
+    pass
+
+
+def check(cond, msg):
+    if not cond:
+        raise Failure(msg)
+
+
+def run(cmd, env, code=0, **kw):
+    p = subprocess.run([str(c) for c in cmd], env=env, capture_output=True, text=True, timeout=300, **kw)
+    if code is not None and p.returncode != code:
+        raise Failure(f"{' '.join(map(str, cmd))}: exit {p.returncode}, expected {code}\n"
+                      f"stdout: {p.stdout[-2000:]}\nstderr: {p.stderr[-2000:]}")
+    return p
+
+
+def make_text(path, n_bytes=60000):
+    """Deterministic pseudo-English: words drawn from a small vocabulary, in verses."""
+    rng = random.Random(7)
+    words = ("and the lord said unto moses of israel in his land they were all that he "
+             "shall be with them which come upon this day thou hast given me").split()
+    out, size = [], 0
+    while size < n_bytes:
+        line = " ".join(rng.choice(words) for _ in range(rng.randint(6, 18))).capitalize() + ".\n"
+        out.append(line)
+        size += len(line)
+    path.write_text("".join(out))
+
+
+def tree_digest(folder, skip=("logs", "commands.log")):
+    """{relative path: (sha256, mtime_ns)} of every file under folder, except skip."""
+    res = {}
+    for p in sorted(folder.rglob("*")):
+        rel = p.relative_to(folder).as_posix()
+        if p.is_file() and rel.split("/")[0] not in skip:
+            res[rel] = (hashlib.sha256(p.read_bytes()).hexdigest(), p.stat().st_mtime_ns)
+    return res
+
+
+def log_lines(folder):
+    return (folder / "commands.log").read_text().splitlines()
+
+
+def checksum(bin_dir, env, path):
+    return run([bin_dir / "loco-inspect", "--checksum", "--json", path], env).stdout
+
+
+def same_model(bin_dir, env, a, b):
+    run([bin_dir / "loco-inspect", "--diff", a, b], env, code=0)
+    ca, cb = json.loads(checksum(bin_dir, env, a)), json.loads(checksum(bin_dir, env, b))
+    strip = lambda d: {k: v for k, v in d.items() if k not in ("file", "attributes")}
+    check(strip(ca) == strip(cb), f"checksums of {a} and {b} differ")
+
+
+def main():
+    ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    ap.add_argument("--bin", required=True, type=Path)
+    ap.add_argument("--work", type=Path, default=Path("/tmp/loco-pipeline-test"))
+    ap.add_argument("--keep", action="store_true")
+    a = ap.parse_args()
+    bin_dir = a.bin.resolve()
+    work = a.work.resolve()
+    shutil.rmtree(work, ignore_errors=True)
+    work.mkdir(parents=True)
+    env = dict(os.environ, LOCO_BIN=str(bin_dir), LOCO_THREADS="1")
+    diloco, baseline, report = SCRIPTS / "diloco", SCRIPTS / "baseline", SCRIPTS / "report"
+    text = work / "text.txt"
+    make_text(text)
+    opts = ["--data", text, "--preset", "gpt-tiny", "--workers", "2", "--rounds", "2",
+            "--inner-steps", "5", "--batch", "4", "--lr", "3e-3", "--test-fraction", "0.05",
+            "--eval-batch", "16", "--jobs", "2"]
+    H, M, B, CTX = 5, 2, 4, 64
+    t0 = time.time()
+    steps = []
+
+    def step(name):
+        steps.append(name)
+        print(f"[{time.time() - t0:6.1f}s] {name}", flush=True)
+
+    step("help and usage errors")
+    for s in (diloco, baseline, report):
+        p = run([s, "--help"], env)
+        check("Usage" in p.stdout or "usage" in p.stdout, f"{s.name} --help prints no usage")
+    p = run([diloco, "--bogus", "1"], env, code=2)
+    check("diloco: error: unknown option '--bogus'" in p.stderr, p.stderr)
+    run([diloco, "--data", text, "-o", work / "x", "--workers", "0"], env, code=2)
+    run([baseline, "--data", text, "-o", work / "x", "--outer", "sgd"], env, code=2)
+    check(not (work / "x").exists(), "a usage error created the output folder")
+
+    step("a failing tool is named and its exit code kept")
+    p = run([diloco, *opts, "--preset", "no-such-preset", "-o", work / "bad"], env, code=None)
+    check(p.returncode != 0 and "command failed" in p.stderr and "loco-init" in p.stderr, p.stderr)
+
+    step("diloco: 2 workers, 2 rounds, H=5")
+    dl = work / "dl"
+    run([diloco, *opts, "-o", dl], env)
+    for rel in ["config.txt", "metrics.jsonl", "commands.log", "shards/data-00001-of-00002.h5",
+                "shards/data-00002-of-00002.h5", "shards/data-test.h5", "rounds/round-0000.h5",
+                "rounds/round-0001.h5", "rounds/round-0002.h5", "metrics/round-0002.json"] + [
+            f"deltas/round-{r:04d}/worker-{w}.{ext}" for r in (1, 2) for w in (1, 2)
+            for ext in ("h5", "json", "steps.jsonl")] + [
+            f"state/worker-{w}/round-{r:04d}.h5" for r in (1, 2) for w in (1, 2)]:
+        check((dl / rel).is_file(), f"missing {rel}")
+    leftovers = [p.name for p in dl.rglob(".*") if p.is_file()]
+    check(not leftovers, f"temporary files left: {leftovers}")
+    rows = [json.loads(l) for l in (dl / "metrics.jsonl").read_text().splitlines()]
+    check([r["round"] for r in rows] == [0, 1, 2], "metrics.jsonl must hold rounds 0, 1, 2")
+    check(rows[1]["tokens"] == M * H * B * CTX and rows[2]["tokens"] == 2 * M * H * B * CTX,
+          f"tokens {[r['tokens'] for r in rows]}")
+    model_bytes = rows[0]["model_bytes"]
+    check(model_bytes > 0 and rows[2]["cum_bytes_per_worker"] == 4 * model_bytes,
+          "diloco: a worker sends its delta and receives the model once a round")
+    check(rows[2]["loss"] < rows[0]["loss"], "the held-out loss did not fall")
+    steps_lines = (dl / "deltas/round-0002/worker-1.steps.jsonl").read_text().splitlines()
+    check(len(steps_lines) == H, "the per-step metrics of a worker step hold H lines")
+
+    step("rerun is a no-op")
+    before, nlog = tree_digest(dl), len(log_lines(dl))
+    run([diloco, *opts, "-o", dl], env)
+    check(tree_digest(dl) == before, "a rerun changed files")
+    check(len(log_lines(dl)) == nlog, "a rerun ran tools")
+
+    step("a deleted delta is recomputed bit for bit")
+    saved = work / "saved"
+    saved.mkdir()
+    shutil.copy(dl / "deltas/round-0002/worker-1.h5", saved / "delta.h5")
+    shutil.copy(dl / "rounds/round-0002.h5", saved / "final.h5")
+    (dl / "deltas/round-0002/worker-1.h5").unlink()
+    run([diloco, *opts, "-o", dl], env)
+    new = log_lines(dl)[nlog:]
+    check(len(new) == 2 and "loco-worker" in new[0], f"expected one worker run (and its inspect), got {new}")
+    same_model(bin_dir, env, saved / "delta.h5", dl / "deltas/round-0002/worker-1.h5")
+    same_model(bin_dir, env, saved / "final.h5", dl / "rounds/round-0002.h5")
+
+    step("a deleted final model and worker state are recomputed bit for bit")
+    (dl / "rounds/round-0002.h5").unlink()
+    (dl / "state/worker-2/round-0001.h5").unlink()
+    run([diloco, *opts, "-o", dl], env)
+    same_model(bin_dir, env, saved / "final.h5", dl / "rounds/round-0002.h5")
+    check((dl / "state/worker-2/round-0001.h5").is_file(), "the deleted state was not remade")
+
+    step("a killed run, rerun, ends with the uninterrupted run's model")
+    kd = work / "killed"
+    proc = subprocess.Popen([str(c) for c in [diloco, *opts, "-o", kd]], env=env, start_new_session=True,
+                            stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    deadline = time.time() + 120
+    while time.time() < deadline and proc.poll() is None:
+        if any((kd / "deltas/round-0002").glob("worker-*.h5")) if (kd / "deltas/round-0002").exists() else False:
+            break
+        time.sleep(0.01)
+    if proc.poll() is None:
+        os.killpg(proc.pid, signal.SIGKILL)  # the process group this test started
+    proc.wait()
+    check(not (kd / "rounds/round-0002.h5").exists() or proc.returncode == 0,
+          "the kill came too late to interrupt anything")
+    run([diloco, *opts, "-o", kd], env)
+    same_model(bin_dir, env, dl / "rounds/round-0002.h5", kd / "rounds/round-0002.h5")
+    kr = [json.loads(l)["loss"] for l in (kd / "metrics.jsonl").read_text().splitlines()]
+    check(kr == [r["loss"] for r in rows], "the resumed run's held-out losses differ")
+
+    step("a rerun with other options is refused")
+    p = run([diloco, *opts, "--inner-steps", "6", "-o", dl], env, code=2)
+    check("inner_steps=5" in p.stderr and "inner_steps=6" in p.stderr, p.stderr)
+
+    step("baseline: one worker, global batch, same tokens and held-out text")
+    bl = work / "bl"
+    run([baseline, *opts, "-o", bl], env)
+    brows = [json.loads(l) for l in (bl / "metrics.jsonl").read_text().splitlines()]
+    check([r["tokens"] for r in brows] == [r["tokens"] for r in rows], "the baseline's tokens differ")
+    check(brows[0]["loss"] == rows[0]["loss"], "round 0 must be the same model on the same held-out text")
+    check(brows[1]["bytes_sent_per_worker"] == H * model_bytes, "baseline: H gradients a round")
+    check(brows[2]["cum_bytes_per_worker"] == 2 * 2 * H * model_bytes, "baseline: cumulative bytes")
+    check((bl / "shards/data-00001-of-00001.h5").is_file(), "the baseline's union shard is missing")
+    check(brows[2]["loss"] < brows[0]["loss"], "the baseline's held-out loss did not fall")
+    nb = len(log_lines(bl))
+    run([baseline, *opts, "-o", bl], env)
+    check(len(log_lines(bl)) == nb, "a baseline rerun ran tools")
+
+    step("report")
+    rep = work / "rep"
+    have_mpl = subprocess.run(["/usr/bin/python3", "-c", "import matplotlib"], capture_output=True).returncode == 0
+    p = run([report, dl, "--baseline", bl, "-o", rep] + ([] if have_mpl else ["--no-plots"]), env)
+    md = (rep / "report.md").read_text()
+    check("| dl (diloco) | 2 |" in md and "| bl (baseline) | 2 |" in md, md)
+    check(f"{H:.1f}×" in md, "the reduction factor must be H")
+    if have_mpl:
+        check((rep / "loss.svg").stat().st_size > 1000 and (rep / "loss.png").stat().st_size > 1000,
+              "plots missing")
+    run([report, work / "nowhere"], env, code=3)
+
+    step("slurm --dry-run prints the batch scripts and writes nothing")
+    sd = work / "slurm"
+    p = run([diloco, *opts, "-o", sd, "--executor", "slurm", "--dry-run"], env)
+    check(p.stderr.count("--array=1-2") == 2, "one worker array per round")
+    check("afterok:<" in p.stderr and "--step aggregate --round 2" in p.stderr, p.stderr[-1500:])
+    p = run([diloco, *opts, "-o", sd, "--executor", "slurm-loop", "--dry-run"], env)
+    check("srun --ntasks=1 --exact" in p.stderr and "#SBATCH --ntasks=2" in p.stderr, p.stderr[-1500:])
+    check(not sd.exists(), "--dry-run wrote files")
+
+    print(f"ok: {len(steps)} groups of checks in {time.time() - t0:.1f}s")
+    if not a.keep:
+        shutil.rmtree(work, ignore_errors=True)
+
+
+if __name__ == "__main__":
+    try:
+        main()
+    except Failure as e:
+        print(f"FAIL: {e}", file=sys.stderr)
+        sys.exit(1)
