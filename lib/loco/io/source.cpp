@@ -10,6 +10,7 @@
 #include "loco/io/loco_file.hpp"
 #include "loco/io/output.hpp"
 #include "loco/io/safetensors.hpp"
+#include "loco/io/torch_zip.hpp"
 
 namespace loco::io {
 std::int64_t TensorInfo::row_elements() const {
@@ -63,7 +64,12 @@ std::unique_ptr<TensorSource> open_source(const std::string& path, bool as_input
   if (n == 0) throw_error(ErrorKind::BadInput, "{}: empty file, expected a tensor file", bytes->name());
   if (has_hdf5_signature(std::span(head.data(), n))) return open_loco(std::move(bytes));
   if (looks_like_safetensors(std::span(head.data(), n))) return open_safetensors(std::move(bytes));
-  throw_error(ErrorKind::BadInput, "{}: not a tensor file loco reads (expected loco HDF5 or safetensors)", bytes->name());
+  if (looks_like_zip(std::span(head.data(), n))) return open_torch(std::move(bytes));
+  if (looks_like_legacy_torch(std::span(head.data(), n)))
+    throw_error(ErrorKind::BadInput, "{}: a legacy (pre-1.6) torch.save file, which loco does not read; re-save it "
+                "with PyTorch >= 1.6 (zip format)", bytes->name());
+  throw_error(ErrorKind::BadInput, "{}: not a tensor file loco reads (expected loco HDF5, safetensors or a PyTorch .pt)",
+              bytes->name());
 }
 
 }  // namespace loco::io

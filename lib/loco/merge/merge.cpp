@@ -1,0 +1,386 @@
+// Merge kernels (mergekit's formulas in float32 with double accumulators) and the streaming
+// per-tensor merge of model files.
+#include "loco/merge/merge.hpp"
+
+#include <algorithm>
+#include <cmath>
+#include <functional>
+#include <memory>
+
+#include "loco/core/checksum.hpp"
+#include "loco/core/error.hpp"
+#include "loco/core/log.hpp"
+#include "loco/core/rng.hpp"
+#include "loco/core/tensor.hpp"
+#include "loco/io/loco_file.hpp"
+#include "loco/io/sink.hpp"
+#include "loco/io/source.hpp"
+
+namespace loco::merge {
+
+namespace {
+constexpr std::pair<Method, std::string_view> kNames[] = {
+    {Method::Linear, "linear"},       {Method::Slerp, "slerp"},           {Method::TaskArithmetic, "task_arithmetic"},
+    {Method::Ties, "ties"},           {Method::DareLinear, "dare_linear"}, {Method::DareTies, "dare_ties"},
+    {Method::ModelStock, "model_stock"}};
+
+void check_sizes(std::size_t n, std::span<const std::span<const float>> xs, std::string_view what) {
+  for (const auto& x : xs)
+    if (x.size() != n) throw_error(ErrorKind::Internal, "merge {}: inputs of {} and {} elements", what, x.size(), n);
+}
+
+double l1(std::span<const float> x) {
+  double s = 0;
+  for (float v : x) s += std::fabs(static_cast<double>(v));
+  return s;
+}
+
+void l1_rescale(std::span<float> x, double before) {
+  const double after = l1(x);
+  if (before < 1e-7 || after < 1e-7) return;
+  const float k = static_cast<float>(before / after);
+  for (float& v : x) v *= k;
+}
+}  // namespace
+
+std::string_view method_name(Method m) noexcept {
+  for (const auto& [k, n] : kNames)
+    if (k == m) return n;
+  return "?";
+}
+
+std::optional<Method> parse_method(std::string_view name) noexcept {
+  for (const auto& [k, n] : kNames)
+    if (n == name) return k;
+  return std::nullopt;
+}
+
+MethodDefaults method_defaults(Method m) noexcept {
+  switch (m) {
+    case Method::Linear: return {false, true, false, false, false};
+    case Method::Slerp: return {false, false, false, false, false};
+    case Method::TaskArithmetic: return {true, false, false, false, false};
+    case Method::Ties: return {true, true, false, true, true};
+    case Method::DareLinear: return {true, false, true, true, false};
+    case Method::DareTies: return {true, false, true, true, true};
+    case Method::ModelStock: return {true, false, false, false, false};
+  }
+  return {};
+}
+
+void linear(std::span<const std::span<const float>> models, std::span<const double> weights, bool normalize,
+            std::span<float> out) {
+  check_sizes(out.size(), models, "linear");
+  double wsum = 0;
+  for (double w : weights) wsum += w;
+  if (normalize && wsum == 0) throw_error(ErrorKind::Usage, "linear merge: the weights sum to 0 and cannot be normalized");
+  const double scale = normalize ? 1.0 / wsum : 1.0;
+  std::fill(out.begin(), out.end(), 0.0f);
+  for (std::size_t m = 0; m < models.size(); ++m) {
+    const float w = static_cast<float>(weights[m] * scale);
+    const float* x = models[m].data();
+    for (std::size_t i = 0; i < out.size(); ++i) out[i] += w * x[i];
+  }
+}
+
+void slerp(std::span<const float> v0, std::span<const float> v1, double t, std::span<float> out) {
+  const std::span<const float> both[] = {v0, v1};
+  check_sizes(out.size(), both, "slerp");
+  double n0 = 0, n1 = 0, dot = 0;
+  for (std::size_t i = 0; i < out.size(); ++i) {
+    n0 += double(v0[i]) * v0[i];
+    n1 += double(v1[i]) * v1[i];
+    dot += double(v0[i]) * v1[i];
+  }
+  n0 = std::sqrt(n0);
+  n1 = std::sqrt(n1);
+  constexpr double eps = 1e-8;
+  dot /= (n0 > eps ? n0 : 1.0) * (n1 > eps ? n1 : 1.0);
+  double s0, s1;
+  if (std::fabs(dot) > 0.9995) {
+    s0 = 1 - t;
+    s1 = t;
+  } else {
+    const double omega = std::acos(dot), so = std::sin(omega);
+    s0 = std::sin((1 - t) * omega) / so;
+    s1 = std::sin(t * omega) / so;
+  }
+  const float a = static_cast<float>(s0), b = static_cast<float>(s1);
+  for (std::size_t i = 0; i < out.size(); ++i) out[i] = a * v0[i] + b * v1[i];
+}
+
+void variance_correct(std::span<const std::span<const float>> models, std::span<const double> weights,
+                      std::span<float> merged) {
+  check_sizes(merged.size(), models, "variance correction");
+  const std::size_t n = merged.size();
+  if (n < 2) return;
+  auto moments = [n](std::span<const float> x) {
+    double mean = 0;
+    for (float v : x) mean += v;
+    mean /= double(n);
+    double var = 0;
+    for (float v : x) var += (v - mean) * (v - mean);
+    return std::pair{mean, var / double(n)};
+  };
+  double wsum = 0, target = 0;
+  for (double w : weights) wsum += w;
+  if (wsum == 0) return;
+  for (std::size_t m = 0; m < models.size(); ++m) target += weights[m] / wsum * moments(models[m]).second;
+  const auto [mu, var] = moments(merged);
+  if (var <= 0) return;
+  const double k = std::sqrt(target / var);
+  for (float& v : merged) v = static_cast<float>(mu + (v - mu) * k);
+}
+
+void trim_magnitude(std::span<float> delta, double density, bool rescale, std::vector<float>& scratch) {
+  if (density >= 1) return;
+  const std::size_t n = delta.size();
+  const auto k = static_cast<std::size_t>(std::floor(density * double(n)));
+  const double before = rescale ? l1(delta) : 0;
+  if (k == 0) {
+    std::fill(delta.begin(), delta.end(), 0.0f);
+    return;
+  }
+  scratch.resize(n);
+  for (std::size_t i = 0; i < n; ++i) scratch[i] = std::fabs(delta[i]);
+  std::nth_element(scratch.begin(), scratch.begin() + static_cast<std::ptrdiff_t>(k - 1), scratch.end(),
+                   std::greater<float>());
+  const float thr = scratch[k - 1];
+  std::size_t above = 0;
+  for (std::size_t i = 0; i < n; ++i) above += std::fabs(delta[i]) > thr;
+  std::size_t equal_left = k - above;
+  for (std::size_t i = 0; i < n; ++i) {
+    const float a = std::fabs(delta[i]);
+    if (a > thr) continue;
+    if (a == thr && equal_left > 0) {
+      --equal_left;
+      continue;
+    }
+    delta[i] = 0.0f;
+  }
+  if (rescale) l1_rescale(delta, before);
+}
+
+void drop_random(std::span<float> delta, double density, bool rescale, std::uint64_t seed, std::uint64_t stream) {
+  if (density >= 1) return;
+  const double before = rescale ? l1(delta) : 0;
+  const auto keep_below = static_cast<std::uint64_t>(std::floor(std::max(density, 0.0) * 4294967296.0));
+  Rng rng(seed, stream);
+  for (float& v : delta)
+    if (rng.next_u32() >= keep_below) v = 0.0f;
+  if (rescale) l1_rescale(delta, before);
+}
+
+void combine_deltas(std::span<const float> base, std::span<const std::span<const float>> deltas,
+                    std::span<const double> weights, bool sign_election, bool normalize, double lambda,
+                    std::span<float> out) {
+  check_sizes(out.size(), deltas, "task arithmetic");
+  if (base.size() != out.size()) throw_error(ErrorKind::Internal, "merge: base of {} elements", base.size());
+  const std::size_t k = deltas.size();
+  for (std::size_t i = 0; i < out.size(); ++i) {
+    float sum = 0, divisor = 0;
+    if (sign_election) {
+      float total = 0;
+      for (std::size_t m = 0; m < k; ++m) total += static_cast<float>(weights[m]) * deltas[m][i];
+      const int s = total >= 0 ? 1 : -1;
+      for (std::size_t m = 0; m < k; ++m) {
+        const float u = static_cast<float>(weights[m]) * deltas[m][i];
+        if ((u > 0 && s > 0) || (u < 0 && s < 0)) {
+          sum += u;
+          divisor += static_cast<float>(weights[m]);
+        }
+      }
+      if (divisor == 0) divisor = 1;
+    } else {
+      for (std::size_t m = 0; m < k; ++m) {
+        sum += static_cast<float>(weights[m]) * deltas[m][i];
+        divisor += static_cast<float>(weights[m]);
+      }
+      if (std::fabs(divisor) < 1e-8f) divisor = 1;
+    }
+    if (normalize) sum /= divisor;
+    out[i] = base[i] + static_cast<float>(lambda) * sum;
+  }
+}
+
+double model_stock(std::span<const float> base, std::span<const std::span<const float>> models, std::span<float> out) {
+  check_sizes(out.size(), models, "model stock");
+  const std::size_t n = models.size(), len = out.size();
+  if (n < 2) throw_error(ErrorKind::Usage, "model_stock needs at least 2 models besides the base");
+  std::vector<double> norms(n, 0.0);
+  for (std::size_t m = 0; m < n; ++m)
+    for (std::size_t i = 0; i < len; ++i) {
+      const double d = double(models[m][i]) - base[i];
+      norms[m] += d * d;
+    }
+  double cos_sum = 0;
+  std::size_t pairs = 0;
+  for (std::size_t a = 0; a < n; ++a)
+    for (std::size_t b = a + 1; b < n; ++b, ++pairs) {
+      double dot = 0;
+      for (std::size_t i = 0; i < len; ++i) dot += (double(models[a][i]) - base[i]) * (double(models[b][i]) - base[i]);
+      const double denom = std::max(std::sqrt(norms[a]) * std::sqrt(norms[b]), 1e-6);
+      cos_sum += std::clamp(dot / denom, -1.0, 1.0);
+    }
+  const double c = cos_sum / double(pairs);
+  const double denom = 1 + double(n - 1) * c;
+  if (denom == 0)
+    throw_error(ErrorKind::Numeric, "model_stock: mean cosine {} makes the interpolation factor undefined", c);
+  const double t = double(n) * c / denom;
+  const float tf = static_cast<float>(t), bf = static_cast<float>(1 - t), inv = 1.0f / static_cast<float>(n);
+  for (std::size_t i = 0; i < len; ++i) {
+    float mean = 0;
+    for (std::size_t m = 0; m < n; ++m) mean += models[m][i];
+    out[i] = tf * (mean * inv) + bf * base[i];
+  }
+  return t;
+}
+
+namespace {
+
+struct Input {
+  std::string path;
+  std::unique_ptr<io::TensorSource> src;
+};
+
+void usage(bool bad, std::string_view what) {
+  if (bad) throw Error(ErrorKind::Usage, std::string(what));
+}
+
+}  // namespace
+
+void merge_files(const std::vector<std::string>& model_paths, const std::string& out, const MergeOptions& opt) {
+  const Method method = opt.method;
+  const std::string name(method_name(method));
+  const MethodDefaults def = method_defaults(method);
+  const bool has_base = !opt.base.empty();
+  usage(model_paths.empty(), "no models to merge");
+  usage(def.needs_base && !has_base, name + " needs --base (task vectors are taken against it)");
+  usage(method == Method::Linear && has_base, "linear takes no --base: list every model to average as MODEL");
+  usage(method == Method::Slerp && model_paths.size() + (has_base ? 1 : 0) != 2,
+        "slerp merges exactly two models: --base BASE MODEL, or MODEL0 MODEL1");
+  usage(method == Method::ModelStock && model_paths.size() < 2, "model_stock needs at least two models besides --base");
+  usage(method == Method::Slerp && !opt.t, "slerp needs --t (0 gives the first model, 1 the second)");
+  usage(method != Method::Slerp && opt.t.has_value(), "--t applies to slerp only");
+  usage(opt.t && !std::isfinite(*opt.t), "--t must be finite");
+  usage(!def.sparsify && opt.density.has_value(), "--density applies to ties, dare_linear and dare_ties only");
+  usage(opt.density && !(*opt.density > 0 && *opt.density <= 1), "--density must be in (0, 1]");
+  const bool uses_lambda = def.needs_base && method != Method::ModelStock;
+  usage(!uses_lambda && opt.lambda.has_value(), "--lambda applies to task_arithmetic, ties, dare_linear and dare_ties only");
+  usage(!def.sparsify && opt.rescale.has_value(), "--rescale applies to ties, dare_linear and dare_ties only");
+  usage((method == Method::Slerp || method == Method::ModelStock) && opt.normalize.has_value(),
+        "--normalize does not apply to " + name);
+  usage((method == Method::Slerp || method == Method::ModelStock) && !opt.weights.empty(),
+        "--weights does not apply to " + name);
+  usage(!opt.weights.empty() && opt.weights.size() != model_paths.size(),
+        fmt::format("--weights has {} values for {} models", opt.weights.size(), model_paths.size()));
+  usage(opt.variance_correct && method != Method::Linear, "--variance-correct applies to linear only");
+  for (double w : opt.weights) usage(!std::isfinite(w), "--weights must be finite");
+
+  const bool normalize = opt.normalize.value_or(def.normalize);
+  const bool rescale = opt.rescale.value_or(def.rescale);
+  const double density = opt.density.value_or(1.0);
+  const double lambda = opt.lambda.value_or(1.0);
+  std::vector<double> weights = opt.weights;
+  if (weights.empty()) weights.assign(model_paths.size(), 1.0);
+
+  // Open every input; the reference (base or first model) fixes names, order, shapes and dtypes.
+  std::vector<Input> inputs;
+  if (has_base) inputs.push_back({opt.base, io::open_source(opt.base)});
+  for (const auto& p : model_paths) inputs.push_back({p, io::open_source(p)});
+  for (const auto& in : inputs) io::expect_kind(*in.src, {io::Kind::Model});
+  const io::TensorSource& ref = *inputs[0].src;
+  // Formats without a model_config (safetensors, .pt) merge with any; two configs must agree.
+  const std::string ref_config = io::model_config(ref);
+  for (std::size_t i = 1; i < inputs.size(); ++i)
+    if (!ref_config.empty() && !io::model_config(*inputs[i].src).empty()) io::check_same_config(ref, *inputs[i].src);
+  const std::size_t first_model = has_base ? 1 : 0;
+
+  std::vector<io::TensorInfo> plan;
+  for (const auto* t : ref.group("tensors")) plan.push_back(*t);
+  if (plan.empty()) throw_error(ErrorKind::BadInput, "{}: no tensors to merge", inputs[0].path);
+  // Per tensor, which input holds it (nullptr: carried through from the reference).
+  std::vector<std::vector<const io::TensorInfo*>> found(plan.size(), std::vector<const io::TensorInfo*>(inputs.size()));
+  for (std::size_t i = 0; i < inputs.size(); ++i) {
+    const io::TensorSource& s = *inputs[i].src;
+    for (std::size_t k = 0; k < plan.size(); ++k) {
+      const io::TensorInfo* t = s.find(plan[k].name);
+      if (!t) {
+        if (!opt.allow_missing)
+          throw_error(ErrorKind::BadInput, "{}: no tensor {}, which {} has (--allow-missing carries such tensors "
+                      "through from {})", inputs[i].path, plan[k].name, inputs[0].path, inputs[0].path);
+        continue;
+      }
+      if (t->shape != plan[k].shape)
+        throw_error(ErrorKind::BadInput, "tensor {}: shape {} in {} but {} in {}", plan[k].name, shape_string(t->shape),
+                    inputs[i].path, shape_string(plan[k].shape), inputs[0].path);
+      found[k][i] = t;
+    }
+    for (const auto* t : s.group("tensors"))
+      if (!ref.find(t->name))
+        throw_error(ErrorKind::BadInput, "{}: tensor {} is not in {}", inputs[i].path, t->name, inputs[0].path);
+  }
+
+  Attributes root;
+  root.set("kind", std::string("model"));
+  if (!ref_config.empty()) root.set("model_config", ref_config);
+  root.set("merge_method", name);
+  auto sink = io::create_sink(out, root, plan);
+
+  std::vector<Tensor> tensors(inputs.size());
+  std::vector<std::span<const float>> views;
+  std::vector<std::vector<float>> deltas;
+  std::vector<float> scratch;
+  std::size_t carried = 0;
+  for (std::size_t k = 0; k < plan.size(); ++k) {
+    const io::TensorInfo& info = plan[k];
+    const bool all = std::all_of(found[k].begin(), found[k].end(), [](const auto* t) { return t != nullptr; });
+    if (!is_floating(info.dtype) || !all) {
+      if (!all) ++carried;
+      sink->write(k, ref.read(*found[k][0]));
+      continue;
+    }
+    for (std::size_t i = 0; i < inputs.size(); ++i) tensors[i] = inputs[i].src->read(*found[k][i], DType::F32);
+    Tensor merged = Tensor::uninitialized(info.shape, DType::F32);
+    std::span<float> o = merged.f32();
+    views.clear();
+    for (std::size_t i = first_model; i < inputs.size(); ++i) views.push_back(tensors[i].f32());
+    switch (method) {
+      case Method::Linear:
+        linear(views, weights, normalize, o);
+        if (opt.variance_correct) variance_correct(views, weights, o);
+        break;
+      case Method::Slerp: slerp(tensors[0].f32(), tensors[1].f32(), *opt.t, o); break;
+      case Method::ModelStock: model_stock(tensors[0].f32(), views, o); break;
+      case Method::TaskArithmetic:
+      case Method::Ties:
+      case Method::DareLinear:
+      case Method::DareTies: {
+        const std::span<const float> base = tensors[0].f32();
+        deltas.resize(views.size());
+        std::vector<std::span<const float>> dviews;
+        const std::uint64_t name_hash = xxh64(std::as_bytes(std::span(info.name.data(), info.name.size())));
+        for (std::size_t m = 0; m < views.size(); ++m) {
+          auto& d = deltas[m];
+          d.resize(base.size());
+          for (std::size_t i = 0; i < d.size(); ++i) d[i] = views[m][i] - base[i];
+          if (method == Method::Ties) trim_magnitude(d, density, rescale, scratch);
+          else if (method != Method::TaskArithmetic)
+            drop_random(d, density, rescale, opt.seed, stream_id({name_hash, static_cast<std::uint64_t>(m)}));
+          dviews.emplace_back(d);
+        }
+        combine_deltas(base, dviews, weights, def.sign_election, normalize, lambda, o);
+        break;
+      }
+    }
+    for (float v : o)
+      if (!std::isfinite(v))
+        throw_error(ErrorKind::Numeric, "tensor {}: the {} merge produced a non-finite value", info.name, name);
+    sink->write(k, merged);
+    for (auto& t : tensors) t = Tensor();
+  }
+  if (carried > 0) log::info("{} tensors missing from some model were carried through from {}", carried, inputs[0].path);
+  sink->commit();
+}
+
+}  // namespace loco::merge

@@ -1,0 +1,372 @@
+// Merge methods against hand-computed cases and their defining properties, and merge_files end to end.
+#include <unistd.h>
+
+#include <cmath>
+#include <filesystem>
+#include <numeric>
+#include <vector>
+
+#include <boost/test/unit_test.hpp>
+#include <fmt/format.h>
+
+#include "loco/core/error.hpp"
+#include "loco/core/rng.hpp"
+#include "loco/core/tensor.hpp"
+#include "loco/io/output.hpp"
+#include "loco/io/sink.hpp"
+#include "loco/io/source.hpp"
+#include "loco/merge/merge.hpp"
+
+namespace fs = std::filesystem;
+namespace mg = loco::merge;
+using loco::Error;
+using loco::ErrorKind;
+using Vec = std::vector<float>;
+using Spans = std::vector<std::span<const float>>;
+
+namespace {
+
+struct TempDir {
+  fs::path dir;
+  TempDir() {
+    static int counter = 0;
+    dir = fs::temp_directory_path() / fmt::format("loco-merge-test-{}-{}", ::getpid(), counter++);
+    fs::create_directories(dir);
+  }
+  ~TempDir() {
+    std::error_code ec;
+    fs::remove_all(dir, ec);
+  }
+  std::string path(const std::string& name) const { return (dir / name).string(); }
+};
+
+double norm(std::span<const float> x) {
+  double s = 0;
+  for (float v : x) s += double(v) * v;
+  return std::sqrt(s);
+}
+
+template <typename F>
+void expect_error(F&& f, ErrorKind kind, std::initializer_list<std::string> fragments) {
+  try {
+    f();
+  } catch (const Error& e) {
+    BOOST_CHECK(e.kind() == kind);
+    for (const auto& s : fragments) BOOST_CHECK_MESSAGE(std::string(e.what()).find(s) != std::string::npos, e.what());
+    return;
+  }
+  BOOST_ERROR("no error thrown");
+}
+
+void write_model(const std::string& path, const std::vector<std::pair<std::string, Vec>>& tensors,
+                 const std::string& config = "") {
+  loco::TensorSet set;
+  for (const auto& [name, v] : tensors)
+    set.add(name, loco::Tensor::from_floats({static_cast<std::int64_t>(v.size())}, v));
+  loco::Attributes root;
+  root.set("kind", std::string("model"));
+  if (!config.empty()) root.set("model_config", config);
+  loco::io::write_tensor_set(path, root, set);
+  loco::io::forget_inputs();
+}
+
+Vec read(const std::string& path, const std::string& name) {
+  auto src = loco::io::open_source(path, false);
+  const loco::Tensor t = src->read(src->get(name), loco::DType::F32);
+  return {t.f32().begin(), t.f32().end()};
+}
+
+}  // namespace
+
+BOOST_AUTO_TEST_SUITE(merge_kernels)
+
+BOOST_AUTO_TEST_CASE(linear_weighted_average) {
+  const Vec a = {1, 2}, b = {3, 6};
+  Vec out(2);
+  const double w[] = {1, 3};
+  mg::linear(Spans{a, b}, w, true, out);
+  BOOST_TEST(out[0] == 2.5f);  // (1 + 9) / 4
+  BOOST_TEST(out[1] == 5.0f);  // (2 + 18) / 4
+  mg::linear(Spans{a, b}, w, false, out);
+  BOOST_TEST(out[0] == 10.0f);
+  BOOST_TEST(out[1] == 20.0f);
+  const double zero[] = {1, -1};
+  expect_error([&] { mg::linear(Spans{a, b}, zero, true, out); }, ErrorKind::Usage, {"sum to 0"});
+}
+
+BOOST_AUTO_TEST_CASE(slerp_endpoints_norm_and_lerp_fallback) {
+  const Vec v0 = {3, 0, 0, 4}, v1 = {0, 5, 0, 0};  // both of norm 5, orthogonal
+  Vec out(4);
+  mg::slerp(v0, v1, 0.0, out);
+  BOOST_TEST(out == v0, boost::test_tools::per_element());
+  mg::slerp(v0, v1, 1.0, out);
+  for (int i = 0; i < 4; ++i) BOOST_TEST(out[i] == v1[i], boost::test_tools::tolerance(1e-6f));
+  // Equal norms stay equal all along the arc; halfway is the normalized bisector.
+  for (double t : {0.1, 0.25, 0.5, 0.9}) {
+    mg::slerp(v0, v1, t, out);
+    BOOST_TEST(norm(out) == 5.0, boost::test_tools::tolerance(1e-6));
+  }
+  mg::slerp(v0, v1, 0.5, out);
+  const float h = static_cast<float>(std::sqrt(0.5));
+  BOOST_TEST(out[0] == 3 * h, boost::test_tools::tolerance(1e-6f));
+  BOOST_TEST(out[1] == 5 * h, boost::test_tools::tolerance(1e-6f));
+  // Parallel directions (|cos| > 0.9995): a plain lerp.
+  const Vec p0 = {1, 1}, p1 = {2, 2};
+  Vec o2(2);
+  mg::slerp(p0, p1, 0.25, o2);
+  BOOST_TEST(o2[0] == 1.25f);
+  BOOST_TEST(o2[1] == 1.25f);
+}
+
+BOOST_AUTO_TEST_CASE(ties_trim_keeps_the_largest_magnitudes) {
+  std::vector<float> scratch;
+  Vec d = {1, -5, 3, -3, 0.1f};
+  mg::trim_magnitude(d, 0.6, false, scratch);  // k = 3
+  BOOST_TEST(d == (Vec{0, -5, 3, -3, 0}), boost::test_tools::per_element());
+  Vec tie = {2, -2, 2};
+  mg::trim_magnitude(tie, 0.34, false, scratch);  // k = 1: the first of equal magnitudes
+  BOOST_TEST(tie == (Vec{2, 0, 0}), boost::test_tools::per_element());
+  Vec r = {1, -5, 3, -3, 0.1f};
+  mg::trim_magnitude(r, 0.2, true, scratch);  // k = 1, rescaled to L1 12.1
+  BOOST_TEST(r[1] == -12.1f, boost::test_tools::tolerance(1e-6f));
+  Vec none = {1, 2};
+  mg::trim_magnitude(none, 0.4, false, scratch);  // k = 0
+  BOOST_TEST(none == (Vec{0, 0}), boost::test_tools::per_element());
+  Vec all = {1, 2};
+  mg::trim_magnitude(all, 1.0, false, scratch);
+  BOOST_TEST(all == (Vec{1, 2}), boost::test_tools::per_element());
+}
+
+BOOST_AUTO_TEST_CASE(ties_sign_election_and_disjoint_mean) {
+  const Vec base = {10, 10, 10, 10};
+  const Vec d1 = {1, -2, 3, 0.5f}, d2 = {-3, 1, 1, 0.5f};
+  const double w[] = {1, 1};
+  Vec out(4);
+  // Column sums -2, -1, 4, 1 elect -, -, +, +; only agreeing entries are averaged.
+  mg::combine_deltas(base, Spans{d1, d2}, w, true, true, 1.0, out);
+  BOOST_TEST(out == (Vec{7, 8, 12, 10.5f}), boost::test_tools::per_element());
+  mg::combine_deltas(base, Spans{d1, d2}, w, true, false, 2.0, out);
+  BOOST_TEST(out == (Vec{4, 6, 18, 12}), boost::test_tools::per_element());
+  // Weights enter the election: w = (3, 1) turns column 0 positive (3 - 3 = 0 counts as +).
+  const double w2[] = {3, 1};
+  mg::combine_deltas(base, Spans{d1, d2}, w2, true, true, 1.0, out);
+  BOOST_TEST(out[0] == 11.0f);  // u = 3 kept, divisor 3
+  // Property on random deltas: each kept contribution has the elected sign, so the merged delta has it too.
+  loco::Rng rng(7);
+  Vec a(1000), b(1000), c(1000), z(1000, 0.0f), o(1000);
+  for (std::size_t i = 0; i < a.size(); ++i) {
+    a[i] = rng.normal();
+    b[i] = rng.normal();
+    c[i] = rng.normal();
+  }
+  const double w3[] = {1, 1, 1};
+  mg::combine_deltas(z, Spans{a, b, c}, w3, true, false, 1.0, o);
+  for (std::size_t i = 0; i < a.size(); ++i) {
+    const float sum = a[i] + b[i] + c[i];
+    BOOST_TEST((sum >= 0 ? o[i] >= 0 : o[i] <= 0));
+    BOOST_TEST(std::fabs(o[i]) >= std::fabs(sum) - 1e-5f);  // dropping the minority only adds magnitude
+  }
+}
+
+BOOST_AUTO_TEST_CASE(task_arithmetic_is_base_plus_scaled_sum) {
+  const Vec base = {1, 2}, d1 = {1, 0}, d2 = {0.5f, -1};
+  const double w[] = {2, 1};
+  Vec out(2);
+  mg::combine_deltas(base, Spans{d1, d2}, w, false, false, 0.5, out);
+  BOOST_TEST(out[0] == 1 + 0.5f * 2.5f);
+  BOOST_TEST(out[1] == 2 - 0.5f);
+  mg::combine_deltas(base, Spans{d1, d2}, w, false, true, 1.0, out);  // ÷ Σw = 3
+  BOOST_TEST(out[0] == 1 + 2.5f / 3, boost::test_tools::tolerance(1e-6f));
+}
+
+BOOST_AUTO_TEST_CASE(dare_mask_rate_l1_and_expected_value) {
+  const std::size_t n = 100000;
+  const double p = 0.3;
+  Vec d(n, 1.0f);
+  mg::drop_random(d, p, false, 42, 1);
+  const double kept = std::count(d.begin(), d.end(), 1.0f);
+  // Binomial(n, p): within 5 standard deviations.
+  BOOST_TEST(std::fabs(kept - p * n) < 5 * std::sqrt(n * p * (1 - p)));
+  Vec again(n, 1.0f), other(n, 1.0f);
+  mg::drop_random(again, p, false, 42, 1);
+  mg::drop_random(other, p, false, 42, 2);
+  BOOST_TEST((again == d));
+  BOOST_TEST((other != d));
+  // L1 rescale keeps the L1 norm.
+  Vec x(1000);
+  loco::Rng rng(3);
+  for (float& v : x) v = rng.normal();
+  const double before = std::accumulate(x.begin(), x.end(), 0.0, [](double s, float v) { return s + std::fabs(v); });
+  mg::drop_random(x, 0.5, true, 9, 0);
+  const double after = std::accumulate(x.begin(), x.end(), 0.0, [](double s, float v) { return s + std::fabs(v); });
+  BOOST_TEST(after == before, boost::test_tools::tolerance(1e-5));
+  // Expected value: averaged over many masks each entry returns to δ. The rescale factor is
+  // L1(δ)/L1(kept) ≈ 1/p; per entry the mean of K draws has standard deviation |δ|·sqrt((1−p)/p/K).
+  const std::size_t m = 64, draws = 4000;
+  Vec delta(m), mean(m, 0.0f), work(m);
+  for (std::size_t i = 0; i < m; ++i) delta[i] = static_cast<float>(i % 7) - 3.0f + 0.25f;
+  std::vector<double> acc(m, 0.0);
+  for (std::size_t k = 0; k < draws; ++k) {
+    work = delta;
+    mg::drop_random(work, 0.5, true, 11, k);
+    for (std::size_t i = 0; i < m; ++i) acc[i] += work[i];
+  }
+  for (std::size_t i = 0; i < m; ++i) {
+    const double sd = std::fabs(delta[i]) * std::sqrt(1.0 / draws);
+    BOOST_TEST(std::fabs(acc[i] / draws - delta[i]) < 5 * sd + 0.02 * std::fabs(delta[i]));
+  }
+}
+
+BOOST_AUTO_TEST_CASE(model_stock_interpolation_factor) {
+  const Vec base = {0, 0};
+  Vec out(2);
+  BOOST_TEST(mg::model_stock(base, Spans{Vec{1, 0}, Vec{0, 1}}, out) == 0.0);  // orthogonal: t = 0
+  BOOST_TEST(out == (Vec{0, 0}), boost::test_tools::per_element());
+  const Vec a = {1, 0}, b = {1, 0};
+  BOOST_TEST(mg::model_stock(base, Spans{a, b}, out) == 1.0);  // identical: t = 1, the mean
+  BOOST_TEST(out == (Vec{1, 0}), boost::test_tools::per_element());
+  const Vec c = {1, 1};
+  const double cs = 1 / std::sqrt(2.0), t = 2 * cs / (1 + cs);
+  BOOST_TEST(mg::model_stock(base, Spans{a, c}, out) == t, boost::test_tools::tolerance(1e-12));
+  BOOST_TEST(out[0] == static_cast<float>(t), boost::test_tools::tolerance(1e-6f));
+  BOOST_TEST(out[1] == static_cast<float>(t * 0.5), boost::test_tools::tolerance(1e-6f));
+  const Vec neg = {-1, 0};  // cos = -1 with N = 2: 1 + cos = 0
+  expect_error([&] { mg::model_stock(base, Spans{a, neg}, out); }, ErrorKind::Numeric, {"undefined"});
+}
+
+BOOST_AUTO_TEST_CASE(variance_correction_restores_the_mean_variance) {
+  const std::size_t n = 4096;
+  Vec a(n), b(n), avg(n);
+  loco::fill_normal(a, 0.5f, 2.0f, 1, 1);
+  loco::fill_normal(b, 0.5f, 2.0f, 1, 2);
+  const double w[] = {1, 1};
+  mg::linear(Spans{a, b}, w, true, avg);
+  auto var = [n](const Vec& x) {
+    double m = std::accumulate(x.begin(), x.end(), 0.0) / n, s = 0;
+    for (float v : x) s += (v - m) * (v - m);
+    return std::pair{m, s / n};
+  };
+  const double target = (var(a).second + var(b).second) / 2;
+  const auto [mu0, v0] = var(avg);
+  BOOST_TEST(v0 < 0.6 * target);  // averaging uncorrelated models shrinks the variance
+  mg::variance_correct(Spans{a, b}, w, avg);
+  const auto [mu1, v1] = var(avg);
+  BOOST_TEST(v1 == target, boost::test_tools::tolerance(1e-5));
+  BOOST_TEST(mu1 == mu0, boost::test_tools::tolerance(1e-5));
+  // Identical models: a no-op.
+  Vec same(n);
+  mg::linear(Spans{a, a}, w, true, same);
+  const Vec before = same;
+  mg::variance_correct(Spans{a, a}, w, same);
+  for (std::size_t i = 0; i < n; ++i) BOOST_TEST(same[i] == before[i], boost::test_tools::tolerance(1e-5f));
+}
+
+BOOST_AUTO_TEST_SUITE_END()
+
+BOOST_AUTO_TEST_SUITE(merge_files)
+
+BOOST_AUTO_TEST_CASE(streams_every_method_and_checks_inputs) {
+  TempDir tmp;
+  const std::string base = tmp.path("base.h5"), a = tmp.path("a.h5"), b = tmp.path("b.safetensors");
+  write_model(base, {{"w", {0, 0, 0}}, {"b", {1, 1}}}, R"({"type":"mlp"})");
+  write_model(a, {{"w", {1, -2, 3}}, {"b", {1, 2}}}, R"({"type":"mlp"})");
+  {
+    loco::TensorSet set;
+    set.add("w", loco::Tensor::from_floats({3}, Vec{-3, 1, 1}));
+    set.add("b", loco::Tensor::from_floats({2}, Vec{3, 1}));
+    std::vector<loco::io::TensorInfo> plan(2);
+    plan[0].name = "w";
+    plan[0].shape = {3};
+    plan[1].name = "b";
+    plan[1].shape = {2};
+    auto sink = loco::io::create_sink(b, loco::Attributes{}, plan);
+    sink->write(0, set.at("w"));
+    sink->write(1, set.at("b"));
+    sink->commit();
+  }
+  mg::MergeOptions opt;
+  opt.method = mg::Method::Linear;
+  mg::merge_files({a, b}, tmp.path("lin.h5"), opt);
+  loco::io::forget_inputs();
+  BOOST_TEST(read(tmp.path("lin.h5"), "w") == (Vec{-1, -0.5f, 2}), boost::test_tools::per_element());
+  BOOST_TEST(read(tmp.path("lin.h5"), "b") == (Vec{2, 1.5f}), boost::test_tools::per_element());
+
+  opt.method = mg::Method::Ties;
+  opt.base = base;
+  mg::merge_files({a, b}, tmp.path("ties.safetensors"), opt);
+  loco::io::forget_inputs();
+  BOOST_TEST(read(tmp.path("ties.safetensors"), "w") == (Vec{-3, -2, 2}), boost::test_tools::per_element());
+
+  opt.method = mg::Method::DareTies;
+  opt.density = 0.5;
+  opt.seed = 5;
+  mg::merge_files({a, b}, tmp.path("dare1.h5"), opt);
+  loco::io::forget_inputs();
+  mg::merge_files({a, b}, tmp.path("dare2.h5"), opt);
+  loco::io::forget_inputs();
+  BOOST_TEST(read(tmp.path("dare1.h5"), "w") == read(tmp.path("dare2.h5"), "w"), boost::test_tools::per_element());
+
+  opt = {};
+  opt.method = mg::Method::Slerp;
+  opt.t = 0.0;
+  opt.base = base;
+  mg::merge_files({a}, tmp.path("slerp.h5"), opt);
+  loco::io::forget_inputs();
+  BOOST_TEST(read(tmp.path("slerp.h5"), "b") == (Vec{1, 1}), boost::test_tools::per_element());
+
+  // Disagreements are named.
+  const std::string c = tmp.path("c.h5"), d = tmp.path("d.h5"), e = tmp.path("e.h5");
+  write_model(c, {{"w", {1, 2}}, {"b", {1, 2}}}, R"({"type":"mlp"})");
+  write_model(d, {{"w", {1, 2, 3}}}, R"({"type":"mlp"})");
+  write_model(e, {{"w", {1, 2, 3}}, {"b", {1, 2}}}, R"({"type":"gpt"})");
+  opt = {};
+  expect_error([&] { mg::merge_files({a, c}, tmp.path("x.h5"), opt); }, ErrorKind::BadInput, {"tensor w", "[2]", "[3]"});
+  loco::io::forget_inputs();
+  expect_error([&] { mg::merge_files({a, d}, tmp.path("x.h5"), opt); }, ErrorKind::BadInput, {"no tensor b", "d.h5"});
+  loco::io::forget_inputs();
+  expect_error([&] { mg::merge_files({d, a}, tmp.path("x.h5"), opt); }, ErrorKind::BadInput, {"tensor b is not in"});
+  loco::io::forget_inputs();
+  expect_error([&] { mg::merge_files({a, e}, tmp.path("x.h5"), opt); }, ErrorKind::BadInput, {"e.h5"});
+  loco::io::forget_inputs();
+  BOOST_TEST(!fs::exists(tmp.path("x.h5")));
+  // --allow-missing carries b through from the reference.
+  opt.allow_missing = true;
+  mg::merge_files({a, d}, tmp.path("carry.h5"), opt);
+  loco::io::forget_inputs();
+  BOOST_TEST(read(tmp.path("carry.h5"), "b") == (Vec{1, 2}), boost::test_tools::per_element());
+  BOOST_TEST(read(tmp.path("carry.h5"), "w") == (Vec{1, 0, 3}), boost::test_tools::per_element());
+
+  // Usage errors.
+  opt = {};
+  opt.method = mg::Method::Ties;
+  expect_error([&] { mg::merge_files({a}, tmp.path("x.h5"), opt); }, ErrorKind::Usage, {"--base"});
+  opt.base = base;
+  opt.weights = {1, 2, 3};
+  expect_error([&] { mg::merge_files({a, b}, tmp.path("x.h5"), opt); }, ErrorKind::Usage, {"3 values for 2 models"});
+  opt = {};
+  opt.method = mg::Method::Slerp;
+  expect_error([&] { mg::merge_files({a, b}, tmp.path("x.h5"), opt); }, ErrorKind::Usage, {"--t"});
+  opt = {};
+  opt.density = 0.5;
+  expect_error([&] { mg::merge_files({a, b}, tmp.path("x.h5"), opt); }, ErrorKind::Usage, {"--density"});
+  loco::io::forget_inputs();
+}
+
+BOOST_AUTO_TEST_CASE(pytorch_checkpoints_merge_with_other_formats) {
+  TempDir tmp;
+  const std::string unit = LOCO_TEST_DATA;
+  const std::string pt = unit.substr(0, unit.rfind("/unit/")) + "/data/torch/nested.pt";
+  mg::MergeOptions opt;
+  opt.method = mg::Method::TaskArithmetic;
+  opt.base = pt;
+  opt.lambda = 3.0;
+  // A model equal to the base: every task vector is zero, so the result is the base exactly.
+  mg::merge_files({pt}, tmp.path("out.h5"), opt);
+  loco::io::forget_inputs();
+  auto src = loco::io::open_source(tmp.path("out.h5"), false);
+  BOOST_TEST(src->tensors().size() == 3u);
+  BOOST_TEST(read(tmp.path("out.h5"), "model.layer.b") == (Vec{1, 2}), boost::test_tools::per_element());
+  BOOST_TEST(read(tmp.path("out.h5"), "model.layer.w") == (Vec{-3, -2.5f, 0, 0.5f}), boost::test_tools::per_element());
+}
+
+BOOST_AUTO_TEST_SUITE_END()
