@@ -2,6 +2,10 @@
 #include "loco/io/convert.hpp"
 
 #include <algorithm>
+#include <optional>
+#include <vector>
+
+#include <tbb/parallel_pipeline.h>
 
 #include "loco/core/error.hpp"
 #include "loco/core/log.hpp"
@@ -95,25 +99,63 @@ void convert_file(const std::string& in, const std::string& out, const ConvertOp
     for (const auto& g : groups)
       for (const auto& e : src->group_attributes(g)) sink->set_group_attribute(g, e.name, e.value);
   }
-  std::vector<std::byte> buf, converted;
-  for (std::size_t i = 0; i < plan.size(); ++i) {
-    const TensorInfo& t = *inputs[i];
-    const DType to = plan[i].dtype;
-    const std::int64_t step = rows_per_block(t, opt.block_bytes);
-    for (std::int64_t r = 0; r < t.rows(); r += step) {
-      const std::int64_t n = std::min(step, t.rows() - r);
-      const std::size_t elems = static_cast<std::size_t>(n * t.row_elements());
-      buf.resize(elems * dtype_size(t.dtype));
-      src->read_rows(t, r, n, buf);
-      if (to == t.dtype) {
-        sink->write_rows(i, r, n, buf);
-      } else {
-        converted.resize(elems * dtype_size(to));
-        convert_elements(t.dtype, buf.data(), to, converted.data(), elems);
-        sink->write_rows(i, r, n, converted);
-      }
+  // The copy as a pipeline of row blocks: read (and convert) block k+1 while block k is written,
+  // so the two copies through the page cache overlap. That needs reads that never enter HDF5
+  // while the sink does: safetensors reads are pread; loco reads go raw at the dataset's offset
+  // when every dataset is contiguous. Otherwise blocks go one at a time.
+  struct Block {
+    std::size_t tensor = 0;
+    std::int64_t row0 = 0, rows = 0;
+    std::vector<std::byte> stored, converted;
+  };
+  std::vector<std::optional<std::uint64_t>> raw(plan.size());
+  bool overlap = src->format() == "safetensors";
+  if (src->format() == "loco") {
+    overlap = true;
+    for (std::size_t i = 0; i < plan.size(); ++i) {
+      raw[i] = inputs[i]->numel() > 0 ? contiguous_offset(*src, *inputs[i]) : std::optional<std::uint64_t>(0);
+      overlap = overlap && raw[i].has_value();
     }
   }
+  std::size_t next_tensor = 0;
+  std::int64_t next_row = 0;
+  std::vector<Block> ring(overlap ? 3 : 1);
+  std::size_t ring_pos = 0;
+  auto read_stage = [&](tbb::flow_control& fc) -> Block* {
+    while (next_tensor < plan.size() && next_row >= inputs[next_tensor]->rows()) ++next_tensor, next_row = 0;
+    if (next_tensor == plan.size()) {
+      fc.stop();
+      return nullptr;
+    }
+    const TensorInfo& t = *inputs[next_tensor];
+    Block& b = ring[ring_pos++ % ring.size()];
+    b.tensor = next_tensor;
+    b.row0 = next_row;
+    b.rows = std::min(rows_per_block(t, opt.block_bytes), t.rows() - next_row);
+    next_row += b.rows;
+    const std::size_t elems = static_cast<std::size_t>(b.rows * t.row_elements());
+    const std::size_t row_bytes = static_cast<std::size_t>(t.row_elements()) * dtype_size(t.dtype);
+    b.stored.resize(elems * dtype_size(t.dtype));
+    if (overlap && src->format() == "loco") {
+      if (!b.stored.empty()) read_raw(*src, *raw[b.tensor] + static_cast<std::uint64_t>(b.row0) * row_bytes, b.stored);
+    } else {
+      src->read_rows(t, b.row0, b.rows, b.stored);
+    }
+    const DType to = plan[b.tensor].dtype;
+    if (to != t.dtype) {
+      b.converted.resize(elems * dtype_size(to));
+      convert_elements(t.dtype, b.stored.data(), to, b.converted.data(), elems);
+    }
+    return &b;
+  };
+  auto write_stage = [&](Block* b) {
+    const bool same = plan[b->tensor].dtype == inputs[b->tensor]->dtype;
+    sink->write_rows(b->tensor, b->row0, b->rows, same ? b->stored : b->converted);
+  };
+  // Tokens in flight ≤ ring size − 1, so a block is never refilled while it is being written.
+  tbb::parallel_pipeline(overlap ? ring.size() - 1 : 1,
+                         tbb::make_filter<void, Block*>(tbb::filter_mode::serial_in_order, read_stage) &
+                             tbb::make_filter<Block*, void>(tbb::filter_mode::serial_in_order, write_stage));
   sink->commit();
 }
 
