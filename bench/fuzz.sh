@@ -54,6 +54,26 @@ seed_fuzz_safetensors() {
   st_seed "$dir/gap" '{"a":{"dtype":"F32","shape":[1],"data_offsets":[0,4]},"b":{"dtype":"F32","shape":[1],"data_offsets":[8,12]}}' 12
 }
 
+seed_fuzz_loco_file() {
+  local dir=$1
+  /usr/bin/python3 - "$dir" <<'PYEOF'
+import sys, h5py, numpy as np
+d = sys.argv[1]
+def loco(name, kind="model", **groups):
+    with h5py.File(f"{d}/{name}", "w", track_order=True) as f:
+        f.attrs.update(loco_format="loco", loco_version=1, kind=kind, model_config='{"arch":"logreg","features":2,"classes":2}')
+        for g, tensors in groups.items():
+            grp = f.require_group(g)
+            for n, v in tensors.items():
+                grp[n] = v
+loco("model.h5", tensors={"linear.weight": np.ones((2, 2), np.float32), "linear.bias": np.zeros(2, np.float32)})
+loco("dtypes.h5", tensors={"f16": np.arange(4, dtype=np.float16), "i64": np.arange(3), "b": np.array([True, False]),
+                           "s": np.float64(2.5)})
+loco("state.h5", kind="state", **{"state/exp_avg": {"w": np.zeros((3, 1), np.float32)}})
+loco("data.h5", kind="data", data={"tokens": np.frombuffer(b"hello world", np.uint8)})
+PYEOF
+}
+
 # --- run ---------------------------------------------------------------------------------------
 
 if (($# == 0)); then
