@@ -1,4 +1,4 @@
-// Layer kernels: Eigen products on contiguous row blocks, TBB over fixed shape-derived chunks.
+// Layer kernels: Eigen's blocked GEMM on contiguous row blocks, TBB over fixed shape-derived chunks.
 #include "loco/model/layers.hpp"
 
 // GCC 12 reports false -Wmaybe-uninitialized positives inside Eigen's AVX-512 packet code
@@ -10,6 +10,9 @@
 #include <Eigen/Dense>
 #if defined(__GNUC__) && !defined(__clang__)
 #pragma GCC diagnostic pop
+#endif
+#if !EIGEN_VERSION_AT_LEAST(3, 4, 0)
+#error "loco's model kernels call Eigen 3.4's blocked GEMM (general_matrix_matrix_product with ResInnerStride)"
 #endif
 #include <tbb/blocked_range.h>
 #include <tbb/parallel_for.h>
@@ -32,8 +35,6 @@ template <typename T>
 using MapMat = Eigen::Map<Mat<T>>;
 template <typename T>
 using CMapMat = Eigen::Map<const Mat<T>>;
-template <typename T>
-using SMat = Eigen::Map<Mat<T>, Eigen::Unaligned, Eigen::OuterStride<>>;
 template <typename T>
 using CSMat = Eigen::Map<const Mat<T>, Eigen::Unaligned, Eigen::OuterStride<>>;
 template <typename T>
@@ -100,38 +101,75 @@ constexpr Index kColBlock = 64;      // columns per task of a column reduction o
 constexpr Index kGeluBlock = 256;    // elements evaluated at once on the stack in GELU
 
 // A per-thread, vector-aligned scratch buffer that only grows, so steady-state calls do not
-// allocate. Only used inside one task, which runs no other task meanwhile.
+// allocate. Only used inside one task, which runs no other task meanwhile. Slots 0–1 hold
+// attention scores, 2–3 the packed operands of gemm().
+enum ScratchSlot { kScores = 0, kScoreGrads = 1, kPackA = 2, kPackB = 3 };
+
 template <typename T>
-T* thread_scratch(std::size_t n, int slot) {
-  thread_local std::vector<T, Eigen::aligned_allocator<T>> buffers[2];
+T* thread_scratch(std::size_t n, ScratchSlot slot) {
+  thread_local std::vector<T, Eigen::aligned_allocator<T>> buffers[4];
   auto& b = buffers[slot];
   if (b.size() < n) b.resize(n);
   return b.data();
 }
 
+// Eigen's product expressions allocate their packing buffers on the heap for every product
+// larger than 128 KiB; the kernels call Eigen's blocked GEMM directly with per-thread buffers
+// instead (the blocking sizes are Eigen's own, as its product expressions compute them).
+template <typename T>
+class PackBuffers : public Eigen::internal::level3_blocking<T, T> {
+ public:
+  // For the row-major product C (m × n) = A (m × k)·B (k × n), which Eigen runs as its
+  // column-major transpose (n × m).
+  PackBuffers(Index m, Index n, Index k) {
+    this->m_mc = n;
+    this->m_nc = m;
+    this->m_kc = k;
+    Eigen::internal::computeProductBlockingSizes<T, T, 1>(this->m_kc, this->m_mc, this->m_nc, Index{1});
+    this->m_blockA = thread_scratch<T>(static_cast<std::size_t>(this->m_mc * this->m_kc), kPackA);
+    this->m_blockB = thread_scratch<T>(static_cast<std::size_t>(this->m_kc * this->m_nc), kPackB);
+  }
+};
+
+// C += alpha·A·B with C row-major m × n (row stride ldc), A m × k and B k × n stored in the
+// orders AOrder and BOrder (Eigen::RowMajor or Eigen::ColMajor) with leading dimensions lda and
+// ldb. Single-threaded; callers parallelize over blocks of C.
+template <typename T, int AOrder, int BOrder>
+void gemm(Index m, Index n, Index k, const T* a, Index lda, const T* b, Index ldb, T* c, Index ldc, T alpha) {
+  if (m == 0 || n == 0 || k == 0) return;
+  PackBuffers<T> blocking(m, n, k);
+  Eigen::internal::general_matrix_matrix_product<Index, T, AOrder, false, T, BOrder, false, Eigen::RowMajor, 1>::run(
+      m, n, k, a, lda, b, ldb, c, 1, ldc, alpha, blocking);
+}
+
+// Sets the m × n block at c (row stride ldc) to zero.
+template <typename T>
+void zero_block(T* c, Index m, Index n, Index ldc) {
+  Eigen::Map<Mat<T>, Eigen::Unaligned, Eigen::OuterStride<>>(c, m, n, Eigen::OuterStride<>(ldc)).setZero();
+}
+
+constexpr int kRow = Eigen::RowMajor;
+constexpr int kCol = Eigen::ColMajor;
+
 }  // namespace
 
 template <typename T>
 void linear_forward(const T* x, const T* w, const T* b, const T* residual, T* y, Index n, Index in, Index out) {
-  const CMapMat<T> W(w, out, in);
   parallel_chunks(n, gemm_row_chunk(n), [&](Index i0, Index i1) {
     const Index rows = i1 - i0;
-    const CMapMat<T> X(x + i0 * in, rows, in);
     MapMat<T> Y(y + i0 * out, rows, out);
-    // Seed y with the bias and residual, then accumulate the product onto it: one pass fewer
-    // than a product into zeros followed by additions.
+    // Seed y with the bias and residual (or zeros), then accumulate x·wᵀ onto it: wᵀ is w read
+    // column-major.
     if (residual == nullptr && b == nullptr) {
-      Y.noalias() = X * W.transpose();
-      return;
-    }
-    if (residual == nullptr) {
+      Y.setZero();
+    } else if (residual == nullptr) {
       Y.rowwise() = CRowVec<T>(b, out);
     } else if (b == nullptr) {
       if (residual != y) Y = CMapMat<T>(residual + i0 * out, rows, out);
     } else {
       Y = CMapMat<T>(residual + i0 * out, rows, out).rowwise() + CRowVec<T>(b, out);
     }
-    Y.noalias() += X * W.transpose();
+    gemm<T, kRow, kCol>(rows, out, in, x + i0 * in, in, w, in, y + i0 * out, out, T(1));
   });
 }
 
@@ -167,11 +205,10 @@ template <typename T>
 void linear_backward(const T* x, const T* w, const T* dy, T* dx, T* dw, T* db, Index n, Index in, Index out,
                      T* scratch) {
   if (dx != nullptr) {
-    const CMapMat<T> W(w, out, in);
     parallel_chunks(n, gemm_row_chunk(n), [&](Index i0, Index i1) {
       const Index rows = i1 - i0;
-      MapMat<T> DX(dx + i0 * in, rows, in);
-      DX.noalias() = CMapMat<T>(dy + i0 * out, rows, out) * W;
+      zero_block(dx + i0 * in, rows, in, in);
+      gemm<T, kRow, kRow>(rows, in, out, dy + i0 * out, out, w, in, dx + i0 * in, in, T(1));
     });
   }
   const WeightGradPlan p = weight_grad_plan(n, in, out);
@@ -185,10 +222,10 @@ void linear_backward(const T* x, const T* w, const T* dy, T* dx, T* dw, T* db, I
     const Index c0 = (t % p.in_tiles) * p.in_piece;
     const Index mo = std::min(p.out_piece, out - o0);
     const Index mi = std::min(p.in_piece, in - c0);
-    MapMat<T> DW(kc == 0 ? dw : scratch + (kc - 1) * out * in, out, in);
-    DW.block(o0, c0, mo, mi).noalias() =
-        CMapMat<T>(dy + k0 * out, kn, out).middleCols(o0, mo).transpose() *
-        CMapMat<T>(x + k0 * in, kn, in).middleCols(c0, mi);
+    // The tile of dyᵀ·x over rows k0..k0+kn−1: dyᵀ is dy read column-major.
+    T* tile = (kc == 0 ? dw : scratch + (kc - 1) * out * in) + o0 * in + c0;
+    zero_block(tile, mo, mi, in);
+    gemm<T, kCol, kRow>(mo, mi, kn, dy + k0 * out + o0, out, x + k0 * in + c0, in, tile, in, T(1));
   });
   if (p.k_chunks > 1) {
     parallel_chunks(out * in, kElemChunk, [&](Index e0, Index e1) {
@@ -410,20 +447,24 @@ void attention_forward(const T* qkv, T* y, T* lse, const AttentionShape& s) {
   parallel_each(s.batch * s.heads, [&](Index bh) {
     const Index b = bh / s.heads;
     const Index h = bh % s.heads;
-    const T* base = qkv + b * seq * ld + h * hd;
-    const CSMat<T> Q(base, seq, hd, Eigen::OuterStride<>(ld));
-    const CSMat<T> K(base + d, seq, hd, Eigen::OuterStride<>(ld));
-    const CSMat<T> V(base + 2 * d, seq, hd, Eigen::OuterStride<>(ld));
-    SMat<T> Y(y + b * seq * d + h * hd, seq, hd, Eigen::OuterStride<>(d));
+    const T* q = qkv + b * seq * ld + h * hd;
+    const T* k = q + d;
+    const T* v = q + 2 * d;
+    T* yb = y + b * seq * d + h * hd;
     T* L = lse + bh * seq;
-    T* scratch = thread_scratch<T>(static_cast<std::size_t>(block * score_stride(seq)), 0);
+    T* scratch = thread_scratch<T>(static_cast<std::size_t>(block * score_stride(seq)), kScores);
     for (Index i0 = 0; i0 < seq; i0 += block) {
       const Index rows = std::min(block, seq - i0);
       const Index keys = i0 + rows;  // causal: this block's queries see keys 0..i0+rows−1
-      ScoreMat<T> S(scratch, rows, keys, Eigen::OuterStride<>(score_stride(keys)));
-      S.noalias() = Q.middleRows(i0, rows) * K.topRows(keys).transpose();
+      const Index ss = score_stride(keys);
+      // S = Q_block·K[0..keys)ᵀ (kᵀ is k read column-major), then softmax rows in place.
+      zero_block(scratch, rows, keys, ss);
+      gemm<T, kRow, kCol>(rows, keys, hd, q + i0 * ld, ld, k, ld, scratch, ss, T(1));
+      ScoreMat<T> S(scratch, rows, keys, Eigen::OuterStride<>(ss));
       for (Index r = 0; r < rows; ++r) L[i0 + r] = causal_softmax_row(S, r, i0 + r + 1, keys, scale);
-      Y.middleRows(i0, rows).noalias() = S * V.topRows(keys);
+      // Y_block = P·V[0..keys).
+      zero_block(yb + i0 * d, rows, hd, d);
+      gemm<T, kRow, kRow>(rows, hd, keys, scratch, ss, v, ld, yb + i0 * d, d, T(1));
     }
   });
 }
@@ -440,28 +481,30 @@ void attention_backward(const T* qkv, const T* y, const T* lse, const T* dy, T* 
     const Index b = bh / s.heads;
     const Index h = bh % s.heads;
     const Index off = b * seq * ld + h * hd;
-    const CSMat<T> Q(qkv + off, seq, hd, Eigen::OuterStride<>(ld));
-    const CSMat<T> K(qkv + off + d, seq, hd, Eigen::OuterStride<>(ld));
-    const CSMat<T> V(qkv + off + 2 * d, seq, hd, Eigen::OuterStride<>(ld));
-    SMat<T> dQ(dqkv + off, seq, hd, Eigen::OuterStride<>(ld));
-    SMat<T> dK(dqkv + off + d, seq, hd, Eigen::OuterStride<>(ld));
-    SMat<T> dV(dqkv + off + 2 * d, seq, hd, Eigen::OuterStride<>(ld));
+    const T* q = qkv + off;
+    const T* k = q + d;
+    const T* v = q + 2 * d;
+    T* dq = dqkv + off;
+    T* dk = dq + d;
+    T* dv = dq + 2 * d;
+    const T* dyb = dy + b * seq * d + h * hd;
     const CSMat<T> Y(y + b * seq * d + h * hd, seq, hd, Eigen::OuterStride<>(d));
-    const CSMat<T> dY(dy + b * seq * d + h * hd, seq, hd, Eigen::OuterStride<>(d));
+    const CSMat<T> dY(dyb, seq, hd, Eigen::OuterStride<>(d));
     const T* L = lse + bh * seq;
     const auto need = static_cast<std::size_t>(block * score_stride(seq));
-    T* p_buf = thread_scratch<T>(need, 0);
-    T* ds_buf = thread_scratch<T>(need, 1);
-    dK.setZero();
-    dV.setZero();
+    T* p_buf = thread_scratch<T>(need, kScores);
+    T* ds_buf = thread_scratch<T>(need, kScoreGrads);
+    zero_block(dk, seq, hd, ld);
+    zero_block(dv, seq, hd, ld);
     for (Index i0 = 0; i0 < seq; i0 += block) {
       const Index rows = std::min(block, seq - i0);
       const Index keys = i0 + rows;
-      const Eigen::OuterStride<> stride(score_stride(keys));
-      ScoreMat<T> P(p_buf, rows, keys, stride);
-      ScoreMat<T> dS(ds_buf, rows, keys, stride);
+      const Index ss = score_stride(keys);
+      ScoreMat<T> P(p_buf, rows, keys, Eigen::OuterStride<>(ss));
+      ScoreMat<T> dS(ds_buf, rows, keys, Eigen::OuterStride<>(ss));
       // Recompute the probabilities from the saved log-sum-exp; masked keys are exact zeros.
-      P.noalias() = Q.middleRows(i0, rows) * K.topRows(keys).transpose();
+      zero_block(p_buf, rows, keys, ss);
+      gemm<T, kRow, kCol>(rows, keys, hd, q + i0 * ld, ld, k, ld, p_buf, ss, T(1));
       for (Index r = 0; r < rows; ++r) {
         const Index valid = i0 + r + 1;
         auto row = P.row(r).array();
@@ -469,14 +512,18 @@ void attention_backward(const T* qkv, const T* y, const T* lse, const T* dy, T* 
         if (valid < keys) row.tail(keys - valid).setZero();
       }
       // dS = scale·P ⊙ (dP − rowsum(P ⊙ dP)), with dP = dY·Vᵀ and rowsum(P ⊙ dP) = dY_i·Y_i.
-      dS.noalias() = dY.middleRows(i0, rows) * V.topRows(keys).transpose();
+      zero_block(ds_buf, rows, keys, ss);
+      gemm<T, kRow, kCol>(rows, keys, hd, dyb + i0 * d, d, v, ld, ds_buf, ss, T(1));
       for (Index r = 0; r < rows; ++r) {
         const T di = dY.row(i0 + r).dot(Y.row(i0 + r));
         dS.row(r).array() = P.row(r).array() * (dS.row(r).array() - di) * scale;
       }
-      dV.topRows(keys).noalias() += P.transpose() * dY.middleRows(i0, rows);
-      dQ.middleRows(i0, rows).noalias() = dS * K.topRows(keys);
-      dK.topRows(keys).noalias() += dS.transpose() * Q.middleRows(i0, rows);
+      // dV[0..keys) += Pᵀ·dY_block, dQ_block = dS·K[0..keys), dK[0..keys) += dSᵀ·Q_block
+      // (Pᵀ and dSᵀ are P and dS read column-major).
+      gemm<T, kCol, kRow>(keys, hd, rows, p_buf, ss, dyb + i0 * d, d, dv, ld, T(1));
+      zero_block(dq + i0 * ld, rows, hd, ld);
+      gemm<T, kRow, kRow>(rows, hd, keys, ds_buf, ss, k, ld, dq + i0 * ld, ld, T(1));
+      gemm<T, kCol, kRow>(keys, hd, rows, ds_buf, ss, q + i0 * ld, ld, dk, ld, T(1));
     }
   });
 }

@@ -3,9 +3,10 @@
 //
 // Conventions: a matrix "n × d" is n rows of d contiguous elements. Every kernel runs in parallel
 // over fixed-size chunks chosen from the shapes alone, and each output element is computed in a
-// fixed order, so results are bit-identical for any TBB thread count. No kernel allocates after
-// its first call on a thread. Pointers to distinct arguments must not overlap unless a kernel
-// says it allows it. Sizes are validated by the models, not here.
+// fixed order, so results are bit-identical for any TBB thread count. Scratch (GEMM packing,
+// attention scores) lives in per-thread buffers that only grow, so repeated calls with the same
+// sizes allocate nothing. Pointers to distinct arguments must not overlap unless a kernel says
+// it allows it. Sizes are validated by the models, not here.
 #pragma once
 
 #include <cstdint>

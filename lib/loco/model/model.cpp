@@ -130,6 +130,10 @@ struct Model::Impl {
     out.resize(sp.size());
     DType dtype = DType::F32;
     for (std::size_t i = 0; i < sp.size(); ++i) {
+      if (set[i].name != sp[i].name && !set.contains(sp[i].name)) {
+        throw_error(ErrorKind::BadInput, "{}: missing tensor \"{}\" of the {} model {}", what, sp[i].name,
+                    arch_name(config.arch), config.canonical_json());
+      }
       const Tensor& t = set[i].name == sp[i].name ? set[i].tensor : set.at(sp[i].name);
       if (t.shape() != sp[i].shape) {
         throw_error(ErrorKind::BadInput, "{}: tensor \"{}\" has shape {}, the model needs {}", what, sp[i].name,

@@ -122,6 +122,8 @@ struct LossStats {
 // live outside (a TensorSet in param_specs order, float32 for training, or float64 for reference
 // computations such as gradient checks); the model holds only a workspace of activations that
 // grows to the largest batch seen and is reused, so steps after the first allocate nothing.
+// GPT training keeps about (8 + 2·mlp_ratio)·d_model floats of activations per token and block
+// (134 MB for d_model 128, 4 blocks, 32 × 128 tokens); evaluation keeps one block's worth.
 // Not thread-safe: one Model per thread of control (each call uses all TBB threads inside).
 // Results are bit-identical for any TBB thread count.
 class Model {
@@ -150,8 +152,8 @@ class Model {
   // grads (laid out as params, same dtype) is overwritten with d(mean loss)/d(params). Returns
   // the summed loss, count and correct predictions. Throws Error(BadInput) on a batch of the
   // wrong kind or shape, a label outside [0, classes), a token outside [0, vocab), seq_len outside
-  // [1, ctx], an empty batch, or params/grads that fail check_params. A non-finite loss is
-  // returned as is.
+  // [1, ctx], an empty batch, or params/grads that fail check_params; Error(Usage) when grads is
+  // &params. A non-finite loss is returned as is.
   LossStats forward_backward(const TensorSet& params, const Batch& batch, TensorSet* grads);
   // The same loss statistics without gradients.
   LossStats evaluate(const TensorSet& params, const Batch& batch);

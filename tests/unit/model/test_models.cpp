@@ -403,6 +403,12 @@ BOOST_AUTO_TEST_CASE(rejects_mismatched_parameters) {
   }
   {
     TensorSet p;
+    p.add("linear.weight", Tensor({4, 3}));
+    p.add("linear.biases", Tensor({4}));
+    expect_error(ErrorKind::BadInput, "missing tensor \"linear.bias\"", [&] { lr.check_params(p); });
+  }
+  {
+    TensorSet p;
     p.add("linear.bias", Tensor({4}));  // any order is accepted
     p.add("linear.weight", Tensor({4, 3}));
     BOOST_CHECK_NO_THROW(lr.evaluate(p, Batch::classification(x, y)));
