@@ -1,0 +1,137 @@
+// The codec interface: a codec chain parsed from a SPEC string encodes one float tensor into named
+// datasets plus group attributes (the layout of a compressed loco file) and decodes them back.
+#pragma once
+
+#include <cstdint>
+#include <memory>
+#include <span>
+#include <string>
+#include <string_view>
+#include <utility>
+#include <vector>
+
+#include "loco/core/attributes.hpp"
+#include "loco/core/tensor.hpp"
+
+namespace loco::io {
+class TensorSource;
+}
+
+namespace loco::compress {
+
+// One stage of a SPEC: "name[:key=value[,key=value]]".
+struct StageSpec {
+  std::string name;
+  std::vector<std::pair<std::string, std::string>> params;
+};
+
+// Splits SPEC = stage('+'stage)* into stages. Throws Error(Usage) on empty stages, names or keys,
+// a key without '=', or a key given twice. Names and keys are not checked here (Codec does).
+std::vector<StageSpec> parse_spec(std::string_view spec);
+
+// Shape and type of one dataset a codec writes for a tensor, known before encoding.
+struct DatasetLayout {
+  std::string name;
+  Shape shape;
+  DType dtype;
+};
+
+// One encoded tensor: what goes into the group /tensors/<name> of a compressed file.
+struct Encoded {
+  Attributes attrs;  // codec, spec, shape, dtype, d, seed, stream, the stages' parameters
+  std::vector<std::pair<std::string, Tensor>> datasets;
+  // Bytes of the datasets (what crosses the network).
+  std::int64_t payload_bytes() const;
+  // Looks a dataset up; throws Error(BadInput) naming it when absent.
+  const Tensor& get(std::string_view name) const;
+};
+
+// Where the random numbers of one tensor come from: Rng(seed, stream) with stream derived from
+// (round, worker, tensor name) by stream_key(). Codecs whose randomness all workers must share
+// (random-k indices) derive it from shared_stream, which leaves the worker out.
+struct RandomKey {
+  std::uint64_t seed = 0;
+  std::uint64_t stream = 0;         // per worker: stochastic rounding
+  std::uint64_t shared_stream = 0;  // identical on every worker: random-k indices
+};
+RandomKey random_key(std::uint64_t seed, std::int64_t round, std::int64_t worker, std::string_view tensor);
+
+// The codec state of one tensor that stateful codecs (powersgd: its warm-start Q) read and update
+// across rounds, as named float32 tensors ("powersgd_q").
+struct TensorState {
+  std::vector<std::pair<std::string, Tensor>> slots;
+  // nullptr when absent.
+  const Tensor* find(std::string_view slot) const;
+  // Adds or replaces a slot.
+  void set(std::string_view slot, Tensor t);
+};
+
+class Stage;
+
+// A chain of codec stages. Stage names: cast, topk, randk, quant, sign, qsgd, dct_topk, sketch,
+// powersgd. A chain is one stage, or a sparsifier (topk, randk, dct_topk) followed by one value
+// codec (cast, quant, sign, qsgd) that encodes the kept values, e.g.
+// "topk:density=0.02,tile=4096+quant:bits=2".
+class Codec {
+ public:
+  // Parses and validates SPEC; throws Error(Usage) naming the stage and key that is wrong.
+  static Codec parse(std::string_view spec);
+  Codec(Codec&&) noexcept;
+  Codec& operator=(Codec&&) noexcept;
+  ~Codec();
+
+  // The canonical spec (every parameter spelled out with its default), recorded in the file.
+  const std::string& spec() const noexcept { return spec_; }
+  // "topk+quant"
+  std::string name() const;
+  // True when a stage keeps per-tensor state across rounds (powersgd).
+  bool stateful() const;
+
+  // The datasets encode() writes for a tensor of this shape, in order.
+  std::vector<DatasetLayout> layout(const Shape& shape) const;
+  // Encodes x (float32). Throws Error(Numeric) naming `what` when x holds NaN or Inf.
+  // Deterministic: the same x, key and spec give the same bytes for any thread count.
+  // decoded_dtype is recorded as the dtype the decoded tensor is written in.
+  // state: the tensor's codec state, read and updated by stateful codecs (nullptr: start fresh and
+  // keep nothing); a state slot of the wrong shape is ignored as if absent.
+  Encoded encode(const Tensor& x, const RandomKey& key, DType decoded_dtype = DType::F32,
+                 std::string_view what = "tensor", TensorState* state = nullptr) const;
+
+ private:
+  Codec();
+  std::string spec_;
+  std::vector<std::unique_ptr<Stage>> stages_;
+  friend Tensor decode(const Encoded&);
+};
+
+// Decodes an encoded tensor to float32 of its recorded shape, using only what Encoded holds
+// (the spec, shape, seed and stream attributes and the datasets). Throws Error(BadInput) when
+// attributes or datasets are missing or of the wrong size.
+Tensor decode(const Encoded& e);
+
+// Summary of a compress_file run.
+struct CompressSummary {
+  std::int64_t tensors = 0;
+  std::int64_t raw_bytes = 0;
+  std::int64_t payload_bytes = 0;
+};
+
+// Reads the compressed tensor /tensors/<name> of a compressed file (group attributes and datasets).
+// Throws Error(BadInput) when the file holds no such compressed tensor.
+Encoded read_encoded(const io::TensorSource& src, std::string_view name);
+// Names of the compressed tensors of a compressed file, in file order.
+std::vector<std::string> encoded_tensor_names(const io::TensorSource& src);
+
+// Compresses every tensor of /tensors of `in` (a delta or model file; floating-point tensors) with
+// codec into the compressed file `out`, one tensor at a time. Random streams are keyed by
+// (seed, the input's round and worker attributes, tensor name). "-" reads stdin / writes stdout.
+// state: for stateful codecs (powersgd), a state file (kind state, /state/<slot>/<tensor>) read
+// when it exists and replaced after the output is written; "" keeps no state.
+// Throws Error(BadInput) for compressed or integer inputs, Error(Numeric) on NaN/Inf,
+// Error(Usage) for a state file with a stateless codec.
+CompressSummary compress_file(const std::string& in, const std::string& out, const Codec& codec, std::uint64_t seed,
+                              const std::string& state = "");
+// Decodes every tensor of a compressed file into a dense file of the kind it was made from.
+void decompress_file(const std::string& in, const std::string& out);
+
+}  // namespace loco::compress
