@@ -96,7 +96,8 @@ for name in "${fuzzers[@]}"; do
   dict=$root/tests/fuzz/${name#fuzz_}.dict
   [[ -f $dict ]] && args+=(-dict="$dict")
   echo "== $name: ${seconds}s, corpus $corpus ($(find "$corpus" -type f | wc -l) inputs)"
-  if ! ASAN_OPTIONS=${ASAN_OPTIONS:-detect_leaks=1} LSAN_OPTIONS=${LSAN_OPTIONS:-suppressions=$root/tests/fuzz/lsan.supp} \
+  # Full unwinding at malloc: libhdf5 has no frame pointers, and the suppressions name its frames.
+  if ! ASAN_OPTIONS=${ASAN_OPTIONS:-detect_leaks=1:fast_unwind_on_malloc=0} LSAN_OPTIONS=${LSAN_OPTIONS:-suppressions=$root/tests/fuzz/lsan.supp} \
       "$exe" "${args[@]}" "$corpus" 2>"$build/$name.log"; then
     failed+=("$name")
     tail -n 40 "$build/$name.log" >&2

@@ -8,6 +8,7 @@
 #include <nlohmann/json.hpp>
 
 #include "loco/core/checksum.hpp"
+#include "loco/core/deadline.hpp"
 #include "loco/core/error.hpp"
 #include "loco/core/log.hpp"
 #include "loco/core/provenance.hpp"
@@ -114,6 +115,10 @@ class LocoSource final : public TensorSource {
  public:
   explicit LocoSource(std::unique_ptr<ByteSource> bytes) : bytes_(std::move(bytes)), path_(bytes_->name()) {
     h5::silence_errors();
+    // HDF5 1.10 can loop forever parsing the metadata of a corrupt file (a damaged global heap
+    // behind a variable-length string): bound the time this takes.
+    const Deadline deadline(fmt::format("{}: corrupt file: HDF5 did not finish reading its metadata in time "
+                                        "(LOCO_PARSE_TIMEOUT seconds, default 60)", path_));
     hid_t f;
     if (const std::byte* mem = bytes_->memory()) {
       f = H5LTopen_file_image(const_cast<std::byte*>(mem), bytes_->size(),

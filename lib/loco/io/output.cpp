@@ -16,6 +16,7 @@
 
 #include <fmt/format.h>
 
+#include "loco/core/deadline.hpp"
 #include "loco/core/error.hpp"
 
 namespace loco::io {
@@ -99,6 +100,7 @@ AtomicOutput::AtomicOutput(std::string final_path) : final_(std::move(final_path
     const char* tmp = std::getenv("TMPDIR");
     const std::filesystem::path dir = tmp != nullptr && *tmp != '\0' ? tmp : "/tmp";
     temp_ = (dir / fmt::format("loco-stdout-{}-{}.tmp", ::getpid(), counter++)).string();
+    register_temporary(temp_);
     return;
   }
   check_not_input(final_);
@@ -108,9 +110,11 @@ AtomicOutput::AtomicOutput(std::string final_path) : final_(std::move(final_path
   if (!std::filesystem::is_directory(dir))
     throw_error(ErrorKind::Io, "{}: cannot write: folder {} does not exist", final_, dir.string());
   temp_ = (dir / fmt::format(".{}.tmp-{}-{}", p.filename().string(), ::getpid(), counter++)).string();
+  register_temporary(temp_);
 }
 
 AtomicOutput::~AtomicOutput() {
+  if (!temp_.empty()) unregister_temporary(temp_);
   if (!done_ && !temp_.empty()) ::unlink(temp_.c_str());
 }
 
