@@ -117,12 +117,6 @@ TensorStats tensor_stats(const TensorSource& s, const TensorInfo& t) {
   return st;
 }
 
-std::uint64_t tensor_checksum(const TensorSource& s, const TensorInfo& t) {
-  Xxh64 h = tensor_hasher(t.dtype, t.shape);
-  for_each_block(s, t, [&](std::span<const std::byte> block, std::size_t) { h.update(block); });
-  return h.digest();
-}
-
 nlohmann::json inspect_json(const TensorSource& s, const InspectOptions& opt) {
   nlohmann::json j;
   j["file"] = s.path();
@@ -133,6 +127,13 @@ nlohmann::json inspect_json(const TensorSource& s, const InspectOptions& opt) {
   nlohmann::json tensors = nlohmann::json::array();
   std::int64_t total_bytes = 0;
   SetChecksum set;
+  std::vector<std::uint64_t> sums;
+  if (opt.checksum) {
+    std::vector<const TensorInfo*> all;
+    for (const auto& t : s.tensors()) all.push_back(&t);
+    sums = tensor_checksums(s, all);
+  }
+  std::size_t index = 0;
   for (const auto& t : s.tensors()) {
     nlohmann::json e;
     e["group"] = t.group;
@@ -149,7 +150,7 @@ nlohmann::json inspect_json(const TensorSource& s, const InspectOptions& opt) {
                     {"std", st.stddev},  {"l2_norm", st.l2},    {"nan", st.nan}, {"inf", st.inf}};
     }
     if (opt.checksum) {
-      const std::uint64_t c = tensor_checksum(s, t);
+      const std::uint64_t c = sums[index];
       e["checksum"] = format_checksum(c);
       if (t.group == "tensors") set.add(t.name, c);
     }
@@ -158,6 +159,7 @@ nlohmann::json inspect_json(const TensorSource& s, const InspectOptions& opt) {
       if (!ga.empty()) groups[t.group] = attrs_json(ga);
     }
     tensors.push_back(std::move(e));
+    ++index;
   }
   if (s.format() == "loco")
     for (const char* g : {"state", "tensors"})

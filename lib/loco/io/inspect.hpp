@@ -22,8 +22,6 @@ struct TensorStats {
 // Statistics of one tensor, computed in double in fixed-size blocks combined in a fixed order,
 // so the result is the same for any thread count.
 TensorStats tensor_stats(const TensorSource& s, const TensorInfo& t);
-// The tensor's content checksum (core/checksum.hpp), read in blocks.
-std::uint64_t tensor_checksum(const TensorSource& s, const TensorInfo& t);
 
 struct InspectOptions {
   bool stats = false;

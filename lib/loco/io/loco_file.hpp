@@ -61,6 +61,13 @@ std::optional<std::uint64_t> contiguous_offset(const TensorSource& s, const Tens
 // loco source.
 void read_raw(const TensorSource& s, std::uint64_t offset, std::span<std::byte> out);
 
+// A tensor's content checksum (core/checksum.hpp), streamed in blocks, reading the next block
+// while the current one is hashed.
+std::uint64_t tensor_checksum(const TensorSource& s, const TensorInfo& t);
+// The checksums of several tensors of s, in parallel when their reads can run concurrently
+// (safetensors, contiguous loco datasets), else one after another.
+std::vector<std::uint64_t> tensor_checksums(const TensorSource& s, const std::vector<const TensorInfo*>& tensors);
+
 // The checksum of a source's /tensors group (format_checksum form), as deltas record it in
 // base_checksum. Streams each tensor in blocks.
 std::string tensors_checksum(const TensorSource& s);
