@@ -31,6 +31,15 @@ loco_step() {  # preset steps batch optimizer warmup → "median min max" second
     --optimizer "$opt" --metrics "$dir/metrics.jsonl" -o "$dir/d.h5" -q
   median_min_max $(tail -n +"$((warm + 1))" "$dir/metrics.jsonl" | "$PY" -c 'import sys, json; [print(json.loads(l)["seconds"]) for l in sys.stdin]')
 }
+# Debian's OpenBLAS 0.3.21 does not recognise this VM's CPU ("Intel(R) Xeon(R) Processor") and
+# falls back to a generic kernel (31 GFLOP/s for a 1024^2 GEMM on 1 thread); name the kernel that
+# matches the CPU's vector unit so the peer runs at its best (295 GFLOP/s on 2 threads with
+# SkylakeX here, results checked against float64). Override with OPENBLAS_CORETYPE.
+if [[ -z ${OPENBLAS_CORETYPE:-} ]]; then
+  if grep -qw avx512f /proc/cpuinfo; then export OPENBLAS_CORETYPE=SkylakeX
+  elif grep -qw avx2 /proc/cpuinfo; then export OPENBLAS_CORETYPE=Haswell; fi
+fi
+echo "torch peer: OpenBLAS kernel ${OPENBLAS_CORETYPE:-autodetected}, 1 OpenBLAS thread, $threads torch threads"
 torch_step() { BENCH_THREADS=$threads OPENBLAS_NUM_THREADS=1 OMP_NUM_THREADS=$threads "$PY" "$(dirname "$0")/peers/torch_train.py" "$@"; }
 
 printf '%-26s %14s %14s %12s %12s %8s\n' model "loco ms/step" "torch ms/step" "loco /s" "torch /s" ratio
