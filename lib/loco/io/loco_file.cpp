@@ -113,6 +113,21 @@ class Walker {
   std::vector<TensorInfo>& out_;
 };
 
+// Selects rows [row0, row0 + nrows) of the leading dimension in a dataset's file space and
+// returns the matching flat memory space.
+Handle select_rows(hid_t fspace, const TensorInfo& t, std::int64_t row0, std::int64_t nrows, const std::string& where) {
+  const hsize_t mcount = static_cast<hsize_t>(nrows * t.row_elements());
+  Handle mspace(H5Screate_simple(1, &mcount, nullptr), H5Sclose);
+  if (!t.shape.empty()) {
+    std::vector<hsize_t> start(t.shape.size(), 0), count(t.shape.begin(), t.shape.end());
+    start[0] = static_cast<hsize_t>(row0);
+    count[0] = static_cast<hsize_t>(nrows);
+    if (H5Sselect_hyperslab(fspace, H5S_SELECT_SET, start.data(), nullptr, count.data(), nullptr) < 0)
+      h5::fail(ErrorKind::Internal, where + ": cannot select rows");
+  }
+  return mspace;
+}
+
 class LocoSource final : public TensorSource {
  public:
   explicit LocoSource(std::unique_ptr<ByteSource> bytes) : bytes_(std::move(bytes)), path_(bytes_->name()) {
@@ -164,15 +179,7 @@ class LocoSource final : public TensorSource {
     Handle ftype(H5Dget_type(ds.get()), H5Tclose);
     Handle mtype = h5::memory_type(ftype.get(), t.dtype);
     Handle fspace(H5Dget_space(ds.get()), H5Sclose);
-    const hsize_t mcount = static_cast<hsize_t>(nrows * row_el);
-    Handle mspace(H5Screate_simple(1, &mcount, nullptr), H5Sclose);
-    if (!t.shape.empty()) {
-      std::vector<hsize_t> start(t.shape.size(), 0), count(t.shape.begin(), t.shape.end());
-      start[0] = static_cast<hsize_t>(row0);
-      count[0] = static_cast<hsize_t>(nrows);
-      if (H5Sselect_hyperslab(fspace.get(), H5S_SELECT_SET, start.data(), nullptr, count.data(), nullptr) < 0)
-        h5::fail(ErrorKind::Internal, where + ": cannot select rows");
-    }
+    Handle mspace = select_rows(fspace.get(), t, row0, nrows, where);
     if (H5Dread(ds.get(), mtype.get(), mspace.get(), fspace.get(), H5P_DEFAULT, out.data()) < 0)
       h5::fail(ErrorKind::BadInput, where + ": cannot read data (truncated or corrupt file)");
   }
@@ -268,14 +275,7 @@ class LocoSink final : public TensorSink {
     if (nrows == 0 || row_el == 0) return;
     hid_t ds = datasets_[index].get();
     Handle fspace(H5Dget_space(ds), H5Sclose);
-    const hsize_t mcount = static_cast<hsize_t>(nrows * row_el);
-    Handle mspace(H5Screate_simple(1, &mcount, nullptr), H5Sclose);
-    if (!t.shape.empty()) {
-      std::vector<hsize_t> start(t.shape.size(), 0), count(t.shape.begin(), t.shape.end());
-      start[0] = static_cast<hsize_t>(row0);
-      count[0] = static_cast<hsize_t>(nrows);
-      H5Sselect_hyperslab(fspace.get(), H5S_SELECT_SET, start.data(), nullptr, count.data(), nullptr);
-    }
+    Handle mspace = select_rows(fspace.get(), t, row0, nrows, where);
     Handle mtype = h5::type_for(t.dtype);
     if (H5Dwrite(ds, mtype.get(), mspace.get(), fspace.get(), H5P_DEFAULT, data.data()) < 0)
       h5::fail(ErrorKind::Io, where + ": write failed (disk full?)");
