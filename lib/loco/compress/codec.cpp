@@ -9,8 +9,10 @@
 #include <bit>
 #include <cmath>
 #include <filesystem>
+#include <optional>
 
 #include "loco/compress/detail/stage.hpp"
+#include "loco/compress/feedback.hpp"
 #include "loco/core/checksum.hpp"
 #include "loco/core/error.hpp"
 #include "loco/core/log.hpp"
@@ -292,10 +294,37 @@ namespace {
 
 // Reads the per-tensor codec states of a state file (/state/<slot>/<tensor>); empty when the
 // file does not exist yet.
+std::vector<std::pair<std::string, TensorState>> read_states(const io::TensorSource& source);
+
 std::vector<std::pair<std::string, TensorState>> read_states(const std::string& path) {
-  std::vector<std::pair<std::string, TensorState>> states;
-  if (!std::filesystem::exists(path)) return states;
+  if (!std::filesystem::exists(path)) return {};
   auto src = io::open_source(path, /*register_input=*/false);
+  return read_states(*src);
+}
+
+// Reads an error-feedback state file when it exists, refusing one of another model, worker or kind.
+std::vector<std::pair<std::string, TensorState>> read_feedback_states(const std::string& path, const io::TensorSource& in,
+                                                                      std::int64_t worker, const Feedback& fb) {
+  if (!std::filesystem::exists(path)) return {};
+  auto src = io::open_source(path, /*register_input=*/false);
+  const auto& a = src->attributes();
+  if (a.get_string("feedback").value_or("") != fb.spec())
+    throw_error(ErrorKind::BadInput, "{}: error-feedback state of kind '{}', expected '{}'", path,
+                a.get_string("feedback").value_or("none"), fb.spec());
+  const std::string mine = io::model_config(in), theirs = io::model_config(*src);
+  if (mine != theirs)
+    throw_error(ErrorKind::BadInput, "{}: error-feedback state of another model (model_config {}, the input {} has {})", path,
+                theirs.empty() ? "absent" : theirs, in.path(), mine.empty() ? "none" : mine);
+  const auto w = a.get_int("worker");
+  if (!w || *w != worker)
+    throw_error(ErrorKind::BadInput, "{}: error-feedback state of worker {}, the input {} is worker {}", path,
+                w ? std::to_string(*w) : "unknown", in.path(), worker);
+  return read_states(*src);
+}
+
+std::vector<std::pair<std::string, TensorState>> read_states(const io::TensorSource& source) {
+  std::vector<std::pair<std::string, TensorState>> states;
+  const io::TensorSource* src = &source;
   io::expect_kind(*src, {io::Kind::State});
   for (const auto& t : src->tensors()) {
     if (t.group.rfind("state/", 0) != 0 || t.dtype != DType::F32) continue;
@@ -308,7 +337,7 @@ std::vector<std::pair<std::string, TensorState>> read_states(const std::string& 
 }
 
 void write_states(const std::string& path, std::int64_t round, const std::string& codec,
-                  const std::vector<std::pair<std::string, TensorState>>& states) {
+                  const std::vector<std::pair<std::string, TensorState>>& states, const Attributes& extra = {}) {
   std::vector<io::TensorInfo> plan;
   std::vector<const Tensor*> data;
   for (const auto& [name, st] : states)
@@ -324,6 +353,7 @@ void write_states(const std::string& path, std::int64_t round, const std::string
   root.set("kind", std::string("state"));
   root.set("round", round);
   root.set("codec", codec);
+  for (const auto& a : extra) root.set(a.name, a.value);
   auto sink = io::create_sink(path, io::Format::Loco, root, plan);
   for (std::size_t i = 0; i < data.size(); ++i) sink->write(i, *data[i]);
   sink->commit();
@@ -332,7 +362,12 @@ void write_states(const std::string& path, std::int64_t round, const std::string
 }  // namespace
 
 CompressSummary compress_file(const std::string& in, const std::string& out, const Codec& codec, std::uint64_t seed,
-                              const std::string& state_path) {
+                              const std::string& state_path, const Feedback* feedback,
+                              const std::string& feedback_path) {
+  if ((feedback != nullptr) != !feedback_path.empty())
+    throw_error(ErrorKind::Usage, "--ef and --ef-state go together");
+  if (!feedback_path.empty() && (feedback_path == "-" || feedback_path == out || feedback_path == state_path))
+    throw_error(ErrorKind::Usage, "--ef-state: {} cannot be the output, the codec state or '-'", feedback_path);
   if (!state_path.empty() && !codec.stateful())
     throw_error(ErrorKind::Usage, "--state: codec {} keeps no state", codec.name());
   if (!state_path.empty() && (state_path == "-" || state_path == out))
@@ -345,13 +380,19 @@ CompressSummary compress_file(const std::string& in, const std::string& out, con
   const std::int64_t round = src->attributes().get_int("round").value_or(0);
   const std::int64_t worker = src->attributes().get_int("worker").value_or(0);
   auto states = state_path.empty() ? std::vector<std::pair<std::string, TensorState>>{} : read_states(state_path);
+  auto fb_states = feedback ? read_feedback_states(feedback_path, *src, worker, *feedback)
+                            : std::vector<std::pair<std::string, TensorState>>{};
+  // The codec of this round: DGC's warm-up lowers the density of the first rounds.
+  std::optional<Codec> round_codec;
+  if (feedback) round_codec.emplace(feedback->codec_for_round(codec, round));
+  const Codec& cd = round_codec ? *round_codec : codec;
 
   std::vector<io::TensorInfo> plan;
   for (const io::TensorInfo* t : tensors) {
     if (!is_floating(t->dtype))
       throw_error(ErrorKind::BadInput, "{}: tensor {} is {}; codecs take floating-point tensors", in, t->name,
                   dtype_name(t->dtype));
-    for (const auto& l : codec.layout(t->shape)) {
+    for (const auto& l : cd.layout(t->shape)) {
       io::TensorInfo o;
       o.group = "tensors/" + t->name;
       o.name = l.name;
@@ -370,7 +411,8 @@ CompressSummary compress_file(const std::string& in, const std::string& out, con
       root.set(a.name, a.value);
   root.set("kind", std::string("compressed"));
   root.set("source_kind", std::string(io::kind_name(kind)));
-  root.set("codec", codec.spec());
+  root.set("codec", cd.spec());
+  if (feedback) root.set("feedback", feedback->spec());
   auto sink = io::create_sink(out, io::Format::Loco, root, plan);
 
   CompressSummary sum;
@@ -384,7 +426,17 @@ CompressSummary compress_file(const std::string& in, const std::string& out, con
       if (it == states.end()) it = states.insert(states.end(), {t->name, TensorState{}});
       st = &it->second;
     }
-    const Encoded e = codec.encode(x, random_key(seed, round, worker, t->name), t->dtype, what, st);
+    const RandomKey key = random_key(seed, round, worker, t->name);
+    Encoded e;
+    if (feedback) {
+      auto it = std::find_if(fb_states.begin(), fb_states.end(), [&](const auto& s) { return s.first == t->name; });
+      if (it == fb_states.end()) it = fb_states.insert(fb_states.end(), {t->name, TensorState{}});
+      const Tensor p = feedback->input(x, it->second, what);
+      e = cd.encode(p, key, t->dtype, what, st);
+      feedback->update(p, decode(e), it->second);
+    } else {
+      e = cd.encode(x, key, t->dtype, what, st);
+    }
     const std::string group = "tensors/" + t->name;
     for (const auto& a : e.attrs) sink->set_group_attribute(group, a.name, a.value);
     sink->set_group_attribute(group, "raw_bytes", static_cast<std::int64_t>(t->numel() * dtype_size(t->dtype)));
@@ -400,6 +452,13 @@ CompressSummary compress_file(const std::string& in, const std::string& out, con
   // The output first, then the state: a crash in between leaves the old state, and a rerun then
   // writes the same output again.
   if (!state_path.empty()) write_states(state_path, round + 1, codec.spec(), states);
+  if (feedback) {
+    Attributes extra;
+    extra.set("feedback", feedback->spec());
+    extra.set("worker", worker);
+    if (const std::string mc = io::model_config(*src); !mc.empty()) extra.set("model_config", mc);
+    write_states(feedback_path, round + 1, cd.spec(), fb_states, extra);
+  }
   return sum;
 }
 

@@ -67,6 +67,7 @@ struct TensorState {
 };
 
 class Stage;
+class Feedback;
 
 // A chain of codec stages. Stage names: cast, topk, randk, quant, sign, qsgd, dct_topk, sketch,
 // powersgd. A chain is one stage, or a sparsifier (topk, randk, dct_topk) followed by one value
@@ -129,8 +130,16 @@ std::vector<std::string> encoded_tensor_names(const io::TensorSource& src);
 // when it exists and replaced after the output is written; "" keeps no state.
 // Throws Error(BadInput) for compressed or integer inputs, Error(Numeric) on NaN/Inf,
 // Error(Usage) for a state file with a stateless codec.
+// feedback, feedback_state: error feedback (see feedback.hpp) around the codec, its per-worker state
+// in feedback_state (kind state, /state/<slot>/<tensor>, attributes model_config, worker, feedback,
+// round), read when the file exists and replaced after the output is written. The output then holds
+// the encoded feedback input, records feedback=<spec> and the codec of this round (DGC warm-up).
+// Throws Error(Usage) when only one of the two is given or the state path is '-', the output or
+// the codec state; Error(BadInput) when the state was written for another model_config, worker or
+// feedback kind, or a slot's shape differs from its tensor's.
 CompressSummary compress_file(const std::string& in, const std::string& out, const Codec& codec, std::uint64_t seed,
-                              const std::string& state = "");
+                              const std::string& state = "", const Feedback* feedback = nullptr,
+                              const std::string& feedback_state = "");
 // Decodes every tensor of a compressed file into a dense file of the kind it was made from.
 void decompress_file(const std::string& in, const std::string& out);
 

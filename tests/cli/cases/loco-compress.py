@@ -150,6 +150,24 @@ def powersgd_state(ctx, r):
     assert np.sum(y2 ** 2) <= np.sum(x ** 2) * (1 + 1e-5)  # a projection
 
 
+def ef14_state(ctx, r):
+    """Two rounds of --ef ef14: e1 = x - D1 and e2 = (e1 + x) - D2, bit-exact in float32."""
+    x, d1, d2 = dense(ctx), dense(ctx, "r1.h5"), dense(ctx, "r2.h5")
+    with h5(ctx, "s1.h5") as f1, h5(ctx, "s.h5") as f2, h5(ctx, "c2.h5") as c:
+        assert f2.attrs["kind"] == "state" and f2.attrs["worker"] == 1 and f2.attrs["feedback"] == "ef14", dict(f2.attrs)
+        assert c.attrs["feedback"] == "ef14", dict(c.attrs)
+        for k in x:
+            e1 = np.asarray(f1["state"]["residual"][k][()], dtype=np.float32)
+            e2 = np.asarray(f2["state"]["residual"][k][()], dtype=np.float32)
+            assert np.array_equal(e1, x[k] - d1[k]), k
+            assert np.array_equal(e2, (e1 + x[k]) - d2[k]), k
+        assert np.count_nonzero(d2["w"]) == 200  # 10% of 40x50
+
+
+WORKER2 = ("/usr/bin/python3 -c \"import shutil, h5py, numpy as np; shutil.copy('d.h5', 'w2.h5'); "
+           "f = h5py.File('w2.h5', 'r+'); f.attrs['worker'] = np.int64(2); f.close()\"")
+
+
 def dct_all_coefficients(ctx, r):
     x, y = dense(ctx), dense(ctx, "r.h5")
     for k in x:
@@ -192,6 +210,24 @@ CASES = [
     Case("--state with a stateless codec is a usage error", setup=[MAKE],
          args=["d.h5", "-o", "c.h5", "--codec", "sign", "--state", "s.h5"], code=2, stderr="keeps no state",
          absent="{tmp}/c.h5"),
+    Case("--ef ef14 carries its residual in --ef-state across rounds", setup=[MAKE],
+         sh="loco-compress d.h5 -o c1.h5 --codec topk:density=0.1 --ef ef14 --ef-state s.h5 && cp s.h5 s1.h5 && "
+            "loco-compress d.h5 -o c2.h5 --codec topk:density=0.1 --ef ef14 --ef-state s.h5 && "
+            "loco-decompress c1.h5 -o r1.h5 && loco-decompress c2.h5 -o r2.h5", check=ef14_state),
+    Case("an --ef-state of another worker is refused", setup=[MAKE, WORKER2],
+         sh="loco-compress d.h5 -o c1.h5 --codec topk:density=0.1 --ef ef14 --ef-state s.h5 && "
+            "loco-compress w2.h5 -o c2.h5 --codec topk:density=0.1 --ef ef14 --ef-state s.h5",
+         code=4, stderr="state of worker 1", absent="{tmp}/c2.h5"),
+    Case("an --ef-state of another kind is refused", setup=[MAKE],
+         sh="loco-compress d.h5 -o c1.h5 --codec topk --ef ef21 --ef-state s.h5 && "
+            "loco-compress d.h5 -o c2.h5 --codec topk --ef sparseloco --ef-state s.h5",
+         code=4, stderr="expected 'sparseloco:beta=0.95'", absent="{tmp}/c2.h5"),
+    Case("--ef without --ef-state is a usage error", setup=[MAKE],
+         args=["d.h5", "-o", "c.h5", "--codec", "topk", "--ef", "ef14"], code=2, stderr="go together",
+         absent="{tmp}/c.h5"),
+    Case("an unknown --ef kind is a usage error", setup=[MAKE],
+         args=["d.h5", "-o", "c.h5", "--codec", "topk", "--ef", "ef15", "--ef-state", "s.h5"], code=2,
+         stderr="unknown kind ef15"),
     Case("dct_topk keeping every coefficient reconstructs the input", setup=[MAKE],
          sh="loco-compress d.h5 -o c.h5 --codec dct_topk:chunk=16,k=16 && loco-decompress c.h5 -o r.h5",
          check=dct_all_coefficients),

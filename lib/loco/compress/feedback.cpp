@@ -1,0 +1,222 @@
+// Error-feedback memories (EF14, EF21, SparseLoCo's decayed accumulator, DGC momentum correction)
+// and their KIND parser.
+#include "loco/compress/feedback.hpp"
+
+#include <fmt/format.h>
+
+#include <charconv>
+#include <cmath>
+#include <span>
+
+#include "loco/core/error.hpp"
+
+namespace loco::compress {
+namespace {
+
+std::string real_text(double v) { return fmt::format("{}", v); }
+
+double parse_real(std::string_view kind, const std::string& key, const std::string& value) {
+  double v = 0;
+  const auto* end = value.data() + value.size();
+  const auto [p, ec] = std::from_chars(value.data(), end, v);
+  if (ec != std::errc() || p != end || !std::isfinite(v))
+    throw_error(ErrorKind::Usage, "--ef {}: {}={} is not a number", kind, key, value);
+  return v;
+}
+
+std::int64_t parse_int(std::string_view kind, const std::string& key, const std::string& value) {
+  std::int64_t v = 0;
+  const auto* end = value.data() + value.size();
+  const auto [p, ec] = std::from_chars(value.data(), end, v);
+  if (ec != std::errc() || p != end) throw_error(ErrorKind::Usage, "--ef {}: {}={} is not an integer", kind, key, value);
+  return v;
+}
+
+// The slot as a float32 span of delta's shape, created as zeros when absent.
+std::span<float> slot(TensorState& st, const std::string& name, const Tensor& delta, std::string_view what) {
+  if (const Tensor* t = st.find(name)) {
+    if (t->shape() != delta.shape() || t->dtype() != DType::F32)
+      throw_error(ErrorKind::BadInput, "{}: error-feedback state {} is {} {}, the tensor is {}", what, name,
+                  dtype_name(t->dtype()), shape_string(t->shape()), shape_string(delta.shape()));
+    return const_cast<Tensor*>(t)->f32();
+  }
+  Tensor z(delta.shape());  // zero-filled
+  st.set(name, std::move(z));
+  return const_cast<Tensor*>(st.find(name))->f32();
+}
+
+// A slot update() needs, which input() has created.
+std::span<float> existing(TensorState& st, const std::string& name) {
+  const Tensor* t = st.find(name);
+  if (!t) throw_error(ErrorKind::Internal, "error feedback: update() without input() (no slot {})", name);
+  return const_cast<Tensor*>(t)->f32();
+}
+
+void check_sizes(std::span<const float> a, std::span<const float> b) {
+  if (a.size() != b.size())
+    throw_error(ErrorKind::Internal, "error feedback: decoded tensor has {} elements, the input {}", b.size(), a.size());
+}
+
+// EF14 (beta = 1) and SparseLoCo's decayed accumulator: e ← beta·e + Δ; p = e; e ← e − D.
+class Accumulator final : public Feedback {
+ public:
+  Accumulator(bool sparseloco, double beta) : sparseloco_(sparseloco), beta_(beta) {}
+  std::string_view kind() const override { return sparseloco_ ? "sparseloco" : "ef14"; }
+  std::string spec() const override { return sparseloco_ ? "sparseloco:beta=" + real_text(beta_) : "ef14"; }
+  std::vector<std::string> slots() const override { return {"residual"}; }
+  Tensor input(const Tensor& delta, TensorState& st, std::string_view what) const override {
+    const auto e = slot(st, "residual", delta, what);
+    const auto d = delta.f32();
+    Tensor p = Tensor::uninitialized(delta.shape());
+    const auto out = p.f32();
+    const std::size_t n = d.size();
+    if (sparseloco_) {
+      const float b = static_cast<float>(beta_);
+      for (std::size_t i = 0; i < n; ++i) out[i] = b * e[i] + d[i];
+    } else {
+      for (std::size_t i = 0; i < n; ++i) out[i] = e[i] + d[i];
+    }
+    return p;
+  }
+  void update(const Tensor& p, const Tensor& decoded, TensorState& st) const override {
+    const auto e = existing(st, "residual");
+    const auto pv = p.f32();
+    const auto dv = decoded.f32();
+    check_sizes(pv, dv);
+    for (std::size_t i = 0; i < pv.size(); ++i) e[i] = pv[i] - dv[i];
+  }
+
+ private:
+  bool sparseloco_;
+  double beta_;  // as given, for the spec; float32 in the arithmetic
+};
+
+// EF21: p = Δ − g; g ← g + D.
+class Ef21 final : public Feedback {
+ public:
+  std::string_view kind() const override { return "ef21"; }
+  std::string spec() const override { return "ef21"; }
+  std::vector<std::string> slots() const override { return {"ef21_g"}; }
+  Tensor input(const Tensor& delta, TensorState& st, std::string_view what) const override {
+    const auto g = slot(st, "ef21_g", delta, what);
+    const auto d = delta.f32();
+    Tensor p = Tensor::uninitialized(delta.shape());
+    const auto out = p.f32();
+    for (std::size_t i = 0; i < d.size(); ++i) out[i] = d[i] - g[i];
+    return p;
+  }
+  void update(const Tensor& p, const Tensor& decoded, TensorState& st) const override {
+    const auto g = existing(st, "ef21_g");
+    const auto dv = decoded.f32();
+    check_sizes(p.f32(), dv);
+    for (std::size_t i = 0; i < dv.size(); ++i) g[i] = g[i] + dv[i];
+  }
+};
+
+// DGC momentum correction with momentum-factor masking and a warm-up density schedule.
+class Dgc final : public Feedback {
+ public:
+  Dgc(double momentum, std::int64_t warmup) : m_(momentum), warmup_(warmup) {}
+  std::string_view kind() const override { return "dgc"; }
+  std::string spec() const override {
+    return "dgc:momentum=" + real_text(m_) + ",warmup=" + std::to_string(warmup_);
+  }
+  std::vector<std::string> slots() const override { return {"dgc_u", "dgc_v"}; }
+  Tensor input(const Tensor& delta, TensorState& st, std::string_view what) const override {
+    const auto u = slot(st, "dgc_u", delta, what);
+    const auto v = slot(st, "dgc_v", delta, what);
+    const auto d = delta.f32();
+    const float m = static_cast<float>(m_);
+    for (std::size_t i = 0; i < d.size(); ++i) {
+      u[i] = m * u[i] + d[i];
+      v[i] = v[i] + u[i];
+    }
+    Tensor p = Tensor::uninitialized(delta.shape());
+    std::copy(v.begin(), v.end(), p.f32().begin());
+    return p;
+  }
+  void update(const Tensor& p, const Tensor& decoded, TensorState& st) const override {
+    const auto u = existing(st, "dgc_u");
+    const auto v = existing(st, "dgc_v");
+    const auto dv = decoded.f32();
+    check_sizes(p.f32(), dv);
+    for (std::size_t i = 0; i < dv.size(); ++i) {
+      const bool sent = dv[i] != 0.0f;
+      u[i] = sent ? 0.0f : u[i];
+      v[i] = sent ? 0.0f : v[i];
+    }
+  }
+  Codec codec_for_round(const Codec& codec, std::int64_t round) const override {
+    if (round >= warmup_) return Codec::parse(codec.spec());
+    auto stages = parse_spec(codec.spec());
+    std::string spec;
+    for (std::size_t s = 0; s < stages.size(); ++s) {
+      auto& st = stages[s];
+      if (s == 0 && (st.name == "topk" || st.name == "randk"))
+        for (auto& [key, value] : st.params)
+          if (key == "density") value = real_text(warmup_density(std::stod(value), round, warmup_));
+      if (!spec.empty()) spec += '+';
+      spec += st.name;
+      for (std::size_t i = 0; i < st.params.size(); ++i)
+        spec += (i == 0 ? ":" : ",") + st.params[i].first + "=" + st.params[i].second;
+    }
+    return Codec::parse(spec);
+  }
+
+ private:
+  double m_;  // as given, for the spec; float32 in the arithmetic
+  std::int64_t warmup_;
+};
+
+}  // namespace
+
+Codec Feedback::codec_for_round(const Codec& codec, std::int64_t) const { return Codec::parse(codec.spec()); }
+
+double warmup_density(double rho, std::int64_t round, std::int64_t warmup) {
+  if (round >= warmup) return rho;
+  return std::pow(rho, static_cast<double>(round + 1) / static_cast<double>(warmup + 1));
+}
+
+std::unique_ptr<Feedback> parse_feedback(std::string_view kind) {
+  const auto stages = parse_spec(kind);
+  if (stages.size() != 1) throw_error(ErrorKind::Usage, "--ef {}: one kind expected (ef14, ef21, sparseloco, dgc)", kind);
+  const auto& s = stages[0];
+  const auto no_params = [&] {
+    if (!s.params.empty()) throw_error(ErrorKind::Usage, "--ef {}: {} takes no parameters", kind, s.name);
+  };
+  if (s.name == "ef14") {
+    no_params();
+    return std::make_unique<Accumulator>(false, 1.0);
+  }
+  if (s.name == "ef21") {
+    no_params();
+    return std::make_unique<Ef21>();
+  }
+  if (s.name == "sparseloco") {
+    double beta = 0.95;
+    for (const auto& [k, v] : s.params) {
+      if (k != "beta") throw_error(ErrorKind::Usage, "--ef {}: sparseloco has no parameter {} (beta)", kind, k);
+      beta = parse_real(kind, k, v);
+    }
+    if (!(beta > 0.0 && beta <= 1.0)) throw_error(ErrorKind::Usage, "--ef {}: beta must be in (0, 1]", kind);
+    return std::make_unique<Accumulator>(true, beta);
+  }
+  if (s.name == "dgc") {
+    double m = 0.9;
+    std::int64_t w = 0;
+    for (const auto& [k, v] : s.params) {
+      if (k == "momentum")
+        m = parse_real(kind, k, v);
+      else if (k == "warmup")
+        w = parse_int(kind, k, v);
+      else
+        throw_error(ErrorKind::Usage, "--ef {}: dgc has no parameter {} (momentum, warmup)", kind, k);
+    }
+    if (!(m >= 0.0 && m < 1.0)) throw_error(ErrorKind::Usage, "--ef {}: momentum must be in [0, 1)", kind);
+    if (w < 0 || w > 1000000) throw_error(ErrorKind::Usage, "--ef {}: warmup must be in [0, 1000000] rounds", kind);
+    return std::make_unique<Dgc>(m, w);
+  }
+  throw_error(ErrorKind::Usage, "--ef {}: unknown kind {}; use ef14, ef21, sparseloco or dgc", kind, s.name);
+}
+
+}  // namespace loco::compress
