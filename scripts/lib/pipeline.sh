@@ -491,7 +491,7 @@ run_slurm() {
   [[ -n $sbatch_args ]] && read -r -a sb_extra <<<"$sbatch_args"
   local tag
   tag=$(basename "$out")
-  # pl_submit NAME DEPENDENCY SCRIPT-TEXT [sbatch options]: prints the job id (or a placeholder).
+  # pl_submit NAME DEPENDENCY SCRIPT-TEXT [sbatch options]: prints the job id (in a dry run, <NAME>).
   pl_submit() {
     local name=$1 dep=$2 text=$3
     shift 3
