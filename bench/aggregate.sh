@@ -59,17 +59,8 @@ peer_med=""
 printf '%-44s %9s %17s %9s %8s %8s %9s\n' run "median s" "min-max s" "GB/s" "x peer" "of read" "peak MiB"
 run() {  # label, ndeltas, output to remove before each run (or -), command...
   local label=$1 n=$2 target=$3; shift 3
-  local secs=() kib=0 out
-  for _ in $(seq "$reps"); do
-    # Untimed: remove the previous output (freeing it is the file system's cost, not the tool's)
-    # and flush dirty pages so the writeback of one run does not throttle the next.
-    [[ $target == - ]] || rm -f "$target"
-    sync
-    out=$(time_cmd "$@")
-    secs+=("${out% *}")
-    kib=$(( ${out#* } > kib ? ${out#* } : kib ))
-  done
-  read -r med mn mx <<<"$(median_min_max "${secs[@]}")"
+  repeat_timed "$reps" "$target" "$@"
+  local med=$MED mn=$MN mx=$MX kib=$KIB
   [ -z "$peer_med" ] && peer_med=$med
   awk -v b=$((n * ELEMS * 4)) -v med="$med" -v mn="$mn" -v mx="$mx" -v r="$read_gbs" -v k="$kib" -v p="$peer_med" -v l="$label" \
     'BEGIN{printf "%-44s %9.3f %8.3f-%-8.3f %9.2f %7.2fx %7.0f%% %9.0f\n", l, med, mn, mx, b/med/1e9, p/med, 100*b/med/1e9/r, k/1024}'

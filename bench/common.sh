@@ -19,6 +19,24 @@ time_cmd() {
   rm -f "$log"
 }
 
+# repeat_timed REPS TARGET CMD...: runs CMD REPS times and sets MED, MN, MX (wall seconds) and
+# KIB (largest peak RSS). Before each run, untimed: TARGET (unless "-") is removed, since freeing a
+# large old output is the file system's cost, not the tool's, and dirty pages are flushed so the
+# writeback of one run does not throttle the next.
+repeat_timed() {
+  local reps=$1 target=$2 secs=() out
+  shift 2
+  KIB=0
+  for _ in $(seq "$reps"); do
+    [[ $target == - ]] || rm -f "$target"
+    sync
+    out=$(time_cmd "$@")
+    secs+=("${out% *}")
+    KIB=$(( ${out#* } > KIB ? ${out#* } : KIB ))
+  done
+  read -r MED MN MX <<<"$(median_min_max "${secs[@]}")"
+}
+
 # page_cache_read_gbs FILE: GB/s of a warm sequential read with 8 MiB reads (as bench-ref's fileio.py).
 page_cache_read_gbs() {
   "$PY" - "$1" <<'PYEOF'

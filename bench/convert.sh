@@ -49,17 +49,8 @@ printf '%-34s %10s %18s %8s %9s %12s %10s\n' step "GB/s" "min-max" "of read" "of
 
 run() {  # label, output to remove before each run (or -), command...
   local label=$1 target=$2; shift 2
-  local secs=() kib=0 out
-  for _ in $(seq "$reps"); do
-    # Untimed: remove the previous output (freeing a 1 GiB file is the file system's cost, not the
-    # tool's) and flush dirty pages so the writeback of one run does not throttle the next.
-    [[ $target == - ]] || rm -f "$target"
-    sync
-    out=$(time_cmd "$@")
-    secs+=("${out% *}")
-    kib=$(( ${out#* } > kib ? ${out#* } : kib ))
-  done
-  read -r med mn mx <<<"$(median_min_max "${secs[@]}")"
+  repeat_timed "$reps" "$target" "$@"
+  local med=$MED mn=$MN mx=$MX kib=$KIB
   awk -v s="$size" -v med="$med" -v mn="$mn" -v mx="$mx" -v r="$read_gbs" -v w="$write_gbs" -v k="$kib" -v b="$largest_kib" -v l="$label" \
     'BEGIN{printf "%-34s %10.2f %8.2f-%-9.2f %7.0f%% %8.0f%% %12.0f %10.0f\n", l, s/med/1e9, s/mx/1e9, s/mn/1e9, 100*s/med/1e9/r, 100*s/med/1e9/w, k/1024, (b+65536)/1024}'
 }
