@@ -4,6 +4,8 @@
 // streaming pass against its definition for any block size, thread count and storage of the deltas.
 #include <boost/test/unit_test.hpp>
 
+#include "support.hpp"
+
 #include <fmt/format.h>
 #include <hdf5.h>
 #include <tbb/global_control.h>
@@ -30,15 +32,7 @@ using namespace loco::aggregate;
 
 namespace {
 
-struct TempDir {
-  fs::path path;
-  TempDir() {
-    char tmpl[] = "/tmp/loco-agg-test-XXXXXX";
-    path = mkdtemp(tmpl);
-  }
-  ~TempDir() { fs::remove_all(path); }
-  std::string operator/(const std::string& name) const { return (path / name).string(); }
-};
+using loco::test::TempDir;
 
 using Values = std::map<std::string, std::vector<float>>;
 const std::string kConfig = R"({"type":"mlp","hidden":[4]})";

@@ -2,6 +2,8 @@
 // round trips through compress_file/decompress_file, and refusals of bad inputs.
 #include <boost/test/unit_test.hpp>
 
+#include "support.hpp"
+
 #include <unistd.h>
 
 #include <cmath>
@@ -25,18 +27,7 @@ using loco::Tensor;
 
 namespace {
 
-struct TempDir {
-  fs::path path;
-  TempDir() {
-    char tmpl[] = "/tmp/loco-compress-test-XXXXXX";
-    path = mkdtemp(tmpl);
-  }
-  ~TempDir() {
-    fs::remove_all(path);
-    loco::io::forget_inputs();
-  }
-  std::string operator/(const std::string& name) const { return (path / name).string(); }
-};
+using loco::test::TempDir;
 
 Tensor normal(loco::Shape shape, std::uint64_t seed) {
   Tensor t(shape);

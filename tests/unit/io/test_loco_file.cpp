@@ -2,6 +2,8 @@
 // what is read, and the checks used when files are combined.
 #include <boost/test/unit_test.hpp>
 
+#include "support.hpp"
+
 #include <hdf5.h>
 #include <unistd.h>
 
@@ -26,15 +28,7 @@ using namespace loco::io;
 
 namespace {
 
-struct TempDir {
-  fs::path path;
-  TempDir() {
-    char tmpl[] = "/tmp/loco-test-XXXXXX";
-    path = mkdtemp(tmpl);
-  }
-  ~TempDir() { fs::remove_all(path); }
-  std::string operator/(const std::string& name) const { return (path / name).string(); }
-};
+using loco::test::TempDir;
 
 Attributes root_of(const std::string& kind) {
   Attributes a;
