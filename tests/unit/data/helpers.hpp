@@ -3,6 +3,8 @@
 
 #include <boost/test/unit_test.hpp>
 
+#include "support.hpp"
+
 #include <unistd.h>
 #include <cstdint>
 #include <filesystem>
@@ -44,22 +46,6 @@ inline void write_file(const std::string& path, std::string_view content) {
   BOOST_REQUIRE(out.good());
 }
 
-// Runs f, requires it to throw loco::Error of the given kind whose message contains every needle.
-template <typename F>
-void require_error(F&& f, loco::ErrorKind kind, std::initializer_list<std::string_view> needles) {
-  try {
-    f();
-  } catch (const loco::Error& e) {
-    const std::string what = e.what();
-    BOOST_TEST_INFO("message: " << what);
-    BOOST_CHECK(e.kind() == kind);
-    for (std::string_view n : needles) {
-      BOOST_TEST_INFO("expected to find: " << n << " in: " << what);
-      BOOST_CHECK(what.find(n) != std::string::npos);
-    }
-    return;
-  }
-  BOOST_ERROR("expected a loco::Error, none was thrown");
-}
+using loco::test::require_error;
 
 }  // namespace loco_test

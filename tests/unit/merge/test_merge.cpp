@@ -7,6 +7,8 @@
 #include <vector>
 
 #include <boost/test/unit_test.hpp>
+
+#include "support.hpp"
 #include <fmt/format.h>
 
 #include "loco/core/error.hpp"
@@ -46,17 +48,7 @@ double norm(std::span<const float> x) {
   return std::sqrt(s);
 }
 
-template <typename F>
-void expect_error(F&& f, ErrorKind kind, std::initializer_list<std::string> fragments) {
-  try {
-    f();
-  } catch (const Error& e) {
-    BOOST_CHECK(e.kind() == kind);
-    for (const auto& s : fragments) BOOST_CHECK_MESSAGE(std::string(e.what()).find(s) != std::string::npos, e.what());
-    return;
-  }
-  BOOST_ERROR("no error thrown");
-}
+using loco::test::require_error;
 
 void write_model(const std::string& path, const std::vector<std::pair<std::string, Vec>>& tensors,
                  const std::string& config = "") {
@@ -91,7 +83,7 @@ BOOST_AUTO_TEST_CASE(linear_weighted_average) {
   BOOST_TEST(out[0] == 10.0f);
   BOOST_TEST(out[1] == 20.0f);
   const double zero[] = {1, -1};
-  expect_error([&] { mg::linear(Spans{a, b}, zero, true, out); }, ErrorKind::Usage, {"sum to 0"});
+  require_error([&] { mg::linear(Spans{a, b}, zero, true, out); }, ErrorKind::Usage, {"sum to 0"});
 }
 
 BOOST_AUTO_TEST_CASE(slerp_endpoints_norm_and_lerp_fallback) {
@@ -231,7 +223,7 @@ BOOST_AUTO_TEST_CASE(model_stock_interpolation_factor) {
   BOOST_TEST(out[0] == static_cast<float>(t), boost::test_tools::tolerance(1e-6f));
   BOOST_TEST(out[1] == static_cast<float>(t * 0.5), boost::test_tools::tolerance(1e-6f));
   const Vec neg = {-1, 0};  // cos = -1 with N = 2: 1 + cos = 0
-  expect_error([&] { mg::model_stock(base, Spans{a, neg}, out); }, ErrorKind::Numeric, {"undefined"});
+  require_error([&] { mg::model_stock(base, Spans{a, neg}, out); }, ErrorKind::Numeric, {"undefined"});
 }
 
 BOOST_AUTO_TEST_CASE(variance_correction_restores_the_mean_variance) {
@@ -320,13 +312,13 @@ BOOST_AUTO_TEST_CASE(streams_every_method_and_checks_inputs) {
   write_model(d, {{"w", {1, 2, 3}}}, R"({"type":"mlp"})");
   write_model(e, {{"w", {1, 2, 3}}, {"b", {1, 2}}}, R"({"type":"gpt"})");
   opt = {};
-  expect_error([&] { mg::merge_files({a, c}, tmp.path("x.h5"), opt); }, ErrorKind::BadInput, {"tensor w", "[2]", "[3]"});
+  require_error([&] { mg::merge_files({a, c}, tmp.path("x.h5"), opt); }, ErrorKind::BadInput, {"tensor w", "[2]", "[3]"});
   loco::io::forget_inputs();
-  expect_error([&] { mg::merge_files({a, d}, tmp.path("x.h5"), opt); }, ErrorKind::BadInput, {"no tensor b", "d.h5"});
+  require_error([&] { mg::merge_files({a, d}, tmp.path("x.h5"), opt); }, ErrorKind::BadInput, {"no tensor b", "d.h5"});
   loco::io::forget_inputs();
-  expect_error([&] { mg::merge_files({d, a}, tmp.path("x.h5"), opt); }, ErrorKind::BadInput, {"tensor b is not in"});
+  require_error([&] { mg::merge_files({d, a}, tmp.path("x.h5"), opt); }, ErrorKind::BadInput, {"tensor b is not in"});
   loco::io::forget_inputs();
-  expect_error([&] { mg::merge_files({a, e}, tmp.path("x.h5"), opt); }, ErrorKind::BadInput, {"e.h5"});
+  require_error([&] { mg::merge_files({a, e}, tmp.path("x.h5"), opt); }, ErrorKind::BadInput, {"e.h5"});
   loco::io::forget_inputs();
   BOOST_TEST(!fs::exists(tmp.path("x.h5")));
   // --allow-missing carries b through from the reference.
@@ -339,16 +331,16 @@ BOOST_AUTO_TEST_CASE(streams_every_method_and_checks_inputs) {
   // Usage errors.
   opt = {};
   opt.method = mg::Method::Ties;
-  expect_error([&] { mg::merge_files({a}, tmp.path("x.h5"), opt); }, ErrorKind::Usage, {"--base"});
+  require_error([&] { mg::merge_files({a}, tmp.path("x.h5"), opt); }, ErrorKind::Usage, {"--base"});
   opt.base = base;
   opt.weights = {1, 2, 3};
-  expect_error([&] { mg::merge_files({a, b}, tmp.path("x.h5"), opt); }, ErrorKind::Usage, {"3 values for 2 models"});
+  require_error([&] { mg::merge_files({a, b}, tmp.path("x.h5"), opt); }, ErrorKind::Usage, {"3 values for 2 models"});
   opt = {};
   opt.method = mg::Method::Slerp;
-  expect_error([&] { mg::merge_files({a, b}, tmp.path("x.h5"), opt); }, ErrorKind::Usage, {"--t"});
+  require_error([&] { mg::merge_files({a, b}, tmp.path("x.h5"), opt); }, ErrorKind::Usage, {"--t"});
   opt = {};
   opt.density = 0.5;
-  expect_error([&] { mg::merge_files({a, b}, tmp.path("x.h5"), opt); }, ErrorKind::Usage, {"--density"});
+  require_error([&] { mg::merge_files({a, b}, tmp.path("x.h5"), opt); }, ErrorKind::Usage, {"--density"});
   loco::io::forget_inputs();
 }
 

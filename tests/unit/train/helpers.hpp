@@ -4,6 +4,8 @@
 
 #include <boost/test/unit_test.hpp>
 
+#include "support.hpp"
+
 #include <unistd.h>
 
 #include <cstdint>
@@ -212,22 +214,6 @@ struct Reference {
   }
 };
 
-// Runs f and requires it to throw loco::Error of the given kind whose message holds every needle.
-template <typename F>
-void require_error(F&& f, ErrorKind kind, std::initializer_list<std::string_view> needles) {
-  try {
-    f();
-  } catch (const Error& e) {
-    const std::string what = e.what();
-    BOOST_TEST_INFO("message: " << what);
-    BOOST_CHECK(e.kind() == kind);
-    for (std::string_view n : needles) {
-      BOOST_TEST_INFO("expected to find: " << n << " in: " << what);
-      BOOST_CHECK(what.find(n) != std::string::npos);
-    }
-    return;
-  }
-  BOOST_ERROR("no loco::Error thrown");
-}
+using loco::test::require_error;
 
 }  // namespace loco::train::test
