@@ -52,8 +52,9 @@ RandomKey stage_key(const RandomKey& k, std::size_t i) {
   return {k.seed, stream_id({kStageStreamTag, k.stream, i}), stream_id({kStageStreamTag, k.shared_stream, i})};
 }
 
-// Throws Error(Numeric) naming what when x holds NaN or Inf.
-void check_finite(std::span<const float> x, std::string_view what) {
+}  // namespace
+
+void require_finite(std::span<const float> x) {
   const std::int64_t n = static_cast<std::int64_t>(x.size());
   const std::int64_t first_bad = tbb::parallel_reduce(
       tbb::blocked_range<std::int64_t>(0, n, 1 << 16), n,
@@ -69,9 +70,10 @@ void check_finite(std::span<const float> x, std::string_view what) {
       },
       [](std::int64_t a, std::int64_t b) { return std::min(a, b); });
   if (first_bad < n)
-    throw_error(ErrorKind::Numeric, "{}: element {} is {}; codecs accept finite values only", what, first_bad,
-                x[first_bad]);
+    throw_error(ErrorKind::Numeric, "element {} is {}; codecs accept finite values only", first_bad, x[first_bad]);
 }
+
+namespace {
 
 std::int64_t as_int64(std::uint64_t v) { return std::bit_cast<std::int64_t>(v); }
 std::uint64_t as_uint64(std::int64_t v) { return std::bit_cast<std::uint64_t>(v); }
@@ -208,7 +210,16 @@ std::vector<DatasetLayout> Codec::layout(const Shape& shape) const {
 Encoded Codec::encode(const Tensor& x, const RandomKey& key, DType decoded_dtype, std::string_view what,
                       TensorState* state) const {
   const std::span<const float> v = x.f32();
-  check_finite(v, what);
+  // Numerical failures name the tensor: "what: element 12 is nan; ...".
+  const auto named = [&](auto&& f) {
+    try {
+      f();
+    } catch (const Error& err) {
+      if (err.kind() != ErrorKind::Numeric) throw;
+      throw_error(ErrorKind::Numeric, "{}: {}", what, err.what());
+    }
+  };
+  if (!stages_[0]->screens_finite()) named([&] { require_finite(v); });
   Encoded e;
   e.attrs.set("codec", name());
   e.attrs.set("spec", spec_);
@@ -229,7 +240,7 @@ Encoded Codec::encode(const Tensor& x, const RandomKey& key, DType decoded_dtype
       throw_error(ErrorKind::Internal, "codec {}: parameter attribute '{}' collides with a reserved one", spec_, p.name);
     e.attrs.set(p.name, p.value);
   }
-  stages_[0]->encode(v, x.shape(), stage_key(key, 0), state, e.datasets);
+  named([&] { stages_[0]->encode(v, x.shape(), stage_key(key, 0), state, e.datasets); });
   if (stages_.size() == 2) {
     const auto it = std::find_if(e.datasets.begin(), e.datasets.end(), [](const auto& p) { return p.first == "values"; });
     const Tensor values = std::move(it->second);

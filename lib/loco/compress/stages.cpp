@@ -130,7 +130,7 @@ std::int64_t kept(std::int64_t n, std::int64_t k, double density) {
 // ---------------------------------------------------------------------------------------------- cast
 
 // Inline conversions for the cast kernels, equal to loco::float_to_half / float_to_bfloat16 /
-// half_to_float on finite inputs (NaN and Inf are refused before encoding; checked in the tests).
+// half_to_float on finite inputs (NaN and Inf inputs are screened by the cast kernel; checked in the tests).
 inline std::uint16_t finite_to_bfloat16(float f) {
   const std::uint32_t x = std::bit_cast<std::uint32_t>(f);
   return static_cast<std::uint16_t>((x + 0x7fffu + ((x >> 16) & 1u)) >> 16);
@@ -161,6 +161,7 @@ class CastStage final : public Stage {
     p.finish();
   }
   std::string_view name() const override { return "cast"; }
+  bool screens_finite() const override { return true; }
   std::vector<std::pair<std::string, std::string>> canonical() const override {
     return {{"dtype", dtype_ == DType::F16 ? "f16" : "bf16"}};
   }
@@ -175,20 +176,23 @@ class CastStage final : public Stage {
     const bool half = dtype_ == DType::F16;
     std::atomic<bool> overflow{false};
     parallel_chunks(static_cast<std::int64_t>(x.size()), 1 << 16, [&](std::int64_t b, std::int64_t e) {
+      // bad: an output of Inf, from an overflow or from an input NaN or Inf (told apart below).
       std::uint32_t bad = 0;
       if (half) {
         for (std::int64_t i = b; i < e; ++i) {
           dst[i] = finite_to_half(x[i]);
-          bad |= (dst[i] & 0x7FFFu) == 0x7C00u;
+          bad |= (dst[i] & 0x7C00u) == 0x7C00u;
         }
       } else {
         for (std::int64_t i = b; i < e; ++i) {
           dst[i] = finite_to_bfloat16(x[i]);
-          bad |= (dst[i] & 0x7FFFu) == 0x7F80u;
+          // The input's exponent too: rounding a NaN's mantissa can carry into the sign bit.
+          bad |= ((dst[i] & 0x7F80u) == 0x7F80u) | ((std::bit_cast<std::uint32_t>(x[i]) & 0x7F800000u) == 0x7F800000u);
         }
       }
       if (bad) overflow = true;
     });
+    if (overflow) require_finite(x);  // throws for a NaN or Inf input; else a finite value overflowed
     if (overflow)
       throw_error(ErrorKind::Numeric, "codec cast: a value overflows {} (|x| too large to represent)", dtype_name(dtype_));
     out.emplace_back("data", std::move(t));
@@ -575,29 +579,37 @@ class RandkStage final : public Stage {
 
 // ---------------------------------------------------------------------------------------------- quant
 
-// Minimum and maximum of x[0, n) (finite), folded into lo and hi (min and max are exact, so the
-// SSE and scalar paths agree bit for bit).
-inline void block_min_max(const float* x, std::int64_t n, float& lo, float& hi) {
+// Minimum and maximum of x[0, n), folded into lo and hi (min and max are exact, so the SSE and
+// scalar paths agree bit for bit). Returns false when x holds a NaN or an Inf: Σ x·0 is 0 for
+// finite x and NaN otherwise, one multiply-add per element in the same pass.
+inline bool block_min_max(const float* x, std::int64_t n, float& lo, float& hi) {
   std::int64_t i = 0;
+  float z = 0.0f;
 #if defined(__SSE2__)
-  __m128 l0 = _mm_set1_ps(lo), l1 = l0, h0 = _mm_set1_ps(hi), h1 = h0;
+  const __m128 zero = _mm_setzero_ps();
+  __m128 l0 = _mm_set1_ps(lo), l1 = l0, h0 = _mm_set1_ps(hi), h1 = h0, z0 = zero;
   for (; i + 8 <= n; i += 8) {
     const __m128 a = _mm_loadu_ps(x + i), b = _mm_loadu_ps(x + i + 4);
     l0 = _mm_min_ps(l0, a), l1 = _mm_min_ps(l1, b);
     h0 = _mm_max_ps(h0, a), h1 = _mm_max_ps(h1, b);
+    z0 = _mm_add_ps(z0, _mm_add_ps(_mm_mul_ps(a, zero), _mm_mul_ps(b, zero)));
   }
-  alignas(16) float l[4], h[4];
+  alignas(16) float l[4], h[4], zz[4];
   _mm_store_ps(l, _mm_min_ps(l0, l1));
   _mm_store_ps(h, _mm_max_ps(h0, h1));
+  _mm_store_ps(zz, z0);
   for (int j = 0; j < 4; ++j) {
     lo = l[j] < lo ? l[j] : lo;
     hi = h[j] > hi ? h[j] : hi;
+    z += zz[j];
   }
 #endif
   for (; i < n; ++i) {
     lo = x[i] < lo ? x[i] : lo;
     hi = x[i] > hi ? x[i] : hi;
+    z += x[i] * 0.0f;
   }
+  return z == 0.0f && std::isfinite(lo) && std::isfinite(hi);
 }
 
 // Packs codes q = ⌊(x − lo)·inv + u⌋ clamped to [0, 2^BITS − 1], element j of a byte at bits
@@ -678,6 +690,7 @@ class QuantStage final : public Stage {
     p.finish();
   }
   std::string_view name() const override { return "quant"; }
+  bool screens_finite() const override { return true; }
   std::vector<std::pair<std::string, std::string>> canonical() const override {
     return {{"bits", std::to_string(bits_)},
             {"block", std::to_string(block_)},
@@ -705,12 +718,16 @@ class QuantStage final : public Stage {
     float* sc = scale.f32().data();
     float* of = offset.f32().data();
     const std::uint32_t levels = (1u << bits_) - 1u;
+    std::atomic<bool> nonfinite{false};
     parallel_chunks(nb, std::max<std::int64_t>(1, (1 << 16) / block_), [&](std::int64_t bb, std::int64_t be) {
       for (std::int64_t b = bb; b < be; ++b) {
         const std::int64_t i0 = b * block_, n = std::min(block_, d - i0);
         const float* xb = x.data() + i0;
         float lo = xb[0], hi = xb[0];
-        block_min_max(xb, n, lo, hi);
+        if (!block_min_max(xb, n, lo, hi)) {
+          nonfinite = true;
+          continue;
+        }
         if (sigma_) {
           double sum = 0, sq = 0;
           for (std::int64_t i = 0; i < n; ++i) sum += xb[i];
@@ -747,6 +764,7 @@ class QuantStage final : public Stage {
         }
       }
     });
+    if (nonfinite) require_finite(x);  // throws: a block held a NaN or an Inf
     out.emplace_back("packed", std::move(packed));
     out.emplace_back("scale", std::move(scale));
     out.emplace_back("offset", std::move(offset));
@@ -790,6 +808,7 @@ class SignStage final : public Stage {
     p.finish();
   }
   std::string_view name() const override { return "sign"; }
+  bool screens_finite() const override { return true; }
   std::vector<std::pair<std::string, std::string>> canonical() const override { return {{"block", std::to_string(block_)}}; }
   void record(Attributes& a, const std::string& prefix) const override {
     a.set(prefix + "block", block_);
@@ -832,6 +851,17 @@ class SignStage final : public Stage {
         partial[p] = sum + acc;
       }
     });
+    // A NaN or Inf in x makes its piece's sum non-finite (so does a float overflow of |x| sums
+    // near FLT_MAX: then, x being finite, that piece is summed again in double).
+    for (std::int64_t p = 0; p < nb * pieces_per_block; ++p) {
+      if (std::isfinite(partial[p])) continue;
+      require_finite(x);
+      const std::int64_t b = p / pieces_per_block, i0 = b * bs + (p % pieces_per_block) * kPiece;
+      const std::int64_t i1 = std::min({i0 + kPiece, b * bs + bs, d});
+      double sum = 0;
+      for (std::int64_t i = i0; i < i1; ++i) sum += std::fabs(static_cast<double>(x[i]));
+      partial[p] = sum;
+    }
     for (std::int64_t b = 0; b < nb; ++b) {
       double s = 0;
       for (std::int64_t p = 0; p < pieces_per_block; ++p) s += partial[b * pieces_per_block + p];

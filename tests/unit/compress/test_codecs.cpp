@@ -450,6 +450,30 @@ BOOST_AUTO_TEST_CASE(nan_and_inf_are_refused) {
       BOOST_TEST(throws_kind([&] { roundtrip(spec, {1, bad, 2}); }, ErrorKind::Numeric), spec);
 }
 
+// Codecs that screen for NaN/Inf inside their own first pass (quant, sign, cast) must name the same
+// first bad element as the separate scan: bad values in a later block than the first, several of
+// them, and NaNs whose mantissa rounding would carry into the sign bit of a bf16.
+BOOST_AUTO_TEST_CASE(non_finite_input_is_named_by_tensor_and_first_element) {
+  const float carry_nan = std::bit_cast<float>(0x7FFFFFFFu), neg_nan = std::bit_cast<float>(0xFFFFFFFFu);
+  for (const std::string spec : {"quant:bits=2,block=256", "quant:bits=8,block=64", "sign", "sign:block=512",
+                                 "cast:dtype=f16", "cast:dtype=bf16", "topk:density=0.1", "topk+quant"})
+    for (float bad : {NAN, INFINITY, -INFINITY, carry_nan, neg_nan}) {
+      std::vector<float> v(3000);
+      for (std::size_t i = 0; i < v.size(); ++i) v[i] = std::sin(0.37f * static_cast<float>(i));
+      v[2500] = bad;
+      v[2900] = INFINITY;
+      const Tensor x = Tensor::from_floats({3000}, v);
+      try {
+        (void)lc::Codec::parse(spec).encode(x, lc::random_key(1, 0, 0, "w"), DType::F32, "blocks.3.w");
+        BOOST_ERROR("no error for " << spec << " with " << bad);
+      } catch (const loco::Error& e) {
+        const std::string what = e.what();
+        BOOST_TEST((e.kind() == ErrorKind::Numeric), spec);
+        BOOST_TEST(what.find("blocks.3.w: element 2500 is ") != std::string::npos, spec << ": " << what);
+      }
+    }
+}
+
 BOOST_AUTO_TEST_CASE(identical_bytes_at_any_thread_count) {
   const auto x = normal(600000, 16);
   for (const std::string spec : {"topk:density=0.01", "topk:density=0.01,tile=4096", "randk:density=0.01",

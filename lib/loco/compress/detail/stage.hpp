@@ -31,6 +31,9 @@ class Stage {
   virtual bool sparsifier() const { return false; }
   // True for stages that read and update TensorState.
   virtual bool stateful() const { return false; }
+  // True when encode() itself refuses NaN and Inf (calling require_finite when a cheap screen fused
+  // into its first pass over x flags a block), so the codec skips its separate scan of the input.
+  virtual bool screens_finite() const { return false; }
   // The datasets for a tensor of this shape (value stages of a chain get the 1-D shape {m}).
   virtual std::vector<DatasetLayout> layout(const Shape& shape) const = 0;
   // Encodes x (the tensor of this shape, flattened) into out, exactly as layout(shape) says.
@@ -41,6 +44,10 @@ class Stage {
   // Decodes into out (numel(shape) elements); validates the datasets' sizes against layout(shape).
   virtual void decode(const DatasetLookup& get, const Shape& shape, const RandomKey& key, std::span<float> out) const = 0;
 };
+
+// Returns when every element of x is finite; otherwise throws Error(Numeric) naming the first NaN
+// or Inf element ("element 12 is nan; codecs accept finite values only").
+void require_finite(std::span<const float> x);
 
 // Builds a stage from its spec; throws Error(Usage) naming the stage and the offending key.
 std::unique_ptr<Stage> make_stage(const StageSpec& s);
