@@ -246,12 +246,33 @@ Cut cut_of(const std::vector<Cand>& cand, std::int64_t r, std::vector<Cand>& scr
 template <typename Emit>
 void topk_serial(const float* x, std::int64_t n, std::int64_t k, std::vector<std::uint32_t>& hist,
                  std::vector<Cand>& cand, std::vector<Cand>& scratch, Emit&& emit) {
-  if (n <= 256) {  // short rows (DCT chunks): order all entries directly
-    cand.clear();
-    for (std::int64_t j = 0; j < n; ++j) cand.push_back({mag(x[j]), j});
-    const Cut cut = cut_of(cand, k, scratch);
+  if (n <= 256) {  // short rows (DCT chunks): select on 64-bit keys directly
+    // key = magnitude, then the complement of the index: unique, and larger means preferred, so
+    // the kept entries are exactly those whose key is at least the k-th largest.
+    std::uint64_t keys[256];
     for (std::int64_t j = 0; j < n; ++j)
-      if (cut.keep(mag(x[j]), j)) emit(j);
+      keys[j] = (std::uint64_t{mag(x[j])} << 32) | (0xFFFFFFFFu - static_cast<std::uint32_t>(j));
+    std::uint64_t cut;
+    if (k <= 16) {  // the k largest, ascending in top[0, k): few insertions on typical data
+      std::uint64_t top[16];
+      std::copy(keys, keys + k, top);
+      std::sort(top, top + k);
+      for (std::int64_t j = k; j < n; ++j) {
+        const std::uint64_t v = keys[j];
+        if (v <= top[0]) continue;
+        std::int64_t p = 0;
+        while (p + 1 < k && top[p + 1] < v) top[p] = top[p + 1], ++p;
+        top[p] = v;
+      }
+      cut = top[0];
+    } else {
+      std::uint64_t sel[256];
+      std::copy(keys, keys + n, sel);
+      std::nth_element(sel, sel + (k - 1), sel + n, std::greater<>());
+      cut = sel[k - 1];
+    }
+    for (std::int64_t j = 0; j < n; ++j)
+      if (keys[j] >= cut) emit(j);
     return;
   }
   constexpr int kShift = 23;
