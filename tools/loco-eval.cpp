@@ -2,8 +2,12 @@
 #include <fmt/format.h>
 #include <nlohmann/json.hpp>
 
+#include <string>
+#include <vector>
+
 #include "loco/cli/tool.hpp"
 #include "loco/core/error.hpp"
+#include "loco/eval/consensus.hpp"
 #include "loco/eval/eval.hpp"
 #include "loco/train/files.hpp"
 
@@ -12,16 +16,21 @@ int main(int argc, char** argv) {
   tool.set_description(
       "Prints the mean cross-entropy loss over every predicted position or example, accuracy for classifiers, and "
       "perplexity and bits per byte for the byte-level GPT (every token after the first predicted once, from up to "
-      "ctx tokens of context). With --sample N it prints N bytes the GPT generates after --prompt.");
+      "ctx tokens of context). With --sample N it prints N bytes the GPT generates after --prompt. With --consensus "
+      "MODEL... it prints the consensus distance of decentralized training, (1/n) sum_i ||theta_i - mean theta||^2 "
+      "(consensus_distance_sq) and its square root, over the floating tensors, streamed block by block.");
   tool.add_example("loco-eval --model m.h5 --data kjv-test.h5 --json", "One JSON object with loss, perplexity, bits_per_byte.");
   tool.add_example("loco-eval --model m.h5 --sample 200 --prompt 'And God said'", "What the model learned, as text.");
+  tool.add_example("loco-eval --consensus --json node-*.h5", "How far the nodes' models are from their mean.");
   auto& app = tool.app();
   std::string model, data, prompt = "\n";
   bool json = false;
   std::int64_t batch = 64, nsample = 0;
   double temperature = 0.8;
   std::uint64_t seed = 0;
-  app.add_option("--model", model, "Model file")->required()->type_name("FILE");
+  bool consensus = false;
+  std::vector<std::string> consensus_models;
+  app.add_option("--model", model, "Model file (required unless --consensus)")->type_name("FILE");
   app.add_option("--data", data, "Data file to evaluate on")->type_name("FILE");
   app.add_flag("--json", json, "Print one JSON object");
   app.add_option("--batch", batch, "Examples or windows per forward pass")->default_val(64)->check(CLI::PositiveNumber);
@@ -29,7 +38,21 @@ int main(int argc, char** argv) {
   app.add_option("--prompt", prompt, "Text the sample continues")->default_str("\\n");
   app.add_option("--temperature", temperature, "Sampling temperature (0: greedy)")->default_val(0.8)->check(CLI::NonNegativeNumber);
   app.add_option("--seed", seed, "Sampling seed")->default_val(0);
+  app.add_flag("--consensus", consensus, "Print the consensus distance of the MODEL files instead");
+  app.add_option("MODEL", consensus_models, "Models for --consensus")->type_name("FILE");
   return tool.run(argc, argv, [&] {
+    if (consensus) {
+      if (!model.empty() || !data.empty() || nsample > 0)
+        loco::throw_error(loco::ErrorKind::Usage, "--consensus takes MODEL files only, not --model, --data or --sample");
+      const auto c = loco::eval::consensus_distance(consensus_models);
+      const nlohmann::json j = {{"consensus_distance_sq", c.distance_sq}, {"consensus_distance", c.distance},
+                                {"mean_norm", c.mean_norm}, {"models", c.models}, {"parameters", c.parameters}};
+      if (json) fmt::print("{}\n", j.dump());
+      else for (const auto& [k, v] : j.items()) fmt::print("{:<22} {}\n", k, v.dump());
+      return 0;
+    }
+    if (!consensus_models.empty()) loco::throw_error(loco::ErrorKind::Usage, "MODEL files are for --consensus; use --model");
+    if (model.empty()) loco::throw_error(loco::ErrorKind::Usage, "--model is required (or --consensus MODEL...)");
     if (data.empty() && nsample == 0) loco::throw_error(loco::ErrorKind::Usage, "give --data to evaluate or --sample N");
     const auto m = loco::train::read_model(model);
     loco::model::Model net(m.config);

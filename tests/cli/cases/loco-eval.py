@@ -20,6 +20,28 @@ GPT = ("loco-init --seed 1 --config "
        "'{\"arch\":\"gpt\",\"vocab\":256,\"ctx\":16,\"d_model\":16,\"layers\":1,\"heads\":2}' -o g.h5")
 
 
+MLP = "loco-init --seed {s} --config '{{\"arch\":\"mlp\",\"sizes\":[3,5,4]}}' -o mlp{s}.h5"
+MLPS = [MLP.format(s=s) for s in (1, 2, 3)]
+
+
+def consensus_json(ctx, r):
+    """Against numpy in float64: (1/n) sum_i ||theta_i - mean||^2 over every tensor."""
+    import h5py
+    import numpy as np
+    models = []
+    for s in (1, 2, 3):
+        with h5py.File(ctx.expand(f"{{tmp}}/mlp{s}.h5"), "r") as f:
+            models.append(np.concatenate([np.asarray(f["tensors"][k][()], dtype=np.float64).ravel()
+                                          for k in f["tensors"]]))
+    x = np.stack(models)
+    want = ((x - x.mean(axis=0)) ** 2).sum() / len(models)
+    j = r.json()
+    assert j["models"] == 3 and j["parameters"] == 3 * 5 + 5 + 5 * 4 + 4, j
+    # Welford against two passes: a few roundings per element, relative ~ 1e-15.
+    assert want > 0 and math.isclose(j["consensus_distance_sq"], want, rel_tol=1e-12), (j, want)
+    assert math.isclose(j["consensus_distance"], math.sqrt(want), rel_tol=1e-12), j
+
+
 def classifier_json(ctx, r):
     j = r.json()
     assert set(j) == {"loss", "count", "accuracy", "model", "data"}, j
@@ -82,7 +104,19 @@ CASES = [
     Case("--sample with --json", ["--model", "{tmp}/g.h5", "--sample", "5", "--json", "--data", TEXT],
          setup=[MAKE_TEXT, GPT], check=sample_in_json),
 
+    Case("--consensus against numpy", ["--consensus", "--json", "{tmp}/mlp1.h5", "{tmp}/mlp2.h5", "{tmp}/mlp3.h5"],
+         setup=MLPS, check=consensus_json),
+    Case("--consensus of identical models is 0", ["--consensus", "{tmp}/mlp1.h5", "{tmp}/copy.h5"],
+         setup=MLPS[:1] + ["cp mlp1.h5 copy.h5"], stdout_re=[r"^consensus_distance_sq +0\.0$", r"^models +2$"]),
+
     # Refusals.
+    Case("--consensus with --model", ["--consensus", "--model", "{tmp}/mlp1.h5", "{tmp}/mlp2.h5"], setup=MLPS, code=2,
+         stderr="--consensus takes MODEL files only"),
+    Case("--consensus without models", ["--consensus"], code=2, stderr="at least one model"),
+    Case("MODEL files without --consensus", ["--model", "{tmp}/mlp1.h5", "{tmp}/mlp2.h5"], setup=MLPS, code=2,
+         stderr="for --consensus"),
+    Case("--consensus of models of other architectures", ["--consensus", "{tmp}/mlp1.h5", "{tmp}/m.h5"],
+         setup=MLPS[:1] + [LOGREG], code=4, stderr="m.h5"),
     Case("neither --data nor --sample", ["--model", "{tmp}/m.h5"], setup=[LOGREG], code=2, stderr="--data"),
     Case("--sample needs a GPT", ["--model", "{tmp}/m.h5", "--sample", "3"], setup=[LOGREG], code=2, stderr="logreg"),
     Case("a missing model", ["--model", "{tmp}/none.h5", "--data", ROWS], setup=[MAKE_CSV], code=3,
