@@ -20,7 +20,7 @@ int main(int argc, char** argv) {
       "then the k largest estimates when k > 0), powersgd (rank=4 with a warm-started Q kept in --state; tensors of rank < 2 "
       "or with rank*(n+m)*min_rate >= n*m, min_rate=2, are sent dense). Every group /tensors/NAME records codec, spec, shape, dtype, seed and the "
       "parameters; the root records raw_bytes and payload_bytes. Random streams are keyed by (--seed, the input's round "
-      "and worker, the tensor name): the same inputs give the same bytes for any --threads. NaN or Inf in a tensor exits 5. Error feedback (--ef KIND with --ef-state FILE, per worker): ef14 (residual e: compress e + delta, keep e + delta - decoded), ef21 (estimate g: compress delta - g, g += decoded; receivers keep g too), sparseloco:beta=0.95 (e = beta*e + delta, compress e, e -= decoded), dgc:momentum=0.9,warmup=0 (u = m*u + delta, v += u, compress v, zero u and v where sent; density rho^((r+1)/(W+1)) in rounds r < W). The state file records model_config and worker; a state of another model, worker or kind exits 4.");
+      "and worker, the tensor name): the same inputs give the same bytes for any --threads. NaN or Inf in a tensor exits 5. Error feedback (--ef KIND with --ef-state FILE, per worker): ef14 (residual e: compress e + delta, keep e + delta - decoded), ef21 (estimate g: compress delta - g, g += decoded; receivers keep g too), econtrol:eta=0.1 (EControl, error e and estimate h: compress eta*e + delta - h, e += delta - h - decoded, h += decoded; receivers keep h too), sparseloco:beta=0.95 (e = beta*e + delta, compress e, e -= decoded), dgc:momentum=0.9,warmup=0 (u = m*u + delta, v += u, compress v, zero u and v where sent; density rho^((r+1)/(W+1)) in rounds r < W). The state file records model_config and worker; a state of another model, worker or kind exits 4.");
   tool.add_example("loco-compress delta.h5 -o delta.c.h5 --codec topk:density=0.02,tile=4096+quant:bits=2,range=sigma",
                    "SparseLoCo: 2% per 4096-tile top-k, values on a 2-bit 6-sigma grid.");
   tool.add_example("loco-compress - -o - --codec cast:dtype=bf16 < delta.h5 > delta.bf16.h5", "Stream through a pipe.");
@@ -33,7 +33,7 @@ int main(int argc, char** argv) {
   app.add_option("--codec", spec, "Codec SPEC, e.g. topk:density=0.01 or topk:k=1000+quant:bits=4")->required();
   app.add_option("--seed", seed, "Seed of the codecs' random streams (random-k, stochastic rounding)")->capture_default_str();
   app.add_option("--state", state, "Codec state file (PowerSGD's warm-start Q), read when it exists and replaced after OUT is written");
-  app.add_option("--ef", ef, "Error feedback KIND: ef14, ef21, sparseloco[:beta=B], dgc[:momentum=M,warmup=W]");
+  app.add_option("--ef", ef, "Error feedback KIND: ef14, ef21, econtrol[:eta=E], sparseloco[:beta=B], dgc[:momentum=M,warmup=W]");
   app.add_option("--ef-state", ef_state, "Error-feedback state of this worker, read when it exists and replaced after OUT is written");
   app.add_flag("--json", json, "Print tensors, raw_bytes and payload_bytes as JSON on stdout");
   return tool.run(argc, argv, [&] {

@@ -1,4 +1,5 @@
-// Streaming reduction of delta files and the outer optimizer step (see aggregate.hpp for the rules).
+// Streaming reduction of delta files (dense or compressed) and the outer optimizer step (see
+// aggregate.hpp for the rules).
 #include "loco/aggregate/aggregate.hpp"
 
 #include <Eigen/Core>
@@ -19,6 +20,7 @@
 #include <mutex>
 #include <optional>
 
+#include "loco/compress/codec.hpp"
 #include "loco/core/dtype.hpp"
 #include "loco/core/error.hpp"
 #include "loco/core/log.hpp"
@@ -28,12 +30,35 @@
 
 namespace loco::aggregate {
 
-std::string_view reduction_name(Reduction r) noexcept { return r == Reduction::Mean ? "mean" : "weighted-mean"; }
+std::string_view reduction_name(Reduction r) noexcept {
+  switch (r) {
+    case Reduction::Mean: return "mean";
+    case Reduction::WeightedMean: return "weighted-mean";
+    case Reduction::ContributorMean: return "contributor-mean";
+  }
+  return "mean";
+}
 
 Reduction parse_reduction(std::string_view text) {
   if (text == "mean") return Reduction::Mean;
   if (text == "weighted-mean") return Reduction::WeightedMean;
-  throw_error(ErrorKind::Usage, "reduction '{}' is not one of mean, weighted-mean", text);
+  if (text == "contributor-mean") return Reduction::ContributorMean;
+  throw_error(ErrorKind::Usage, "reduction '{}' is not one of mean, weighted-mean, contributor-mean", text);
+}
+
+std::string_view clip_name(Clip c) noexcept { return c == Clip::None ? "none" : "median-norm"; }
+
+Clip parse_clip(std::string_view text) {
+  if (text == "none") return Clip::None;
+  if (text == "median-norm") return Clip::MedianNorm;
+  throw_error(ErrorKind::Usage, "clip '{}' is not one of none, median-norm", text);
+}
+
+double median(std::vector<double> v) {
+  if (v.empty()) return 0.0;
+  std::sort(v.begin(), v.end());
+  const std::size_t n = v.size();
+  return n % 2 == 1 ? v[n / 2] : (v[n / 2 - 1] + v[n / 2]) / 2.0;
 }
 
 double staleness_weight(std::int64_t staleness, double exponent) {
@@ -48,8 +73,20 @@ double seconds_since(Clock::time_point t0) { return std::chrono::duration<double
 
 constexpr std::uint32_t kExpMask = 0x7f800000u;
 
+// What the codec of one compressed tensor selects (aggregate.hpp, contributor-mean).
+struct Selection {
+  enum Kind { All, Indices, Dct } kind = All;  // every element; topk/randk indices; dct_topk coefficients
+  std::int64_t chunk = 0, k = 0;               // dct_topk's chunk and kept coefficients per chunk
+  std::vector<compress::StageSpec> stages;     // the parsed codec spec
+};
+
 struct Delta {
   std::string path;
+  bool compressed = false;
+  std::int64_t payload_bytes = 0;
+  std::string codec = "dense";
+  std::vector<Selection> selections;  // per model tensor, compressed deltas only
+  std::int64_t clipped_tensors = 0;
   std::unique_ptr<io::TensorSource> src;
   std::optional<std::int64_t> worker, samples, round;
   std::string base;
@@ -126,6 +163,54 @@ bool round_to_float(const double* acc, float* dbar, std::size_t n) {
 
 std::string opt_int(const std::optional<std::int64_t>& v) { return v ? std::to_string(*v) : "none"; }
 
+std::string spec_text(const std::vector<compress::StageSpec>& stages) {
+  std::string out;
+  for (const auto& st : stages) {
+    if (!out.empty()) out += '+';
+    out += st.name;
+    for (std::size_t i = 0; i < st.params.size(); ++i)
+      out += (i == 0 ? ":" : ",") + st.params[i].first + "=" + st.params[i].second;
+  }
+  return out;
+}
+
+std::int64_t stage_int(const compress::StageSpec& st, std::string_view key) {
+  for (const auto& [k, v] : st.params)
+    if (k == key) return std::stoll(v);
+  throw_error(ErrorKind::BadInput, "codec stage {} without its {} parameter", st.name, key);
+}
+
+// The shape and rank attributes Codec::encode records.
+void set_shape_attrs(Attributes& a, const Shape& shape) {
+  a.set("ndim", static_cast<std::int64_t>(shape.size()));
+  if (!shape.empty()) a.set("shape", std::vector<std::int64_t>(shape.begin(), shape.end()));
+}
+
+// The shape a compressed tensor's group records; nullopt when its attributes are inconsistent.
+std::optional<Shape> recorded_shape(const Attributes& a) {
+  const auto rank = a.get_int("ndim");
+  const auto* attr = a.find("shape");
+  const auto* v = attr ? std::get_if<std::vector<std::int64_t>>(attr) : nullptr;
+  if (rank && *rank == 0 && !v) return Shape{};
+  if (!rank || !v || *rank != static_cast<std::int64_t>(v->size())) return std::nullopt;
+  return Shape(v->begin(), v->end());
+}
+
+// One delta's tensor as the reduction sees it: values x in the reduction domain (the tensor, or the
+// chunk-padded DCT coefficients) and, for selecting codecs under contributor-mean, the selection mask
+// (1 where selected, 0 elsewhere; empty: every element).
+struct Loaded {
+  Tensor x, mask;
+};
+
+bool all_finite(std::span<const float> x) { return max_exponent(x.data(), x.size()) != kExpMask; }
+
+double squared_norm(std::span<const float> x) {
+  double s = 0;
+  for (float v : x) s += static_cast<double>(v) * static_cast<double>(v);
+  return s;
+}
+
 class Aggregator {
  public:
   Aggregator(const std::string& model_path, const std::vector<std::string>& delta_paths, const std::string& output,
@@ -134,6 +219,7 @@ class Aggregator {
     summary_.model = model_path;
     summary_.output = output;
     summary_.reduce = std::string(reduction_name(opt.reduce));
+    summary_.clip = std::string(clip_name(opt.clip));
     summary_.outer = optim::format_spec(optimizer_->spec());
     summary_.staleness_rule = opt.allow_stale ? fmt::format("polynomial:a={}", opt.staleness_exponent) : "none";
     if (opt.min_deltas < 1) throw_error(ErrorKind::Usage, "--min-deltas {} is not ≥ 1", opt.min_deltas);
@@ -143,6 +229,13 @@ class Aggregator {
     open_model(model_path);
     for (const auto& p : delta_paths) open_delta(p);
     order_deltas();
+    tensorwise_ = opt.clip != Clip::None;
+    for (const Delta& d : deltas_) {
+      tensorwise_ = tensorwise_ || d.compressed;
+      summary_.payload_bytes += d.payload_bytes;
+      summary_.compressed_deltas += d.compressed ? 1 : 0;
+    }
+    plan_domains();
   }
 
   AggregateSummary run(Clock::time_point t0) {
@@ -154,7 +247,7 @@ class Aggregator {
       check_quorum(active);
       ++summary_.passes;
       sink_.reset();
-      if (reduce_pass(active)) break;
+      if (tensorwise_ ? tensor_pass(active) : reduce_pass(active)) break;
       // A non-finite block: find every non-finite delta in one streaming pass, then start over.
       validation_pass(active);
       std::vector<Delta*> keep;
@@ -165,7 +258,7 @@ class Aggregator {
         }
         const std::string why = fmt::format("non-finite values (NaN or Inf) in tensor {}", d->bad_tensor);
         log::warn("{}: dropped: {}", d->path, why);
-        summary_.dropped.push_back({d->path, d->worker, why});
+        summary_.dropped.push_back({d->path, d->worker, why, d->payload_bytes});
       }
       active = std::move(keep);
     }
@@ -242,9 +335,22 @@ class Aggregator {
     Delta d;
     d.path = path;
     d.src = io::open_source(path);
-    if (io::file_kind(*d.src) == io::Kind::Compressed)
-      throw_error(ErrorKind::BadInput, "{}: is a compressed delta; decompress it first (loco-decompress)", path);
-    io::expect_kind(*d.src, {io::Kind::Delta});
+    d.compressed = io::file_kind(*d.src) == io::Kind::Compressed;
+    if (d.compressed) {
+      const auto source_kind = d.src->attributes().get_string("source_kind").value_or("unknown");
+      if (source_kind != "delta")
+        throw_error(ErrorKind::BadInput, "{}: a compressed {} file, expected a compressed delta", path, source_kind);
+      const std::string fb = d.src->attributes().get_string("feedback").value_or("");
+      if (fb.rfind("ef21", 0) == 0 || fb.rfind("econtrol", 0) == 0)
+        throw_error(ErrorKind::BadInput,
+                    "{}: compressed with {} error feedback: it holds the increment of the worker's estimate h, which "
+                    "only a receiver keeping h can turn into the worker's delta; loco-aggregate takes deltas compressed "
+                    "without feedback or with ef14, sparseloco or dgc",
+                    path, fb);
+      d.codec = d.src->attributes().get_string("codec").value_or("unknown");
+    } else {
+      io::expect_kind(*d.src, {io::Kind::Delta});
+    }
     io::check_same_config(*model_, *d.src);
     const Attributes& a = d.src->attributes();
     d.worker = a.get_int("worker");
@@ -271,6 +377,11 @@ class Aggregator {
     if (opt_.reduce == Reduction::WeightedMean && (!d.samples || *d.samples <= 0))
       throw_error(ErrorKind::BadInput, "{}: weighted-mean needs a samples attribute > 0, found {}", path,
                   opt_int(d.samples));
+    if (d.compressed) {
+      open_compressed_tensors(d);
+      deltas_.push_back(std::move(d));
+      return;
+    }
     const auto tensors = d.src->group("tensors");
     if (tensors.size() != params_.size())
       throw_error(ErrorKind::BadInput, "{}: {} tensors, the model {} has {}", path, tensors.size(), summary_.model,
@@ -286,10 +397,82 @@ class Aggregator {
                     dtype_name(t->dtype));
       d.tensors.push_back(t);
       d.offsets.push_back(io::contiguous_offset(*d.src, *t));
+      d.payload_bytes += t->numel() * static_cast<std::int64_t>(dtype_size(t->dtype));
       max_delta_dtype_ = std::max(max_delta_dtype_, dtype_size(t->dtype));
       any_converted_ = any_converted_ || t->dtype != DType::F32;
     }
     deltas_.push_back(std::move(d));
+  }
+
+  // The tensors of a compressed delta: one group per model tensor, recording the model's shape, a
+  // floating dtype and a codec spec; what each selects. payload_bytes from the root attribute (the
+  // datasets' bytes when absent).
+  void open_compressed_tensors(Delta& d) {
+    const std::string& path = d.path;
+    const auto names = compress::encoded_tensor_names(*d.src);
+    if (names.size() != params_.size())
+      throw_error(ErrorKind::BadInput, "{}: {} compressed tensors, the model {} has {}", path, names.size(),
+                  summary_.model, params_.size());
+    std::int64_t payload = 0;
+    for (const io::TensorInfo* p : params_) {
+      if (std::find(names.begin(), names.end(), p->name) == names.end())
+        throw_error(ErrorKind::BadInput, "{}: no compressed tensor {}, which the model {} has", path, p->name,
+                    summary_.model);
+      const Attributes a = d.src->group_attributes("tensors/" + p->name);
+      const auto shape = recorded_shape(a);
+      const auto spec = a.get_string("spec");
+      const auto dt = parse_dtype(a.get_string("dtype").value_or(""));
+      if (!shape || !spec || !dt || !a.contains("codec"))
+        throw_error(ErrorKind::BadInput, "{}: /tensors/{} lacks the codec, spec, dtype and shape attributes of a compressed tensor",
+                    path, p->name);
+      if (*shape != p->shape)
+        throw_error(ErrorKind::BadInput, "{}: tensor {} has shape {}, the model's is {}", path, p->name,
+                    shape_string(*shape), shape_string(p->shape));
+      if (!is_floating(*dt))
+        throw_error(ErrorKind::BadInput, "{}: tensor {} is {}, expected a floating-point type", path, p->name,
+                    dtype_name(*dt));
+      Selection sel;
+      try {
+        compress::Codec::parse(*spec);
+        sel.stages = compress::parse_spec(*spec);
+      } catch (const Error& err) {
+        throw_error(ErrorKind::BadInput, "{}: tensor {}: unusable codec spec: {}", path, p->name, err.what());
+      }
+      const std::string& first = sel.stages.front().name;
+      if (first == "topk" || first == "randk") sel.kind = Selection::Indices;
+      if (first == "dct_topk") {
+        sel.kind = Selection::Dct;
+        sel.chunk = stage_int(sel.stages.front(), "chunk");
+        sel.k = stage_int(sel.stages.front(), "k");
+      }
+      d.selections.push_back(std::move(sel));
+      for (const io::TensorInfo* t : d.src->group("tensors/" + p->name))
+        payload += t->numel() * static_cast<std::int64_t>(dtype_size(t->dtype));
+      d.tensors.push_back(nullptr);
+      d.offsets.emplace_back();
+    }
+    d.payload_bytes = d.src->attributes().get_int("payload_bytes").value_or(payload);
+  }
+
+  // Under contributor-mean a tensor whose deltas use dct_topk is reduced over its DCT coefficients:
+  // every delta of it must then be dct_topk with one chunk size.
+  void plan_domains() {
+    coef_chunk_.assign(params_.size(), 0);
+    if (opt_.reduce != Reduction::ContributorMean) return;
+    for (std::size_t i = 0; i < params_.size(); ++i) {
+      const Delta* dct = nullptr;
+      for (const Delta& d : deltas_)
+        if (d.compressed && d.selections[i].kind == Selection::Dct) dct = &d;
+      if (!dct) continue;
+      for (const Delta& d : deltas_)
+        if (!d.compressed || d.selections[i].kind != Selection::Dct || d.selections[i].chunk != dct->selections[i].chunk)
+          throw_error(ErrorKind::BadInput,
+                      "{} and {}: tensor {}: contributor-mean over DCT coefficients needs every delta of the tensor "
+                      "compressed by dct_topk with one chunk size ({} has chunk {}, {} has {})",
+                      dct->path, d.path, params_[i]->name, dct->path, dct->selections[i].chunk, d.path,
+                      d.compressed ? d.codec : std::string("a dense tensor"));
+      coef_chunk_[i] = dct->selections[i].chunk;
+    }
   }
 
   void order_deltas() {
@@ -325,6 +508,8 @@ class Aggregator {
     root.set("parent_checksum", checksum_);
     root.set("outer_optimizer", summary_.outer);
     root.set("reduction", summary_.reduce);
+    root.set("clip", summary_.clip);
+    root.set("payload_bytes", summary_.payload_bytes);
     root.set("staleness", summary_.staleness_rule);
     root.set("contributors", static_cast<std::int64_t>(active.size()));
     std::vector<io::TensorInfo> plan;
@@ -345,14 +530,20 @@ class Aggregator {
 
   // Weights w_k for the active deltas (aggregate.hpp), filling the summary's contributor list.
   std::vector<double> weights(const std::vector<Delta*>& active) {
+    // Contributor-mean divides by the count per element in the tensor-wise pass; on the streaming pass
+    // (dense deltas) every delta contributes everywhere, so it is the mean.
+    const bool by_count = opt_.reduce == Reduction::ContributorMean && tensorwise_;
+    const bool weighted = opt_.reduce == Reduction::WeightedMean;
     double denom = 0;
-    for (const Delta* d : active) denom += opt_.reduce == Reduction::Mean ? 1.0 : static_cast<double>(*d->samples);
+    for (const Delta* d : active) denom += weighted ? static_cast<double>(*d->samples) : 1.0;
+    if (by_count) denom = 1.0;
     std::vector<double> w;
     summary_.contributors.clear();
     for (const Delta* d : active) {
-      const double base = opt_.reduce == Reduction::Mean ? 1.0 : static_cast<double>(*d->samples);
+      const double base = weighted ? static_cast<double>(*d->samples) : 1.0;
       w.push_back(base * d->gain / denom);
-      summary_.contributors.push_back({d->path, d->worker, d->samples, d->round, d->staleness, w.back()});
+      summary_.contributors.push_back(
+          {d->path, d->worker, d->samples, d->round, d->staleness, w.back(), d->payload_bytes, d->codec, 0});
     }
     return w;
   }
@@ -536,11 +727,224 @@ class Aggregator {
       sink_->write_rows((s + 1) * params_.size() + i, r0, nrows, std::as_bytes(std::span(slot_buf[s].data(), n)));
   }
 
+  // The reduction domain of tensor i: the tensor, or its chunk-padded DCT coefficients (plan_domains).
+  Shape domain_shape(std::size_t i) const {
+    const std::int64_t n = params_[i]->numel(), c = coef_chunk_[i];
+    if (c == 0) return params_[i]->shape;
+    return {(n + c - 1) / c * c};
+  }
+
+  // Reads delta d's tensor i into l.x in the reduction domain and, when want_mask and its codec selects,
+  // the selection mask into l.mask (else l.mask is left empty). Counts the bytes read.
+  //
+  // Values and mask come from the codec's own decoder: the dense values from the whole chain (for
+  // coefficients, with dct_topk read as the top-k over tiles of its chunk in the padded coefficient
+  // vector, which is exactly its layout: k uint16 indices per chunk, then the values), the mask from
+  // the sparsifier alone decoding all-ones values (topk scatters them to its indices, randk to the
+  // indices it regenerates from the recorded seed and stream).
+  void load(Delta& d, std::size_t i, bool want_mask, Loaded& l) {
+    const io::TensorInfo& p = *params_[i];
+    l.mask = Tensor();
+    if (!d.compressed) {
+      const io::TensorInfo& t = *d.tensors[i];
+      l.x = d.src->read(t, DType::F32);
+      const auto bytes = static_cast<std::uint64_t>(t.numel()) * dtype_size(t.dtype);
+      summary_.delta_bytes_read += bytes;
+      summary_.bytes_read += bytes;
+      return;
+    }
+    const std::string what = fmt::format("{}: tensor {}", d.path, p.name);
+    try {
+      compress::Encoded e = compress::read_encoded(*d.src, p.name);
+      const auto bytes = static_cast<std::uint64_t>(e.payload_bytes());
+      summary_.delta_bytes_read += bytes;
+      summary_.bytes_read += bytes;
+      const Selection& sel = d.selections[i];
+      std::vector<compress::StageSpec> stages = sel.stages;
+      const Shape domain = domain_shape(i);
+      if (coef_chunk_[i] != 0) {
+        stages.front().name = "topk";
+        stages.front().params = {{"k", std::to_string(sel.k)}, {"tile", std::to_string(sel.chunk)}};
+        e.attrs.set("spec", spec_text(stages));
+        set_shape_attrs(e.attrs, domain);
+      }
+      l.x = compress::decode(e);
+      if (l.x.numel() != shape_numel(domain))
+        throw_error(ErrorKind::BadInput, "decodes to {} elements, expected {}", l.x.numel(), shape_numel(domain));
+      if (!want_mask || sel.kind == Selection::All) return;
+      const std::vector<compress::StageSpec> first(stages.begin(), stages.begin() + 1);
+      const compress::Codec sparsifier = compress::Codec::parse(spec_text(first));
+      std::int64_t m = 0;
+      for (const auto& lay : sparsifier.layout(domain))
+        if (lay.name == "values") m = lay.shape[0];
+      compress::Encoded s;
+      s.attrs = std::move(e.attrs);
+      s.attrs.set("spec", sparsifier.spec());
+      for (auto& [name, t] : e.datasets)
+        if (name == "indices") s.datasets.emplace_back(name, std::move(t));
+      Tensor ones = Tensor::uninitialized({m});
+      std::fill(ones.f32().begin(), ones.f32().end(), 1.0f);
+      s.datasets.emplace_back("values", std::move(ones));
+      l.mask = compress::decode(s);
+    } catch (const Error& err) {
+      if (err.kind() != ErrorKind::BadInput) throw;
+      throw_error(ErrorKind::BadInput, "{}: {}", what, err.what());
+    }
+  }
+
+  // The reduction and outer step tensor by tensor (aggregate.hpp: compressed deltas, contributor-mean,
+  // median-norm clipping). Per tensor: the clip factors from one read of every delta, the float64 sum
+  // Σ (w_k·c_k)·x_k (and the contributor counts) from a second, in delta order; Δ̄ rounded to float32
+  // (and transformed back from DCT coefficients); then the optimizer block by block. Returns false as
+  // soon as a delta holds a NaN or Inf, with its bad_tensor set.
+  bool tensor_pass(const std::vector<Delta*>& active) {
+    const std::vector<double> w = weights(active);
+    make_sink(active);
+    for (Delta* d : active) d->clipped_tensors = 0;
+    const std::size_t n_deltas = active.size();
+    const bool by_count = opt_.reduce == Reduction::ContributorMean;
+    Loaded l;
+    std::vector<double> acc, factor(n_deltas, 1.0), norms(n_deltas, 0.0);
+    std::vector<float> count;
+    Scratch sc;
+    sc.slots.assign(slots_.size(), {});
+    double update_sq = 0, step_sq = 0;
+    const std::int64_t t = step_ + 1;
+    const double lr = optimizer_->lr();
+
+    for (std::size_t i = 0; i < params_.size(); ++i) {
+      const io::TensorInfo& p = *params_[i];
+      const auto D = static_cast<std::size_t>(shape_numel(domain_shape(i)));
+      if (opt_.clip == Clip::MedianNorm) {
+        for (std::size_t k = 0; k < n_deltas; ++k) {
+          load(*active[k], i, false, l);
+          if (!all_finite(l.x.f32())) return non_finite(*active[k], p);
+          norms[k] = std::sqrt(squared_norm(l.x.f32()));
+        }
+        const double m = median(norms);
+        for (std::size_t k = 0; k < n_deltas; ++k) {
+          factor[k] = norms[k] > m ? m / norms[k] : 1.0;
+          active[k]->clipped_tensors += norms[k] > m ? 1 : 0;
+        }
+      }
+      acc.assign(D, 0.0);
+      if (by_count) count.assign(D, 0.0f);
+      for (std::size_t k = 0; k < n_deltas; ++k) {
+        load(*active[k], i, by_count, l);
+        const auto x = l.x.f32();
+        if (!all_finite(x)) return non_finite(*active[k], p);
+        const double f = w[k] * factor[k];
+        const float* mask = l.mask.numel() > 0 ? l.mask.f32().data() : nullptr;
+        tbb::parallel_for(tbb::blocked_range<std::size_t>(0, D, kPieceElements), [&](const auto& r) {
+          for (std::size_t j = r.begin(); j != r.end(); ++j) acc[j] += f * static_cast<double>(x[j]);
+          if (by_count) {
+            if (mask)
+              for (std::size_t j = r.begin(); j != r.end(); ++j) count[j] += mask[j];
+            else
+              for (std::size_t j = r.begin(); j != r.end(); ++j) count[j] += 1.0f;
+          }
+        });
+      }
+      Tensor dbar = Tensor::uninitialized({static_cast<std::int64_t>(D)});
+      const auto db = dbar.f32();
+      tbb::parallel_for(tbb::blocked_range<std::size_t>(0, D, kPieceElements), [&](const auto& r) {
+        for (std::size_t j = r.begin(); j != r.end(); ++j)
+          db[j] = !by_count ? static_cast<float>(acc[j])
+                            : count[j] > 0.0f ? static_cast<float>(acc[j] / static_cast<double>(count[j])) : 0.0f;
+      });
+      if (coef_chunk_[i] != 0) dbar = inverse_dct(std::move(dbar), p.shape, coef_chunk_[i]);
+      if (!all_finite(dbar.f32()))
+        throw_error(ErrorKind::Numeric, "tensor {}: the reduced delta is not finite; nothing written", p.name);
+      outer_step(i, dbar.f32(), sc, t, lr, update_sq, step_sq);
+    }
+    for (std::size_t k = 0; k < n_deltas; ++k) summary_.contributors[k].clipped_tensors = active[k]->clipped_tensors;
+    summary_.update_norm = std::sqrt(update_sq);
+    summary_.step_norm = std::sqrt(step_sq);
+    if (!std::isfinite(step_sq))
+      throw_error(ErrorKind::Numeric, "the new parameters are not finite (‖Δ̄‖ = {}); nothing written",
+                  summary_.update_norm);
+    summary_.round = round_ + 1;
+    summary_.outer_step = step_ + 1;
+    return true;
+  }
+
+  bool non_finite(Delta& d, const io::TensorInfo& p) {
+    d.bad_tensor = p.name;
+    log::info("non-finite values in {} (tensor {}); finding the non-finite deltas and restarting without them", d.path,
+              p.name);
+    return false;
+  }
+
+  // The orthonormal inverse DCT-II, chunk by chunk, of chunk-padded coefficients, cut to the tensor's
+  // elements: dct_topk's own decoder with every coefficient of every chunk kept.
+  static Tensor inverse_dct(Tensor coef, const Shape& shape, std::int64_t chunk) {
+    const std::int64_t total = coef.numel();
+    compress::Encoded e;
+    e.attrs.set("codec", std::string("dct_topk"));
+    e.attrs.set("spec", fmt::format("dct_topk:chunk={},k={}", chunk, chunk));
+    e.attrs.set("seed", std::int64_t{0});
+    e.attrs.set("stream", std::int64_t{0});
+    e.attrs.set("shared_stream", std::int64_t{0});
+    set_shape_attrs(e.attrs, shape);
+    Tensor idx = Tensor::uninitialized({total}, DType::U16);
+    auto* ip = idx.as<std::uint16_t>().data();
+    for (std::int64_t j = 0; j < total; ++j) ip[j] = static_cast<std::uint16_t>(j % chunk);
+    e.datasets.emplace_back("indices", std::move(idx));
+    e.datasets.emplace_back("values", std::move(coef));
+    return compress::decode(e);
+  }
+
+  // The outer optimizer on tensor i with the reduced delta dbar, block by block: reads θ and the state,
+  // applies the step, writes the new θ and state, and adds to the squared norms.
+  void outer_step(std::size_t i, std::span<const float> dbar, Scratch& sc, std::int64_t t, double lr, double& update_sq,
+                  double& step_sq) {
+    const io::TensorInfo& p = *params_[i];
+    const auto row_el = static_cast<std::size_t>(p.row_elements());
+    const std::int64_t step_rows = rows_per_block(p, opt_.block_bytes);
+    const std::size_t block = static_cast<std::size_t>(std::min(step_rows, p.rows())) * row_el;
+    sc.theta.resize(block);
+    sc.old.resize(block);
+    for (auto& sl : sc.slots) sl.resize(block);
+    const Feed param_feed{model_.get(), &p, param_offsets_[i]};
+    std::array<std::span<float>, 4> spans;
+    using V = Eigen::Map<const Eigen::VectorXf>;
+    for (std::int64_t r0 = 0; r0 < p.rows(); r0 += step_rows) {
+      const std::int64_t nrows = std::min(step_rows, p.rows() - r0);
+      const std::size_t n = static_cast<std::size_t>(nrows) * row_el, e0 = static_cast<std::size_t>(r0) * row_el;
+      fetch(param_feed, e0, n, sc.theta.data(), sc);
+      for (std::size_t sl = 0; sl < slots_.size(); ++sl) {
+        if (!state_[sl].empty() && state_[sl][i])
+          fetch(Feed{model_.get(), state_[sl][i], state_offsets_[sl][i]}, e0, n, sc.slots[sl].data(), sc);
+        else
+          std::fill_n(sc.slots[sl].data(), n, 0.0f);
+        spans[sl] = std::span(sc.slots[sl].data(), n);
+      }
+      std::memcpy(sc.old.data(), sc.theta.data(), n * 4);
+      optimizer_->apply(std::span(sc.theta.data(), n), dbar.subspan(e0, n),
+                        std::span<const std::span<float>>(spans.data(), slots_.size()), t, lr);
+      const auto el = static_cast<Eigen::Index>(n);
+      update_sq += V(dbar.data() + e0, el).cast<double>().squaredNorm();
+      step_sq += (V(sc.theta.data(), el).cast<double>() - V(sc.old.data(), el).cast<double>()).squaredNorm();
+      std::uint64_t model_bytes = 4;
+      for (std::size_t sl = 0; sl < slots_.size(); ++sl) model_bytes += !state_[sl].empty() && state_[sl][i] ? 4 : 0;
+      summary_.bytes_read += n * model_bytes;
+      write_block(i, r0, nrows, sc.theta.data(), sc.slots, n);
+    }
+  }
+
   // Streams each active delta once, recording in bad_tensor the first tensor with a NaN or Inf.
   void validation_pass(const std::vector<Delta*>& active) {
     std::vector<float> buf;
     std::vector<std::byte> raw;
     for (Delta* d : active) {
+      if (d->compressed) {
+        Loaded l;
+        for (std::size_t i = 0; i < params_.size() && d->bad_tensor.empty(); ++i) {
+          load(*d, i, false, l);
+          if (!all_finite(l.x.f32())) d->bad_tensor = params_[i]->name;
+        }
+        continue;
+      }
       for (std::size_t i = 0; i < params_.size() && d->bad_tensor.empty(); ++i) {
         const io::TensorInfo& dt = *d->tensors[i];
         const std::int64_t step_rows = rows_per_block(*params_[i], opt_.block_bytes);
@@ -575,6 +979,8 @@ class Aggregator {
   std::string checksum_;
   std::vector<Delta> deltas_;
   std::size_t max_delta_dtype_ = 4;
+  bool tensorwise_ = false;              // the tensor-wise pass (compressed deltas or --clip)
+  std::vector<std::int64_t> coef_chunk_;  // per tensor: DCT chunk of a coefficient-domain reduction, else 0
   bool any_converted_ = false;
   std::unique_ptr<io::TensorSink> sink_;
   AggregateSummary summary_;
@@ -601,13 +1007,18 @@ std::string summary_json(const AggregateSummary& s) {
                             {"samples", opt(c.samples)},
                             {"round", opt(c.round)},
                             {"staleness", c.staleness},
-                            {"weight", c.weight}});
-  for (const auto& d : s.dropped) dropped.push_back({{"path", d.path}, {"worker", opt(d.worker)}, {"reason", d.reason}});
+                            {"weight", c.weight},
+                            {"payload_bytes", c.payload_bytes},
+                            {"codec", c.codec},
+                            {"clipped_tensors", c.clipped_tensors}});
+  for (const auto& d : s.dropped) dropped.push_back(
+        {{"path", d.path}, {"worker", opt(d.worker)}, {"reason", d.reason}, {"payload_bytes", d.payload_bytes}});
   json j = {{"model", s.model},
             {"output", s.output},
             {"round", s.round},
             {"outer_step", s.outer_step},
             {"reduce", s.reduce},
+            {"clip", s.clip},
             {"outer", s.outer},
             {"staleness", s.staleness_rule},
             {"contributors", contributors},
@@ -616,6 +1027,8 @@ std::string summary_json(const AggregateSummary& s) {
             {"step_norm", s.step_norm},
             {"bytes_read", s.bytes_read},
             {"delta_bytes_read", s.delta_bytes_read},
+            {"payload_bytes", s.payload_bytes},
+            {"compressed_deltas", s.compressed_deltas},
             {"passes", s.passes},
             {"seconds", {{"open", s.seconds_open}, {"reduce", s.seconds_reduce}, {"commit", s.seconds_commit}}},
             {"elapsed_seconds", s.elapsed_seconds}};

@@ -1,5 +1,6 @@
-// One round of the outer loop from files: reduce N dense delta files into Δ̄ and apply the outer
-// optimizer to the global model, streaming tensor by tensor and row block by row block.
+// One round of the outer loop from files: reduce N delta files (dense, or compressed by loco-compress)
+// into Δ̄ and apply the outer optimizer to the global model, streaming tensor by tensor and row block by
+// row block.
 //
 // Sign convention (algorithms.md): a delta is Δ = θ_global − θ_local, Δ̄ = Σ_k w_k·Δ_k and the outer
 // step descends along it, θ ← θ − lr·f(Δ̄) (outer SGD with lr 1 is FedAvg).
@@ -21,6 +22,39 @@
 // committed), every delta is streamed once to find all the non-finite ones, these are dropped and
 // named, and the reduction reruns over the rest: a dropped delta never contaminates the sum.
 //
+// Compressed deltas (kind compressed made from a delta: loco-compress DELTA) are accepted next to or
+// instead of dense ones, with the same checks (model_config, base_checksum, worker, tensor names and
+// shapes, non-finite values dropped and named, quorum). Their tensors are decoded one at a time.
+// Deltas compressed with ef21 or econtrol feedback are refused: such a file holds the increment of an
+// estimate h_i that only a receiver keeping h_i can turn into worker i's delta.
+//
+// Rules (recorded in the output's root attributes `reduction` and `clip`, and in the summary):
+//   mean              Δ̄ = Σ_k g_k·x_k / N over the N valid deltas (g_k the staleness weight).
+//   weighted-mean     Δ̄ = Σ_k n_k·g_k·x_k / Σ_k n_k.
+//   contributor-mean  per element j, Δ̄_j = Σ_{k∈S_j} g_k·x_kj / |S_j| where S_j is the set of deltas that
+//                     selected j, and Δ̄_j = 0 where nobody did (DeMo's and SparseLoCo's scatter_reduce
+//                     mean with include_self=False). A delta whose codec starts with topk or randk
+//                     selects the indices it kept (a kept value that decodes to 0 still counts); a dense
+//                     delta, or a codec without a sparsifier (cast, quant, sign, qsgd, powersgd, sketch),
+//                     selects every element, so for dense deltas contributor-mean is mean. dct_topk
+//                     selects DCT-II coefficients: as DeMo does, the contributor mean is taken over the
+//                     coefficients (chunk-padded, chunk by chunk), rounded to float32, then transformed
+//                     back with the orthonormal inverse DCT; every delta of such a tensor must then be
+//                     dct_topk with the same chunk (Error(BadInput) otherwise).
+//   --clip median-norm (SparseLoCo's aggregator): before reducing, per tensor, each delta's values x_k
+//                     (decoded; DCT coefficients under contributor-mean with dct_topk) are scaled by
+//                     c_k = min(1, m / ‖x_k‖₂) where m is the median of ‖x_1‖…‖x_N‖ over the valid
+//                     deltas: the middle value for odd N, the mean of the two middle values for even N
+//                     (c_k = 1 when ‖x_k‖ = 0). Norms are computed in float64; the sums use (w_k·c_k)·x.
+//
+// Memory. Dense deltas without clipping take the streaming path below. Otherwise (a compressed delta,
+// or --clip) the reduction goes tensor by tensor: for the tensor being reduced it holds a float64
+// accumulator, a float32 contributor count, one decoded tensor and its selection mask (float32 each),
+// Δ̄, and one delta's encoded datasets (at most its payload for that tensor), about 24 bytes per
+// element of the largest tensor (of the padded coefficient domain with dct_topk) plus one encoded
+// tensor, whatever the number of deltas. Deltas are read one after the other (twice with --clip:
+// once for the norms, once for the sums).
+//
 // Speed. Contiguous tensors are read with pread at their file offset (io::contiguous_offset) from
 // every thread, in pieces that stay in the core's cache between the read and the sum; several
 // deltas are added per pass over the float64 accumulator; block b is written while block b + 1 is
@@ -39,17 +73,27 @@
 
 namespace loco::aggregate {
 
-enum class Reduction { Mean, WeightedMean };
-// "mean" or "weighted-mean".
+enum class Reduction { Mean, WeightedMean, ContributorMean };
+// "mean", "weighted-mean" or "contributor-mean".
 std::string_view reduction_name(Reduction r) noexcept;
-// Parses "mean" or "weighted-mean"; throws Error(Usage) otherwise.
+// Parses "mean", "weighted-mean" or "contributor-mean"; throws Error(Usage) otherwise.
 Reduction parse_reduction(std::string_view text);
+
+enum class Clip { None, MedianNorm };
+// "none" or "median-norm".
+std::string_view clip_name(Clip c) noexcept;
+// Parses "none" or "median-norm"; throws Error(Usage) otherwise.
+Clip parse_clip(std::string_view text);
+
+// The median of the values (the mean of the two middle ones for an even count); 0 for none.
+double median(std::vector<double> values);
 
 // The polynomial staleness weight (1 + s)^−a for a delta s ≥ 0 rounds old (1 for s = 0).
 double staleness_weight(std::int64_t staleness, double exponent);
 
 struct AggregateOptions {
   Reduction reduce = Reduction::Mean;
+  Clip clip = Clip::None;
   // The outer optimizer (optim::parse_outer_spec); DiLoCo's Nesterov lr 0.7, μ 0.9 by default.
   optim::OptimizerSpec outer = optim::outer_spec_defaults("nesterov");
   // Quorum: fewer valid deltas than this (after dropping non-finite ones) fails with Error(Check).
@@ -70,20 +114,26 @@ struct Contributor {
   std::optional<std::int64_t> samples;
   std::optional<std::int64_t> round;
   std::int64_t staleness = 0;
-  double weight = 0;  // w_k in Δ̄ = Σ w_k·Δ_k
+  double weight = 0;  // w_k in Δ̄ = Σ w_k·Δ_k (contributor-mean: g_k, each element then divided by |S_j|)
+  std::int64_t payload_bytes = 0;  // bytes that crossed the network: a compressed file's payload_bytes,
+                                   // a dense delta's tensor bytes
+  std::string codec;               // the compressed file's codec spec, "dense" for a dense delta
+  std::int64_t clipped_tensors = 0;  // tensors whose values --clip scaled down (c_k < 1)
 };
 
 struct DroppedDelta {
   std::string path;
   std::optional<std::int64_t> worker;
   std::string reason;
+  std::int64_t payload_bytes = 0;
 };
 
 struct AggregateSummary {
   std::string model, output;
   std::int64_t round = 0;       // round of the output (input round + 1)
   std::int64_t outer_step = 0;  // the /state step counter after this update
-  std::string reduce;           // "mean" or "weighted-mean"
+  std::string reduce;           // "mean", "weighted-mean" or "contributor-mean"
+  std::string clip;             // "none" or "median-norm"
   std::string outer;            // format_spec of the outer optimizer
   std::string staleness_rule;   // "polynomial:a=0.5" with allow_stale, else "none"
   std::vector<Contributor> contributors;  // in reduction order
@@ -92,25 +142,29 @@ struct AggregateSummary {
   double step_norm = 0;    // ‖θ_new − θ‖₂
   std::uint64_t bytes_read = 0;        // every byte of tensor data read (model, state, deltas, checksum)
   std::uint64_t delta_bytes_read = 0;  // the deltas' share
+  std::int64_t payload_bytes = 0;      // Σ payload_bytes of every delta given (contributors and dropped)
+  std::int64_t compressed_deltas = 0;  // how many of the deltas given were compressed
   std::int64_t passes = 0;             // reduction passes run (1 unless a non-finite delta was found)
   double seconds_open = 0, seconds_reduce = 0, seconds_commit = 0, elapsed_seconds = 0;
 };
 
 // Reads the global model at model_path (kind model; its /state holds the outer optimizer state and
 // /state's attribute "step" the update count; no /state means zero state, step 0), reduces the dense
-// deltas and writes the next global model to output_path atomically: kind model, the same
-// model_config, round + 1, /tensors the new parameters, /state/<slot>/<name> the new outer state
-// with step + 1, and root attributes outer_optimizer (format_spec), reduction, staleness and
-// contributors. Returns what happened.
+// deltas (dense or compressed) and writes the next global model to output_path atomically: kind model,
+// the same model_config, round + 1, /tensors the new parameters, /state/<slot>/<name> the new outer
+// state with step + 1, and root attributes outer_optimizer (format_spec), reduction, clip, staleness,
+// contributors and payload_bytes (of the deltas given). Returns what happened.
 //
 // Throws Error(BadInput) (exit 4) naming the file when: the model is not a float32 model or its
 // /state holds a slot this optimizer does not use or lacks one it needs at step > 0; a delta is
-// not kind delta, has another model_config, other tensor names or shapes, a non-float dtype, a
-// base_checksum other than the model's (naming expected and actual; with allow_stale a delta from an
-// older round is accepted instead), no `samples` > 0 under weighted-mean, or is a second delta from
-// the same worker on the same base. Throws Error(Check) (exit 1) when fewer than min_deltas valid
-// deltas remain; Error(Numeric) (exit 5) when the new parameters are not finite; Error(Usage) for an
-// output that is an input; Error(Io) when reading or writing fails. Nothing is written on error.
+// not kind delta (or compressed from one), has another model_config, other tensor names or shapes, a
+// non-float dtype, a base_checksum other than the model's (naming expected and actual; with allow_stale
+// a delta from an older round is accepted instead), no `samples` > 0 under weighted-mean, or is a
+// second delta from the same worker on the same base; a compressed delta was made with ef21 or
+// econtrol feedback, holds a tensor that does not decode, or mixes dct_topk with other codecs in one
+// tensor under contributor-mean. Throws Error(Check) (exit 1) when fewer than min_deltas valid deltas
+// remain; Error(Numeric) (exit 5) when the new parameters are not finite; Error(Usage) for an output
+// that is an input; Error(Io) when reading or writing fails. Nothing is written on error.
 AggregateSummary aggregate(const std::string& model_path, const std::vector<std::string>& delta_paths,
                            const std::string& output_path, const AggregateOptions& options);
 

@@ -1,5 +1,5 @@
-// Error-feedback memories (EF14, EF21, SparseLoCo's decayed accumulator, DGC momentum correction)
-// and their KIND parser.
+// Error-feedback memories (EF14, EF21, EControl, SparseLoCo's decayed accumulator, DGC momentum
+// correction) and their KIND parser.
 #include "loco/compress/feedback.hpp"
 
 #include <fmt/format.h>
@@ -113,6 +113,43 @@ class Ef21 final : public Feedback {
   }
 };
 
+// EControl (feedback.hpp): p = η·e + (Δ − h); e ← (e + (Δ − h)) − D; h ← h + D. input() already adds
+// Δ − h to e (it does not depend on D), update() subtracts D, so Δ − h is computed once.
+class EControl final : public Feedback {
+ public:
+  explicit EControl(double eta) : eta_(eta) {}
+  std::string_view kind() const override { return "econtrol"; }
+  std::string spec() const override { return "econtrol:eta=" + real_text(eta_); }
+  std::vector<std::string> slots() const override { return {"econtrol_e", "econtrol_h"}; }
+  Tensor input(const Tensor& delta, TensorState& st, std::string_view what) const override {
+    const auto e = slot(st, "econtrol_e", delta, what);
+    const auto h = slot(st, "econtrol_h", delta, what);
+    const auto g = delta.f32();
+    const float eta = static_cast<float>(eta_);
+    Tensor p = Tensor::uninitialized(delta.shape());
+    const auto out = p.f32();
+    for (std::size_t i = 0; i < g.size(); ++i) {
+      const float r = g[i] - h[i];
+      out[i] = eta * e[i] + r;
+      e[i] = e[i] + r;
+    }
+    return p;
+  }
+  void update(const Tensor& p, const Tensor& decoded, TensorState& st) const override {
+    const auto e = existing(st, "econtrol_e");
+    const auto h = existing(st, "econtrol_h");
+    const auto dv = decoded.f32();
+    check_sizes(p.f32(), dv);
+    for (std::size_t i = 0; i < dv.size(); ++i) {
+      e[i] = e[i] - dv[i];
+      h[i] = h[i] + dv[i];
+    }
+  }
+
+ private:
+  double eta_;  // as given, for the spec; float32 in the arithmetic
+};
+
 // DGC momentum correction with momentum-factor masking and a warm-up density schedule.
 class Dgc final : public Feedback {
  public:
@@ -179,7 +216,7 @@ double warmup_density(double rho, std::int64_t round, std::int64_t warmup) {
 
 std::unique_ptr<Feedback> parse_feedback(std::string_view kind) {
   const auto stages = parse_spec(kind);
-  if (stages.size() != 1) throw_error(ErrorKind::Usage, "--ef {}: one kind expected (ef14, ef21, sparseloco, dgc)", kind);
+  if (stages.size() != 1) throw_error(ErrorKind::Usage, "--ef {}: one kind expected (ef14, ef21, econtrol, sparseloco, dgc)", kind);
   const auto& s = stages[0];
   const auto no_params = [&] {
     if (!s.params.empty()) throw_error(ErrorKind::Usage, "--ef {}: {} takes no parameters", kind, s.name);
@@ -191,6 +228,15 @@ std::unique_ptr<Feedback> parse_feedback(std::string_view kind) {
   if (s.name == "ef21") {
     no_params();
     return std::make_unique<Ef21>();
+  }
+  if (s.name == "econtrol") {
+    double eta = 0.1;
+    for (const auto& [k, v] : s.params) {
+      if (k != "eta") throw_error(ErrorKind::Usage, "--ef {}: econtrol has no parameter {} (eta)", kind, k);
+      eta = parse_real(kind, k, v);
+    }
+    if (!(eta >= 0.0 && eta <= 1.0)) throw_error(ErrorKind::Usage, "--ef {}: eta must be in [0, 1]", kind);
+    return std::make_unique<EControl>(eta);
   }
   if (s.name == "sparseloco") {
     double beta = 0.95;
@@ -216,7 +262,7 @@ std::unique_ptr<Feedback> parse_feedback(std::string_view kind) {
     if (w < 0 || w > 1000000) throw_error(ErrorKind::Usage, "--ef {}: warmup must be in [0, 1000000] rounds", kind);
     return std::make_unique<Dgc>(m, w);
   }
-  throw_error(ErrorKind::Usage, "--ef {}: unknown kind {}; use ef14, ef21, sparseloco or dgc", kind, s.name);
+  throw_error(ErrorKind::Usage, "--ef {}: unknown kind {}; use ef14, ef21, econtrol, sparseloco or dgc", kind, s.name);
 }
 
 }  // namespace loco::compress

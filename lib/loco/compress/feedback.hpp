@@ -1,5 +1,6 @@
-// Error feedback for the codecs: per-worker memories (EF14 residual, EF21 estimate, SparseLoCo's
-// decayed accumulator, DGC momentum correction) that choose what a codec compresses and keep what it lost.
+// Error feedback for the codecs: per-worker memories (EF14 residual, EF21 estimate, EControl's error and
+// estimate, SparseLoCo's decayed accumulator, DGC momentum correction) that choose what a codec
+// compresses and keep what it lost.
 #pragma once
 
 #include <memory>
@@ -20,7 +21,7 @@ namespace loco::compress {
 class Feedback {
  public:
   virtual ~Feedback() = default;
-  // "ef14", "ef21", "sparseloco", "dgc".
+  // "ef14", "ef21", "econtrol", "sparseloco", "dgc".
   virtual std::string_view kind() const = 0;
   // The canonical spec, every parameter spelled out ("sparseloco:beta=0.95").
   virtual std::string spec() const = 0;
@@ -42,6 +43,20 @@ class Feedback {
 //   ef21            EF21 estimate g (slot "ef21_g"): p = Δ − g (the codec compresses c = C(Δ − g));
 //                   g ← g + D. The file sent holds c; every receiver keeps g_i too (g_i ← g_i + c_i)
 //                   and uses g_i, not c_i, as worker i's delta. Start: g = 0, so round 0 sends C(Δ).
+//   econtrol        EControl (Gao, Islamov, Stich, "EControl: Fast Distributed Optimization with Compression
+//                   and Error Control", ICLR 2024, arXiv 2311.05645), slots "econtrol_e" (error e) and
+//                   "econtrol_h" (estimate h), eta=η (default 0.1, in [0, 1]). Worker i in round t, with
+//                   g_t the worker's delta Δ and D = decode(C(p)) the decoded message Δ_t^i:
+//                     p = η·e_t + (g_t − h_t)            what is compressed: Δ_t^i = C(η·e_t + g_t − h_t)
+//                     e_{t+1} = (e_t + (g_t − h_t)) − D   the paper's e_{t+1} = e_t + g_t − h_t − Δ_t^i
+//                     h_{t+1} = h_t + D                   the paper's h_{t+1} = h_t + Δ_t^i
+//                   (float32, evaluated in the order the parentheses show). The paper's server steps along
+//                   h_t + mean_i Δ_t^i = mean_i h_{t+1}^i, so, as with ef21, the file sent holds the
+//                   increment Δ_t^i and a receiver keeps h_i (h_i ← h_i + Δ_t^i) and uses h_i as worker i's
+//                   delta. Start: e = h = 0. The paper starts from h_0 = g_0 (one uncompressed exchange);
+//                   h = 0 instead makes round 0 send C(g_0) and keeps every file compressed. η = 0 is EF21.
+//                   Default η = 0.1 is ours: the paper's theory takes η of the order of the compressor's
+//                   contraction δ and its experiments tune η, as one should here.
 //   sparseloco      decayed accumulator e (slot "residual"), beta=B (default 0.95, in (0, 1]):
 //                   e ← B·e + Δ; p = e; e ← e − D. beta=1 is ef14.
 //   dgc             DGC momentum correction (slots "dgc_u", "dgc_v"), momentum=M (default 0.9, in [0, 1)),

@@ -1,6 +1,7 @@
 """Cases for loco-aggregate: one DiLoCo outer step and FedAvg checked against numpy, input-order
 independence, the JSON summary, dropped non-finite deltas, quorum, stale/foreign deltas, state of
-another optimizer, and usage errors. Inputs are made in each case's folder by this file run as a
+another optimizer, compressed deltas (contributor-mean over top-k selections, median-norm clipping,
+payload bytes, refusals), and usage errors. Inputs are made in each case's folder by this file run as a
 script (h5py in the format.md layout; base_checksum from loco-inspect --checksum --json)."""
 
 import json
@@ -45,6 +46,14 @@ def make(bin_dir, out):
     delta("nan.h5", bad, 3, 5)
     delta("stale.h5", values(21), 4, 5, base="xxh64:0123456789abcdef")
     delta("nosamples.h5", values(22), 5)
+    # Compressed deltas: top-4 of d0..d2 (cd0..cd2), one compressed with ef21 feedback, one of stale.h5.
+    def compress(src, dst, *extra):
+        subprocess.check_call([f"{bin_dir}/loco-compress", str(out / src), "-o", str(out / dst), "--codec", "topk:k=4",
+                               *extra])
+    for k in range(3):
+        compress(f"d{k}.h5", f"cd{k}.h5")
+    compress("nosamples.h5", "ef21.h5", "--ef", "ef21", "--ef-state", str(out / "ef21-state.h5"))
+    compress("stale.h5", "cstale.h5")
     z = {n: np.zeros(s, np.float32) for n, s in SHAPES.items()}
     fixtures.write_loco(out / "adam.h5", values(0), {"model_config": CONFIG, "round": np.int64(0)},
                         groups={"state/exp_avg": z, "state/exp_avg_sq": z}, group_attrs={"state": {"step": np.int64(2)}})
@@ -125,6 +134,52 @@ def summary_file(ctx, r):
     assert s["output"] == "g1.h5" and s["reduce"] == "mean" and "elapsed_seconds" in s, s
 
 
+def topk_selection(x, k=4):
+    """Indices of the k largest |x| (no ties among normal draws)."""
+    return np.argsort(-np.abs(x.ravel()), kind="stable")[:k]
+
+
+def contributor_mean(ctx, r):
+    got, attrs, _ = read(ctx.tmp / "g1.h5")
+    theta, ds = values(0), deltas(0, 1, 2)
+    for n in SHAPES:
+        total = np.zeros(ds[0][n].size)
+        count = np.zeros(ds[0][n].size)
+        for d in ds:
+            sel = topk_selection(d[n])
+            total[sel] += d[n].ravel()[sel].astype(np.float64)
+            count[sel] += 1
+        dbar = np.where(count > 0, total / np.maximum(count, 1), 0.0).reshape(SHAPES[n])
+        assert np.max(np.abs(got[n] - (theta[n] - dbar))) < 1e-6, (n, got[n], theta[n] - dbar)
+        if n == "w":  # 18 elements, 3 × 4 kept: elements nobody kept and elements kept by several
+            assert (count == 0).any() and (count > 1).any(), count
+    assert attrs["reduction"] == "contributor-mean" and attrs["clip"] == "none", attrs
+    s = json.loads(r.stdout)
+    # Each delta: w keeps 4 (uint32 index + float32 value: 32 bytes), b all of its 3 (24 bytes).
+    assert [c["payload_bytes"] for c in s["contributors"]] == [56, 56, 56], s
+    assert s["payload_bytes"] == 168 and s["compressed_deltas"] == 3 and attrs["payload_bytes"] == 168, s
+    assert all(c["codec"] == "topk:k=4,tile=0" for c in s["contributors"]), s
+
+
+def median_clip(ctx, r):
+    got, attrs, _ = read(ctx.tmp / "g1.h5")
+    fourth = values(20)
+    fourth["w"][5, 2] = 0.5  # nan.h5 with its NaN replaced, as the case's first command does
+    theta, ds = values(0), deltas(0, 1, 2) + [fourth]
+    clipped = []
+    for n in SHAPES:
+        norms = [np.linalg.norm(d[n].astype(np.float64)) for d in ds]
+        med = (sorted(norms)[1] + sorted(norms)[2]) / 2  # even count: mean of the two middle norms
+        f = [min(1.0, med / v) for v in norms]
+        clipped.append([x < 1 for x in f])
+        dbar = sum(fk * d[n].astype(np.float64) for fk, d in zip(f, ds)) / 4
+        assert np.max(np.abs(got[n] - (theta[n] - dbar))) < 1e-6, n
+    assert attrs["clip"] == "median-norm" and attrs["reduction"] == "mean", attrs
+    s = json.loads(r.stdout)
+    assert [c["clipped_tensors"] for c in s["contributors"]] == [sum(c[k] for c in clipped) for k in range(4)], s
+    assert s["payload_bytes"] == 4 * 21 * 4 and s["compressed_deltas"] == 0, s
+
+
 def two_rounds(ctx, r):
     got, attrs, st = read(ctx.tmp / "g2.h5")
     assert attrs["round"] == 2 and st["step"] == 2, (attrs, st)
@@ -154,6 +209,21 @@ CASES = [
          sh="loco-aggregate --model g0.h5 -o with.h5 --json --block-bytes 12 d0.h5 nan.h5 d1.h5 d2.h5 && "
             "loco-aggregate --model g0.h5 -o without.h5 d0.h5 d1.h5 d2.h5",
          stderr="nan.h5: dropped: non-finite values", check=nan_dropped),
+    Case("contributor-mean over compressed top-k deltas matches numpy, with payload bytes", setup=[MAKE],
+         args=["--model", "g0.h5", "-o", "g1.h5", "--outer", "sgd", "--reduce", "contributor-mean", "--json",
+               "cd0.h5", "cd1.h5", "cd2.h5"], check=contributor_mean),
+    Case("median-norm clipping with an even count uses the mean of the two middle norms", setup=[MAKE],
+         sh="/usr/bin/python3 -c \"import h5py; f=h5py.File('nan.h5','a'); f['tensors/w'][5, 2] = 0.5\" && "
+            "loco-aggregate --model g0.h5 -o g1.h5 --outer sgd --clip median-norm --json d0.h5 d1.h5 d2.h5 nan.h5",
+         check=median_clip),
+    Case("a delta compressed with ef21 feedback is refused", setup=[MAKE],
+         args=["--model", "g0.h5", "-o", "g1.h5", "cd0.h5", "ef21.h5"], code=4,
+         stderr="ef21.h5: compressed with ef21 error feedback", absent="{tmp}/g1.h5"),
+    Case("a compressed delta of another base is refused", setup=[MAKE],
+         args=["--model", "g0.h5", "-o", "g1.h5", "cd0.h5", "cstale.h5"], code=4,
+         stderr="cstale.h5: stale or foreign delta", absent="{tmp}/g1.h5"),
+    Case("an unknown --clip is a usage error", setup=[MAKE],
+         args=["--model", "g0.h5", "-o", "g1.h5", "--clip", "norm", "d0.h5"], code=2, absent="{tmp}/g1.h5"),
     Case("quorum not reached exits 1 and writes nothing", setup=[MAKE],
          args=["--model", "g0.h5", "-o", "g1.h5", "--min-deltas", "3", "d0.h5", "nan.h5", "d1.h5"], code=1,
          stderr="quorum not reached: 2 valid deltas of 3", absent="{tmp}/g1.h5"),

@@ -1,5 +1,6 @@
 // Tests of error feedback against its definitions: the EF14 identity bit-exact in float32 with
-// top-k and quantization, the EF21 estimate update, SparseLoCo's decayed accumulator, DGC momentum
+// top-k and quantization, the EF21 estimate update, EControl's recursion (exact identity and a
+// hand-computed two-round case), SparseLoCo's decayed accumulator, DGC momentum
 // correction with masking and warm-up, a multi-round exact telescoping sum, and the state file.
 #include <boost/test/unit_test.hpp>
 
@@ -160,6 +161,87 @@ BOOST_AUTO_TEST_CASE(ef21_estimate_update) {
   BOOST_TEST(d.f32()[2] == 2.0f);  // the largest of Δ − g = (1, 0, 2)
   const std::vector<float> g{0, -4, 2};
   for (int i = 0; i < 3; ++i) BOOST_TEST(st.find("ef21_g")->f32()[i] == g[i]);
+}
+
+// EControl (arXiv 2311.05645): p = η·e + (g − h), e' = (e + (g − h)) − D, h' = h + D, each bit-exact in
+// float32. With every input a multiple of 2⁻⁶ below 2⁴ and η = 0.5 all of these sums are exact, so the
+// paper's identity e' + h' = e + g holds exactly (the error plus the estimate move by the delta only).
+BOOST_AUTO_TEST_CASE(econtrol_recursion_and_identity) {
+  const auto fb = lc::parse_feedback("econtrol:eta=0.5");
+  BOOST_TEST(fb->spec() == "econtrol:eta=0.5");
+  BOOST_TEST(lc::parse_feedback("econtrol")->spec() == "econtrol:eta=0.1");
+  BOOST_TEST((fb->slots() == std::vector<std::string>{"econtrol_e", "econtrol_h"}));
+  const auto dyadic = [](loco::Shape shape, std::uint64_t seed) {
+    Tensor t(shape);
+    loco::fill_uniform(t.f32(), -1.0f, 1.0f, seed, 1);
+    for (float& v : t.f32()) v = std::round(v * 256.0f) / 64.0f;  // multiples of 2⁻⁶ in [−4, 4]
+    return t;
+  };
+  for (const char* spec : {"topk:density=0.1", "quant:bits=4,block=64", "randk:k=50"}) {
+    BOOST_TEST_CONTEXT(spec) {
+      const auto codec = lc::Codec::parse(spec);
+      const Tensor g = dyadic({500}, 51), e_old = dyadic({500}, 52), h_old = dyadic({500}, 53);
+      lc::TensorState st;
+      st.set("econtrol_e", copy(e_old));
+      st.set("econtrol_h", copy(h_old));
+      Tensor p;
+      const Tensor d = round_trip(*fb, codec, g, st, p);
+      const auto e_new = st.find("econtrol_e")->f32(), h_new = st.find("econtrol_h")->f32();
+      std::int64_t mismatches = 0;
+      for (std::size_t i = 0; i < 500; ++i) {
+        const float r = g.f32()[i] - h_old.f32()[i];
+        mismatches += !same_bits(p.f32()[i], 0.5f * e_old.f32()[i] + r);
+        mismatches += !same_bits(e_new[i], (e_old.f32()[i] + r) - d.f32()[i]);
+        mismatches += !same_bits(h_new[i], h_old.f32()[i] + d.f32()[i]);
+        if (std::string(spec) != "quant:bits=4,block=64")  // sparsifiers send p itself: D is dyadic too
+          mismatches += double(e_new[i]) + double(h_new[i]) != double(e_old.f32()[i]) + double(g.f32()[i]);
+      }
+      BOOST_TEST(mismatches == 0);
+    }
+  }
+  // η = 0 is EF21: the codec sees g − h and h accumulates D.
+  const auto ef21 = lc::parse_feedback("econtrol:eta=0");
+  lc::TensorState st;
+  st.set("econtrol_e", Tensor::from_floats({3}, std::vector<float>{100, 100, 100}));
+  Tensor p;
+  round_trip(*ef21, lc::Codec::parse("topk:k=1"), Tensor::from_floats({3}, std::vector<float>{1, -4, 2}), st, p);
+  BOOST_TEST(p.f32()[0] == 1.0f);
+  BOOST_TEST(p.f32()[1] == -4.0f);
+  BOOST_TEST(st.find("econtrol_h")->f32()[1] == -4.0f);
+  for (const char* bad : {"econtrol:eta=-0.1", "econtrol:eta=1.5", "econtrol:beta=0.5", "econtrol:eta=x"})
+    BOOST_TEST_CONTEXT(bad) { BOOST_TEST(throws_kind([&] { lc::parse_feedback(bad); }, ErrorKind::Usage)); }
+}
+
+// EControl by hand, η = 0.5, top-1, from e = h = 0:
+// round 0, g = (2, 1):  p = 0.5·0 + (2, 1) = (2, 1); D = (2, 0); e = (2, 1) − (2, 0) = (0, 1); h = (2, 0).
+// round 1, g = (2, 2):  g − h = (0, 2); p = 0.5·(0, 1) + (0, 2) = (0, 2.5); D = (0, 2.5);
+//                       e = ((0, 1) + (0, 2)) − (0, 2.5) = (0, 0.5); h = (2, 2.5).
+// A receiver adding D to its copy of h gets (2, 0), then (2, 2.5): the deltas the server steps with.
+BOOST_AUTO_TEST_CASE(econtrol_two_rounds_by_hand) {
+  const auto fb = lc::parse_feedback("econtrol:eta=0.5");
+  const auto top1 = lc::Codec::parse("topk:k=1");
+  lc::TensorState st;
+  Tensor p;
+  Tensor d = round_trip(*fb, top1, Tensor::from_floats({2}, std::vector<float>{2, 1}), st, p);
+  const auto expect = [&](const char* slot, float a, float b) {
+    BOOST_TEST_CONTEXT(slot) {
+      BOOST_TEST(st.find(slot)->f32()[0] == a);
+      BOOST_TEST(st.find(slot)->f32()[1] == b);
+    }
+  };
+  BOOST_TEST(p.f32()[0] == 2.0f);
+  BOOST_TEST(p.f32()[1] == 1.0f);
+  BOOST_TEST(d.f32()[0] == 2.0f);
+  BOOST_TEST(d.f32()[1] == 0.0f);
+  expect("econtrol_e", 0.0f, 1.0f);
+  expect("econtrol_h", 2.0f, 0.0f);
+  d = round_trip(*fb, top1, Tensor::from_floats({2}, std::vector<float>{2, 2}), st, p, 1);
+  BOOST_TEST(p.f32()[0] == 0.0f);
+  BOOST_TEST(p.f32()[1] == 2.5f);
+  BOOST_TEST(d.f32()[0] == 0.0f);
+  BOOST_TEST(d.f32()[1] == 2.5f);
+  expect("econtrol_e", 0.0f, 0.5f);
+  expect("econtrol_h", 2.0f, 2.5f);
 }
 
 // SparseLoCo: e ← β·e + Δ is what is compressed, then e ← e − D. β = 0.5 makes β·e exact, so the
