@@ -13,9 +13,21 @@ int main(int argc, char** argv) {
       "worker id, loss statistics and the checksum of the global model it started from. The optimizer state "
       "persists across rounds in --state, which is read when it exists and replaced afterwards. The same inputs and "
       "seed give a bit-identical delta whatever --threads. A non-finite loss stops the run with exit 5 and nothing "
-      "written.");
+      "written. Streaming DiLoCo: --model is the worker's own local parameters (from --save-local), --mix puts a "
+      "fragment's new global tensors back with --mixing alpha, --delta-base sends only the fragment's delta, taken "
+      "--overlap TAU steps before the end; loco-fragment splits and joins the fragment files. Federated: --prox-mu MU "
+      "adds FedProx's MU*(theta - theta_model) to each gradient; --scaffold-control C runs SCAFFOLD (option II, sgd "
+      "only): each step uses g - c_i + c with the client's c_i from --state (zero at first), then "
+      "c_i+ = c_i - c + (theta_model - theta_local)/(sum of the steps' learning rates) replaces c_i and "
+      "--control-delta gets c_i - c_i+, so that loco-aggregate --model C --outer sgd:lr=|S|/N gives the server's new c.");
   tool.add_example("loco-worker --model round-3.h5 --data shard-00002-of-00004.h5 --steps 50 --state w2.state.h5 -o d2.h5",
                    "One DiLoCo inner phase of worker 2.");
+  tool.add_example("loco-worker --model local-3.h5 --mix frag-1/round-2.h5 --mixing 0.5 --delta-base frag-0/round-2.h5 "
+                   "--steps 25 --overlap 1 --save-local local-4.h5 --data shard-00002-of-00004.h5 --state w2.state.h5 -o d2.h5",
+                   "One streaming phase: mix fragment 1, train 25 steps, send fragment 0's delta after 24.");
+  tool.add_example("loco-worker --model g.h5 --data client-007.h5 --optimizer sgd:lr=0.05 --steps 20 --scaffold-control "
+                   "c.h5 --control-delta dc7.h5 --state c7.state.h5 -o d7.h5",
+                   "One SCAFFOLD client update: the model delta and the control-variate delta.");
   auto& app = tool.app();
   loco::train::WorkerOptions o;
   std::int64_t worker = -1;
@@ -36,6 +48,27 @@ int main(int argc, char** argv) {
   app.add_option("--seed", o.seed, "Seed of the batch stream (shared by all workers; the worker id separates them)")->default_val(0);
   app.add_option("--worker", worker, "Worker id (default: the shard's 'shard' attribute)");
   app.add_option("--metrics", o.metrics, "Append per-step JSON lines here ('-' for stdout)")->type_name("FILE");
+  // Streaming DiLoCo: --model is the worker's own local parameters; one fragment is sent and mixed at a time.
+  app.add_option("--mix", o.mix, "Streaming: before the steps, mix this fragment's new global tensors into the parameters")
+      ->type_name("FILE");
+  app.add_option("--mixing", o.mixing, "Streaming: alpha of --mix, theta <- (1-alpha)*global + alpha*theta")
+      ->default_val(0.0)->check(CLI::Range(0.0, 1.0));
+  app.add_option("--delta-base", o.delta_base,
+                 "Streaming: the delta holds only this fragment file's tensors, taken against it (default: --model)")
+      ->type_name("FILE");
+  app.add_option("--overlap", o.overlap, "Streaming: take the delta TAU steps before the end, then keep training")
+      ->default_val(0)->check(CLI::NonNegativeNumber)->type_name("TAU");
+  app.add_option("--save-local", o.save_local, "Also write the local parameters after the steps (a model file)")
+      ->type_name("FILE");
+  // Federated strategies: FedProx's proximal term, SCAFFOLD's control variates (scripts/fedavg).
+  app.add_option("--prox-mu", o.prox_mu, "FedProx: add (mu/2)*||theta - theta_model||^2 to the loss (0: off)")
+      ->default_val(0.0)->check(CLI::NonNegativeNumber)->type_name("MU");
+  app.add_option("--scaffold-control", o.scaffold_control,
+                 "SCAFFOLD: the server control variate c (a model file); steps use g - c_i + c, c_i is kept in --state")
+      ->type_name("FILE");
+  app.add_option("--control-delta", o.control_delta,
+                 "SCAFFOLD: write c_i - c_i+ here, a delta against --scaffold-control for loco-aggregate")
+      ->type_name("FILE");
   return tool.run(argc, argv, [&] {
     if (worker >= 0) o.worker = worker;
     o.progress = ::isatty(STDERR_FILENO) && loco::log::verbosity() >= 1;

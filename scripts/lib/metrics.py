@@ -68,6 +68,8 @@ def cmd_worker(a):
         "payload_bytes": payload_bytes(ins),
         "wall_seconds": round(a.wall, 6),
     }
+    if a.stage is not None:
+        rec["stage"] = a.stage
     write_atomic(a.output, json.dumps(rec, sort_keys=True) + "\n")
 
 
@@ -88,26 +90,40 @@ def cmd_round(a):
     if a.round == 0:
         rec.update(step=0, tokens=0, bytes_sent_per_worker=0, bytes_received_per_worker=0,
                    cum_bytes_sent_per_worker=0, cum_bytes_received_per_worker=0,
-                   cum_bytes_per_worker=0, model_bytes=model_bytes)
+                   cum_bytes_per_worker=0, model_bytes=model_bytes, peak_bytes_per_sync=0)
     else:
         prev = load(a.previous)
         recs = [load(p) for p in a.worker_records]
         if not recs:
             die(f"round {a.round}: no worker records")
-        agg = load(a.aggregate) if a.aggregate else {}
+        aggs = [load(p) for p in a.aggregate or []]
+        # peak: the largest payload a worker sends in one synchronisation.
         if a.accounting == "sync":
             # Synchronous data parallelism over a.workers workers: every inner step each worker
             # sends its gradient and receives the new parameters, model_bytes each way.
             sent = received = a.inner_steps * model_bytes
+            peak = model_bytes
+        elif a.accounting == "streaming":
+            # Streaming DiLoCo: a worker sends one fragment's delta per stage and receives that
+            # fragment's new global values; over a round every fragment once, so the model once.
+            sent = max(sum(r["payload_bytes"] for r in recs if r["worker"] == w) for w in {r["worker"] for r in recs})
+            received = model_bytes
+            peak = max(r["payload_bytes"] for r in recs)
         else:
             # DiLoCo: once a round each worker sends its delta and receives the new global model.
             sent = max(r["payload_bytes"] for r in recs)
             received = model_bytes
-        walls = [r["wall_seconds"] for r in recs]
+            peak = sent
+        # Wall time per worker over the round (a streaming worker runs once per stage).
+        by_worker = {}
+        for r in recs:
+            by_worker[r["worker"]] = by_worker.get(r["worker"], 0.0) + r["wall_seconds"]
+        walls = [round(by_worker[w], 6) for w in sorted(by_worker)]
         rec.update(
             step=max(r["step"] for r in recs),
             tokens=prev["tokens"] + sum(r["samples"] for r in recs),
             train_loss=sum(r["train_loss_mean"] for r in recs) / len(recs),
+            peak_bytes_per_sync=peak,
             bytes_sent_per_worker=sent,
             bytes_received_per_worker=received,
             cum_bytes_sent_per_worker=prev["cum_bytes_sent_per_worker"] + sent,
@@ -115,11 +131,14 @@ def cmd_round(a):
             model_bytes=model_bytes,
             worker_wall_seconds=walls,
             seconds_per_step=round(max(walls) / a.inner_steps, 6),
-            aggregate_seconds=round(a.aggregate_wall, 6),
+            aggregate_seconds=round(sum(a.aggregate_wall or [0.0]), 6),
         )
         rec["cum_bytes_per_worker"] = rec["cum_bytes_sent_per_worker"] + rec["cum_bytes_received_per_worker"]
-        if "update_norm" in agg:
-            rec["update_norm"] = agg["update_norm"]
+        if len(aggs) == 1 and "update_norm" in aggs[0]:
+            rec["update_norm"] = aggs[0]["update_norm"]
+        elif aggs and all("update_norm" in g for g in aggs):
+            # the fragments' updates are disjoint: the round's update norm is their root sum of squares
+            rec["update_norm"] = sum(g["update_norm"] ** 2 for g in aggs) ** 0.5
     write_atomic(a.output, json.dumps(rec, sort_keys=True) + "\n")
 
 
@@ -148,6 +167,7 @@ def main():
     w.add_argument("--round", type=int, required=True)
     w.add_argument("--worker", type=int, required=True)
     w.add_argument("--wall", type=float, required=True)
+    w.add_argument("--stage", type=int, help="streaming: the stage (synchronisation) of this worker step")
     w.add_argument("-o", "--output", required=True)
     w.set_defaults(fn=cmd_worker)
     r = sub.add_parser("round", help="record of one round")
@@ -155,12 +175,12 @@ def main():
     r.add_argument("--round", type=int, required=True)
     r.add_argument("--workers", type=int, required=True)
     r.add_argument("--inner-steps", type=int, required=True)
-    r.add_argument("--accounting", choices=["diloco", "sync"], required=True)
+    r.add_argument("--accounting", choices=["diloco", "sync", "streaming"], required=True)
     r.add_argument("--eval", required=True, help="loco-eval --json output")
     r.add_argument("--eval-wall", type=float, required=True)
     r.add_argument("--model-inspect", required=True, help="loco-inspect --json of the global model")
-    r.add_argument("--aggregate", help="loco-aggregate --summary file")
-    r.add_argument("--aggregate-wall", type=float, default=0.0)
+    r.add_argument("--aggregate", action="append", help="loco-aggregate --json summary (streaming: one per fragment)")
+    r.add_argument("--aggregate-wall", type=float, action="append", help="seconds of an aggregation (summed)")
     r.add_argument("--previous", help="the previous round's record")
     r.add_argument("-o", "--output", required=True)
     r.add_argument("worker_records", nargs="*")

@@ -1,6 +1,7 @@
-# The engine shared by scripts/diloco and scripts/baseline: options, idempotent steps, executors.
+# The engine shared by scripts/diloco, scripts/baseline and scripts/streaming-diloco: options,
+# idempotent steps, executors.
 # shellcheck shell=bash disable=SC2155
-# Sourced, not run. The calling script sets PIPELINE_MODE (diloco | baseline) and calls
+# Sourced, not run. The calling script sets PIPELINE_MODE (diloco | baseline | streaming-diloco) and calls
 # pipeline_main "$@". See docs/pipelines.md for the layout of an output folder.
 
 # ---- defaults (the DiLoCo paper's inner AdamW and outer Nesterov; see --help) --------------------
@@ -12,11 +13,32 @@ pl_defaults() {
   outer='nesterov:lr=0.7,momentum=0.9' reduce=mean min_deltas='' seed=1 eval_batch=64
   out='' executor=local jobs=$(nproc) threads='' dry_run=0 sbatch_args='' tools=''
   step='' step_round='' step_worker=''
+  fragments=1 overlap=0 mixing=0  # streaming-diloco only
+  codec='' ef='' delta_clip=none  # diloco only: compressed deltas (pl_compress_delta)
 }
 
 pl_usage() {
   local me=$1
-  if [[ $PIPELINE_MODE == diloco ]]; then
+  if [[ $PIPELINE_MODE == streaming-diloco ]]; then
+    cat <<EOF
+Usage: $me --data FILE -o DIR [options]
+
+Streaming DiLoCo (Douillard et al. 2025): the model is split into P strided fragments (fragment p
+holds the transformer blocks p, p+P, ...; the embeddings go with block 0, the final norm and head
+with the last block: loco-fragment --list shows it). Each of M workers trains continuously; every
+H/P inner steps one fragment is synchronised, in turn, so each fragment once per H steps and the
+largest exchange is about 1/P of the model. At its sync point minus TAU steps a worker sends the
+fragment's delta (global - local) and keeps training TAU steps (the overlap); the aggregator
+averages the deltas and takes the outer Nesterov step on that fragment's own global file; the
+worker then mixes the new global fragment into its parameters, theta <- (1-ALPHA)*global +
+ALPHA*theta. A round is H inner steps (P syncs); after each, the fragments are joined into the
+global model and evaluated. With P = 1, TAU = 0, ALPHA = 0 this is scripts/diloco, bit for bit.
+Steps are idempotent and resumable as in scripts/diloco; same metrics, plus peak_bytes_per_sync.
+(The simulation runs the TAU overlap steps in the same worker call as the send, before the
+aggregation; the aggregation does not depend on them, so the result is that of running them
+concurrently.)
+EOF
+  elif [[ $PIPELINE_MODE == diloco ]]; then
     cat <<EOF
 Usage: $me --data FILE -o DIR [options]
 
@@ -70,11 +92,31 @@ Options (defaults in brackets):
   --clip C               inner gradient-norm clipping, 0 off [1]
   --seed S               batch-stream seed of the workers [1]
 EOF
-  if [[ $PIPELINE_MODE == diloco ]]; then
+  if [[ $PIPELINE_MODE != baseline ]]; then
     cat <<EOF
   --outer SPEC           outer optimizer (loco-aggregate --outer) [nesterov:lr=0.7,momentum=0.9]
-  --reduce R             mean|weighted-mean [mean]
+  --reduce R             mean|weighted-mean|contributor-mean [mean]
   --min-deltas K         aggregation quorum [M]
+EOF
+  fi
+  if [[ $PIPELINE_MODE == diloco ]]; then
+    cat <<EOF
+  --codec SPEC           compress each worker's delta with loco-compress --codec SPEC before the
+                         aggregation (e.g. topk:density=0.015625,tile=4096+quant:bits=2,range=sigma);
+                         bytes per round then count the compressed files' payload_bytes [off]
+  --ef KIND              error feedback of the compression, state per worker (loco-compress --ef):
+                         ef14, sparseloco[:beta=B] or dgc[:momentum=M,warmup=W] [off]
+  --delta-clip C         loco-aggregate --clip: none or median-norm [none]
+EOF
+  fi
+  if [[ $PIPELINE_MODE == streaming-diloco ]]; then
+    cat <<EOF
+  --fragments P          fragments, synchronised one every H/P steps; P divides H and is at most
+                         the model's blocks (layers) [1]
+  --overlap TAU          steps a worker trains between sending a fragment's delta and receiving
+                         its new global values, 0 <= TAU < H/P [0]
+  --mixing ALPHA         weight of the local parameters when the new global fragment is put
+                         back: theta <- (1-ALPHA)*global + ALPHA*theta, in [0, 1] [0]
 EOF
   fi
   cat <<EOF
@@ -91,6 +133,22 @@ EOF
 
 Internal (used by the Slurm jobs; runs one step and exits):
   --step prepare|worker|aggregate|finalize  --round R  --worker W
+EOF
+  if [[ $PIPELINE_MODE == streaming-diloco ]]; then
+    cat <<EOF
+  (streaming: --stage K instead of --round R; stage K = 1..R*P is the K-th synchronisation, and
+  the Slurm executors submit per stage what the text above says per round)
+
+Output folder: as scripts/diloco's, except: rounds/round-000R.h5 is the global model after round
+R joined from the fragments (with the outer state); fragments/frag-p/round-000J.h5 is fragment
+p's global file after J synchronisations (+ .summary.json, .seconds); deltas/stage-000K/worker-W.h5
+the fragment delta of stage K; local/worker-W/stage-000K.h5 and state/worker-W/stage-000K.h5 the
+worker's parameters and inner optimizer state after stage K (immutable).
+Exit: 0 done; 2 usage; otherwise the failing tool's exit code, after naming the command.
+EOF
+    return 0
+  fi
+  cat <<EOF
 
 Output folder: config.txt (the options; a rerun with other options is refused), shards/,
 rounds/round-0000.h5 (initial model) ... round-R.h5 (global models, with the outer state),
@@ -138,20 +196,25 @@ pl_parse() {
       --clip) clip=$val ;;
       --seed) seed=$val ;;
       --outer | --reduce | --min-deltas)
-        [[ $PIPELINE_MODE == diloco ]] || pl_usage_error "$opt: the baseline's outer step is fixed (SGD lr=1)"
+        [[ $PIPELINE_MODE != baseline ]] || pl_usage_error "$opt: the baseline's outer step is fixed (SGD lr=1)"
         case $opt in --outer) outer=$val ;; --reduce) reduce=$val ;; --min-deltas) min_deltas=$val ;; esac ;;
+      --codec | --ef | --delta-clip)
+        case $opt in --codec) codec=$val ;; --ef) ef=$val ;; --delta-clip) delta_clip=$val ;; esac ;;
+      --fragments | --overlap | --mixing)
+        [[ $PIPELINE_MODE == streaming-diloco ]] || pl_usage_error "$opt is an option of scripts/streaming-diloco"
+        case $opt in --fragments) fragments=$val ;; --overlap) overlap=$val ;; --mixing) mixing=$val ;; esac ;;
       --executor) executor=$val ;;
       --jobs) jobs=$val ;;
       --threads) threads=$val ;;
       --sbatch-args) sbatch_args=$val ;;
       --tools) tools=$val ;;
       --step) step=$val ;;
-      --round) step_round=$val ;;
+      --round | --stage) step_round=$val ;;
       --worker) step_worker=$val ;;
       *) pl_usage_error "unknown option '$opt'" ;;
     esac
     case $opt in
-      --executor | --jobs | --sbatch-args | --step | --round | --worker) ;;
+      --executor | --jobs | --sbatch-args | --step | --round | --stage | --worker) ;;
       *) PL_ARGS+=("$opt" "$val") ;;
     esac
     shift 2
@@ -166,9 +229,20 @@ pl_parse() {
   [[ -z $threads || $threads =~ ^[1-9][0-9]*$ ]] || pl_usage_error "--threads must be a positive integer"
   [[ $executor =~ ^(local|slurm|slurm-loop)$ ]] || pl_usage_error "--executor must be local, slurm or slurm-loop"
   [[ -z $step || $step =~ ^(prepare|worker|aggregate|finalize)$ ]] || pl_usage_error "--step: unknown step '$step'"
-  [[ $reduce =~ ^(mean|weighted-mean)$ ]] || pl_usage_error "--reduce must be mean or weighted-mean"
+  [[ $reduce =~ ^(mean|weighted-mean|contributor-mean)$ ]] ||
+    pl_usage_error "--reduce must be mean, weighted-mean or contributor-mean"
+  pl_check_compress_options
   [[ -z $min_deltas ]] && min_deltas=$workers
   [[ $min_deltas =~ ^[1-9][0-9]*$ ]] || pl_usage_error "--min-deltas must be a positive integer"
+  if [[ $PIPELINE_MODE == streaming-diloco ]]; then
+    [[ $fragments =~ ^[1-9][0-9]*$ ]] || pl_usage_error "--fragments must be a positive integer, not '$fragments'"
+    ((inner_steps % fragments == 0)) || pl_usage_error "--fragments $fragments must divide --inner-steps $inner_steps"
+    if ! [[ $overlap =~ ^[0-9]+$ ]] || ((overlap >= inner_steps / fragments)); then
+      pl_usage_error "--overlap must be an integer in [0, H/P) = [0, $((inner_steps / fragments))), not '$overlap'"
+    fi
+    /usr/bin/python3 -c "import sys; a=float(sys.argv[1]); sys.exit(0 if 0 <= a <= 1 else 1)" "$mixing" 2>/dev/null ||
+      pl_usage_error "--mixing must be a number in [0, 1], not '$mixing'"
+  fi
   [[ -e $data || $dry_run -eq 1 ]] || pl_usage_error "--data: $data does not exist"
   [[ -z $eval_data || -e $eval_data ]] || pl_usage_error "--eval-data: $eval_data does not exist"
   if [[ -z $eval_data ]]; then
@@ -210,6 +284,11 @@ pl_parse() {
   else
     train_workers=$workers train_batch=$batch accounting=diloco
   fi
+  if [[ $PIPELINE_MODE == streaming-diloco ]]; then
+    accounting=streaming units=$((rounds * fragments)) unit_flag=--stage unit_tag=s
+  else
+    units=$rounds unit_flag=--round unit_tag=r
+  fi
   pl_find_tools
 }
 
@@ -224,7 +303,10 @@ pl_find_tools() {
   fi
   tools=$(realpath -m -- "$tools")
   local t
-  for t in loco-shard loco-init loco-worker loco-aggregate loco-eval loco-inspect; do
+  local need=(loco-shard loco-init loco-worker loco-aggregate loco-eval loco-inspect)
+  [[ $PIPELINE_MODE == streaming-diloco ]] && need+=(loco-fragment)
+  [[ -n $codec ]] && need+=(loco-compress)
+  for t in "${need[@]}"; do
     [[ -x $tools/$t || $dry_run -eq 1 ]] || pl_usage_error "$tools/$t not found: build loco or pass --tools DIR"
   done
   PL_METRICS=$root/scripts/lib/metrics.py
@@ -260,6 +342,12 @@ outer=$outer
 reduce=$reduce
 min_deltas=$min_deltas
 EOF
+  if [[ $PIPELINE_MODE == streaming-diloco ]]; then
+    printf 'fragments=%s\noverlap=%s\nmixing=%s\n' "$fragments" "$overlap" "$mixing"
+  fi
+  if [[ -n $codec || $delta_clip != none ]]; then
+    printf 'codec=%s\nef=%s\ndelta_clip=%s\n' "$codec" "$ef" "$delta_clip"
+  fi
 }
 
 pl_check_config() {
@@ -306,6 +394,12 @@ pl_shard() { printf '%s/shards/data-%05d-of-%05d.h5' "$out" "$1" "$train_workers
 pl_model() { printf '%s/rounds/round-%04d.h5' "$out" "$1"; }
 pl_delta() { printf '%s/deltas/round-%04d/worker-%d.h5' "$out" "$1" "$2"; }
 pl_state() { printf '%s/state/worker-%d/round-%04d.h5' "$out" "$2" "$1"; }
+# Streaming: stage K (1..R*P) synchronises fragment (K-1) mod P, whose global file goes from
+# round (K-1) div P to the next; round R ends with stage R*P.
+pl_frag() { printf '%s/fragments/frag-%d/round-%04d.h5' "$out" "$1" "$2"; }
+pl_sdelta() { printf '%s/deltas/stage-%04d/worker-%d.h5' "$out" "$1" "$2"; }
+pl_local() { printf '%s/local/worker-%d/stage-%04d.h5' "$out" "$2" "$1"; }
+pl_sstate() { printf '%s/state/worker-%d/stage-%04d.h5' "$out" "$2" "$1"; }
 pl_eval_data() { if [[ -n $eval_data ]]; then echo "$eval_data"; else echo "$out/shards/data-test.h5"; fi; }
 
 # ---- the steps (each idempotent: done when its last-renamed output exists) ----------------------
@@ -334,6 +428,14 @@ step_prepare() {
       pl_run "$log" loco-init --preset "$preset" --seed "$init_seed" -o "$m0"
     fi
   fi
+  if [[ $PIPELINE_MODE == streaming-diloco ]]; then
+    local p
+    for ((p = 0; p < fragments; p++)); do
+      [[ -f $(pl_frag "$p" 0) ]] && continue
+      mkdir -p "$(dirname "$(pl_frag "$p" 0)")"
+      pl_run "$log" loco-fragment --fragments "$fragments" --index "$p" "$m0" -o "$(pl_frag "$p" 0)"
+    done
+  fi
   step_evaluate 0
 }
 
@@ -361,6 +463,7 @@ step_worker() {
   pl_run "$log" loco-worker --model "$(pl_model $((r - 1)))" --data "$(pl_shard "$w")" \
     --steps "$inner_steps" --state "$work" -o "$tmp" --batch "$train_batch" "${opt[@]}" \
     --schedule "$schedule" --clip "$clip" --seed "$seed" --threads "$threads" --metrics "$steps" -q
+  [[ -n $codec ]] && pl_compress_delta "$r" "$w" "$tmp" "$log"
   local wall
   wall=$(pl_elapsed "$t0")
   pl_run "$log" loco-inspect --json "$tmp" >"$dir/.worker-$w.inspect.json"
@@ -369,6 +472,43 @@ step_worker() {
   mv -f "$work" "$state"
   mv -f "$steps" "${delta%.h5}.steps.jsonl"
   mv -f "$tmp" "$delta"  # last: the step is done once the delta is in place
+}
+
+# Compressed deltas (--codec, --ef, --delta-clip): option checks, and the worker step's compression.
+pl_check_compress_options() {
+  [[ $delta_clip =~ ^(none|median-norm)$ ]] || pl_usage_error "--delta-clip must be none or median-norm"
+  [[ -z $ef || -n $codec ]] || pl_usage_error "--ef needs --codec"
+  if [[ $PIPELINE_MODE != diloco ]]; then
+    [[ -z $codec && $delta_clip == none && $reduce != contributor-mean ]] ||
+      pl_usage_error "--codec, --ef, --delta-clip and --reduce contributor-mean are for the diloco pipeline"
+  fi
+  case ${ef%%:*} in
+    '' | ef14 | sparseloco | dgc) ;;
+    *) pl_usage_error "--ef ${ef}: loco-aggregate takes deltas compressed with ef14, sparseloco or dgc feedback" ;;
+  esac
+}
+
+# Replaces the dense delta TMP of worker W in round R by its compression (loco-compress --codec, with
+# the worker's error-feedback state when --ef is given). The feedback state of round R is made from
+# that of round R-1 in a work file and put in place before the caller puts the delta in place, so a
+# rerun of an interrupted step starts again from round R-1's state and writes the same files.
+pl_efstate() { printf '%s/state/worker-%d/feedback-%04d.h5' "$out" "$2" "$1"; }
+pl_compress_delta() {
+  local r=$1 w=$2 tmp=$3 log=$4
+  local ctmp=${tmp%.h5}.c.h5 efwork=${tmp%.h5}.ef.h5 efargs=()
+  rm -f "$ctmp" "$efwork"
+  if [[ -n $ef ]]; then
+    if ((r > 1)); then
+      local prev
+      prev=$(pl_efstate $((r - 1)) "$w")
+      [[ -f $prev ]] || pl_die "worker $w, round $r: its error-feedback state of round $((r - 1)) is missing: $prev"
+      cp -- "$prev" "$efwork"
+    fi
+    efargs=(--ef "$ef" --ef-state "$efwork")
+  fi
+  pl_run "$log" loco-compress "$tmp" -o "$ctmp" --codec "$codec" --seed "$seed" --threads "$threads" "${efargs[@]}"
+  [[ -n $ef ]] && mv -f "$efwork" "$(pl_efstate "$r" "$w")"
+  mv -f "$ctmp" "$tmp"
 }
 
 step_aggregate() {
@@ -387,11 +527,95 @@ step_aggregate() {
     rm -f "$tmp" "$tsum"
     t0=$(pl_now)
     pl_run "$log" loco-aggregate --model "$(pl_model $((r - 1)))" -o "$tmp" --outer "$outer" \
-      --reduce "$reduce" --min-deltas "$min_deltas" --threads "$(nproc)" --json "${deltas[@]}" >"$tsum"
+      --reduce "$reduce" --clip "$delta_clip" --min-deltas "$min_deltas" --threads "$(nproc)" --json "${deltas[@]}" >"$tsum"
     printf '%s\n' "$(pl_elapsed "$t0")" >"$out/rounds/.round-$(r4 "$r").seconds"
     mv -f "$out/rounds/.round-$(r4 "$r").seconds" "${model%.h5}.seconds"
     mv -f "$tsum" "$summary"
     mv -f "$tmp" "$model"
+  fi
+  step_evaluate "$r"
+}
+
+# Streaming, stage K, worker W: from its parameters after stage K-1 (the initial model at K = 1),
+# mix in the new global values of the fragment stage K-1 synchronised, train H/P steps, and send
+# the delta of stage K's fragment taken TAU steps before the end.
+step_worker_stream() {
+  local k=$1 w=$2
+  local delta state local_out rec dir
+  delta=$(pl_sdelta "$k" "$w")
+  state=$(pl_sstate "$k" "$w")
+  local_out=$(pl_local "$k" "$w")
+  dir=$(dirname "$delta")
+  rec=${delta%.h5}.json
+  [[ -f $delta && -f $state && -f $local_out && -f $rec ]] && return 0
+  mkdir -p "$dir" "$(dirname "$state")" "$(dirname "$local_out")" "$out/logs"
+  local log=$out/logs/stage-$(r4 "$k")-worker-$w.log
+  local work=$dir/.worker-$w.state.h5 tmp=$dir/.worker-$w.delta.h5 steps=$dir/.worker-$w.steps.jsonl
+  local tlocal=$dir/.worker-$w.local.h5
+  rm -f "$work" "$tmp" "$steps" "$tlocal"
+  local start mix=()
+  if ((k > 1)); then
+    local prev
+    prev=$(pl_sstate $((k - 1)) "$w")
+    start=$(pl_local $((k - 1)) "$w")
+    [[ -f $prev && -f $start ]] || pl_die "worker $w, stage $k: its state or parameters of stage $((k - 1)) are missing: $prev, $start"
+    cp -- "$prev" "$work"
+    mix=(--mix "$(pl_frag $(((k - 2) % fragments)) $(((k - 2) / fragments + 1)))" --mixing "$mixing")
+  else
+    start=$(pl_model 0)
+  fi
+  local t0
+  t0=$(pl_now)
+  pl_run "$log" loco-worker --model "$start" "${mix[@]}" --data "$(pl_shard "$w")" \
+    --steps $((inner_steps / fragments)) --overlap "$overlap" \
+    --delta-base "$(pl_frag $(((k - 1) % fragments)) $(((k - 1) / fragments)))" --save-local "$tlocal" \
+    --state "$work" -o "$tmp" --batch "$train_batch" --optimizer "$inner_optimizer" \
+    --schedule "$schedule" --clip "$clip" --seed "$seed" --threads "$threads" --metrics "$steps" -q
+  local wall
+  wall=$(pl_elapsed "$t0")
+  pl_run "$log" loco-inspect --json "$tmp" >"$dir/.worker-$w.inspect.json"
+  pl_py worker --inspect "$dir/.worker-$w.inspect.json" --round $(((k - 1) / fragments + 1)) --stage "$k" \
+    --worker "$w" --wall "$wall" -o "$rec"
+  rm -f "$dir/.worker-$w.inspect.json"
+  mv -f "$work" "$state"
+  mv -f "$tlocal" "$local_out"
+  mv -f "$steps" "${delta%.h5}.steps.jsonl"
+  mv -f "$tmp" "$delta"  # last: the step is done once the delta is in place
+}
+
+# Streaming, stage K: the outer step of fragment (K-1) mod P on its own global file; at the end of
+# a round, the fragments joined into rounds/round-R.h5 and evaluated.
+step_aggregate_stream() {
+  local k=$1
+  local p=$(((k - 1) % fragments)) j=$(((k - 1) / fragments))
+  local model summary
+  model=$(pl_frag "$p" $((j + 1)))
+  summary=${model%.h5}.summary.json
+  if [[ ! -f $model || ! -f $summary ]]; then
+    local deltas=() w
+    for ((w = 1; w <= train_workers; w++)); do
+      [[ -f $(pl_sdelta "$k" "$w") ]] && deltas+=("$(pl_sdelta "$k" "$w")")
+    done
+    ((${#deltas[@]} > 0)) || pl_die "stage $k: no deltas in $(dirname "$(pl_sdelta "$k" 1)")"
+    local log=$out/logs/stage-$(r4 "$k")-aggregate.log stem
+    stem=$(dirname "$model")/.round-$(r4 $((j + 1)))
+    local tmp=$stem.h5 tsum=$stem.summary.json t0
+    rm -f "$tmp" "$tsum"
+    t0=$(pl_now)
+    pl_run "$log" loco-aggregate --model "$(pl_frag "$p" "$j")" -o "$tmp" --outer "$outer" \
+      --reduce "$reduce" --min-deltas "$min_deltas" --threads "$(nproc)" --json "${deltas[@]}" >"$tsum"
+    printf '%s\n' "$(pl_elapsed "$t0")" >"$stem.seconds"
+    mv -f "$stem.seconds" "${model%.h5}.seconds"
+    mv -f "$tsum" "$summary"
+    mv -f "$tmp" "$model"
+  fi
+  ((k % fragments == 0)) || return 0
+  local r=$((k / fragments)) joined
+  joined=$(pl_model "$r")
+  if [[ ! -f $joined ]]; then
+    local parts=() q
+    for ((q = 0; q < fragments; q++)); do parts+=("$(pl_frag "$q" "$r")"); done
+    pl_run "$out/logs/round-$(r4 "$r")-join.log" loco-fragment --join -o "$joined" "${parts[@]}"
   fi
   step_evaluate "$r"
 }
@@ -412,7 +636,20 @@ step_evaluate() {
   local args=(--pipeline "$PIPELINE_MODE" --round "$r" --workers "$sync_workers"
     --inner-steps "$inner_steps" --accounting "$accounting" --eval "$ev" --eval-wall "$ewall"
     --model-inspect "$ins" -o "$rec")
-  if ((r > 0)); then
+  if ((r > 0)) && [[ $PIPELINE_MODE == streaming-diloco ]]; then
+    local w k p
+    args+=(--previous "$out/metrics/round-$(r4 $((r - 1))).json")
+    for ((p = 0; p < fragments; p++)); do
+      local f
+      f=$(pl_frag "$p" "$r")
+      args+=(--aggregate "${f%.h5}.summary.json" --aggregate-wall "$(<"${f%.h5}.seconds")")
+    done
+    for ((k = (r - 1) * fragments + 1; k <= r * fragments; k++)); do
+      for ((w = 1; w <= train_workers; w++)); do
+        [[ -f $(pl_sdelta "$k" "$w") ]] && args+=("$(dirname "$(pl_sdelta "$k" "$w")")/worker-$w.json")
+      done
+    done
+  elif ((r > 0)); then
     local w
     args+=(--aggregate "${model%.h5}.summary.json" --aggregate-wall "$(<"${model%.h5}.seconds")"
       --previous "$out/metrics/round-$(r4 $((r - 1))).json")
@@ -429,36 +666,60 @@ step_finalize() {
 }
 
 # ---- executors -------------------------------------------------------------------------------
+# The unit the executors loop over: a round, or in streaming mode a stage (one synchronisation).
+pl_step_worker() { if [[ $PIPELINE_MODE == streaming-diloco ]]; then step_worker_stream "$@"; else step_worker "$@"; fi; }
+pl_step_aggregate() { if [[ $PIPELINE_MODE == streaming-diloco ]]; then step_aggregate_stream "$@"; else step_aggregate "$@"; fi; }
+
+# Whether unit K is finished: its global file (and, at a round's end, the round's record) and
+# every worker's outputs exist.
+pl_unit_done() {
+  local k=$1 w
+  if [[ $PIPELINE_MODE == streaming-diloco ]]; then
+    [[ -f $(pl_frag $(((k - 1) % fragments)) $(((k - 1) / fragments + 1))) ]] || return 1
+    ((k % fragments != 0)) || [[ -f $out/metrics/round-$(r4 $((k / fragments))).json ]] || return 1
+    local d
+    for ((w = 1; w <= train_workers; w++)); do
+      d=$(pl_sdelta "$k" "$w")
+      [[ -f $d && -f ${d%.h5}.json && -f $(pl_sstate "$k" "$w") && -f $(pl_local "$k" "$w") ]] || return 1
+    done
+    return 0
+  fi
+  [[ -f $(pl_model "$k") && -f $out/metrics/round-$(r4 "$k").json ]] || return 1
+  for ((w = 1; w <= train_workers; w++)); do
+    [[ -f $(pl_delta "$k" "$w") && -f $(pl_state "$k" "$w") && -f $(dirname "$(pl_delta "$k" "$w")")/worker-$w.json ]] || return 1
+  done
+}
+
 run_local() {
   local r w
   step_prepare
-  for ((r = 1; r <= rounds; r++)); do
-    if [[ -f $(pl_model "$r") && -f $out/metrics/round-$(r4 "$r").json ]]; then
-      local all=1
-      for ((w = 1; w <= train_workers; w++)); do
-        [[ -f $(pl_delta "$r" "$w") && -f $(pl_state "$r" "$w") && -f $(dirname "$(pl_delta "$r" "$w")")/worker-$w.json ]] || all=0
-      done
-      [[ $all -eq 1 ]] && continue
-    fi
+  for ((r = 1; r <= units; r++)); do
+    pl_unit_done "$r" && continue
     local t0 failed=0 done_pid running=0
     t0=$(pl_now)
     declare -A who=()
     for ((w = 1; w <= train_workers; w++)); do
       if ((running >= jobs)); then
-        wait -n -p done_pid || { failed=$?; pl_note "round $r: worker ${who[$done_pid]} failed"; }
+        wait -n -p done_pid || { failed=$?; pl_note "${unit_flag#--} $r: worker ${who[$done_pid]} failed"; }
         running=$((running - 1))
       fi
-      (step_worker "$r" "$w") &
+      (pl_step_worker "$r" "$w") &
       who[$!]=$w
       running=$((running + 1))
     done
     while ((running > 0)); do
-      wait -n -p done_pid || { failed=$?; pl_note "round $r: worker ${who[$done_pid]} failed"; }
+      wait -n -p done_pid || { failed=$?; pl_note "${unit_flag#--} $r: worker ${who[$done_pid]} failed"; }
       running=$((running - 1))
     done
-    [[ $failed -eq 0 ]] || PL_EXIT=$failed pl_die "round $r: a worker failed; rerun the same command to continue"
-    step_aggregate "$r"
-    pl_note "round $r/$rounds: held-out loss $(jq -r '.loss' "$out/metrics/round-$(r4 "$r").json") ($(pl_elapsed "$t0") s)"
+    [[ $failed -eq 0 ]] || PL_EXIT=$failed pl_die "${unit_flag#--} $r: a worker failed; rerun the same command to continue"
+    pl_step_aggregate "$r"
+    if [[ $PIPELINE_MODE == streaming-diloco ]]; then
+      ((r % fragments == 0)) || continue
+      local rr=$((r / fragments))
+      pl_note "round $rr/$rounds: held-out loss $(jq -r '.loss' "$out/metrics/round-$(r4 "$rr").json") (last stage $(pl_elapsed "$t0") s)"
+    else
+      pl_note "round $r/$rounds: held-out loss $(jq -r '.loss' "$out/metrics/round-$(r4 "$r").json") ($(pl_elapsed "$t0") s)"
+    fi
   done
   step_finalize
   pl_note "done: $out/metrics.jsonl"
@@ -517,13 +778,13 @@ run_slurm() {
     local prev
     prev=$(pl_submit "$tag-prepare" "" "$(pl_slurm_header "$tag-prepare")
 $(pl_self_cmd --step prepare)" --ntasks=1 --cpus-per-task="$threads")
-    for ((r = 1; r <= rounds; r++)); do
+    for ((r = 1; r <= units; r++)); do
       local arr
-      arr=$(pl_submit "$tag-r$(r4 "$r")-workers" "$prev" "$(pl_slurm_header "$tag-r$(r4 "$r")-workers")
+      arr=$(pl_submit "$tag-$unit_tag$(r4 "$r")-workers" "$prev" "$(pl_slurm_header "$tag-$unit_tag$(r4 "$r")-workers")
 #SBATCH --array=1-$train_workers
-$(pl_self_cmd --step worker --round "$r") --worker \"\$SLURM_ARRAY_TASK_ID\"" --ntasks=1 --cpus-per-task="$threads")
-      prev=$(pl_submit "$tag-r$(r4 "$r")-aggregate" "$arr" "$(pl_slurm_header "$tag-r$(r4 "$r")-aggregate")
-$(pl_self_cmd --step aggregate --round "$r")" --ntasks=1 --cpus-per-task="$threads")
+$(pl_self_cmd --step worker "$unit_flag" "$r") --worker \"\$SLURM_ARRAY_TASK_ID\"" --ntasks=1 --cpus-per-task="$threads")
+      prev=$(pl_submit "$tag-$unit_tag$(r4 "$r")-aggregate" "$arr" "$(pl_slurm_header "$tag-$unit_tag$(r4 "$r")-aggregate")
+$(pl_self_cmd --step aggregate "$unit_flag" "$r")" --ntasks=1 --cpus-per-task="$threads")
     done
     prev=$(pl_submit "$tag-finalize" "$prev" "$(pl_slurm_header "$tag-finalize")
 $(pl_self_cmd --step finalize)" --ntasks=1)
@@ -534,14 +795,14 @@ $(pl_self_cmd --step finalize)" --ntasks=1)
 #SBATCH --cpus-per-task=$threads
 set -euo pipefail
 $(pl_self_cmd --step prepare)
-for ((r = 1; r <= $rounds; r++)); do
+for ((r = 1; r <= $units; r++)); do
   for ((w = 1; w <= $train_workers; w++)); do
-    srun --ntasks=1 --exact $(pl_self_cmd --step worker) --round \"\$r\" --worker \"\$w\" &
+    srun --ntasks=1 --exact $(pl_self_cmd --step worker) $unit_flag \"\$r\" --worker \"\$w\" &
   done
   fail=0
   for ((w = 1; w <= $train_workers; w++)); do wait -n || fail=1; done
-  [[ \$fail -eq 0 ]] || { echo \"round \$r: a worker failed\" >&2; exit 1; }
-  $(pl_self_cmd --step aggregate) --round \"\$r\"
+  [[ \$fail -eq 0 ]] || { echo \"${unit_flag#--} \$r: a worker failed\" >&2; exit 1; }
+  $(pl_self_cmd --step aggregate) $unit_flag \"\$r\"
 done
 $(pl_self_cmd --step finalize)"
     local id
@@ -564,11 +825,13 @@ pipeline_main() {
     case $step in
       prepare) step_prepare ;;
       worker)
-        [[ $step_round =~ ^[1-9][0-9]*$ && $step_worker =~ ^[1-9][0-9]*$ ]] || pl_usage_error "--step worker needs --round and --worker"
-        step_worker "$step_round" "$step_worker" ;;
+        [[ $step_round =~ ^[1-9][0-9]*$ && $step_worker =~ ^[1-9][0-9]*$ ]] || pl_usage_error "--step worker needs $unit_flag and --worker"
+        ((step_round <= units)) || pl_usage_error "$unit_flag $step_round: the run has $units"
+        pl_step_worker "$step_round" "$step_worker" ;;
       aggregate)
-        [[ $step_round =~ ^[1-9][0-9]*$ ]] || pl_usage_error "--step aggregate needs --round"
-        step_aggregate "$step_round" ;;
+        [[ $step_round =~ ^[1-9][0-9]*$ ]] || pl_usage_error "--step aggregate needs $unit_flag"
+        ((step_round <= units)) || pl_usage_error "$unit_flag $step_round: the run has $units"
+        pl_step_aggregate "$step_round" ;;
       finalize) step_finalize ;;
     esac
     return 0

@@ -3,11 +3,13 @@
 
 #include <unistd.h>
 
+#include <algorithm>
 #include <chrono>
 #include <cmath>
 #include <cstdio>
 #include <fstream>
 #include <memory>
+#include <optional>
 
 #include <fmt/format.h>
 
@@ -21,7 +23,9 @@
 #include "loco/optim/clip.hpp"
 #include "loco/optim/optimizer.hpp"
 #include "loco/optim/schedule.hpp"
+#include "loco/train/federated.hpp"
 #include "loco/train/files.hpp"
+#include "loco/train/fragment.hpp"
 
 namespace loco::train {
 namespace {
@@ -80,24 +84,93 @@ void write_state(const std::string& path, const ModelFile& m, std::int64_t worke
   sink->commit();
 }
 
+// Δ = θ_base − θ_local for each tensor of base (the whole model, or one fragment of it), checking
+// that the local parameters stayed finite.
+TensorSet make_delta(const TensorSet& base, const TensorSet& params, const std::string& data) {
+  TensorSet delta;
+  for (const auto& e : base) {
+    Tensor d = e.tensor.clone();
+    auto dv = d.f32();
+    const auto pv = params.at(e.name).f32();
+    bool finite = true;
+    for (std::size_t k = 0; k < dv.size(); ++k) {
+      dv[k] -= pv[k];
+      finite = finite && std::isfinite(dv[k]);
+    }
+    if (!finite)  // a finite loss and gradient can still step the parameters out of range
+      throw_error(ErrorKind::Numeric, "{}: parameters of {} became non-finite (learning rate too large?); nothing written",
+                  data, e.name);
+    delta.add(e.name, std::move(d));
+  }
+  return delta;
+}
+
+// Streaming DiLoCo's mixing θ ← (1−α)·θ_global + α·θ for the fragment's tensors, in double and
+// rounded once; α = 0 and α = 1 copy exactly (no signed-zero or rounding change).
+void mix_fragment(TensorSet& params, const FragmentFile& global, double alpha) {
+  for (const auto& e : global.params) {
+    auto pv = params.at(e.name).f32();
+    const auto gv = e.tensor.f32();
+    if (alpha == 0.0) {
+      std::copy(gv.begin(), gv.end(), pv.begin());
+    } else if (alpha != 1.0) {
+      for (std::size_t k = 0; k < pv.size(); ++k)
+        pv[k] = static_cast<float>((1.0 - alpha) * static_cast<double>(gv[k]) + alpha * static_cast<double>(pv[k]));
+    }
+  }
+}
+
 }  // namespace
 
 WorkerResult run_worker(const WorkerOptions& o) {
   if (o.steps < 1) throw_error(ErrorKind::Usage, "--steps must be at least 1");
   if (o.batch < 1) throw_error(ErrorKind::Usage, "--batch must be at least 1");
+  if (o.overlap < 0 || o.overlap >= o.steps)
+    throw_error(ErrorKind::Usage, "--overlap must be in [0, --steps) = [0, {}), not {}", o.steps, o.overlap);
+  if (!(o.mixing >= 0.0 && o.mixing <= 1.0)) throw_error(ErrorKind::Usage, "--mixing must be in [0, 1], not {}", o.mixing);
+  if (o.mix.empty() && o.mixing != 0.0) throw_error(ErrorKind::Usage, "--mixing {} without --mix: nothing to mix", o.mixing);
+  const bool scaffold = !o.scaffold_control.empty();
+  if (!(o.prox_mu >= 0.0) || !std::isfinite(o.prox_mu))
+    throw_error(ErrorKind::Usage, "--prox-mu must be finite and >= 0, not {}", o.prox_mu);
+  if (scaffold != !o.control_delta.empty())
+    throw_error(ErrorKind::Usage,
+                "--scaffold-control and --control-delta go together (SCAFFOLD reads c, writes the control delta)");
+  if (scaffold && o.state.empty())
+    throw_error(ErrorKind::Usage, "--scaffold-control needs --state: the client's control variate c_i lives there");
+  if ((scaffold || o.prox_mu != 0.0) && (!o.mix.empty() || !o.delta_base.empty() || o.overlap != 0))
+    throw_error(ErrorKind::Usage, "--prox-mu and --scaffold-control do not combine with the streaming options");
   const ModelFile global = read_model(o.model);
   const DataFile shard = read_data(o.data);
   check_fits(shard, global);
   const std::int64_t worker = o.worker.value_or(shard.attributes.get_int("shard").value_or(0));
   auto opt = optim::make_inner_optimizer(o.optimizer);
+  if (scaffold && opt->spec().kind != optim::OptimizerKind::Sgd)
+    throw_error(ErrorKind::Usage, "--scaffold-control needs the sgd inner optimizer (SCAFFOLD's option II assumes plain "
+                "SGD steps), not {}", opt->spec().name);
   const optim::ScheduleSpec sched = optim::parse_schedule(o.schedule);
 
   model::Model net(global.config);
   TensorSet params;
   for (const auto& e : global.params) params.add(e.name, e.tensor.clone());
+  if (!o.mix.empty()) mix_fragment(params, read_fragment(o.mix, global.config), o.mixing);
+  std::optional<FragmentFile> base;  // the delta's base when it is not --model
+  if (!o.delta_base.empty()) base = read_fragment(o.delta_base, global.config);
+  std::optional<TensorSet> delta;
   TensorSet grads = net.make_params();
   const bool have_state = !o.state.empty() && ::access(o.state.c_str(), F_OK) == 0;
   optim::OptimizerState st = have_state ? read_state(o.state, global, worker, *opt) : opt->make_state(params);
+  // SCAFFOLD: the server's c and the client's c_i (a state slot, zero before the first round).
+  std::optional<ModelFile> control;
+  TensorSet* client_control = nullptr;
+  if (scaffold) {
+    control = read_model(o.scaffold_control);
+    if (control->config.canonical_json() != global.config.canonical_json())
+      throw_error(ErrorKind::BadInput, "{}: control variate of another model (model_config {}), this model is {}",
+                  o.scaffold_control, control->config.canonical_json(), global.config.canonical_json());
+    TensorSet ci = have_state ? read_client_control(o.state, params) : zero_control(params);
+    client_control = &st.slots.insert_or_assign(std::string(kControlSlot), std::move(ci)).first->second;
+  }
+  double lr_sum = 0;  // Σ_k lr_k, SCAFFOLD's K·η_l
 
   std::unique_ptr<std::FILE, int (*)(std::FILE*)> metrics(nullptr, std::fclose);
   if (o.metrics == "-") metrics.reset(fdopen(dup(STDOUT_FILENO), "w"));
@@ -152,6 +225,9 @@ WorkerResult run_worker(const WorkerOptions& o) {
         throw_error(ErrorKind::Numeric, "{}: gradient is not finite at step {}; nothing written", o.data, step);
     }
     const double lr = optim::scheduled_lr(sched, opt->lr(), step);
+    if (o.prox_mu != 0.0) add_proximal_gradient(grads, params, global.params, o.prox_mu);
+    if (scaffold) add_control_correction(grads, *client_control, control->params);
+    lr_sum += lr;
     opt->step(params, grads, st, lr);
     if (s == 0) r.loss_first = loss;
     r.loss_last = loss;
@@ -169,40 +245,58 @@ WorkerResult run_worker(const WorkerOptions& o) {
                  static_cast<double>(s + 1) / secs);
       if (s + 1 == o.steps) fmt::print(stderr, "\n");
     }
+    // The delta leaves at the sync point minus τ; the remaining τ steps continue (the overlap).
+    if (s + 1 == o.steps - o.overlap) delta = make_delta(base ? base->params : global.params, params, o.data);
   }
   r.loss_mean = loss_sum / static_cast<double>(o.steps);
   r.step = st.step;
 
-  // Δ = θ_global − θ_local, written before the state so that a crash in between reruns the same step.
-  TensorSet delta;
-  for (std::size_t i = 0; i < params.size(); ++i) {
-    Tensor d = global.params[i].tensor.clone();
-    auto dv = d.f32();
-    const auto pv = params[i].tensor.f32();
-    bool finite = true;
-    for (std::size_t k = 0; k < dv.size(); ++k) {
-      dv[k] -= pv[k];
-      finite = finite && std::isfinite(dv[k]);
-    }
-    if (!finite)  // a finite loss and gradient can still step the parameters out of range
-      throw_error(ErrorKind::Numeric, "{}: parameters of {} became non-finite (learning rate too large?); nothing written",
-                  o.data, params[i].name);
-    delta.add(params[i].name, std::move(d));
-  }
+  // Δ = θ_base − θ_local (taken above, τ steps before the end), written before the state so that a
+  // crash in between reruns the same step.
+  if (!o.save_local.empty())  // the delta checked its tensors; the local file holds them all
+    for (const auto& e : params)
+      for (float v : e.tensor.f32())
+        if (!std::isfinite(v))
+          throw_error(ErrorKind::Numeric, "{}: parameters of {} became non-finite (learning rate too large?); nothing written",
+                      o.data, e.name);
   Attributes root;
   root.set("kind", std::string("delta"));
   root.set("model_config", c.canonical_json());
-  root.set("round", global.round);
+  root.set("round", base ? base->round : global.round);
   root.set("worker", worker);
   root.set("samples", r.samples);
-  root.set("base_checksum", global.checksum);
+  root.set("base_checksum", base ? base->checksum : global.checksum);
   root.set("step", r.step);
   root.set("inner_steps", o.steps);
   root.set("inner_optimizer", optim::format_spec(opt->spec()));
   root.set("loss_first", r.loss_first);
   root.set("loss_last", r.loss_last);
   root.set("loss_mean", r.loss_mean);
-  io::write_tensor_set(o.output, root, delta);
+  if (base)
+    for (const char* key : {"fragment", "fragments"})
+      if (const auto v = base->attributes.get_int(key)) root.set(key, *v);
+  if (o.overlap > 0) root.set("overlap", o.overlap);
+  // SCAFFOLD: c_i⁺ into the state (written last), Δc = c_i − c_i⁺ against the c file.
+  std::optional<TensorSet> control_delta;
+  if (scaffold) control_delta = update_client_control(*client_control, control->params, global.params, params, lr_sum);
+  if (o.prox_mu != 0.0) root.set("prox_mu", o.prox_mu);
+  io::write_tensor_set(o.output, root, *delta);
+  if (control_delta) {
+    Attributes croot = root;
+    croot.set("round", control->round);
+    croot.set("base_checksum", control->checksum);
+    croot.set("control", std::string("scaffold"));
+    croot.set("lr_sum", lr_sum);
+    io::write_tensor_set(o.control_delta, croot, *control_delta);
+  }
+  if (!o.save_local.empty()) {
+    Attributes local;
+    for (const char* key : {"worker", "samples", "step", "inner_steps", "inner_optimizer", "loss_first", "loss_last",
+                            "loss_mean"})
+      local.set(key, *root.find(key));
+    local.set("round", global.round);
+    write_model(o.save_local, c, params, local);
+  }
   if (!o.state.empty()) write_state(o.state, global, worker, *opt, st);
   return r;
 }

@@ -140,3 +140,47 @@ CASES = [
     Case("the delta may not replace the model", RUN[:-1] + ["{tmp}/g.h5"], setup=ROWS + [LOGREG], code=2,
          unchanged="{tmp}/g.h5"),
 ]
+
+
+# Federated options: FedProx (--prox-mu) and SCAFFOLD (--scaffold-control, --control-delta).
+SGD = RUN[:-4] + ["--optimizer", "sgd:lr=0.1", "--state", "{tmp}/st.h5", "-o", "{tmp}/d.h5"]
+CFILE = "loco-init --seed 7 --config '{\"arch\":\"mlp\",\"sizes\":[3,16,4]}' -o c.h5"
+SCAF = SGD + ["--scaffold-control", "{tmp}/c.h5", "--control-delta", "{tmp}/dc.h5"]
+
+
+def scaffold_files(ctx, r):
+    a = attrs(ctx.expand("{tmp}/dc.h5"))
+    cs = ctx.json("loco-inspect", "--checksum", "--json", "{tmp}/c.h5")["tensors_checksum"]
+    assert a["kind"] == "delta" and a["control"] == "scaffold" and a["base_checksum"] == cs, a
+    assert a["worker"] == 1 and a["samples"] == 12 and abs(a["lr_sum"] - 0.3) < 1e-12, a
+    with h5py.File(ctx.expand("{tmp}/st.h5"), "r") as f:
+        ci = {k: f["state/scaffold_control"][k][()] for k in f["state/scaffold_control"]}
+    dc = tensors(ctx.expand("{tmp}/dc.h5"))
+    # c_i started at zero, so the control delta is -c_i+ (exactly: 0 - x rounds to -x).
+    assert set(ci) == set(dc) and all((dc[k] == -ci[k]).all() for k in ci), "dc is not c_i - c_i+"
+    assert any(v.any() for v in ci.values()), "c_i+ is zero"
+
+
+def prox_recorded(ctx, r):
+    assert attrs(ctx.expand("{tmp}/d.h5"))["prox_mu"] == 0.5
+
+
+CASES += [
+    Case("--prox-mu 0 gives the same delta as no proximal term", SGD + ["--prox-mu", "0"],
+         setup=ROWS + [MLP, "loco-worker --model g.h5 --data s-00001-of-00002.h5 --steps 3 --batch 4 "
+                            "--optimizer sgd:lr=0.1 -o d1.h5"],
+         check=same_delta("{tmp}/d1.h5", "{tmp}/d.h5")),
+    Case("--prox-mu is recorded in the delta", SGD + ["--prox-mu", "0.5"], setup=ROWS + [MLP], check=prox_recorded),
+    Case("SCAFFOLD writes the control delta against the c file and keeps c_i in the state", SCAF,
+         setup=ROWS + [MLP, CFILE], check=scaffold_files),
+    Case("SCAFFOLD needs sgd", [("adamw" if a == "sgd:lr=0.1" else a) for a in SCAF], setup=ROWS + [MLP, CFILE], code=2,
+         stderr_re=r"\Aloco-worker: error: --scaffold-control needs the sgd inner optimizer",
+         absent=["{tmp}/d.h5", "{tmp}/dc.h5", "{tmp}/st.h5"]),
+    Case("--scaffold-control without --control-delta", SCAF[:-2], setup=ROWS + [MLP, CFILE], code=2,
+         stderr_re=r"--control-delta", absent=["{tmp}/d.h5", "{tmp}/st.h5"]),
+    Case("a control variate of another model", SCAF, code=4,
+         setup=ROWS + [MLP, CFILE.replace("[3,16,4]", "[3,8,4]")],
+         stderr_re=r"\Aloco-worker: error: {tmp}/c.h5: control variate of another model",
+         absent=["{tmp}/d.h5", "{tmp}/dc.h5", "{tmp}/st.h5"]),
+    Case("a negative --prox-mu", SGD + ["--prox-mu", "-1"], setup=ROWS + [MLP], code=2, absent="{tmp}/d.h5"),
+]

@@ -3,7 +3,7 @@
 from clitest import Case
 
 VERBS = ["shard", "init", "worker", "compress", "decompress", "aggregate", "gossip", "merge", "convert", "eval",
-         "inspect"]
+         "inspect", "fragment"]
 
 CASES = [
     Case("--help lists the verbs", ["--help"], stdout_re=[rf"^  {v} +\S" for v in VERBS], stderr_empty=True),
