@@ -14,7 +14,7 @@ pl_defaults() {
   out='' executor=local jobs=$(nproc) threads='' dry_run=0 sbatch_args='' tools=''
   step='' step_round='' step_worker=''
   fragments=1 overlap=0 mixing=0  # streaming-diloco only
-  codec='' ef='' delta_clip=none  # diloco only: compressed deltas (pl_compress_delta)
+  codec='' ef='' delta_clip=none  # compressed deltas (pl_compress_delta); streaming: --codec only
 }
 
 pl_usage() {
@@ -117,6 +117,9 @@ EOF
                          its new global values, 0 <= TAU < H/P [0]
   --mixing ALPHA         weight of the local parameters when the new global fragment is put
                          back: theta <- (1-ALPHA)*global + ALPHA*theta, in [0, 1] [0]
+  --codec SPEC           compress each fragment's outer gradient with loco-compress --codec SPEC,
+                         e.g. quant:bits=4 for the paper's 4-bit exchange; bytes count the
+                         compressed files' payload_bytes [off]
 EOF
   fi
   cat <<EOF
@@ -478,7 +481,12 @@ step_worker() {
 pl_check_compress_options() {
   [[ $delta_clip =~ ^(none|median-norm)$ ]] || pl_usage_error "--delta-clip must be none or median-norm"
   [[ -z $ef || -n $codec ]] || pl_usage_error "--ef needs --codec"
-  if [[ $PIPELINE_MODE != diloco ]]; then
+  if [[ $PIPELINE_MODE == streaming-diloco ]]; then
+    # Streaming DiLoCo quantizes each fragment's outer gradient (the paper's 4-bit exchange); error
+    # feedback would need a memory per fragment, which the paper does not use.
+    [[ -z $ef && $delta_clip == none && $reduce != contributor-mean ]] ||
+      pl_usage_error "--ef, --delta-clip and --reduce contributor-mean are for the diloco pipeline (streaming takes --codec)"
+  elif [[ $PIPELINE_MODE != diloco ]]; then
     [[ -z $codec && $delta_clip == none && $reduce != contributor-mean ]] ||
       pl_usage_error "--codec, --ef, --delta-clip and --reduce contributor-mean are for the diloco pipeline"
   fi
@@ -571,6 +579,7 @@ step_worker_stream() {
     --delta-base "$(pl_frag $(((k - 1) % fragments)) $(((k - 1) / fragments)))" --save-local "$tlocal" \
     --state "$work" -o "$tmp" --batch "$train_batch" --optimizer "$inner_optimizer" \
     --schedule "$schedule" --clip "$clip" --seed "$seed" --threads "$threads" --metrics "$steps" -q
+  [[ -n $codec ]] && pl_compress_delta "$k" "$w" "$tmp" "$log"
   local wall
   wall=$(pl_elapsed "$t0")
   pl_run "$log" loco-inspect --json "$tmp" >"$dir/.worker-$w.inspect.json"

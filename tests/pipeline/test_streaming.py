@@ -205,6 +205,18 @@ def main():
     check(f"r <= {stages}" in p.stderr and "--stage" in p.stderr, p.stderr[-1500:])
     check(not (work / "sl").exists(), "--dry-run wrote files")
 
+    step("--codec quant:bits=4: fragment deltas travel compressed, bytes are their payload")
+    run([streaming, *sopts, "--codec", "quant:bits=4", "-o", work / "s4"], env)
+    rows4 = [json.loads(l) for l in (work / "s4/metrics.jsonl").read_text().splitlines()]
+    for r4, r2 in zip(rows4[1:], rows[1:]):
+        # 4 bits per element plus a float32 scale and offset per 256-element block, against 32 bits
+        check(r2["bytes_sent_per_worker"] / 8 <= r4["bytes_sent_per_worker"] < r2["bytes_sent_per_worker"] / 6,
+              f"round {r4['round']}: {r4['bytes_sent_per_worker']} bytes against {r2['bytes_sent_per_worker']} dense")
+    check(abs(rows4[-1]["loss"] - rows[-1]["loss"]) < 0.05 * rows[-1]["loss"],
+          f"4-bit loss {rows4[-1]['loss']} far from the dense run's {rows[-1]['loss']}")
+    p = run([streaming, *sopts, "--codec", "quant:bits=4", "--ef", "ef14", "-o", work / "s5"], env, code=2)
+    check("streaming takes --codec" in p.stderr, p.stderr)
+
     print(f"ok: {len(steps)} groups of checks in {time.time() - t0:.1f}s")
     if not a.keep:
         shutil.rmtree(work, ignore_errors=True)
