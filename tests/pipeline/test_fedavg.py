@@ -18,10 +18,8 @@ import hashlib
 import io
 import json
 import math
-import random
 import re
 import shutil
-import subprocess
 import sys
 from fractions import Fraction
 from pathlib import Path
@@ -29,54 +27,16 @@ from pathlib import Path
 import h5py
 import numpy as np
 
-ROOT = Path(__file__).resolve().parents[2]
-FEDAVG = ROOT / "scripts" / "fedavg"
-MLP = '{"arch":"mlp","sizes":[3,8,4]}'
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+from pipetest import SCRIPTS, Failure, check, make_classes, run, tensors, tree_digest  # noqa: E402
 
-
-class Failure(AssertionError):
-    pass
-
-
-def check(cond, msg):
-    if not cond:
-        raise Failure(msg)
-
-
-def run(cmd, code=0):
-    p = subprocess.run([str(c) for c in cmd], capture_output=True, text=True, timeout=300)
-    if code is not None and p.returncode != code:
-        raise Failure(f"{' '.join(map(str, cmd))}: exit {p.returncode}, expected {code}\n"
-                      f"stdout: {p.stdout[-2000:]}\nstderr: {p.stderr[-2000:]}")
-    return p
-
-
-def make_data(path):
-    rng = random.Random(5)
-    lines = ["a,b,c,label"]
-    for i in range(480):
-        y = i % 4
-        lines.append(f"{[1, -1, 0, 0][y] + rng.gauss(0, 0.7):.4f},{[0, 0, 1, -1][y] + rng.gauss(0, 0.7):.4f},"
-                     f"{rng.gauss(0, 1):.4f},{y}")
-    path.write_text("\n".join(lines) + "\n")
-
-
-def tensors(path, group="tensors"):
-    with h5py.File(path, "r") as f:
-        return {k: f[group][k][()] for k in f[group]}
+FEDAVG = SCRIPTS / "fedavg"
 
 
 def attrs(path):
     with h5py.File(path, "r") as f:
         return dict(f.attrs)
-
-
-def digest(folder):
-    out = {}
-    for p in sorted(Path(folder).rglob("*")):
-        if p.is_file() and "logs" not in p.parts and p.name != "commands.log":
-            out[str(p.relative_to(folder))] = (hashlib.sha256(p.read_bytes()).hexdigest(), p.stat().st_mtime_ns)
-    return out
+MLP = '{"arch":"mlp","sizes":[3,8,4]}'
 
 
 def plan(seed, r, C, fraction, min_fit, drop="0"):
@@ -116,7 +76,7 @@ def main():
     work = Path(a.work or "/tmp/loco-fedavg-pipeline").resolve()
     shutil.rmtree(work, ignore_errors=True)
     work.mkdir(parents=True)
-    make_data(work / "d.csv")
+    make_classes(work / "d.csv", 480, 5)
     C, R = 6, 3
     base = [FEDAVG, "--tools", Path(a.bin).resolve(), "--data", work / "d.csv", "--label-column", "label",
             "--model-config", MLP, "--clients", C, "--fraction", "0.5", "--rounds", R, "--local-epochs", "1",
@@ -157,9 +117,9 @@ def main():
     check((out / "accuracy.svg").exists() and (out / "accuracy.png").exists(), "plot missing")
 
     # Idempotent: a rerun runs no tool and changes no file.
-    before, log = digest(out), (out / "commands.log").read_text()
+    before, log = tree_digest(out), (out / "commands.log").read_text()
     run(base + ["-o", out])
-    check(digest(out) == before, "a rerun changed files")
+    check(tree_digest(out) == before, "a rerun changed files")
     check((out / "commands.log").read_text() == log, "a rerun ran tools")
     # Deleted outputs of the last round are remade bit for bit.
     last = plan(3, R, C, "0.5", 2)[0]

@@ -12,62 +12,19 @@ Usage: test_gossip.py --bin BUILD/bin [--work DIR] [--keep]
 Exit: 0 passed, 1 a check failed.
 """
 import argparse
-import hashlib
 import json
-import os
-import random
 import re
 import shutil
-import subprocess
 import sys
 from pathlib import Path
 
-import h5py
 import numpy as np
 
-ROOT = Path(__file__).resolve().parents[2]
-GOSSIP = ROOT / "scripts" / "gossip"
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+from pipetest import SCRIPTS, Failure, check, make_classes, run, tensors, tree_digest  # noqa: E402
+
+GOSSIP = SCRIPTS / "gossip"
 MLP = '{"arch":"mlp","sizes":[3,8,4]}'
-
-
-class Failure(AssertionError):
-    pass
-
-
-def check(cond, msg):
-    if not cond:
-        raise Failure(msg)
-
-
-def run(cmd, code=0):
-    p = subprocess.run([str(c) for c in cmd], capture_output=True, text=True, timeout=300)
-    if code is not None and p.returncode != code:
-        raise Failure(f"{' '.join(map(str, cmd))}: exit {p.returncode}, expected {code}\n"
-                      f"stdout: {p.stdout[-2000:]}\nstderr: {p.stderr[-2000:]}")
-    return p
-
-
-def make_data(path):
-    rng = random.Random(3)
-    lines = ["a,b,c,label"]
-    for i in range(600):
-        y = i % 4
-        lines.append(f"{[1, -1, 0, 0][y] + rng.gauss(0, 0.7):.4f},{[0, 0, 1, -1][y] + rng.gauss(0, 0.7):.4f},"
-                     f"{rng.gauss(0, 1):.4f},{y}")
-    path.write_text("\n".join(lines) + "\n")
-
-
-def tensors(path):
-    with h5py.File(path, "r") as f:
-        return {k: f["tensors"][k][()] for k in f["tensors"]}
-
-
-def digest(folder):
-    out = {}
-    for p in sorted(Path(folder).rglob("*")):
-        if p.is_file() and "logs" not in p.parts and p.name != "commands.log":
-            out[str(p.relative_to(folder))] = (hashlib.sha256(p.read_bytes()).hexdigest(), p.stat().st_mtime_ns)
-    return out
 
 
 def main():
@@ -80,7 +37,7 @@ def main():
     shutil.rmtree(work, ignore_errors=True)
     work.mkdir(parents=True)
     data = work / "d.csv"
-    make_data(data)
+    make_classes(data, 600, 3)
     out = work / "run"
     base = [GOSSIP, "--data", data, "--nodes", 4, "--rounds", 2, "--inner-steps", 5, "--batch", 16,
             "--model-config", MLP, "--partition", "dirichlet:alpha=0.5", "--topology", "ring",
@@ -123,9 +80,9 @@ def main():
     check(abs(recs[2]["consensus_distance_sq"] - dist / 4) <= 1e-12 * dist, (recs[2]["consensus_distance_sq"], dist / 4))
 
     # A rerun runs no tool and changes nothing.
-    before, log_lines = digest(out), len((out / "commands.log").read_text().splitlines())
+    before, log_lines = tree_digest(out), len((out / "commands.log").read_text().splitlines())
     run(base + ["-o", out])
-    check(digest(out) == before, "a rerun changed files")
+    check(tree_digest(out) == before, "a rerun changed files")
     check(len((out / "commands.log").read_text().splitlines()) == log_lines, "a rerun ran tools")
 
     # Deleted outputs of the last round are remade bit for bit.

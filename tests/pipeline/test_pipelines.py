@@ -11,10 +11,8 @@ Usage: test_pipelines.py --bin BUILD/bin [--work DIR] [--keep]
 Exit: 0 passed, 1 a check failed.
 """
 import argparse
-import hashlib
 import json
 import os
-import random
 import shutil
 import signal
 import subprocess
@@ -22,52 +20,8 @@ import sys
 import time
 from pathlib import Path
 
-ROOT = Path(__file__).resolve().parents[2]
-SCRIPTS = ROOT / "scripts"
-
-
-class Failure(AssertionError):
-    pass
-
-
-def check(cond, msg):
-    if not cond:
-        raise Failure(msg)
-
-
-def run(cmd, env, code=0, **kw):
-    p = subprocess.run([str(c) for c in cmd], env=env, capture_output=True, text=True, timeout=300, **kw)
-    if code is not None and p.returncode != code:
-        raise Failure(f"{' '.join(map(str, cmd))}: exit {p.returncode}, expected {code}\n"
-                      f"stdout: {p.stdout[-2000:]}\nstderr: {p.stderr[-2000:]}")
-    return p
-
-
-def make_text(path, n_bytes=60000):
-    """Deterministic pseudo-English: words drawn from a small vocabulary, in verses."""
-    rng = random.Random(7)
-    words = ("and the lord said unto moses of israel in his land they were all that he "
-             "shall be with them which come upon this day thou hast given me").split()
-    out, size = [], 0
-    while size < n_bytes:
-        line = " ".join(rng.choice(words) for _ in range(rng.randint(6, 18))).capitalize() + ".\n"
-        out.append(line)
-        size += len(line)
-    path.write_text("".join(out))
-
-
-def tree_digest(folder, skip=("logs", "commands.log")):
-    """{relative path: (sha256, mtime_ns)} of every file under folder, except skip."""
-    res = {}
-    for p in sorted(folder.rglob("*")):
-        rel = p.relative_to(folder).as_posix()
-        if p.is_file() and rel.split("/")[0] not in skip:
-            res[rel] = (hashlib.sha256(p.read_bytes()).hexdigest(), p.stat().st_mtime_ns)
-    return res
-
-
-def log_lines(folder):
-    return (folder / "commands.log").read_text().splitlines()
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+from pipetest import SCRIPTS, Failure, check, log_lines, make_text, run, tree_digest  # noqa: E402
 
 
 def checksum(bin_dir, env, path):

@@ -28,10 +28,7 @@ import h5py
 import numpy as np
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from test_pipelines import Failure, check, log_lines, make_text, run, tree_digest  # noqa: E402
-
-ROOT = Path(__file__).resolve().parents[2]
-SCRIPTS = ROOT / "scripts"
+from pipetest import SCRIPTS, Failure, check, log_lines, make_text, run, tree_digest  # noqa: E402
 
 
 def datasets(path):
