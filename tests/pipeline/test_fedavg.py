@@ -203,6 +203,23 @@ def main():
     i = plan(3, 1, C, "0.5", 2)[0][0]
     check(attrs(fp / f"clients/round-0001/client-{i}.h5")["prox_mu"] == 0.5, "prox_mu not recorded")
 
+    # Simulated attackers: the last finished client's delta is replaced by loco-attack's sign flip of
+    # the honest mean, and the aggregate (plain mean here) takes it: theta - (1/k)(sum(h) - mean(h)).
+    at = work / "attack"
+    run(base + ["-o", at, "--rounds", 1, "--fraction", "1.0", "--attackers", 1, "--attack", "sign-flip",
+                "--reduce", "mean"])
+    honest = [tensors(at / f"clients/round-0001/client-{i}.h5") for i in range(C - 1)]
+    bad = tensors(at / "clients/round-0001/attack-0.h5")
+    check(attrs(at / "clients/round-0001/attack-0.h5")["attack"].startswith("sign-flip"), "attack not recorded")
+    prev, got = tensors(at / "rounds/round-0000.h5"), tensors(at / "rounds/round-0001.h5")
+    for k in prev:
+        hm = sum(h[k].astype(np.float64) for h in honest) / (C - 1)
+        check(np.allclose(bad[k], -hm, rtol=1e-6, atol=1e-7), f"{k}: the attacker's delta is not -mean(honest)")
+        want = prev[k] - (sum(h[k].astype(np.float64) for h in honest) + bad[k]) / C
+        check(np.allclose(got[k], want, rtol=1e-6, atol=1e-6), f"{k}: the attacked round is not the mean with the attacker")
+    p = run(base + ["-o", work / "x", "--attackers", "-1"], code=2)
+    check("--attackers must be a non-negative integer" in p.stderr, p.stderr)
+
     # Slurm dry run: one array of the k sampled clients per round, aggregation after it with afterany.
     p = run(base + ["-o", work / "slurm", "--executor", "slurm", "--dry-run"])
     check(len(re.findall(r"--array=0-2", p.stderr)) == R, "one array of 3 clients per round")
