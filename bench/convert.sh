@@ -11,19 +11,13 @@ dir=${2:-/tmp/loco-bench-convert}
 mkdir -p "$dir"
 st=$dir/model.safetensors
 
-# A GPT-like checkpoint: 1.0 GiB in 98 tensors, largest 128 MiB (the embedding).
-"$PY" - "$st" <<'PYEOF'
+# A GPT-like checkpoint (bench/peers/layout.py): 1.0 GiB in 98 tensors, largest 128 MiB.
+"$PY" - "$st" "$bench_root/bench/peers" <<'PYEOF'
 import json, struct, sys, numpy as np
 path = sys.argv[1]
-shapes = {"wte.weight": (32768, 1024)}
-for i in range(16):
-    shapes[f"blocks.{i}.attn.qkv.weight"] = (3072, 1024)
-    shapes[f"blocks.{i}.attn.proj.weight"] = (1024, 1024)
-    shapes[f"blocks.{i}.mlp.fc.weight"] = (4096, 1024)
-    shapes[f"blocks.{i}.mlp.proj.weight"] = (1024, 4096)
-    shapes[f"blocks.{i}.ln1.weight"] = (1024,)
-    shapes[f"blocks.{i}.ln2.weight"] = (1024,)
-shapes["head.weight"] = (32768, 1024)
+sys.path.insert(0, sys.argv[-1])
+from layout import gpt_shapes
+shapes = gpt_shapes()
 rng = np.random.default_rng(0)
 header, off = {}, 0
 for name in sorted(shapes):

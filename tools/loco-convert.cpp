@@ -1,24 +1,77 @@
-// loco-convert: convert tensor files between loco HDF5 and safetensors, optionally changing dtype.
+// loco-convert: convert checkpoints between loco HDF5, safetensors (single or sharded), PyTorch .pt and
+// DeepSpeed universal checkpoint folders; split them into tensor-parallel shards and consolidate those.
 #include "loco/cli/tool.hpp"
 #include "loco/core/error.hpp"
 #include "loco/io/convert.hpp"
+#include "loco/io/reshard.hpp"
+#include "loco/io/safetensors_index.hpp"
 
 int main(int argc, char** argv) {
-  loco::cli::Tool tool("loco-convert", "Convert tensor files between loco HDF5 and safetensors");
+  loco::cli::Tool tool("loco-convert", "Convert, shard and consolidate checkpoints (loco HDF5, safetensors, .pt, DeepSpeed UCP)");
   tool.set_description(
-      "The input format is taken from the file's content, the output format from OUT's extension (.h5 or "
-      ".safetensors; '-' writes a loco HDF5 file to stdout). Tensors are copied block by block, so memory stays "
-      "bounded whatever the file size. Metadata are carried across where both formats hold them.");
+      "IN is read by its content: loco HDF5, safetensors, a safetensors index (model.safetensors.index.json, read over "
+      "its shards), a PyTorch torch.save archive (.pt/.bin) or a DeepSpeed universal checkpoint folder "
+      "(zero/<param>/fp32.pt, exp_avg.pt, exp_avg_sq.pt, step.pt). OUT's extension picks the output: .h5 or "
+      ".safetensors ('-' writes loco HDF5 to stdout); OUT ending in '/' (or --to ucp) writes a universal "
+      "checkpoint folder. A universal checkpoint becomes parameters in /tensors, Adam moments in "
+      "/state/exp_avg and /state/exp_avg_sq, the step in the attribute step of /state, and DeepSpeed's cat_dim, "
+      "param_n_sub_params, sub_param_shape and vocab_tensor as per-tensor attributes, so writing it back "
+      "reproduces them. Tensors are copied block by block, so memory stays bounded whatever the file size.\n\n"
+      "--tp T splits IN into T tensor-parallel shards OUT-0000r-of-0000T.h5 as DeepSpeed's universal loader slices "
+      "them: by sub_param_shape, param_n_sub_params and cat_dim where IN carries them, else by the first --cat-dim "
+      "rule whose regex matches the start of the name, else replicated; vocab_tensor rows are zero-padded to a "
+      "multiple of --vocab-divisible-by times T. --consolidate joins such shards (IN is any one of them) back into "
+      "OUT, exactly. --zero D concatenates each group's tensors into one flat vector cut into D equal partitions "
+      "(ZeRO stages 1-2), OUT-0000r-of-0000D.h5, with the layout recorded for --consolidate.");
   tool.add_example("loco-convert model.h5 model.safetensors", "Export a model for PyTorch (safetensors.torch.load_file).");
   tool.add_example("loco-convert --dtype bf16 model.safetensors model-bf16.h5", "Import and store floats as bfloat16.");
+  tool.add_example("loco-convert global_step100/ ckpt.h5", "Read a DeepSpeed universal checkpoint folder.");
+  tool.add_example("loco-convert ckpt.h5 ucp/global_step100/", "Write it back as a universal checkpoint folder.");
+  tool.add_example("loco-convert --max-shard-size 5GB model.h5 hf/model.safetensors",
+                   "Huggingface-style shards hf/model-00001-of-0000N.safetensors with hf/model.safetensors.index.json.");
+  tool.add_example("loco-convert --tp 4 --cat-dim '.*proj\\.weight=1' --cat-dim '.*ln.*=replicate' model.h5 tp.h5",
+                   "Four shards tp-00001-of-00004.h5 ...; unmatched tensors without UCP attributes are replicated.");
+  tool.add_example("loco-convert --consolidate tp-00001-of-00004.h5 model.h5", "Join the four shards back.");
+  tool.add_example("loco-convert --zero 8 ckpt.h5 zero.h5", "Eight flat partitions zero-00001-of-00008.h5 ...");
   auto& app = tool.app();
-  std::string in, out, dtype;
-  app.add_option("IN", in, "Input tensor file ('-' for stdin)")->required();
-  app.add_option("OUT", out, "Output file: .h5 or .safetensors ('-' for stdout, loco HDF5)")->required();
+  std::string in, out, dtype, to, max_shard;
+  int tp = 0, zero = 0;
+  bool consolidate = false;
+  std::vector<std::string> cat_dims;
+  loco::io::ReshardOptions ro;
+  app.add_option("IN", in, "Input: a tensor file, a safetensors index, a .pt or a universal checkpoint folder ('-' for stdin)")->required();
+  app.add_option("OUT", out, "Output: .h5, .safetensors, or a folder (trailing '/') for a universal checkpoint ('-' for stdout, loco HDF5)")->required();
   app.add_option("--dtype", dtype, "Store floating-point tensors as this type")->check(CLI::IsMember({"f32", "f16", "bf16", "f64"}));
+  app.add_option("--to", to, "Output format regardless of OUT's name: ucp (a universal checkpoint folder)")->check(CLI::IsMember({"ucp"}));
+  app.add_option("--max-shard-size", max_shard, "Split a .safetensors output into shards of at most this size (5GB, 500MB, 2GiB) with an index JSON");
+  auto* tp_opt = app.add_option("--tp", tp, "Split into this many tensor-parallel shards OUT-0000r-of-0000T.h5")->check(CLI::Range(2, 4096));
+  auto* zero_opt = app.add_option("--zero", zero, "Split into this many ZeRO-style flat partitions OUT-0000r-of-0000D.h5")->check(CLI::Range(2, 65536));
+  auto* cons = app.add_flag("--consolidate", consolidate, "Join tensor-parallel or ZeRO shards (IN: any one of them) into OUT");
+  app.add_option("--cat-dim", cat_dims, "With --tp: REGEX=DIM or REGEX=replicate for tensors without UCP attributes (repeatable; first match wins)");
+  app.add_option("--vocab-divisible-by", ro.vocab_divisible_by, "With --tp: pad vocab_tensor rows to a multiple of this times T (Megatron's --make-vocab-size-divisible-by)")->default_val(128)->check(CLI::PositiveNumber);
+  tp_opt->excludes(cons);
+  zero_opt->excludes(cons);
+  zero_opt->excludes(tp_opt);
   return tool.run(argc, argv, [&] {
+    if (consolidate) {
+      loco::io::consolidate_tensor_parallel(in, out);
+      return 0;
+    }
+    if (zero > 0) {
+      loco::io::split_zero(in, out, zero);
+      return 0;
+    }
+    if (tp > 0) {
+      ro.degree = tp;
+      for (const auto& r : cat_dims) ro.rules.push_back(loco::io::parse_tp_rule(r));
+      loco::io::split_tensor_parallel(in, out, ro);
+      return 0;
+    }
+    if (!cat_dims.empty()) loco::throw_error(loco::ErrorKind::Usage, "--cat-dim applies with --tp");
     loco::io::ConvertOptions opt;
     if (!dtype.empty()) opt.dtype = loco::parse_dtype(dtype);
+    if (!max_shard.empty()) opt.max_shard_bytes = loco::io::parse_byte_size(max_shard);
+    opt.ucp = to == "ucp" || loco::io::is_folder_output(out);
     loco::io::convert_file(in, out, opt);
     return 0;
   });

@@ -10,7 +10,8 @@
 int main(int argc, char** argv) {
   loco::cli::Tool tool("loco-inspect", "Show the tensors, attributes, statistics and checksums of tensor files");
   tool.set_description(
-      "Reads loco HDF5 and safetensors files (the format is taken from the file's content). Without options it lists "
+      "Reads loco HDF5, safetensors (or a safetensors index over its shards), PyTorch .pt archives and DeepSpeed "
+      "universal checkpoint folders (the format is taken from the content). Without options it lists "
       "each tensor's group, name, dtype, shape and size, and the file's attributes, including how it was made "
       "(producer). With --diff it compares two files tensor by tensor and exits 1 when they differ.");
   tool.add_example("loco-inspect --stats model.h5", "Tensors with min, max, mean, std, L2 norm and NaN/Inf counts.");

@@ -1,4 +1,5 @@
-// Format conversion by streaming row blocks from a TensorSource into a TensorSink.
+// Format conversion by streaming row blocks from a TensorSource into a TensorSink (or a universal
+// checkpoint folder through write_ucp).
 #include "loco/io/convert.hpp"
 
 #include <algorithm>
@@ -12,7 +13,9 @@
 #include "loco/core/provenance.hpp"
 #include "loco/io/loco_file.hpp"
 #include "loco/io/sink.hpp"
+#include "loco/io/safetensors_index.hpp"
 #include "loco/io/source.hpp"
+#include "loco/io/ucp.hpp"
 
 namespace loco::io {
 namespace {
@@ -37,8 +40,20 @@ bool is_integer_text(const std::string& s) {
 
 }  // namespace
 
+bool is_folder_output(const std::string& out) {
+  return out.size() > 1 && out.ends_with('/');
+}
+
 void convert_file(const std::string& in, const std::string& out, const ConvertOptions& opt) {
+  if (opt.ucp) {
+    if (opt.dtype) throw_error(ErrorKind::Usage, "--dtype does not apply to a universal checkpoint output");
+    std::unique_ptr<TensorSource> src = open_source(in);
+    write_ucp(*src, out, opt.block_bytes);
+    return;
+  }
   const Format out_format = format_for_output(out);
+  if (opt.max_shard_bytes > 0 && out_format != Format::Safetensors)
+    throw_error(ErrorKind::Usage, "{}: --max-shard-size applies to a .safetensors output", out);
   std::unique_ptr<TensorSource> src = open_source(in);
   const Kind kind = file_kind(*src);
 
@@ -86,8 +101,9 @@ void convert_file(const std::string& in, const std::string& out, const ConvertOp
     log::warn("{}: {} tensors outside /tensors (optimizer state) have no place in safetensors and were not copied",
               in, dropped);
 
-  auto sink = create_sink(out, out_format, root, plan);
-  if (out_format == Format::Loco && src->format() == "loco") {
+  auto sink = opt.max_shard_bytes > 0 ? create_sharded_safetensors_sink(out, root, plan, opt.max_shard_bytes)
+                                       : create_sink(out, out_format, root, plan);
+  if (out_format == Format::Loco) {
     // Group attributes (optimizer step counts on /state, codec parameters on compressed tensors).
     std::vector<std::string> groups;
     for (const auto& t : plan)
@@ -101,15 +117,17 @@ void convert_file(const std::string& in, const std::string& out, const ConvertOp
   }
   // The copy as a pipeline of row blocks: read (and convert) block k+1 while block k is written,
   // so the two copies through the page cache overlap. That needs reads that never enter HDF5
-  // while the sink does: safetensors reads are pread; loco reads go raw at the dataset's offset
-  // when every dataset is contiguous. Otherwise blocks go one at a time.
+  // while the sink does: loco reads go raw at the dataset's offset when every dataset is
+  // contiguous. Otherwise blocks go one at a time.
   struct Block {
     std::size_t tensor = 0;
     std::int64_t row0 = 0, rows = 0;
     std::vector<std::byte> stored, converted;
   };
   std::vector<std::optional<std::uint64_t>> raw(plan.size());
-  bool overlap = src->format() == "safetensors";
+  // Readers other than loco's never enter HDF5 (safetensors, torch, universal checkpoints and
+  // safetensors indexes read with pread), so their reads overlap the sink's writes.
+  bool overlap = src->format() != "loco";
   if (src->format() == "loco") {
     overlap = true;
     for (std::size_t i = 0; i < plan.size(); ++i) {

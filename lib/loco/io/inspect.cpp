@@ -154,19 +154,18 @@ nlohmann::json inspect_json(const TensorSource& s, const InspectOptions& opt) {
       e["checksum"] = format_checksum(c);
       if (t.group == "tensors") set.add(t.name, c);
     }
-    if (!groups.contains(t.group) && s.format() == "loco") {
+    if (!groups.contains(t.group)) {
       const Attributes ga = s.group_attributes(t.group);
       if (!ga.empty()) groups[t.group] = attrs_json(ga);
     }
     tensors.push_back(std::move(e));
     ++index;
   }
-  if (s.format() == "loco")
-    for (const char* g : {"state", "tensors"})
-      if (!groups.contains(g)) {
-        const Attributes ga = s.group_attributes(g);
-        if (!ga.empty()) groups[g] = attrs_json(ga);
-      }
+  for (const char* g : {"state", "tensors"})
+    if (!groups.contains(g)) {
+      const Attributes ga = s.group_attributes(g);
+      if (!ga.empty()) groups[g] = attrs_json(ga);
+    }
   if (!groups.empty()) j["group_attributes"] = groups;
   j["tensors"] = tensors;
   j["tensor_count"] = s.tensors().size();

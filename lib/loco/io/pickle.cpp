@@ -47,7 +47,7 @@ std::string describe(const Value& v) {
 }
 
 bool allowed_global(std::string_view module, std::string_view name) noexcept {
-  static constexpr std::array<std::pair<std::string_view, std::string_view>, 22> kExact = {{
+  static constexpr std::array<std::pair<std::string_view, std::string_view>, 23> kExact = {{
       {"collections", "OrderedDict"},
       {"torch._utils", "_rebuild_tensor_v2"},
       {"torch._utils", "_rebuild_tensor_v3"},
@@ -70,6 +70,7 @@ bool allowed_global(std::string_view module, std::string_view name) noexcept {
       {"numpy", "dtype"},
       {"numpy", "ndarray"},
       {"deepspeed.checkpoint.constants", "SubparamShape"},
+      {"deepspeed.checkpoint.universal_checkpoint", "SubparamShape"},  // where DeepSpeed defines it
   }};
   for (const auto& [m, n] : kExact)
     if (m == module && n == name) return true;

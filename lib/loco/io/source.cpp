@@ -10,7 +10,9 @@
 #include "loco/io/loco_file.hpp"
 #include "loco/io/output.hpp"
 #include "loco/io/safetensors.hpp"
+#include "loco/io/safetensors_index.hpp"
 #include "loco/io/torch_zip.hpp"
+#include "loco/io/ucp.hpp"
 
 namespace loco::io {
 std::int64_t TensorInfo::row_elements() const {
@@ -54,8 +56,13 @@ std::vector<const TensorInfo*> TensorSource::group(std::string_view grp) const {
 }
 
 std::unique_ptr<TensorSource> open_source(const std::string& path, bool as_input) {
-  if (path != "-" && std::filesystem::is_directory(path))
-    throw_error(ErrorKind::BadInput, "{}: is a folder, expected a tensor file", path);
+  if (path != "-" && std::filesystem::is_directory(path)) {
+    if (!is_ucp_folder(path))
+      throw_error(ErrorKind::BadInput, "{}: is a folder but not a DeepSpeed universal checkpoint (zero/<param>/fp32.pt)",
+                  path);
+    if (as_input) register_input(path);
+    return open_ucp(path);
+  }
   if (as_input) register_input(path);
   std::unique_ptr<ByteSource> bytes = open_bytes(path);
   std::array<std::byte, 16> head{};
@@ -65,10 +72,13 @@ std::unique_ptr<TensorSource> open_source(const std::string& path, bool as_input
   if (has_hdf5_signature(std::span(head.data(), n))) return open_loco(std::move(bytes));
   if (looks_like_safetensors(std::span(head.data(), n))) return open_safetensors(std::move(bytes));
   if (looks_like_zip(std::span(head.data(), n))) return open_torch(std::move(bytes));
+  if (looks_like_json_object(std::span(head.data(), n))) return open_safetensors_index(std::move(bytes));
   if (looks_like_legacy_torch(std::span(head.data(), n)))
     throw_error(ErrorKind::BadInput, "{}: a legacy (pre-1.6) torch.save file, which loco does not read; re-save it "
                 "with PyTorch >= 1.6 (zip format)", bytes->name());
-  throw_error(ErrorKind::BadInput, "{}: not a tensor file loco reads (expected loco HDF5, safetensors or a PyTorch .pt)",
+  throw_error(ErrorKind::BadInput,
+              "{}: not a tensor file loco reads (expected loco HDF5, safetensors, a safetensors index JSON or a "
+              "PyTorch .pt)",
               bytes->name());
 }
 

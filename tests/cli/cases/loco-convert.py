@@ -92,9 +92,64 @@ BF16_RTOL = str(2.0 ** -8)
 F16_RTOL, F16_ATOL = str(2.0 ** -11), str(2.0 ** -25)
 
 
+# The DeepSpeed universal checkpoint fixture folder made by tests/data/ucp/make_fixtures.py.
+UCP = str(Path(__file__).resolve().parents[2] / "data" / "ucp" / "ckpt")
+
+
+def listing_of(folder, want):
+    def check(ctx, r):
+        root = Path(ctx.expand(folder))
+        got = sorted(str(p.relative_to(root)) for p in root.rglob("*") if p.is_file())
+        assert got == sorted(want), f"{root} holds {got}, expected {sorted(want)}"
+    return check
+
+
+UCP_FILES = [f"zero/{p}/{f}.pt" for p in ("emb.weight", "qkv.weight") for f in ("fp32", "exp_avg", "exp_avg_sq", "step")]
+
+
 def bad_input(name, path, why, code=4):
     return Case(f"refuses {name}", [path, "{tmp}/out.h5"], code=code, listing={"{tmp}": []},
                 stderr_re=rf"\Aloco-convert: error: {path}: .*{why}")
+
+
+def assert_index(ctx, path):
+    j = json.loads(Path(ctx.expand(path)).read_text())
+    files = sorted(set(j["weight_map"].values()))
+    n = len(files)
+    assert n > 1 and files == [f"model-{i:05d}-of-{n:05d}.safetensors" for i in range(1, n + 1)], files
+    total = 0
+    for f in files:
+        _, _, tensors = fixtures.read_safetensors(str(Path(ctx.expand(path)).parent / f))
+        for name, t in tensors.items():
+            assert j["weight_map"][name] == f, (name, f)
+            total += t[2][1] - t[2][0]  # (dtype, array, (begin, end))
+    assert j["metadata"]["total_size"] == total, (j["metadata"], total)
+
+
+def tensor_attrs(ctx, path):
+    return {(t["group"], t["name"]): t.get("attributes", {}) for t in ctx.json("loco-inspect", "--json", path)["tensors"]}
+
+
+def same_tensor_attrs(a, b):
+    def check(ctx, r):
+        ta, tb = tensor_attrs(ctx, a), tensor_attrs(ctx, b)
+        assert ta == tb, f"per-tensor attributes differ:\n{ta}\n{tb}"
+    return check
+
+
+def assert_tp_dims(ctx, path, want):
+    got = {name: a.get("tp_dim") for (g, name), a in tensor_attrs(ctx, path).items() if g == "tensors"}
+    bad = {k: got.get(k) for k, v in want.items() if got.get(k) != v}
+    assert not bad, f"tp_dim {bad}, expected {want}"
+
+
+def qkv_slices(ctx, r):
+    """qkv.weight [8, 1] holds 9 + 0.25·i; sub_param_shape ((4, 2, 2), 1): rank 0 takes q rows 0-1, k row 4, v row 6."""
+    j = ctx.json("loco-inspect", "--json", "--stats", "{tmp}/tp-00001-of-00002.h5")
+    t = {(x["group"], x["name"]): x for x in j["tensors"]}[("tensors", "qkv.weight")]
+    assert t["shape"] == [4, 1], t
+    # i = 0, 1, 4, 6: mean 9 + 0.25·2.75, min 9, max 10.5 (sums of quarters are exact in float32)
+    assert t["stats"]["mean"] == 9 + 0.25 * 2.75 and t["stats"]["min"] == 9 and t["stats"]["max"] == 10.5, t["stats"]
 
 
 CASES = [
@@ -191,6 +246,67 @@ CASES = [
     Case("state tensors are kept in h5", ["{fx}/state.h5", "{tmp}/s.h5"], stderr_empty=True,
          check=diff("{fx}/state.h5", "{tmp}/s.h5")),
     Case("--quiet silences the warning", ["-q", "{fx}/state.h5", "{tmp}/s.safetensors"], stderr_empty=True),
+
+    # DeepSpeed universal checkpoint folders.
+    Case("universal checkpoint → h5", [UCP, "{tmp}/u.h5"], stderr_empty=True, listing={"{tmp}": ["u.h5"]},
+         check=all_of(diff(UCP, "{tmp}/u.h5"),
+                      lambda ctx, r: assert_group_attrs(ctx, "{tmp}/u.h5",
+                                                        {"state": {"step": 5, "ucp_step_type": "float32"}}))),
+    Case("h5 → universal checkpoint folder (trailing slash) → h5 is bit-exact", ["{tmp}/u.h5", "{tmp}/out/"],
+         setup=[f"loco-convert {UCP} {{tmp}}/u.h5"],
+         check=all_of(listing_of("{tmp}/out", UCP_FILES), diff(UCP, "{tmp}/out"),
+                      lambda ctx, r: assert_group_attrs(ctx, "{tmp}/out",
+                                                        {"state": {"step": 5, "ucp_step_type": "float32"}}))),
+    Case("--to ucp writes a folder without the slash", ["--to", "ucp", UCP, "{tmp}/out"],
+         check=all_of(listing_of("{tmp}/out", UCP_FILES), diff(UCP, "{tmp}/out"))),
+    Case("loco-inspect lists a universal checkpoint folder", sh=f"loco-inspect {UCP}",
+         stdout=["ucp file, kind model, 6 tensors", "state/exp_avg_sq/qkv.weight"]),
+    Case("a universal checkpoint goes into an empty folder only", [UCP, "{tmp}/out/"], code=2,
+         setup=["mkdir out", "touch out/keep"], stderr="not an empty folder", listing={"{tmp}": ["out"]}),
+    Case("a universal checkpoint with a broken file leaves nothing behind", ["{tmp}/u", "{tmp}/out/"], code=4,
+         setup=[f"cp -r {UCP} u", "head -c 100 u/zero/qkv.weight/exp_avg.pt > t && mv t u/zero/qkv.weight/exp_avg.pt"],
+         stderr="exp_avg.pt", listing={"{tmp}": ["u"]}),
+
+    # Sharded safetensors output and the index as an input.
+    Case("--max-shard-size writes huggingface shards and an index", ["--max-shard-size", "64B", "{fx}/model.h5",
+                                                                     "{tmp}/model.safetensors"],
+         check=all_of(lambda ctx, r: assert_index(ctx, "{tmp}/model.safetensors.index.json"),
+                      diff("{fx}/model.h5", "{tmp}/model.safetensors.index.json"))),
+    Case("--max-shard-size with everything in one shard writes one file",
+         ["--max-shard-size", "5GB", "{fx}/model.h5", "{tmp}/model.safetensors"], listing={"{tmp}": ["model.safetensors"]}),
+    Case("--max-shard-size needs a .safetensors output", ["--max-shard-size", "1MB", "{fx}/model.h5", "{tmp}/m.h5"],
+         code=2, stderr="--max-shard-size", listing={"{tmp}": []}),
+    Case("--max-shard-size takes sizes", ["--max-shard-size", "5 parsecs", "{fx}/model.h5", "{tmp}/m.safetensors"],
+         code=2, stderr="unknown unit", listing={"{tmp}": []}),
+
+    # Tensor-parallel shards and consolidation.
+    Case("--tp 2 then --consolidate is bit-exact with attributes", ["--consolidate", "{tmp}/tp-00002-of-00002.h5",
+                                                                    "{tmp}/back.h5"],
+         setup=[f"loco-convert {UCP} {{tmp}}/u.h5", "loco-convert --tp 2 --vocab-divisible-by 1 {tmp}/u.h5 {tmp}/tp.h5"],
+         check=all_of(diff("{tmp}/u.h5", "{tmp}/back.h5"), same_tensor_attrs("{tmp}/u.h5", "{tmp}/back.h5"))),
+    Case("--tp slices fused QKV per sub-parameter", ["--tp", "2", "--vocab-divisible-by", "1", UCP, "{tmp}/tp.h5"],
+         listing={"{tmp}": ["tp-00001-of-00002.h5", "tp-00002-of-00002.h5"]}, check=qkv_slices),
+    Case("--tp with --cat-dim rules", ["--tp", "2", "--cat-dim", "fc.*=0", "--cat-dim", "head.*=replicate",
+                                       "{tmp}/m.h5", "{tmp}/tp.h5"],
+         setup=["loco-convert {fx}/model.h5 {tmp}/m.h5"],
+         check=lambda ctx, r: assert_tp_dims(ctx, "{tmp}/tp-00001-of-00002.h5", {"fc1.weight": 0, "fc1.bias": 0, "head.weight": -1, "emb.weight": -1})),
+    Case("--tp refuses sizes the degree does not divide", ["--tp", "3", UCP, "{tmp}/tp.h5"], code=4,
+         stderr="not divisible by the degree 3", listing={"{tmp}": []}),
+    Case("--tp writes .h5 shards only", ["--tp", "2", UCP, "{tmp}/tp.safetensors"], code=2, stderr=".h5",
+         listing={"{tmp}": []}),
+    Case("--cat-dim needs REGEX=DIM", ["--tp", "2", "--cat-dim", "x", UCP, "{tmp}/tp.h5"], code=2, stderr="REGEX=DIM"),
+    Case("--cat-dim applies with --tp only", ["--cat-dim", "x=0", UCP, "{tmp}/u.h5"], code=2, stderr="--tp",
+         listing={"{tmp}": []}),
+    Case("--zero 3 then --consolidate is bit-exact with attributes", ["--consolidate", "{tmp}/z-00001-of-00003.h5",
+                                                                      "{tmp}/back.h5"],
+         setup=[f"loco-convert {UCP} {{tmp}}/u.h5", "loco-convert --zero 3 {tmp}/u.h5 {tmp}/z.h5"],
+         check=all_of(diff("{tmp}/u.h5", "{tmp}/back.h5"), same_tensor_attrs("{tmp}/u.h5", "{tmp}/back.h5"),
+                      lambda ctx, r: assert_group_attrs(ctx, "{tmp}/back.h5",
+                                                        {"state": {"step": 5, "ucp_step_type": "float32"}}))),
+    Case("--zero and --tp exclude each other", ["--zero", "2", "--tp", "2", UCP, "{tmp}/z.h5"], code=2,
+         listing={"{tmp}": []}),
+    Case("--consolidate needs a shard name", ["--consolidate", "{fx}/model.h5", "{tmp}/x.h5"], code=2,
+         stderr="-0000r-of-0000T", listing={"{tmp}": []}),
 
     # Usage and bad inputs.
     Case("needs two files", ["{fx}/model.h5"], code=2, stderr="OUT is required"),
