@@ -3,6 +3,7 @@
 #include "loco/merge/merge.hpp"
 
 #include <algorithm>
+#include <bit>
 #include <cmath>
 #include <functional>
 #include <memory>
@@ -83,11 +84,11 @@ void linear(std::span<const std::span<const float>> models, std::span<const doub
   }
 }
 
-void slerp(std::span<const float> v0, std::span<const float> v1, double t, std::span<float> out) {
-  const std::span<const float> both[] = {v0, v1};
-  check_sizes(out.size(), both, "slerp");
+std::pair<float, float> slerp_coefficients(std::span<const float> v0, std::span<const float> v1, double t) {
+  const std::span<const float> both[] = {v1};
+  check_sizes(v0.size(), both, "slerp");
   double n0 = 0, n1 = 0, dot = 0;
-  for (std::size_t i = 0; i < out.size(); ++i) {
+  for (std::size_t i = 0; i < v0.size(); ++i) {
     n0 += double(v0[i]) * v0[i];
     n1 += double(v1[i]) * v1[i];
     dot += double(v0[i]) * v1[i];
@@ -105,34 +106,54 @@ void slerp(std::span<const float> v0, std::span<const float> v1, double t, std::
     s0 = std::sin((1 - t) * omega) / so;
     s1 = std::sin(t * omega) / so;
   }
-  const float a = static_cast<float>(s0), b = static_cast<float>(s1);
+  return {static_cast<float>(s0), static_cast<float>(s1)};
+}
+
+void slerp(std::span<const float> v0, std::span<const float> v1, double t, std::span<float> out) {
+  const std::span<const float> both[] = {v0, v1};
+  check_sizes(out.size(), both, "slerp");
+  const auto [a, b] = slerp_coefficients(v0, v1, t);
   for (std::size_t i = 0; i < out.size(); ++i) out[i] = a * v0[i] + b * v1[i];
 }
 
-void variance_correct(std::span<const std::span<const float>> models, std::span<const double> weights,
-                      std::span<float> merged) {
-  check_sizes(merged.size(), models, "variance correction");
-  const std::size_t n = merged.size();
-  if (n < 2) return;
-  auto moments = [n](std::span<const float> x) {
-    double mean = 0;
-    for (float v : x) mean += v;
-    mean /= double(n);
-    double var = 0;
-    for (float v : x) var += (v - mean) * (v - mean);
-    return std::pair{mean, var / double(n)};
-  };
+namespace {
+// Mean, then variance about it, in double over the elements in order (two passes).
+std::pair<double, double> moments(std::span<const float> x) {
+  const double n = double(x.size());
+  double mean = 0;
+  for (float v : x) mean += v;
+  mean /= n;
+  double var = 0;
+  for (float v : x) var += (v - mean) * (v - mean);
+  return {mean, var / n};
+}
+}  // namespace
+
+std::optional<double> variance_target(std::span<const std::span<const float>> models, std::span<const double> weights) {
   double wsum = 0, target = 0;
   for (double w : weights) wsum += w;
-  if (wsum == 0) return;
+  if (wsum == 0) return std::nullopt;
   for (std::size_t m = 0; m < models.size(); ++m) target += weights[m] / wsum * moments(models[m]).second;
-  const auto [mu, var] = moments(merged);
+  return target;
+}
+
+void variance_apply(double mu, double var, double target, std::span<float> merged) {
   if (var <= 0) return;
   const double k = std::sqrt(target / var);
   for (float& v : merged) v = static_cast<float>(mu + (v - mu) * k);
 }
 
-void trim_magnitude(std::span<float> delta, double density, bool rescale, std::vector<float>& scratch) {
+void variance_correct(std::span<const std::span<const float>> models, std::span<const double> weights,
+                      std::span<float> merged) {
+  check_sizes(merged.size(), models, "variance correction");
+  if (merged.size() < 2) return;
+  const std::optional<double> target = variance_target(models, weights);
+  if (!target) return;
+  const auto [mu, var] = moments(merged);
+  variance_apply(mu, var, *target, merged);
+}
+
+void trim_magnitude(std::span<float> delta, double density, bool rescale) {
   if (density >= 1) return;
   const std::size_t n = delta.size();
   const auto k = static_cast<std::size_t>(std::floor(density * double(n)));
@@ -141,16 +162,30 @@ void trim_magnitude(std::span<float> delta, double density, bool rescale, std::v
     std::fill(delta.begin(), delta.end(), 0.0f);
     return;
   }
-  scratch.resize(n);
-  for (std::size_t i = 0; i < n; ++i) scratch[i] = std::fabs(delta[i]);
-  std::nth_element(scratch.begin(), scratch.begin() + static_cast<std::ptrdiff_t>(k - 1), scratch.end(),
-                   std::greater<float>());
-  const float thr = scratch[k - 1];
+  // The bits of |δ| order the magnitudes (sign cleared; −0 equals +0). The k-th largest: the high
+  // 16 bits from one histogram, the low 16 bits from a second over that bucket.
+  auto bits = [&](std::size_t i) { return std::bit_cast<std::uint32_t>(delta[i]) & 0x7FFFFFFFu; };
+  std::vector<std::uint64_t> hist(1u << 16);
+  for (std::size_t i = 0; i < n; ++i) ++hist[bits(i) >> 16];
   std::size_t above = 0;
-  for (std::size_t i = 0; i < n; ++i) above += std::fabs(delta[i]) > thr;
+  std::uint32_t hi = 0xFFFF;
+  for (;; --hi) {
+    if (above + hist[hi] >= k) break;
+    above += hist[hi];
+  }
+  std::fill(hist.begin(), hist.end(), 0);
+  for (std::size_t i = 0; i < n; ++i)
+    if ((bits(i) >> 16) == hi) ++hist[bits(i) & 0xFFFFu];
+  std::uint32_t lo = 0xFFFF;
+  for (;; --lo) {
+    if (above + hist[lo] >= k) break;
+    above += hist[lo];
+  }
+  // Keep every magnitude above the threshold and the first (k − above) equal to it, in index order.
+  const std::uint32_t thr = (hi << 16) | lo;
   std::size_t equal_left = k - above;
   for (std::size_t i = 0; i < n; ++i) {
-    const float a = std::fabs(delta[i]);
+    const std::uint32_t a = bits(i);
     if (a > thr) continue;
     if (a == thr && equal_left > 0) {
       --equal_left;
@@ -203,9 +238,9 @@ void combine_deltas(std::span<const float> base, std::span<const std::span<const
   }
 }
 
-double model_stock(std::span<const float> base, std::span<const std::span<const float>> models, std::span<float> out) {
-  check_sizes(out.size(), models, "model stock");
-  const std::size_t n = models.size(), len = out.size();
+double model_stock_t(std::span<const float> base, std::span<const std::span<const float>> models) {
+  check_sizes(base.size(), models, "model stock");
+  const std::size_t n = models.size(), len = base.size();
   if (n < 2) throw_error(ErrorKind::Usage, "model_stock needs at least 2 models besides the base");
   std::vector<double> norms(n, 0.0);
   for (std::size_t m = 0; m < n; ++m)
@@ -226,13 +261,25 @@ double model_stock(std::span<const float> base, std::span<const std::span<const 
   const double denom = 1 + double(n - 1) * c;
   if (denom == 0)
     throw_error(ErrorKind::Numeric, "model_stock: mean cosine {} makes the interpolation factor undefined", c);
-  const double t = double(n) * c / denom;
+  return double(n) * c / denom;
+}
+
+void model_stock_apply(double t, std::span<const float> base, std::span<const std::span<const float>> models,
+                       std::span<float> out) {
+  check_sizes(out.size(), models, "model stock");
+  const std::size_t n = models.size();
   const float tf = static_cast<float>(t), bf = static_cast<float>(1 - t), inv = 1.0f / static_cast<float>(n);
-  for (std::size_t i = 0; i < len; ++i) {
+  for (std::size_t i = 0; i < out.size(); ++i) {
     float mean = 0;
     for (std::size_t m = 0; m < n; ++m) mean += models[m][i];
     out[i] = tf * (mean * inv) + bf * base[i];
   }
+}
+
+double model_stock(std::span<const float> base, std::span<const std::span<const float>> models, std::span<float> out) {
+  check_sizes(out.size(), models, "model stock");
+  const double t = model_stock_t(base, models);
+  model_stock_apply(t, base, models, out);
   return t;
 }
 
@@ -327,10 +374,12 @@ void merge_files(const std::vector<std::string>& model_paths, const std::string&
   root.set("merge_method", name);
   auto sink = io::create_sink(out, root, plan);
 
+  // One tensor per input at a time. Task vectors replace the models' values in place; the merged
+  // tensor is computed and written in row blocks of about opt.block_bytes, so peak memory is
+  // inputs × the largest tensor plus one block.
   std::vector<Tensor> tensors(inputs.size());
-  std::vector<std::span<const float>> views;
-  std::vector<std::vector<float>> deltas;
-  std::vector<float> scratch;
+  std::vector<std::span<const float>> views, bviews;
+  std::vector<float> block;
   std::size_t carried = 0;
   for (std::size_t k = 0; k < plan.size(); ++k) {
     const io::TensorInfo& info = plan[k];
@@ -341,42 +390,98 @@ void merge_files(const std::vector<std::string>& model_paths, const std::string&
       continue;
     }
     for (std::size_t i = 0; i < inputs.size(); ++i) tensors[i] = inputs[i].src->read(*found[k][i], DType::F32);
-    Tensor merged = Tensor::uninitialized(info.shape, DType::F32);
-    std::span<float> o = merged.f32();
+    const std::size_t len = static_cast<std::size_t>(tensors[0].numel());
+    const std::int64_t rows = info.shape.empty() ? 1 : info.shape[0];
+    const std::size_t row_len = rows == 0 ? 0 : len / static_cast<std::size_t>(rows);
+    const std::int64_t block_rows =
+        std::max<std::int64_t>(1, static_cast<std::int64_t>(opt.block_bytes / 4 / std::max<std::size_t>(row_len, 1)));
     views.clear();
     for (std::size_t i = first_model; i < inputs.size(); ++i) views.push_back(tensors[i].f32());
-    switch (method) {
-      case Method::Linear:
-        linear(views, weights, normalize, o);
-        if (opt.variance_correct) variance_correct(views, weights, o);
-        break;
-      case Method::Slerp: slerp(tensors[0].f32(), tensors[1].f32(), *opt.t, o); break;
-      case Method::ModelStock: model_stock(tensors[0].f32(), views, o); break;
-      case Method::TaskArithmetic:
-      case Method::Ties:
-      case Method::DareLinear:
-      case Method::DareTies: {
-        const std::span<const float> base = tensors[0].f32();
-        deltas.resize(views.size());
-        std::vector<std::span<const float>> dviews;
-        const std::uint64_t name_hash = xxh64(std::as_bytes(std::span(info.name.data(), info.name.size())));
-        for (std::size_t m = 0; m < views.size(); ++m) {
-          auto& d = deltas[m];
-          d.resize(base.size());
-          for (std::size_t i = 0; i < d.size(); ++i) d[i] = views[m][i] - base[i];
-          if (method == Method::Ties) trim_magnitude(d, density, rescale, scratch);
-          else if (method != Method::TaskArithmetic)
-            drop_random(d, density, rescale, opt.seed, stream_id({name_hash, static_cast<std::uint64_t>(m)}));
-          dviews.emplace_back(d);
-        }
-        combine_deltas(base, dviews, weights, def.sign_election, normalize, lambda, o);
-        break;
+    const std::span<const float> base = tensors[0].f32();
+
+    // Per-tensor statistics first (whole tensors), then the element-wise merge of each block.
+    std::pair<float, float> ab{};
+    double stock_t = 0;
+    std::optional<double> vc_target;
+    double vc_mu = 0, vc_var = 0;
+    if (method == Method::Slerp) ab = slerp_coefficients(tensors[0].f32(), tensors[1].f32(), *opt.t);
+    if (method == Method::ModelStock) stock_t = model_stock_t(base, views);
+    const bool task = method == Method::TaskArithmetic || method == Method::Ties || method == Method::DareLinear ||
+                      method == Method::DareTies;
+    if (task) {
+      const std::uint64_t name_hash = xxh64(std::as_bytes(std::span(info.name.data(), info.name.size())));
+      for (std::size_t m = 0; m < views.size(); ++m) {
+        std::span<float> d = tensors[first_model + m].f32();  // θ_m becomes δ_m = θ_m − θ_base in place
+        for (std::size_t i = 0; i < len; ++i) d[i] -= base[i];
+        if (method == Method::Ties) trim_magnitude(d, density, rescale);
+        else if (method != Method::TaskArithmetic)
+          drop_random(d, density, rescale, opt.seed, stream_id({name_hash, static_cast<std::uint64_t>(m)}));
       }
     }
-    for (float v : o)
-      if (!std::isfinite(v))
-        throw_error(ErrorKind::Numeric, "tensor {}: the {} merge produced a non-finite value", info.name, name);
-    sink->write(k, merged);
+    // merged values of elements [i0, i0 + n) into out.
+    auto merge_block = [&](std::size_t i0, std::size_t n, std::span<float> out) {
+      bviews.clear();
+      for (const auto& v : views) bviews.push_back(v.subspan(i0, n));
+      const std::span<const float> b = base.subspan(i0, n);
+      switch (method) {
+        case Method::Linear: linear(bviews, weights, normalize, out); break;
+        case Method::Slerp: {
+          const std::span<const float> v1 = tensors[1].f32().subspan(i0, n);
+          for (std::size_t i = 0; i < n; ++i) out[i] = ab.first * b[i] + ab.second * v1[i];
+          break;
+        }
+        case Method::ModelStock: model_stock_apply(stock_t, b, bviews, out); break;
+        default: combine_deltas(b, bviews, weights, def.sign_election, normalize, lambda, out); break;
+      }
+    };
+    auto for_blocks = [&](auto&& fn) {
+      for (std::int64_t r0 = 0; r0 < rows; r0 += block_rows) {
+        const std::int64_t nr = std::min(block_rows, rows - r0);
+        const std::size_t i0 = static_cast<std::size_t>(r0) * row_len, n = static_cast<std::size_t>(nr) * row_len;
+        block.resize(n);
+        merge_block(i0, n, block);
+        fn(r0, nr, std::span<float>(block));
+      }
+    };
+    if (method == Method::Linear && opt.variance_correct && len >= 2) {
+      // The merged tensor's mean and variance, each over all elements in order, as variance_correct.
+      vc_target = variance_target(views, weights);
+      if (vc_target) {
+        double sum = 0;
+        for_blocks([&](std::int64_t, std::int64_t, std::span<float> o) { for (float v : o) sum += v; });
+        vc_mu = sum / double(len);
+        for_blocks([&](std::int64_t, std::int64_t, std::span<float> o) {
+          for (float v : o) vc_var += (v - vc_mu) * (v - vc_mu);
+        });
+        vc_var /= double(len);
+      }
+    }
+    std::vector<std::byte> converted;  // the block in the output's dtype when that is not float32
+    auto finish = [&](std::span<float> o) {
+      if (vc_target) variance_apply(vc_mu, vc_var, *vc_target, o);
+      for (float v : o)
+        if (!std::isfinite(v))
+          throw_error(ErrorKind::Numeric, "tensor {}: the {} merge produced a non-finite value", info.name, name);
+    };
+    if (info.shape.empty() || len == 0) {  // a scalar or an empty tensor: one whole write
+      Tensor merged = Tensor::uninitialized(info.shape, DType::F32);
+      if (len > 0) {
+        merge_block(0, len, merged.f32());
+        finish(merged.f32());
+      }
+      sink->write(k, merged);
+    } else {
+      for_blocks([&](std::int64_t r0, std::int64_t nr, std::span<float> o) {
+        finish(o);
+        std::span<const std::byte> bytes = std::as_bytes(o);
+        if (info.dtype != DType::F32) {
+          converted.resize(o.size() * dtype_size(info.dtype));
+          convert_elements(DType::F32, reinterpret_cast<const std::byte*>(o.data()), info.dtype, converted.data(), o.size());
+          bytes = converted;
+        }
+        sink->write_rows(k, r0, nr, bytes);
+      });
+    }
     for (auto& t : tensors) t = Tensor();
   }
   if (carried > 0) log::info("{} tensors missing from some model were carried through from {}", carried, inputs[0].path);

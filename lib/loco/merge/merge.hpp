@@ -1,6 +1,7 @@
 // Model merging as mergekit defines it (linear, SLERP, task arithmetic, TIES, DARE, model stock)
 // plus variance-corrected averaging: per-tensor float32 kernels, and merge_files(), which streams
-// tensor by tensor so peak memory is about (inputs + 2) × the largest tensor.
+// tensor by tensor: it holds one tensor per input (task vectors are formed in place) and writes
+// the output in row blocks, so peak memory is inputs × the largest tensor plus a few MiB.
 //
 // Conventions (design/ref/checkpoints.md §4): δᵢ = θᵢ − θ_base; per-model weights wᵢ (default 1);
 // density (default 1), lambda (default 1) and t as mergekit's parameters of the same names; the
@@ -15,6 +16,7 @@
 #include <span>
 #include <string>
 #include <string_view>
+#include <utility>
 #include <vector>
 
 namespace loco::merge {
@@ -45,17 +47,26 @@ void linear(std::span<const std::span<const float>> models, std::span<const doub
 // plain lerp (1−t)v0 + t v1; else sin((1−t)Ω)/sin Ω · v0 + sin(tΩ)/sin Ω · v1 on the
 // unnormalized tensors. Dot products and norms are accumulated in double.
 void slerp(std::span<const float> v0, std::span<const float> v1, double t, std::span<float> out);
+// The coefficients (a, b) of slerp's out = a·v0 + b·v1 over the whole tensors, in float32.
+std::pair<float, float> slerp_coefficients(std::span<const float> v0, std::span<const float> v1, double t);
 
 // Variance correction of an average (Tian et al. 2024): with σ_t² the weighted mean of the
 // inputs' variances (weights normalized to sum 1), replaces merged by μ + (merged − μ)·σ_t/σ,
 // μ and σ the mean and standard deviation of merged; unchanged when σ = 0 or n < 2.
 void variance_correct(std::span<const std::span<const float>> models, std::span<const double> weights,
                       std::span<float> merged);
+// The same in pieces, for a merged tensor produced block by block: σ_t² from the inputs, then the
+// mean and variance of the merged values (each a pass over all of them, in element order), then
+// the element-wise correction. variance_correct is these three on one span.
+// σ_t² (nullopt when the weights sum to 0: no correction).
+std::optional<double> variance_target(std::span<const std::span<const float>> models, std::span<const double> weights);
+void variance_apply(double mu, double var, double target, std::span<float> merged);
 
 // TIES trim: keeps the ⌊density·n⌋ entries of largest |δ| (ties: lower index first), zeroes the
 // rest; with rescale, scales the kept entries so the L1 norm is that of the input (skipped when
 // either norm is below 1e-7). density ≥ 1 keeps all. scratch is reused working memory.
-void trim_magnitude(std::span<float> delta, double density, bool rescale, std::vector<float>& scratch);
+// The k-th largest |δ| is found exactly by two histogram passes over the magnitudes' bits (no copy).
+void trim_magnitude(std::span<float> delta, double density, bool rescale);
 
 // DARE drop: keeps each entry independently with probability density, drawing 32-bit words from
 // Rng(seed, {stream}) in element order (kept when word < ⌊density·2³²⌋); with rescale, L1 rescale
@@ -75,6 +86,11 @@ void combine_deltas(std::span<const float> base, std::span<const std::span<const
 // out = t · mean θᵢ + (1 − t) · base. Needs N ≥ 2 models. Returns t. Throws Error(Numeric) when
 // 1 + (N−1) cos θ = 0.
 double model_stock(std::span<const float> base, std::span<const std::span<const float>> models, std::span<float> out);
+// Model stock's t alone, over the whole tensors.
+double model_stock_t(std::span<const float> base, std::span<const std::span<const float>> models);
+// out = t · mean θᵢ + (1 − t) · base on any range of elements.
+void model_stock_apply(double t, std::span<const float> base, std::span<const std::span<const float>> models,
+                       std::span<float> out);
 
 // --- files ------------------------------------------------------------------------------------------
 
@@ -89,6 +105,8 @@ struct MergeOptions {
   std::optional<bool> normalize, rescale;  // default: method_defaults
   bool variance_correct = false;         // linear only
   bool allow_missing = false;            // carry tensors some model lacks through from the reference
+  // Bytes of float32 output per row block (whole rows, at least one); does not change the result.
+  std::size_t block_bytes = std::size_t{4} << 20;
 };
 
 // Merges the models (and base) into out, whose format follows its extension (create_sink).

@@ -1,6 +1,7 @@
 // Merge methods against hand-computed cases and their defining properties, and merge_files end to end.
 #include <unistd.h>
 
+#include <bit>
 #include <cmath>
 #include <filesystem>
 #include <numeric>
@@ -28,20 +29,6 @@ using Spans = std::vector<std::span<const float>>;
 
 namespace {
 
-struct TempDir {
-  fs::path dir;
-  TempDir() {
-    static int counter = 0;
-    dir = fs::temp_directory_path() / fmt::format("loco-merge-test-{}-{}", ::getpid(), counter++);
-    fs::create_directories(dir);
-  }
-  ~TempDir() {
-    std::error_code ec;
-    fs::remove_all(dir, ec);
-  }
-  std::string path(const std::string& name) const { return (dir / name).string(); }
-};
-
 double norm(std::span<const float> x) {
   double s = 0;
   for (float v : x) s += double(v) * v;
@@ -49,6 +36,7 @@ double norm(std::span<const float> x) {
 }
 
 using loco::test::require_error;
+using loco::test::TempDir;
 
 void write_model(const std::string& path, const std::vector<std::pair<std::string, Vec>>& tensors,
                  const std::string& config = "") {
@@ -111,22 +99,47 @@ BOOST_AUTO_TEST_CASE(slerp_endpoints_norm_and_lerp_fallback) {
 }
 
 BOOST_AUTO_TEST_CASE(ties_trim_keeps_the_largest_magnitudes) {
-  std::vector<float> scratch;
   Vec d = {1, -5, 3, -3, 0.1f};
-  mg::trim_magnitude(d, 0.6, false, scratch);  // k = 3
+  mg::trim_magnitude(d, 0.6, false);  // k = 3
   BOOST_TEST(d == (Vec{0, -5, 3, -3, 0}), boost::test_tools::per_element());
   Vec tie = {2, -2, 2};
-  mg::trim_magnitude(tie, 0.34, false, scratch);  // k = 1: the first of equal magnitudes
+  mg::trim_magnitude(tie, 0.34, false);  // k = 1: the first of equal magnitudes
   BOOST_TEST(tie == (Vec{2, 0, 0}), boost::test_tools::per_element());
   Vec r = {1, -5, 3, -3, 0.1f};
-  mg::trim_magnitude(r, 0.2, true, scratch);  // k = 1, rescaled to L1 12.1
+  mg::trim_magnitude(r, 0.2, true);  // k = 1, rescaled to L1 12.1
   BOOST_TEST(r[1] == -12.1f, boost::test_tools::tolerance(1e-6f));
   Vec none = {1, 2};
-  mg::trim_magnitude(none, 0.4, false, scratch);  // k = 0
+  mg::trim_magnitude(none, 0.4, false);  // k = 0
   BOOST_TEST(none == (Vec{0, 0}), boost::test_tools::per_element());
   Vec all = {1, 2};
-  mg::trim_magnitude(all, 1.0, false, scratch);
+  mg::trim_magnitude(all, 1.0, false);
   BOOST_TEST(all == (Vec{1, 2}), boost::test_tools::per_element());
+}
+
+// The histogram selection against a sort: k largest magnitudes, ties to the lower index, across
+// exponents (both histogram levels), with ±0, denormals and many equal values.
+BOOST_AUTO_TEST_CASE(ties_trim_equals_a_sort_based_reference) {
+  loco::Rng rng(11, 0);
+  for (int trial = 0; trial < 40; ++trial) {
+    const std::size_t n = 1 + rng.below(3000);
+    Vec d(n);
+    for (auto& v : d) {
+      const int kind = static_cast<int>(rng.below(6));
+      const float u = rng.uniform() - 0.5f;
+      v = kind == 0 ? 0.0f : kind == 1 ? -0.0f : kind == 2 ? std::ldexp(u, -130) : kind == 3 ? std::round(u * 8) / 8
+                                                                                            : std::ldexp(u, static_cast<int>(rng.below(40)) - 20);
+    }
+    const double density = (1 + static_cast<double>(rng.below(99))) / 100;
+    const std::size_t k = static_cast<std::size_t>(std::floor(density * double(n)));
+    std::vector<std::size_t> order(n);
+    std::iota(order.begin(), order.end(), 0);
+    std::stable_sort(order.begin(), order.end(), [&](std::size_t a, std::size_t b) { return std::fabs(d[a]) > std::fabs(d[b]); });
+    Vec want(n, 0.0f);
+    for (std::size_t j = 0; j < k; ++j) want[order[j]] = d[order[j]];
+    Vec got = d;
+    mg::trim_magnitude(got, density, false);
+    for (std::size_t i = 0; i < n; ++i) BOOST_TEST_REQUIRE(std::bit_cast<std::uint32_t>(got[i]) == std::bit_cast<std::uint32_t>(want[i]));
+  }
 }
 
 BOOST_AUTO_TEST_CASE(ties_sign_election_and_disjoint_mean) {
@@ -257,9 +270,80 @@ BOOST_AUTO_TEST_SUITE_END()
 
 BOOST_AUTO_TEST_SUITE(merge_files)
 
+// merge_files computes per-tensor statistics on whole tensors and writes row blocks: any block
+// size gives the bytes of the whole-tensor kernels (one row per block against the default).
+BOOST_AUTO_TEST_CASE(row_blocks_give_the_whole_tensor_kernels_result) {
+  TempDir tmp;
+  const std::int64_t rows = 37, cols = 5, n = rows * cols;
+  std::vector<Vec> vals;
+  for (int m = 0; m < 4; ++m) {
+    Vec v(static_cast<std::size_t>(n));
+    loco::fill_normal(v, m == 0 ? 0.0f : 0.1f, 1.0f, 3, static_cast<std::uint64_t>(m));
+    vals.push_back(v);
+    std::vector<loco::io::TensorInfo> plan(1);
+    plan[0].name = "w";
+    plan[0].shape = {rows, cols};
+    loco::Attributes root;
+    root.set("kind", std::string("model"));
+    auto sink = loco::io::create_sink(tmp / fmt::format("m{}.h5", m), root, plan);
+    sink->write(0, loco::Tensor::from_floats({rows, cols}, v));
+    sink->commit();
+  }
+  const Spans models{vals[1], vals[2], vals[3]};
+  const std::vector<double> w{1, 2, 1};
+  struct Case {
+    mg::Method method;
+    bool base;
+  };
+  for (const Case c : {Case{mg::Method::Linear, false}, Case{mg::Method::Slerp, true}, Case{mg::Method::Ties, true},
+                       Case{mg::Method::DareTies, true}, Case{mg::Method::ModelStock, true},
+                       Case{mg::Method::TaskArithmetic, true}}) {
+    mg::MergeOptions opt;
+    opt.method = c.method;
+    if (c.base) opt.base = tmp / "m0.h5";
+    std::vector<std::string> paths{tmp / "m1.h5"};
+    if (c.method != mg::Method::Slerp) paths = {tmp / "m1.h5", tmp / "m2.h5", tmp / "m3.h5"};
+    if (c.method == mg::Method::Slerp) opt.t = 0.3;
+    if (c.method == mg::Method::Ties || c.method == mg::Method::DareTies) opt.density = 0.4;
+    if (c.method != mg::Method::Slerp && c.method != mg::Method::ModelStock) opt.weights = w;
+    if (c.method == mg::Method::Linear) opt.variance_correct = true;
+    const std::string name(mg::method_name(c.method));
+    mg::merge_files(paths, tmp / (name + "-whole.h5"), opt);
+    loco::io::forget_inputs();
+    opt.block_bytes = 1;  // one row per block
+    mg::merge_files(paths, tmp / (name + "-rows.h5"), opt);
+    loco::io::forget_inputs();
+    const Vec whole = read(tmp / (name + "-whole.h5"), "w"), by_rows = read(tmp / (name + "-rows.h5"), "w");
+    BOOST_TEST(whole == by_rows, boost::test_tools::per_element());
+    // The kernels on whole tensors give the same bits.
+    Vec want(static_cast<std::size_t>(n));
+    switch (c.method) {
+      case mg::Method::Linear:
+        mg::linear(models, w, true, want);
+        mg::variance_correct(models, w, want);
+        break;
+      case mg::Method::Slerp: mg::slerp(vals[0], vals[1], 0.3, want); break;
+      case mg::Method::ModelStock: mg::model_stock(vals[0], models, want); break;
+      case mg::Method::Ties:
+      case mg::Method::TaskArithmetic: {
+        std::vector<Vec> d(3, Vec(static_cast<std::size_t>(n)));
+        for (int m = 0; m < 3; ++m) {
+          for (std::int64_t i = 0; i < n; ++i) d[m][i] = vals[m + 1][i] - vals[0][i];
+          if (c.method == mg::Method::Ties) mg::trim_magnitude(d[m], 0.4, false);
+        }
+        mg::combine_deltas(vals[0], Spans{d[0], d[1], d[2]}, w, c.method == mg::Method::Ties, c.method == mg::Method::Ties,
+                           1.0, want);
+        break;
+      }
+      default: continue;  // DARE's mask stream is checked by the block comparison above
+    }
+    BOOST_TEST(whole == want, boost::test_tools::per_element());
+  }
+}
+
 BOOST_AUTO_TEST_CASE(streams_every_method_and_checks_inputs) {
   TempDir tmp;
-  const std::string base = tmp.path("base.h5"), a = tmp.path("a.h5"), b = tmp.path("b.safetensors");
+  const std::string base = (tmp / "base.h5"), a = (tmp / "a.h5"), b = (tmp / "b.safetensors");
   write_model(base, {{"w", {0, 0, 0}}, {"b", {1, 1}}}, R"({"type":"mlp"})");
   write_model(a, {{"w", {1, -2, 3}}, {"b", {1, 2}}}, R"({"type":"mlp"})");
   {
@@ -278,69 +362,69 @@ BOOST_AUTO_TEST_CASE(streams_every_method_and_checks_inputs) {
   }
   mg::MergeOptions opt;
   opt.method = mg::Method::Linear;
-  mg::merge_files({a, b}, tmp.path("lin.h5"), opt);
+  mg::merge_files({a, b}, (tmp / "lin.h5"), opt);
   loco::io::forget_inputs();
-  BOOST_TEST(read(tmp.path("lin.h5"), "w") == (Vec{-1, -0.5f, 2}), boost::test_tools::per_element());
-  BOOST_TEST(read(tmp.path("lin.h5"), "b") == (Vec{2, 1.5f}), boost::test_tools::per_element());
+  BOOST_TEST(read((tmp / "lin.h5"), "w") == (Vec{-1, -0.5f, 2}), boost::test_tools::per_element());
+  BOOST_TEST(read((tmp / "lin.h5"), "b") == (Vec{2, 1.5f}), boost::test_tools::per_element());
 
   opt.method = mg::Method::Ties;
   opt.base = base;
-  mg::merge_files({a, b}, tmp.path("ties.safetensors"), opt);
+  mg::merge_files({a, b}, (tmp / "ties.safetensors"), opt);
   loco::io::forget_inputs();
-  BOOST_TEST(read(tmp.path("ties.safetensors"), "w") == (Vec{-3, -2, 2}), boost::test_tools::per_element());
+  BOOST_TEST(read((tmp / "ties.safetensors"), "w") == (Vec{-3, -2, 2}), boost::test_tools::per_element());
 
   opt.method = mg::Method::DareTies;
   opt.density = 0.5;
   opt.seed = 5;
-  mg::merge_files({a, b}, tmp.path("dare1.h5"), opt);
+  mg::merge_files({a, b}, (tmp / "dare1.h5"), opt);
   loco::io::forget_inputs();
-  mg::merge_files({a, b}, tmp.path("dare2.h5"), opt);
+  mg::merge_files({a, b}, (tmp / "dare2.h5"), opt);
   loco::io::forget_inputs();
-  BOOST_TEST(read(tmp.path("dare1.h5"), "w") == read(tmp.path("dare2.h5"), "w"), boost::test_tools::per_element());
+  BOOST_TEST(read((tmp / "dare1.h5"), "w") == read((tmp / "dare2.h5"), "w"), boost::test_tools::per_element());
 
   opt = {};
   opt.method = mg::Method::Slerp;
   opt.t = 0.0;
   opt.base = base;
-  mg::merge_files({a}, tmp.path("slerp.h5"), opt);
+  mg::merge_files({a}, (tmp / "slerp.h5"), opt);
   loco::io::forget_inputs();
-  BOOST_TEST(read(tmp.path("slerp.h5"), "b") == (Vec{1, 1}), boost::test_tools::per_element());
+  BOOST_TEST(read((tmp / "slerp.h5"), "b") == (Vec{1, 1}), boost::test_tools::per_element());
 
   // Disagreements are named.
-  const std::string c = tmp.path("c.h5"), d = tmp.path("d.h5"), e = tmp.path("e.h5");
+  const std::string c = (tmp / "c.h5"), d = (tmp / "d.h5"), e = (tmp / "e.h5");
   write_model(c, {{"w", {1, 2}}, {"b", {1, 2}}}, R"({"type":"mlp"})");
   write_model(d, {{"w", {1, 2, 3}}}, R"({"type":"mlp"})");
   write_model(e, {{"w", {1, 2, 3}}, {"b", {1, 2}}}, R"({"type":"gpt"})");
   opt = {};
-  require_error([&] { mg::merge_files({a, c}, tmp.path("x.h5"), opt); }, ErrorKind::BadInput, {"tensor w", "[2]", "[3]"});
+  require_error([&] { mg::merge_files({a, c}, (tmp / "x.h5"), opt); }, ErrorKind::BadInput, {"tensor w", "[2]", "[3]"});
   loco::io::forget_inputs();
-  require_error([&] { mg::merge_files({a, d}, tmp.path("x.h5"), opt); }, ErrorKind::BadInput, {"no tensor b", "d.h5"});
+  require_error([&] { mg::merge_files({a, d}, (tmp / "x.h5"), opt); }, ErrorKind::BadInput, {"no tensor b", "d.h5"});
   loco::io::forget_inputs();
-  require_error([&] { mg::merge_files({d, a}, tmp.path("x.h5"), opt); }, ErrorKind::BadInput, {"tensor b is not in"});
+  require_error([&] { mg::merge_files({d, a}, (tmp / "x.h5"), opt); }, ErrorKind::BadInput, {"tensor b is not in"});
   loco::io::forget_inputs();
-  require_error([&] { mg::merge_files({a, e}, tmp.path("x.h5"), opt); }, ErrorKind::BadInput, {"e.h5"});
+  require_error([&] { mg::merge_files({a, e}, (tmp / "x.h5"), opt); }, ErrorKind::BadInput, {"e.h5"});
   loco::io::forget_inputs();
-  BOOST_TEST(!fs::exists(tmp.path("x.h5")));
+  BOOST_TEST(!fs::exists((tmp / "x.h5")));
   // --allow-missing carries b through from the reference.
   opt.allow_missing = true;
-  mg::merge_files({a, d}, tmp.path("carry.h5"), opt);
+  mg::merge_files({a, d}, (tmp / "carry.h5"), opt);
   loco::io::forget_inputs();
-  BOOST_TEST(read(tmp.path("carry.h5"), "b") == (Vec{1, 2}), boost::test_tools::per_element());
-  BOOST_TEST(read(tmp.path("carry.h5"), "w") == (Vec{1, 0, 3}), boost::test_tools::per_element());
+  BOOST_TEST(read((tmp / "carry.h5"), "b") == (Vec{1, 2}), boost::test_tools::per_element());
+  BOOST_TEST(read((tmp / "carry.h5"), "w") == (Vec{1, 0, 3}), boost::test_tools::per_element());
 
   // Usage errors.
   opt = {};
   opt.method = mg::Method::Ties;
-  require_error([&] { mg::merge_files({a}, tmp.path("x.h5"), opt); }, ErrorKind::Usage, {"--base"});
+  require_error([&] { mg::merge_files({a}, (tmp / "x.h5"), opt); }, ErrorKind::Usage, {"--base"});
   opt.base = base;
   opt.weights = {1, 2, 3};
-  require_error([&] { mg::merge_files({a, b}, tmp.path("x.h5"), opt); }, ErrorKind::Usage, {"3 values for 2 models"});
+  require_error([&] { mg::merge_files({a, b}, (tmp / "x.h5"), opt); }, ErrorKind::Usage, {"3 values for 2 models"});
   opt = {};
   opt.method = mg::Method::Slerp;
-  require_error([&] { mg::merge_files({a, b}, tmp.path("x.h5"), opt); }, ErrorKind::Usage, {"--t"});
+  require_error([&] { mg::merge_files({a, b}, (tmp / "x.h5"), opt); }, ErrorKind::Usage, {"--t"});
   opt = {};
   opt.density = 0.5;
-  require_error([&] { mg::merge_files({a, b}, tmp.path("x.h5"), opt); }, ErrorKind::Usage, {"--density"});
+  require_error([&] { mg::merge_files({a, b}, (tmp / "x.h5"), opt); }, ErrorKind::Usage, {"--density"});
   loco::io::forget_inputs();
 }
 
@@ -353,12 +437,12 @@ BOOST_AUTO_TEST_CASE(pytorch_checkpoints_merge_with_other_formats) {
   opt.base = pt;
   opt.lambda = 3.0;
   // A model equal to the base: every task vector is zero, so the result is the base exactly.
-  mg::merge_files({pt}, tmp.path("out.h5"), opt);
+  mg::merge_files({pt}, (tmp / "out.h5"), opt);
   loco::io::forget_inputs();
-  auto src = loco::io::open_source(tmp.path("out.h5"), false);
+  auto src = loco::io::open_source((tmp / "out.h5"), false);
   BOOST_TEST(src->tensors().size() == 3u);
-  BOOST_TEST(read(tmp.path("out.h5"), "model.layer.b") == (Vec{1, 2}), boost::test_tools::per_element());
-  BOOST_TEST(read(tmp.path("out.h5"), "model.layer.w") == (Vec{-3, -2.5f, 0, 0.5f}), boost::test_tools::per_element());
+  BOOST_TEST(read((tmp / "out.h5"), "model.layer.b") == (Vec{1, 2}), boost::test_tools::per_element());
+  BOOST_TEST(read((tmp / "out.h5"), "model.layer.w") == (Vec{-3, -2.5f, 0, 0.5f}), boost::test_tools::per_element());
 }
 
 BOOST_AUTO_TEST_SUITE_END()
