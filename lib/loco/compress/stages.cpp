@@ -1243,6 +1243,7 @@ class PowersgdStage final : public Stage {
   }
   std::string_view name() const override { return "powersgd"; }
   bool stateful() const override { return true; }
+  bool screens_finite() const override { return true; }
   std::vector<std::pair<std::string, std::string>> canonical() const override {
     return {{"rank", std::to_string(rank_)}, {"min_rate", real_text(min_rate_)}};
   }
@@ -1274,12 +1275,12 @@ class PowersgdStage final : public Stage {
     using Mat = Eigen::Matrix<float, Eigen::Dynamic, Eigen::Dynamic, Eigen::RowMajor>;
     const View v = view(shape);
     if (v.dense) {
+      require_finite(x);
       Tensor t = Tensor::uninitialized({static_cast<std::int64_t>(x.size())});
       std::copy(x.begin(), x.end(), t.f32().begin());
       out.emplace_back("data", std::move(t));
       return;
     }
-    Eigen::Map<const Mat> M(x.data(), v.n, v.m);
     Tensor q({v.m, v.r});
     const Tensor* warm = state ? state->find("powersgd_q") : nullptr;
     if (warm && warm->dtype() == DType::F32 && warm->shape() == q.shape()) {
@@ -1290,9 +1291,34 @@ class PowersgdStage final : public Stage {
     Tensor p({v.n, v.r});
     Eigen::Map<Mat> P(p.f32().data(), v.n, v.r);
     Eigen::Map<Mat> Q(q.f32().data(), v.m, v.r);
-    P.noalias() = M * Q;
+    // Both products in parallel over fixed blocks of kRows rows of M, so the bits do not depend on
+    // the thread count: P_b = M_b·Q per block; Q = Mᵀ·P as the sum, in group order, of per-group
+    // partial sums Σ_b M_bᵀ·P_b over a fixed number of groups of consecutive blocks.
+    constexpr std::int64_t kRows = 64, kGroups = 32;
+    const std::int64_t nb = ceil_div(v.n, kRows), groups = std::min(kGroups, nb);
+    const std::int64_t per_group = ceil_div(nb, groups);
+    auto rows_of = [&](std::int64_t b) { return std::min(kRows, v.n - b * kRows); };
+    auto block = [&](std::int64_t b) { return Eigen::Map<const Mat>(x.data() + b * kRows * v.m, rows_of(b), v.m); };
+    parallel_chunks(nb, 1, [&](std::int64_t bb, std::int64_t be) {
+      for (std::int64_t b = bb; b < be; ++b) P.middleRows(b * kRows, rows_of(b)).noalias() = block(b) * Q;
+    });
+    // A NaN or Inf in M reaches P (Q's entries are finite; Inf·0 is NaN too): the exact scan names it.
+    if (!P.allFinite()) {
+      require_finite(x);
+      throw_error(ErrorKind::Numeric, "codec powersgd: M·Q overflows float32");
+    }
     orthonormalize(P);
-    Q.noalias() = M.transpose() * P;
+    std::vector<Mat> partial(static_cast<std::size_t>(groups));
+    parallel_chunks(groups, 1, [&](std::int64_t gb, std::int64_t ge) {
+      for (std::int64_t g = gb; g < ge; ++g) {
+        Mat& acc = partial[static_cast<std::size_t>(g)];
+        acc = Mat::Zero(v.m, v.r);
+        for (std::int64_t b = g * per_group; b < std::min(nb, (g + 1) * per_group); ++b)
+          acc.noalias() += block(b).transpose() * P.middleRows(b * kRows, rows_of(b));
+      }
+    });
+    Q = partial[0];
+    for (std::int64_t g = 1; g < groups; ++g) Q += partial[static_cast<std::size_t>(g)];
     if (state) state->set("powersgd_q", q.clone());
     out.emplace_back("p", std::move(p));
     out.emplace_back("q", std::move(q));

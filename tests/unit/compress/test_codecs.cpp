@@ -14,6 +14,8 @@
 #include <numeric>
 #include <vector>
 
+#include <fmt/format.h>
+
 #include "loco/compress/codec.hpp"
 #include "loco/compress/detail/stage.hpp"
 #include "loco/core/checksum.hpp"
@@ -677,6 +679,27 @@ BOOST_AUTO_TEST_CASE(topk_fallbacks_stay_exact) {
 BOOST_AUTO_TEST_SUITE_END()
 
 BOOST_AUTO_TEST_SUITE(powersgd)
+
+// PowerSGD screens its input through M·Q (blocks of 64 rows, in parallel): a NaN or Inf anywhere
+// is named by its first element, in the matrix path (several row blocks) and the dense one.
+BOOST_AUTO_TEST_CASE(non_finite_input_is_named) {
+  for (float bad : {NAN, INFINITY, -INFINITY}) {
+    for (const loco::Shape shape : {loco::Shape{300, 50}, loco::Shape{3, 4}}) {
+      std::vector<float> v(static_cast<std::size_t>(shape[0] * shape[1]), 0.5f);
+      const std::size_t at = v.size() * 3 / 4;
+      v[at] = bad;
+      v.back() = NAN;
+      try {
+        (void)lc::Codec::parse("powersgd:rank=2").encode(Tensor::from_floats(shape, v), lc::random_key(1, 0, 0, "w"),
+                                                         DType::F32, "m");
+        BOOST_ERROR("no error");
+      } catch (const loco::Error& e) {
+        BOOST_TEST((e.kind() == ErrorKind::Numeric));
+        BOOST_TEST(std::string(e.what()).find(fmt::format("m: element {} is ", at)) != std::string::npos, e.what());
+      }
+    }
+  }
+}
 
 namespace {
 // M = Σ_i s_i u_i v_iᵀ with orthonormal u (n) and v (m) from Gram–Schmidt on normal draws.
