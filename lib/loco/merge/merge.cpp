@@ -283,6 +283,85 @@ double model_stock(std::span<const float> base, std::span<const std::span<const 
   return t;
 }
 
+std::optional<double> Setting::at(std::string_view tensor, double t) const {
+  for (const Cond& c : conds) {
+    if (!c.filter.empty() && c.filter != "*" && tensor.find(c.filter) == std::string_view::npos) continue;
+    const std::size_t n = c.values.size();
+    if (n == 1) return c.values[0];
+    const double scaled = t * double(n - 1);
+    const auto i0 = static_cast<std::size_t>(scaled);
+    const std::size_t i1 = std::min(n - 1, i0 + 1);
+    const double frac = scaled - double(i0);
+    return (1 - frac) * c.values[i0] + frac * c.values[i1];
+  }
+  return std::nullopt;
+}
+
+Setting parse_setting(std::string_view option, const std::vector<std::string>& specs) {
+  Setting s;
+  for (const std::string& spec : specs) {
+    Setting::Cond c;
+    std::string_view list = spec;
+    if (const auto colon = list.rfind(':'); colon != std::string_view::npos) {
+      c.filter = std::string(list.substr(0, colon));
+      list = list.substr(colon + 1);
+      if (c.filter.empty()) throw_error(ErrorKind::Usage, "{} '{}': empty filter before ':'", option, spec);
+    }
+    for (std::size_t p = 0; p <= list.size();) {
+      const std::size_t q = std::min(list.find(',', p), list.size());
+      const std::string item(list.substr(p, q - p));
+      std::size_t used = 0;
+      double v = 0;
+      try {
+        v = std::stod(item, &used);
+      } catch (const std::exception&) {
+        used = 0;
+      }
+      if (item.empty() || used != item.size() || !std::isfinite(v))
+        throw_error(ErrorKind::Usage, "{} '{}': '{}' is not a finite number", option, spec, item);
+      c.values.push_back(v);
+      p = q + 1;
+    }
+    s.conds.push_back(std::move(c));
+  }
+  return s;
+}
+
+std::vector<double> layer_positions(const std::vector<std::string>& names) {
+  // The layer index of a name, or -1: the number after "layers.", "blocks.", "h." or "layer." at
+  // the start of a dotted part.
+  auto index_of = [](std::string_view name) -> std::int64_t {
+    for (std::string_view key : {"layers.", "blocks.", "h.", "layer."}) {
+      for (std::size_t at = name.find(key); at != std::string_view::npos; at = name.find(key, at + 1)) {
+        if (at != 0 && name[at - 1] != '.') continue;
+        std::size_t e = at + key.size();
+        std::int64_t v = 0;
+        const std::size_t b = e;
+        while (e < name.size() && name[e] >= '0' && name[e] <= '9') v = v * 10 + (name[e++] - '0');
+        if (e > b && e < name.size() && name[e] == '.') return v;
+      }
+    }
+    return -1;
+  };
+  std::vector<std::int64_t> idx;
+  std::int64_t layers = 0;
+  for (const auto& n : names) {
+    idx.push_back(index_of(n));
+    layers = std::max(layers, idx.back() + 1);
+  }
+  std::vector<double> pos;
+  bool seen_layer = false;
+  for (std::int64_t i : idx) {
+    if (i >= 0) {
+      seen_layer = true;
+      pos.push_back(layers > 1 ? double(i) / double(layers - 1) : 1.0);
+    } else {
+      pos.push_back(seen_layer ? 1.0 : 0.0);
+    }
+  }
+  return pos;
+}
+
 namespace {
 
 struct Input {
@@ -309,9 +388,10 @@ void merge_files(const std::vector<std::string>& model_paths, const std::string&
   usage(method == Method::ModelStock && model_paths.size() < 2, "model_stock needs at least two models besides --base");
   usage(method == Method::Slerp && !opt.t, "slerp needs --t (0 gives the first model, 1 the second)");
   usage(method != Method::Slerp && opt.t.has_value(), "--t applies to slerp only");
-  usage(opt.t && !std::isfinite(*opt.t), "--t must be finite");
   usage(!def.sparsify && opt.density.has_value(), "--density applies to ties, dare_linear and dare_ties only");
-  usage(opt.density && !(*opt.density > 0 && *opt.density <= 1), "--density must be in (0, 1]");
+  if (opt.density)
+    for (const auto& c : opt.density->conds)
+      for (double d : c.values) usage(!(d > 0 && d <= 1), fmt::format("--density must be in (0, 1], not {}", d));
   const bool uses_lambda = def.needs_base && method != Method::ModelStock;
   usage(!uses_lambda && opt.lambda.has_value(), "--lambda applies to task_arithmetic, ties, dare_linear and dare_ties only");
   usage(!def.sparsify && opt.rescale.has_value(), "--rescale applies to ties, dare_linear and dare_ties only");
@@ -326,8 +406,6 @@ void merge_files(const std::vector<std::string>& model_paths, const std::string&
 
   const bool normalize = opt.normalize.value_or(def.normalize);
   const bool rescale = opt.rescale.value_or(def.rescale);
-  const double density = opt.density.value_or(1.0);
-  const double lambda = opt.lambda.value_or(1.0);
   std::vector<double> weights = opt.weights;
   if (weights.empty()) weights.assign(model_paths.size(), 1.0);
 
@@ -346,6 +424,9 @@ void merge_files(const std::vector<std::string>& model_paths, const std::string&
   std::vector<io::TensorInfo> plan;
   for (const auto* t : ref.group("tensors")) plan.push_back(*t);
   if (plan.empty()) throw_error(ErrorKind::BadInput, "{}: no tensors to merge", inputs[0].path);
+  std::vector<std::string> plan_names;
+  for (const auto& t : plan) plan_names.push_back(t.name);
+  const std::vector<double> positions = layer_positions(plan_names);  // for layer gradients
   // Per tensor, which input holds it (nullptr: carried through from the reference).
   std::vector<std::vector<const io::TensorInfo*>> found(plan.size(), std::vector<const io::TensorInfo*>(inputs.size()));
   for (std::size_t i = 0; i < inputs.size(); ++i) {
@@ -398,13 +479,23 @@ void merge_files(const std::vector<std::string>& model_paths, const std::string&
     views.clear();
     for (std::size_t i = first_model; i < inputs.size(); ++i) views.push_back(tensors[i].f32());
     const std::span<const float> base = tensors[0].f32();
+    // The parameters of this tensor (mergekit settings: filters and layer gradients).
+    auto setting = [&](const std::optional<Setting>& s, double fallback) {
+      const std::optional<double> v = s ? s->at(info.name, positions[k]) : std::nullopt;
+      return v.value_or(fallback);
+    };
+    const double density = setting(opt.density, 1.0), lambda = setting(opt.lambda, 1.0);
 
     // Per-tensor statistics first (whole tensors), then the element-wise merge of each block.
     std::pair<float, float> ab{};
     double stock_t = 0;
     std::optional<double> vc_target;
     double vc_mu = 0, vc_var = 0;
-    if (method == Method::Slerp) ab = slerp_coefficients(tensors[0].f32(), tensors[1].f32(), *opt.t);
+    if (method == Method::Slerp) {
+      const std::optional<double> t = opt.t->at(info.name, positions[k]);
+      if (!t) throw_error(ErrorKind::Usage, "--t gives no value for tensor {}: add one without a filter", info.name);
+      ab = slerp_coefficients(tensors[0].f32(), tensors[1].f32(), *t);
+    }
     if (method == Method::ModelStock) stock_t = model_stock_t(base, views);
     const bool task = method == Method::TaskArithmetic || method == Method::Ties || method == Method::DareLinear ||
                       method == Method::DareTies;

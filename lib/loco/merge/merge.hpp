@@ -94,13 +94,36 @@ void model_stock_apply(double t, std::span<const float> base, std::span<const st
 
 // --- files ------------------------------------------------------------------------------------------
 
+// A parameter as mergekit reads one: a scalar, a gradient over the layers, or conditions tried in
+// order, each with a filter (a substring of the tensor name; empty matches every tensor). A
+// gradient g of L values gives, at layer position t in [0, 1], g interpolated linearly at t·(L−1)
+// (mergekit's evaluate_setting). The position of layer i of N is i/(N−1) (1 when N = 1); tensors
+// outside the layers take 0 before the first layer and 1 after (mergekit: embeddings, then norm
+// and head). A layer is a name part "layers.I.", "blocks.I.", "h.I." or "layer.I.".
+struct Setting {
+  struct Cond {
+    std::string filter;
+    std::vector<double> values;  // one: a scalar; more: a gradient
+  };
+  std::vector<Cond> conds;
+  Setting() = default;
+  Setting(double v) : conds{{"", {v}}} {}  // NOLINT: a scalar converts implicitly, as in mergekit
+  // The value for a tensor at layer position t; nullopt when no condition matches it.
+  std::optional<double> at(std::string_view tensor, double t) const;
+};
+// Parses the repeated values of one option: "V", "V1,V2,...", "FILTER:V", "FILTER:V1,V2,..." (the
+// last ':' separates the filter). Throws Error(Usage) naming `option` for a bad number.
+Setting parse_setting(std::string_view option, const std::vector<std::string>& specs);
+// The layer position of every name of a model, in order (see Setting).
+std::vector<double> layer_positions(const std::vector<std::string>& names);
+
 struct MergeOptions {
   Method method = Method::Linear;
   std::string base;                      // "" for none
   std::vector<double> weights;           // one per MODEL (not the base); empty: all 1
-  std::optional<double> density;         // TIES, DARE: in (0, 1]; default 1
-  std::optional<double> lambda;          // task arithmetic, TIES, DARE; default 1
-  std::optional<double> t;               // SLERP: required
+  std::optional<Setting> density;        // TIES, DARE: in (0, 1]; default 1
+  std::optional<Setting> lambda;         // task arithmetic, TIES, DARE; default 1
+  std::optional<Setting> t;              // SLERP: required (for every tensor)
   std::uint64_t seed = 0;                // DARE masks
   std::optional<bool> normalize, rescale;  // default: method_defaults
   bool variance_correct = false;         // linear only

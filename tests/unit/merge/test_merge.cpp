@@ -268,7 +268,64 @@ BOOST_AUTO_TEST_CASE(variance_correction_restores_the_mean_variance) {
 
 BOOST_AUTO_TEST_SUITE_END()
 
+BOOST_AUTO_TEST_SUITE(mergekit_settings)
+
+BOOST_AUTO_TEST_CASE(gradients_filters_and_layer_positions) {
+  // mergekit's evaluate_setting: at t = 0.6 a 5-value gradient sits at 2.4: 0.6*g[2] + 0.4*g[3].
+  const mg::Setting s = mg::parse_setting("--t", {"self_attn:0,0.5,0.3,0.7,1", "mlp:1,0.7", "0.25"});
+  BOOST_TEST(*s.at("model.layers.3.self_attn.q_proj.weight", 0.6) == 0.6 * 0.3 + 0.4 * 0.7,
+             boost::test_tools::tolerance(1e-15));
+  BOOST_TEST(*s.at("x.self_attn.y", 0.0) == 0.0);
+  BOOST_TEST(*s.at("x.self_attn.y", 1.0) == 1.0);
+  BOOST_TEST(*s.at("blocks.0.mlp.fc.weight", 0.5) == 0.85, boost::test_tools::tolerance(1e-15));
+  BOOST_TEST(*s.at("wte.weight", 0.3) == 0.25);  // no filter matches: the unconditioned value
+  BOOST_TEST(!mg::parse_setting("--t", {"mlp:1"}).at("wte.weight", 0).has_value());
+  BOOST_TEST(*mg::Setting(0.7).at("anything", 0.2) == 0.7);
+  require_error([] { mg::parse_setting("--t", {"mlp:1,x"}); }, ErrorKind::Usage, {"--t", "'x' is not a finite number"});
+  require_error([] { mg::parse_setting("--t", {":1"}); }, ErrorKind::Usage, {"empty filter"});
+  // Positions: layer i of N at i/(N-1); before the first layer 0, after the last 1.
+  const std::vector<std::string> names = {"wte.weight", "blocks.0.ln1.weight", "blocks.1.ln1.weight",
+                                          "blocks.2.attn.qkv.weight", "ln_f.weight", "head.weight"};
+  BOOST_TEST(mg::layer_positions(names) == (std::vector<double>{0, 0, 0.5, 1, 1, 1}), boost::test_tools::per_element());
+  BOOST_TEST(mg::layer_positions({"model.layers.0.x", "lm_head.weight"}) == (std::vector<double>{1, 1}),
+             boost::test_tools::per_element());  // one layer: t = 1, as mergekit
+  BOOST_TEST(mg::layer_positions({"subblocks.3.w", "h.2.w", "h.0.w"}) == (std::vector<double>{0, 1, 0}),
+             boost::test_tools::per_element());  // "subblocks." is not a layer part
+}
+
+BOOST_AUTO_TEST_SUITE_END()
+
 BOOST_AUTO_TEST_SUITE(merge_files)
+
+// A SLERP with a layer gradient and a filter: each tensor is the kernel at its own t.
+BOOST_AUTO_TEST_CASE(slerp_follows_a_layer_gradient) {
+  TempDir tmp;
+  const std::vector<std::string> names = {"wte", "blocks.0.attn.w", "blocks.1.attn.w", "blocks.2.attn.w", "blocks.2.mlp.w"};
+  std::vector<std::pair<std::string, Vec>> a, b;
+  for (std::size_t i = 0; i < names.size(); ++i) {
+    a.push_back({names[i], Vec{1.0f + float(i), 0.5f, -1.0f}});
+    b.push_back({names[i], Vec{-0.5f, 2.0f, 0.25f * float(i)}});
+  }
+  write_model(tmp / "a.h5", a);
+  write_model(tmp / "b.h5", b);
+  mg::MergeOptions opt;
+  opt.method = mg::Method::Slerp;
+  opt.base = tmp / "a.h5";
+  opt.t = mg::parse_setting("--t", {"mlp:0.9", "0,0.2,1"});
+  mg::merge_files({tmp / "b.h5"}, tmp / "s.h5", opt);
+  loco::io::forget_inputs();
+  // positions 0, 0, 0.5, 1, 1; gradient 0,0.2,1 at 0.5 = 0.2; mlp: 0.9
+  const double ts[] = {0, 0, 0.2, 1, 0.9};
+  for (std::size_t i = 0; i < names.size(); ++i) {
+    Vec want(3);
+    mg::slerp(a[i].second, b[i].second, ts[i], want);
+    BOOST_TEST(read(tmp / "s.h5", names[i]) == want, boost::test_tools::per_element());
+  }
+  opt.t = mg::parse_setting("--t", {"mlp:0.9"});  // no value for the other tensors
+  require_error([&] { mg::merge_files({tmp / "b.h5"}, tmp / "s2.h5", opt); }, ErrorKind::Usage,
+                {"--t gives no value for tensor wte"});
+  BOOST_TEST(!fs::exists(tmp / "s2.h5"));
+}
 
 // merge_files computes per-tensor statistics on whole tensors and writes row blocks: any block
 // size gives the bytes of the whole-tensor kernels (one row per block against the default).
