@@ -19,7 +19,16 @@ int main(int argc, char** argv) {
       "adds FedProx's MU*(theta - theta_model) to each gradient; --scaffold-control C runs SCAFFOLD (option II, sgd "
       "only): each step uses g - c_i + c with the client's c_i from --state (zero at first), then "
       "c_i+ = c_i - c + (theta_model - theta_local)/(sum of the steps' learning rates) replaces c_i and "
-      "--control-delta gets c_i - c_i+, so that loco-aggregate --model C --outer sgd:lr=|S|/N gives the server's new c.");
+      "--control-delta gets c_i - c_i+, so that loco-aggregate --model C --outer sgd:lr=|S|/N gives the server's new c. "
+      "DeMo (--optimizer demo[:lr=LR,beta=B,chunk=C,k=K], defaults lr 4e-4, beta 0.999, chunk 64, k 32): one step per "
+      "call and --steps 1 is required, because DeMo exchanges every step (the next gradient is taken after the global "
+      "sign update, which only the aggregator makes; letting the local parameters move by the worker's own update "
+      "between exchanges would be another algorithm). The step takes g at --model, updates the momentum kept in "
+      "--state, delta <- beta*delta + lr_t*g (lr_t from --schedule), keeps q = the k largest coefficients of each "
+      "2-D DCT tile of delta (tiles of s1 x s2, s = the largest divisor of the dimension <= C), removes them from the "
+      "momentum, delta <- delta - IDCT(q), and writes q as a compressed delta file (dct_topk:chunk=C,k=K,tile=2d) "
+      "recording lr_t in its lr attribute; loco-aggregate --reduce contributor-mean --outer sign:lr=lr_t then makes "
+      "the next global model.");
   tool.add_example("loco-worker --model round-3.h5 --data shard-00002-of-00004.h5 --steps 50 --state w2.state.h5 -o d2.h5",
                    "One DiLoCo inner phase of worker 2.");
   tool.add_example("loco-worker --model local-3.h5 --mix frag-1/round-2.h5 --mixing 0.5 --delta-base frag-0/round-2.h5 "
@@ -28,6 +37,9 @@ int main(int argc, char** argv) {
   tool.add_example("loco-worker --model g.h5 --data client-007.h5 --optimizer sgd:lr=0.05 --steps 20 --scaffold-control "
                    "c.h5 --control-delta dc7.h5 --state c7.state.h5 -o d7.h5",
                    "One SCAFFOLD client update: the model delta and the control-variate delta.");
+  tool.add_example("loco-worker --model round-3.h5 --data shard-00002-of-00004.h5 --optimizer demo:lr=4e-4 --steps 1 "
+                   "--state w2.state.h5 -o d2.h5",
+                   "One DeMo step of worker 2: its compressed momentum update for this round.");
   auto& app = tool.app();
   loco::train::WorkerOptions o;
   std::int64_t worker = -1;
@@ -37,7 +49,7 @@ int main(int argc, char** argv) {
   loco::cli::add_output_option(app, o.output, "delta file");
   app.add_option("--state", o.state, "Worker state: read when it exists, replaced after the run")->type_name("FILE");
   app.add_option("--batch", o.batch, "Examples (or windows of ctx+1 tokens) per step")->default_val(32)->check(CLI::PositiveNumber);
-  app.add_option("--optimizer", o.optimizer, "Inner optimizer: sgd|momentum|nesterov|adam|adamw[:key=value,...]")->default_val("adamw");
+  app.add_option("--optimizer", o.optimizer, "Inner optimizer: sgd|momentum|nesterov|adam|adamw|demo[:key=value,...] (demo needs --steps 1)")->default_val("adamw");
   app.add_option("--lr", [&o](const std::vector<std::string>& v) {
     o.optimizer += (o.optimizer.find(':') == std::string::npos ? ":lr=" : ",lr=") + v.at(0);
     return true;

@@ -351,6 +351,7 @@ EOF
   if [[ -n $codec || $delta_clip != none ]]; then
     printf 'codec=%s\nef=%s\ndelta_clip=%s\n' "$codec" "$ef" "$delta_clip"
   fi
+  [[ -z ${PIPELINE_OUTER_LR:-} ]] || printf 'outer_lr=%s\n' "$PIPELINE_OUTER_LR"
 }
 
 pl_check_config() {
@@ -519,6 +520,23 @@ pl_compress_delta() {
   mv -f "$ctmp" "$tmp"
 }
 
+# The outer learning rate of a round (scripts/demo): with PIPELINE_OUTER_LR=worker, set by the calling
+# script, the round's outer step uses the learning rate its workers' step used (the lr attribute of
+# their delta files: DeMo's sign step and momentum share one scheduled rate), passed as
+# loco-aggregate --outer-lr; otherwise the --outer spec's own. Sets PL_OUTER_LR_ARGS.
+pl_outer_lr_args() {
+  PL_OUTER_LR_ARGS=()
+  [[ ${PIPELINE_OUTER_LR:-} == worker ]] || return 0
+  local d lr='' v
+  for d in "$@"; do
+    v=$("$tools/loco-inspect" --json "$d" | jq -r '.attributes.lr // empty') || pl_die "cannot read $d"
+    [[ -n $v ]] || pl_die "$d has no lr attribute (made by loco-worker --optimizer demo?)"
+    [[ -z $lr || $v == "$lr" ]] || pl_die "the deltas of one round used different learning rates ($lr, $v in $d)"
+    lr=$v
+  done
+  PL_OUTER_LR_ARGS=(--outer-lr "$lr")
+}
+
 step_aggregate() {
   local r=$1 model dir
   model=$(pl_model "$r")
@@ -534,7 +552,8 @@ step_aggregate() {
     local tsum=$out/rounds/.round-$(r4 "$r").summary.json t0
     rm -f "$tmp" "$tsum"
     t0=$(pl_now)
-    pl_run "$log" loco-aggregate --model "$(pl_model $((r - 1)))" -o "$tmp" --outer "$outer" \
+    pl_outer_lr_args "${deltas[@]}"
+    pl_run "$log" loco-aggregate --model "$(pl_model $((r - 1)))" -o "$tmp" --outer "$outer" "${PL_OUTER_LR_ARGS[@]}" \
       --reduce "$reduce" --clip "$delta_clip" --min-deltas "$min_deltas" --threads "$(nproc)" --json "${deltas[@]}" >"$tsum"
     printf '%s\n' "$(pl_elapsed "$t0")" >"$out/rounds/.round-$(r4 "$r").seconds"
     mv -f "$out/rounds/.round-$(r4 "$r").seconds" "${model%.h5}.seconds"

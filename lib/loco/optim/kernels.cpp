@@ -262,6 +262,28 @@ class DelayedNesterovOptimizer final : public Optimizer {
   }
 };
 
+// ---- Sign (DeMo's outer step) ---------------------------------------------------------------
+
+class SignOptimizer final : public Optimizer {
+ public:
+  using Optimizer::Optimizer;
+  std::vector<std::string> slots() const override { return {}; }
+
+ protected:
+  void kernel(float* param, const float* grad, float* const*, std::size_t n, std::int64_t, double lr) const override {
+    const float keep = static_cast<float>(1.0 - lr * spec().weight_decay);
+    const float lr_f = static_cast<float>(lr);
+    const bool decay = spec().weight_decay != 0;
+    float* __restrict p = param;
+    const float* __restrict g = grad;
+    for (std::size_t i = 0; i < n; ++i) {
+      const float s = g[i] > 0.0f ? 1.0f : g[i] < 0.0f ? -1.0f : 0.0f;
+      const float pi = decay ? p[i] * keep : p[i];
+      p[i] = pi - lr_f * s;
+    }
+  }
+};
+
 }  // namespace
 
 std::unique_ptr<Optimizer> make_optimizer(const OptimizerSpec& spec) {
@@ -275,6 +297,7 @@ std::unique_ptr<Optimizer> make_optimizer(const OptimizerSpec& spec) {
     case OptimizerKind::FedAdam:
     case OptimizerKind::FedYogi: return std::make_unique<FedOptOptimizer>(spec);
     case OptimizerKind::DelayedNesterov: return std::make_unique<DelayedNesterovOptimizer>(spec);
+    case OptimizerKind::Sign: return std::make_unique<SignOptimizer>(spec);
   }
   throw_error(ErrorKind::Internal, "unknown optimizer kind for '{}'", spec.name);
 }

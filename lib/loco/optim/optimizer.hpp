@@ -34,6 +34,9 @@
 //   delayed_nesterov (Async Local-SGD, ref/diloco-family.md §5): per push t (1-based),
 //             b ← b + Δ; θ ← θ − lr·Δ/N; when t mod N = 0: m ← μ·m + b/N; θ ← θ − lr·μ·m;
 //             b ← 0. N = period; N = 1 is outer Nesterov.
+//   sign      DeMo's outer step (Peng et al. 2024, signSGD with decoupled weight decay), no state:
+//             θ ← θ·(1 − lr·wd) − lr·sign(Δ̄), sign(0) = 0 (as torch.sign); in float32 with
+//             1 − lr·wd and lr each rounded once.
 //
 // Step numbering: OptimizerState::step counts completed updates; update number t = step + 1
 // is what the kernels take, and bias corrections use it.
@@ -78,6 +81,7 @@ enum class OptimizerKind {
   FedAdam,
   FedYogi,
   DelayedNesterov,
+  Sign,  // DeMo's outer sign step
 };
 
 // Options of one optimizer. Fields an optimizer does not use keep their defaults and are not
@@ -106,7 +110,8 @@ OptimizerSpec inner_spec_defaults(std::string_view name);
 // Defaults of a named outer optimizer: sgd (lr 1: FedAvg), momentum (lr 0.7, μ 0.9), nesterov
 // (DiLoCo: lr 0.7, μ 0.9), adam (torch's: lr 1e-3, β 0.9/0.999, eps 1e-8), fedavgm (η_s 1, μ 0),
 // fedadagrad (η 0.1, η_l 0.1, τ 1e-3), fedadam (η 0.1, η_l 0.1, β 0.9/0.99, τ 1e-3), fedyogi
-// (η 0.01, η_l 0.0316, β 0.9/0.99, τ 1e-3), delayed_nesterov (lr 0.7, μ 0.9, period 1).
+// (η 0.01, η_l 0.0316, β 0.9/0.99, τ 1e-3), delayed_nesterov (lr 0.7, μ 0.9, period 1),
+// sign (DeMo's reference config: lr 4e-4, weight_decay 0; keys lr, weight_decay).
 // The τ defaults are Flower's current ones (its older API used 1e-9).
 // Throws Error(Usage) for an unknown name.
 OptimizerSpec outer_spec_defaults(std::string_view name);

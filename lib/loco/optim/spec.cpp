@@ -122,6 +122,9 @@ std::vector<Descriptor> outer_table() {
   dn.momentum = 0.9;
   dn.period = 1;
   Descriptor delayed{"delayed_nesterov", {{"lr", Field::Lr}, {"momentum", Field::Momentum}, {"period", Field::Period}}, dn};
+  OptimizerSpec sg = base("sign", OptimizerKind::Sign, 4e-4);  // DeMo's OLMo config: lr 4e-4, wd 0
+  sg.decoupled_weight_decay = true;
+  Descriptor sign{"sign", {{"lr", Field::Lr}, {"weight_decay", Field::WeightDecay}}, sg};
   return {sgd(1.0),
           fedavg,
           momentum("momentum", OptimizerKind::Momentum, 0.7, 0.9),
@@ -131,7 +134,8 @@ std::vector<Descriptor> outer_table() {
           fedopt("fedadagrad", OptimizerKind::FedAdagrad, 0.1, 0.1),
           fedopt("fedadam", OptimizerKind::FedAdam, 0.1, 0.1),
           fedopt("fedyogi", OptimizerKind::FedYogi, 0.01, 0.0316),
-          delayed};
+          delayed,
+          sign};
 }
 
 std::string known_names(const std::vector<Descriptor>& table) {
@@ -335,6 +339,7 @@ void validate_spec(const OptimizerSpec& s) {
       check_nonnegative(s, Field::Eps, s.eps);
       check_nonnegative(s, Field::EtaL, s.eta_l);
       break;
+    case OptimizerKind::Sign: check_nonnegative(s, Field::WeightDecay, s.weight_decay); break;
     case OptimizerKind::DelayedNesterov:
       check_unit(s, Field::Momentum, s.momentum);
       if (s.period < 1) throw_error(ErrorKind::Usage, "{}: period={} is not ≥ 1", s.name, s.period);

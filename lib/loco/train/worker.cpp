@@ -23,6 +23,7 @@
 #include "loco/optim/clip.hpp"
 #include "loco/optim/optimizer.hpp"
 #include "loco/optim/schedule.hpp"
+#include "loco/train/demo.hpp"
 #include "loco/train/federated.hpp"
 #include "loco/train/files.hpp"
 #include "loco/train/fragment.hpp"
@@ -123,6 +124,7 @@ void mix_fragment(TensorSet& params, const FragmentFile& global, double alpha) {
 }  // namespace
 
 WorkerResult run_worker(const WorkerOptions& o) {
+  if (is_demo_optimizer(o.optimizer)) return run_demo_worker(o);  // DeMo: one step, compressed momentum (demo.hpp)
   if (o.steps < 1) throw_error(ErrorKind::Usage, "--steps must be at least 1");
   if (o.batch < 1) throw_error(ErrorKind::Usage, "--batch must be at least 1");
   if (o.overlap < 0 || o.overlap >= o.steps)

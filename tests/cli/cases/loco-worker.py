@@ -184,3 +184,31 @@ CASES += [
          absent=["{tmp}/d.h5", "{tmp}/dc.h5", "{tmp}/st.h5"]),
     Case("a negative --prox-mu", SGD + ["--prox-mu", "-1"], setup=ROWS + [MLP], code=2, absent="{tmp}/d.h5"),
 ]
+
+
+# DeMo (--optimizer demo): one step, the compressed momentum as a dct_topk 2-D delta, δ in the state.
+DEMO = ["--model", "{tmp}/gpt.h5", "--data", TEXT, "--optimizer", "demo:lr=0.01,chunk=8,k=4", "--steps", "1",
+        "--batch", "2", "--state", "{tmp}/st.h5", "-o", "{tmp}/d.h5"]
+
+
+def demo_files(ctx, r):
+    a = attrs(ctx.expand("{tmp}/d.h5"))
+    assert a["kind"] == "compressed" and a["source_kind"] == "delta", a
+    assert a["codec"] == "dct_topk:chunk=8,k=4,tile=2d" and a["lr"] == 0.01 and a["step"] == 1, a
+    assert 0 < a["payload_bytes"] < a["raw_bytes"], a
+    with h5py.File(ctx.expand("{tmp}/st.h5"), "r") as f:
+        assert list(f["state"]) == ["demo_delta"] and f["state"].attrs["step"] == 1, list(f["state"])
+    # Decompressed, it is a delta loco-aggregate takes.
+    ctx.run("loco-decompress", "{tmp}/d.h5", "-o", "{tmp}/dense.h5")
+    assert attrs(ctx.expand("{tmp}/dense.h5"))["kind"] == "delta"
+
+
+CASES += [
+    Case("--optimizer demo writes the compressed momentum and keeps delta in the state", DEMO,
+         setup=[MAKE_TEXT, GPT], check=demo_files),
+    Case("--optimizer demo needs --steps 1", DEMO[:7] + ["2"] + DEMO[8:], setup=[MAKE_TEXT, GPT], code=2,
+         stderr_re=r"\Aloco-worker: error: --optimizer demo exchanges every step: give --steps 1",
+         absent=["{tmp}/d.h5", "{tmp}/st.h5"]),
+    Case("--optimizer demo with a bad option", DEMO[:5] + ["demo:beta=2"] + DEMO[6:], setup=[MAKE_TEXT, GPT], code=2,
+         stderr_re=r"beta=2 is not in \(0, 1\]", absent="{tmp}/d.h5"),
+]
