@@ -46,27 +46,12 @@ std::int64_t spec_int(std::string_view key, const std::string& text) {
 // The worker's δ per tensor from its state file, checking model, worker and optimizer.
 std::int64_t read_demo_state(const std::string& path, const ModelFile& m, std::int64_t worker,
                              std::vector<std::pair<std::string, compress::TensorState>>& states) {
-  auto src = io::open_source(path, /*register_input=*/false);
-  io::expect_kind(*src, {io::Kind::State});
-  const std::string cfg = io::model_config(*src);
-  if (cfg != m.config.canonical_json())
-    throw_error(ErrorKind::BadInput, "{}: state made for another model (model_config {}), this model is {}", path, cfg,
-                m.config.canonical_json());
-  const auto w = src->attributes().get_int("worker");
-  if (!w || *w != worker)
-    throw_error(ErrorKind::BadInput, "{}: state of worker {}, this is worker {}", path,
-                w ? std::to_string(*w) : std::string("?"), worker);
+  auto src = open_worker_state(path, m, worker);
   const auto spec = src->attributes().get_string("inner_optimizer").value_or("");
   if (!is_demo_optimizer(spec))
     throw_error(ErrorKind::BadInput, "{}: state of optimizer '{}', this run uses demo", path, spec);
   for (auto& [name, st] : states) {
-    const io::TensorInfo* t = src->find(name, optim::state_group(kDemoSlot));
-    if (t == nullptr) throw_error(ErrorKind::BadInput, "{}: state slot {} lacks tensor {}", path, kDemoSlot, name);
-    const Tensor& p = m.params.at(name);
-    if (t->shape != p.shape())
-      throw_error(ErrorKind::BadInput, "{}: state {}/{} has shape {}, expected {}", path, kDemoSlot, name,
-                  shape_string(t->shape), shape_string(p.shape()));
-    st.set("residual", src->read(*t, DType::F32));
+    st.set("residual", read_state_slot(*src, path, kDemoSlot, name, m.params.at(name).shape()));
   }
   return src->group_attributes("state").get_int(std::string(optim::kStepAttribute)).value_or(0);
 }

@@ -3,12 +3,18 @@
 #pragma once
 
 #include <cstdint>
+#include <memory>
 #include <string>
+#include <string_view>
 
 #include "loco/core/attributes.hpp"
 #include "loco/core/tensor.hpp"
 #include "loco/data/dataset.hpp"
 #include "loco/model/model.hpp"
+
+namespace loco::io {
+class TensorSource;
+}
 
 namespace loco::train {
 
@@ -20,6 +26,15 @@ struct ModelFile {
   std::string checksum;   // checksum of /tensors, as deltas record it in base_checksum
   std::int64_t round = 0;
 };
+
+// Opens a worker state file (loco-worker --state) and checks that it belongs to this model and
+// worker: kind state, m's model_config, a `worker` attribute equal to worker. The caller checks
+// the optimizer (attribute inner_optimizer). Throws Error(BadInput) naming the file.
+std::unique_ptr<io::TensorSource> open_worker_state(const std::string& path, const ModelFile& m, std::int64_t worker);
+// Reads /state/<slot>/<name> of an opened state file as float32, shaped like the parameter.
+// Throws Error(BadInput) naming the file, slot and tensor when it is absent or of another shape.
+Tensor read_state_slot(const io::TensorSource& src, const std::string& path, std::string_view slot,
+                       const std::string& name, const Shape& shape);
 
 // Reads a model file (loco HDF5 or safetensors with a model_config): kind model, a valid
 // model_config, exactly the parameters of that config with their shapes (any float dtype,

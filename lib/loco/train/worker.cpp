@@ -35,16 +35,7 @@ namespace {
 // and optimizer.
 optim::OptimizerState read_state(const std::string& path, const ModelFile& m, std::int64_t worker,
                                  const optim::Optimizer& opt) {
-  auto src = io::open_source(path, /*register_input=*/false);
-  io::expect_kind(*src, {io::Kind::State});
-  const std::string cfg = io::model_config(*src);
-  if (cfg != m.config.canonical_json())
-    throw_error(ErrorKind::BadInput, "{}: state made for another model (model_config {}), this model is {}", path, cfg,
-                m.config.canonical_json());
-  const auto w = src->attributes().get_int("worker");
-  if (!w || *w != worker)
-    throw_error(ErrorKind::BadInput, "{}: state of worker {}, this is worker {}", path,
-                w ? std::to_string(*w) : std::string("?"), worker);
+  auto src = open_worker_state(path, m, worker);
   const auto spec = src->attributes().get_string("inner_optimizer").value_or("");
   if (optim::parse_inner_spec(spec).name != opt.spec().name)
     throw_error(ErrorKind::BadInput, "{}: state of optimizer '{}', this run uses '{}'", path, spec, optim::format_spec(opt.spec()));
@@ -52,12 +43,7 @@ optim::OptimizerState read_state(const std::string& path, const ModelFile& m, st
   st.step = src->group_attributes("state").get_int(std::string(optim::kStepAttribute)).value_or(0);
   for (auto& [slot, set] : st.slots)
     for (auto& e : set) {
-      const io::TensorInfo* t = src->find(e.name, optim::state_group(slot));
-      if (t == nullptr) throw_error(ErrorKind::BadInput, "{}: state slot {} lacks tensor {}", path, slot, e.name);
-      if (t->shape != e.tensor.shape())
-        throw_error(ErrorKind::BadInput, "{}: state {}/{} has shape {}, expected {}", path, slot, e.name,
-                    shape_string(t->shape), shape_string(e.tensor.shape()));
-      e.tensor = src->read(*t, DType::F32);
+      e.tensor = read_state_slot(*src, path, slot, e.name, e.tensor.shape());
     }
   opt.check_state(st, m.params);
   return st;
