@@ -18,9 +18,12 @@
 #include <map>
 #include <memory>
 #include <mutex>
+#include <charconv>
+#include <filesystem>
 #include <optional>
 
 #include "loco/compress/codec.hpp"
+#include "loco/compress/dct.hpp"
 #include "loco/core/dtype.hpp"
 #include "loco/core/error.hpp"
 #include "loco/core/log.hpp"
@@ -35,6 +38,8 @@ std::string_view reduction_name(Reduction r) noexcept {
     case Reduction::Mean: return "mean";
     case Reduction::WeightedMean: return "weighted-mean";
     case Reduction::ContributorMean: return "contributor-mean";
+    case Reduction::Robust: return "robust";
+    case Reduction::QFedAvg: return "qfedavg";
   }
   return "mean";
 }
@@ -68,10 +73,129 @@ double staleness_weight(std::int64_t staleness, double exponent) {
 
 namespace {
 
+// "name:k=v,k=v" → name and its pairs; throws Error(Usage) naming `what` for a malformed pair.
+std::pair<std::string, std::vector<std::pair<std::string, std::string>>> split_spec(std::string_view text,
+                                                                                     std::string_view what) {
+  const auto colon = text.find(':');
+  std::pair<std::string, std::vector<std::pair<std::string, std::string>>> out{std::string(text.substr(0, colon)), {}};
+  if (colon == std::string_view::npos) return out;
+  std::string_view rest = text.substr(colon + 1);
+  for (;;) {
+    const auto comma = rest.find(',');
+    const std::string_view item = rest.substr(0, comma);
+    const auto eq = item.find('=');
+    if (eq == std::string_view::npos || eq == 0 || eq + 1 == item.size())
+      throw_error(ErrorKind::Usage, "{} '{}': '{}' is not key=value", what, text, item);
+    out.second.emplace_back(std::string(item.substr(0, eq)), std::string(item.substr(eq + 1)));
+    if (comma == std::string_view::npos) break;
+    rest = rest.substr(comma + 1);
+  }
+  return out;
+}
+
+// A finite number ≥ lo (> lo when strict) from a key=value pair.
+double spec_number(std::string_view what, const std::string& key, const std::string& value, double lo, bool strict) {
+  double x = 0;
+  std::size_t used = 0;
+  try {
+    x = std::stod(value, &used);
+  } catch (const std::exception&) {
+    used = 0;
+  }
+  if (used != value.size() || !std::isfinite(x) || x < lo || (strict && x == lo))
+    throw_error(ErrorKind::Usage, "{}: {}={} is not a finite number {} {}", what, key, value, strict ? ">" : "≥", lo);
+  return x;
+}
+
+}  // namespace
+
+Staleness parse_staleness(std::string_view text) {
+  auto [name, kv] = split_spec(text, "staleness rule");
+  Staleness st;
+  std::vector<std::string> keys;
+  if (name == "constant") st.rule = StalenessRule::Constant;
+  else if (name == "polynomial") st.rule = StalenessRule::Polynomial, st.a = 0.5, keys = {"a"};
+  else if (name == "hinge") st.rule = StalenessRule::Hinge, st.a = 10, st.b = 4, keys = {"a", "b"};
+  else if (name == "fedfix") st.rule = StalenessRule::FedFix;
+  else
+    throw_error(ErrorKind::Usage, "staleness rule '{}' is not one of constant, polynomial[:a=A], hinge[:a=A,b=B], fedfix",
+                text);
+  for (const auto& [k, v] : kv) {
+    if (std::find(keys.begin(), keys.end(), k) == keys.end())
+      throw_error(ErrorKind::Usage, "staleness rule '{}': unknown parameter '{}'", text, k);
+    (k == "a" ? st.a : st.b) = spec_number("staleness rule", k, v, 0, false);
+  }
+  return st;
+}
+
+std::string format_staleness(const Staleness& s) {
+  switch (s.rule) {
+    case StalenessRule::Constant: return "constant";
+    case StalenessRule::Polynomial: return fmt::format("polynomial:a={}", s.a);
+    case StalenessRule::Hinge: return fmt::format("hinge:a={},b={}", s.a, s.b);
+    case StalenessRule::FedFix: return "fedfix";
+  }
+  return "constant";
+}
+
+double staleness_gain(const Staleness& r, std::int64_t s) {
+  if (s < 0) throw_error(ErrorKind::Internal, "negative staleness {}", s);
+  const double sd = static_cast<double>(s);
+  switch (r.rule) {
+    case StalenessRule::Constant: return 1.0;
+    case StalenessRule::Polynomial: return std::pow(1.0 + sd, -r.a);
+    case StalenessRule::Hinge: return sd <= r.b ? 1.0 : 1.0 / (r.a * (sd - r.b) + 1.0);
+    case StalenessRule::FedFix: return 1.0 + sd;
+  }
+  return 1.0;
+}
+
+robust::AdaptiveClipOptions parse_adaptive_clip(std::string_view text) {
+  robust::AdaptiveClipOptions o;
+  if (text.empty()) return o;
+  auto [first, kv] = split_spec(fmt::format("adaptive:{}", text), "--dp-adaptive");
+  for (const auto& [k, v] : kv) {
+    if (k == "quantile") {
+      o.quantile = spec_number("--dp-adaptive", k, v, 0, false);
+      if (o.quantile > 1) throw_error(ErrorKind::Usage, "--dp-adaptive: quantile={} is not in [0, 1]", v);
+    } else if (k == "lr") {
+      o.learning_rate = spec_number("--dp-adaptive", k, v, 0, false);
+    } else if (k == "count-stddev") {
+      o.count_stddev = spec_number("--dp-adaptive", k, v, 0, false);
+    } else {
+      throw_error(ErrorKind::Usage, "--dp-adaptive: unknown key '{}' (quantile, lr, count-stddev)", k);
+    }
+  }
+  return o;
+}
+
+void parse_reduce(std::string_view text, AggregateOptions& o) {
+  if (text == "mean" || text == "weighted-mean" || text == "contributor-mean") {
+    o.reduce = parse_reduction(text);
+    return;
+  }
+  if (text == "qfedavg" || text.rfind("qfedavg:", 0) == 0) {
+    o.reduce = Reduction::QFedAvg;
+    o.qffl = QfflOptions{};
+    for (const auto& [k, v] : split_spec(text, "reduction").second) {
+      if (k == "q") o.qffl.q = spec_number("qfedavg", k, v, 0, false);
+      else if (k == "lr") o.qffl.lr = spec_number("qfedavg", k, v, 0, true);
+      else throw_error(ErrorKind::Usage, "qfedavg: unknown parameter '{}' (q, lr)", k);
+    }
+    return;
+  }
+  o.reduce = Reduction::Robust;
+  o.robust = robust::parse_reducer_spec(text);
+}
+
+namespace {
+
 using Clock = std::chrono::steady_clock;
 double seconds_since(Clock::time_point t0) { return std::chrono::duration<double>(Clock::now() - t0).count(); }
 
 constexpr std::uint32_t kExpMask = 0x7f800000u;
+constexpr std::string_view kCenterGroup = "state/robust_center";  // centered clipping's centre
+constexpr std::string_view kClipAttribute = "dp_clip";             // /state: adaptive clipping's C
 
 // What the codec of one compressed tensor selects (aggregate.hpp, contributor-mean).
 struct Selection {
@@ -95,6 +219,15 @@ struct Delta {
   std::vector<const io::TensorInfo*> tensors;  // the delta's tensor for each model tensor
   std::vector<std::optional<std::uint64_t>> offsets;  // io::contiguous_offset of each, when raw-readable
   std::string bad_tensor;  // set when a non-finite value was found
+  std::optional<double> loss;  // loss_first
+  double sq_norm = -1;     // ‖Δ_k‖² over the whole update (validation_pass), −1 before
+  double dp_factor = 1;    // c_k of differential privacy
+  double qffl_weight = 0;  // QFedAvg's w_k
+  // ef21/econtrol feedback (with ef21_state): the receiver's estimate g_i before this delta (null: zero)
+  // and the file that will hold g_i + decode(c_i).
+  bool ef21 = false;
+  std::unique_ptr<io::TensorSource> estimate;
+  std::string estimate_out;
 };
 
 // Largest biased exponent field of the float32 values: kExpMask exactly when one is NaN or Inf.
@@ -219,12 +352,19 @@ class Aggregator {
     summary_.model = model_path;
     summary_.output = output;
     summary_.reduce = std::string(reduction_name(opt.reduce));
+    if (opt.reduce == Reduction::Robust) summary_.reduce = robust::format_reducer_spec(opt.robust);
+    if (opt.reduce == Reduction::QFedAvg) summary_.reduce = fmt::format("qfedavg:q={},lr={}", opt.qffl.q, opt.qffl.lr);
     summary_.clip = std::string(clip_name(opt.clip));
     summary_.outer = optim::format_spec(optimizer_->spec());
-    summary_.staleness_rule = opt.allow_stale ? fmt::format("polynomial:a={}", opt.staleness_exponent) : "none";
+    staleness_ = opt.staleness.value_or(Staleness{StalenessRule::Polynomial, opt.staleness_exponent, 4});
+    summary_.staleness_rule = opt.allow_stale ? format_staleness(staleness_) : "none";
     if (opt.min_deltas < 1) throw_error(ErrorKind::Usage, "--min-deltas {} is not ≥ 1", opt.min_deltas);
-    if (!std::isfinite(opt.staleness_exponent) || opt.staleness_exponent < 0)
-      throw_error(ErrorKind::Usage, "staleness exponent {} is not a finite number ≥ 0", opt.staleness_exponent);
+    if (!std::isfinite(staleness_.a) || staleness_.a < 0 || !std::isfinite(staleness_.b) || staleness_.b < 0)
+      throw_error(ErrorKind::Usage, "staleness parameters a = {}, b = {} are not finite numbers ≥ 0", staleness_.a,
+                  staleness_.b);
+    check_rule_options(opt);
+    needs_norms_ = opt.dp.clip > 0 || opt.reduce == Reduction::QFedAvg;
+    center_out_ = opt.reduce == Reduction::Robust && robust::uses_center(opt.robust);
     if (delta_paths.empty()) throw_error(ErrorKind::Usage, "no delta files given");
     open_model(model_path);
     for (const auto& p : delta_paths) open_delta(p);
@@ -243,34 +383,126 @@ class Aggregator {
     const auto t1 = Clock::now();
     std::vector<Delta*> active;
     for (auto& d : deltas_) active.push_back(&d);
+    if (needs_norms_) {
+      // DP and QFedAvg need every delta's norm before the reduction: one streaming pass that also
+      // finds the non-finite deltas.
+      ++summary_.passes;
+      validation_pass(active);
+      drop_bad(active);
+    }
     for (;;) {
       check_quorum(active);
+      prepare_round(active);
       ++summary_.passes;
       sink_.reset();
-      if (tensorwise_ ? tensor_pass(active) : reduce_pass(active)) break;
+      const bool robust_rule = opt_.reduce == Reduction::Robust;
+      active_final_ = active;
+      if (robust_rule ? robust_pass(active) : tensorwise_ ? tensor_pass(active) : reduce_pass(active)) break;
       // A non-finite block: find every non-finite delta in one streaming pass, then start over.
       validation_pass(active);
-      std::vector<Delta*> keep;
-      for (Delta* d : active) {
-        if (d->bad_tensor.empty()) {
-          keep.push_back(d);
-          continue;
-        }
-        const std::string why = fmt::format("non-finite values (NaN or Inf) in tensor {}", d->bad_tensor);
-        log::warn("{}: dropped: {}", d->path, why);
-        summary_.dropped.push_back({d->path, d->worker, why, d->payload_bytes});
-      }
-      active = std::move(keep);
+      if (!drop_bad(active))
+        throw_error(ErrorKind::Numeric, "the reduced delta is not finite although every delta is (weights too "
+                                        "large for float32?); nothing written");
     }
     summary_.seconds_reduce = seconds_since(t1);
     const auto t2 = Clock::now();
     sink_->commit();
     sink_.reset();
+    if (!opt_.ef21_state.empty()) write_estimates(active_final_);
     summary_.seconds_commit = seconds_since(t2);
     return std::move(summary_);
   }
 
  private:
+  // Drops the active deltas with bad_tensor set, naming them; true when one was dropped.
+  bool drop_bad(std::vector<Delta*>& active) {
+    std::vector<Delta*> keep;
+    for (Delta* d : active) {
+      if (d->bad_tensor.empty()) {
+        keep.push_back(d);
+        continue;
+      }
+      const std::string why = fmt::format("non-finite values (NaN or Inf) in tensor {}", d->bad_tensor);
+      log::warn("{}: dropped: {}", d->path, why);
+      summary_.dropped.push_back({d->path, d->worker, why, d->payload_bytes});
+    }
+    const bool dropped = keep.size() != active.size();
+    active = std::move(keep);
+    return dropped;
+  }
+
+  // Refuses option combinations the rules do not define.
+  void check_rule_options(const AggregateOptions& o) const {
+    const bool meanlike = o.reduce == Reduction::Mean || o.reduce == Reduction::WeightedMean ||
+                          o.reduce == Reduction::ContributorMean;
+    if (o.clip != Clip::None && !meanlike)
+      throw_error(ErrorKind::Usage, "--clip {} applies to mean, weighted-mean and contributor-mean, not to {} (use "
+                                    "--reduce median-norm for clipping over whole updates)",
+                  clip_name(o.clip), summary_.reduce);
+    if (o.dp.clip < 0 || !std::isfinite(o.dp.clip))
+      throw_error(ErrorKind::Usage, "--dp-clip {} is not a finite number > 0", o.dp.clip);
+    if (o.dp.clip > 0) {
+      if (o.reduce != Reduction::Mean)
+        throw_error(ErrorKind::Usage, "differential privacy needs --reduce mean (σ = zC/m is calibrated to the "
+                                      "sensitivity C/m of the mean of clipped updates), not {}",
+                    summary_.reduce);
+      if (o.dp.noise_multiplier < 0 || !std::isfinite(o.dp.noise_multiplier))
+        throw_error(ErrorKind::Usage, "--dp-noise {} is not a finite number ≥ 0", o.dp.noise_multiplier);
+      if (o.dp.clients < 0) throw_error(ErrorKind::Usage, "--dp-clients {} is negative", o.dp.clients);
+    } else if (o.dp.noise_multiplier > 0 || o.dp.adaptive) {
+      throw_error(ErrorKind::Usage, "--dp-noise and --dp-adaptive need --dp-clip C (the clip norm, or the first one)");
+    }
+    if (o.reduce == Reduction::QFedAvg && (!(o.qffl.lr > 0) || !(o.qffl.q >= 0)))
+      throw_error(ErrorKind::Usage, "qfedavg: q = {} must be ≥ 0 and lr = {} > 0", o.qffl.q, o.qffl.lr);
+  }
+
+  // Per-round factors that need the deltas' norms: DP clip factors, the adaptive clip norm and the
+  // noise σ, QFedAvg's weights (aggregate.hpp). Norms are of x_k = g_k·Δ_k.
+  void prepare_round(const std::vector<Delta*>& active) {
+    if (!needs_norms_) return;
+    std::vector<double> norms;
+    for (const Delta* d : active) norms.push_back(d->gain * std::sqrt(d->sq_norm));
+    if (opt_.dp.clip > 0) {
+      DpSummary& dp = summary_.dp;
+      dp.enabled = true;
+      dp.seed = opt_.dp.seed;
+      dp.noise_multiplier = opt_.dp.noise_multiplier;
+      dp.m = opt_.dp.clients > 0 ? opt_.dp.clients : static_cast<std::int64_t>(active.size());
+      if (opt_.dp.clients > 0 && opt_.dp.clients != static_cast<std::int64_t>(active.size()))
+        log::warn("--dp-clients {}: {} valid deltas; the mean divides by m = {} (σ = zC/m assumes m sampled clients)",
+                  opt_.dp.clients, active.size(), dp.m);
+      dp.adaptive = opt_.dp.adaptive;
+      dp.clip = opt_.dp.adaptive ? state_clip_.value_or(opt_.dp.clip) : opt_.dp.clip;
+      dp.effective_noise_multiplier = dp.noise_multiplier;
+      if (opt_.dp.adaptive) {
+        const robust::AdaptiveClipOptions& ao = opt_.dp.adaptive_options;
+        const robust::AdaptiveClipStep st = robust::adaptive_clip_step(norms, dp.clip, dp.m, ao, opt_.dp.seed, round_);
+        dp.unclipped_fraction = st.unclipped_fraction;
+        dp.next_clip = st.next_clip;
+        const double sb = ao.count_stddev < 0 ? static_cast<double>(dp.m) / 20.0 : ao.count_stddev;
+        if (dp.noise_multiplier > 0) dp.effective_noise_multiplier = robust::adaptive_noise_multiplier(dp.noise_multiplier, sb);
+      }
+      dp.sigma = robust::dp_noise_stddev(dp.effective_noise_multiplier, dp.clip, dp.m);
+      dp.clipped = 0;
+      for (std::size_t k = 0; k < active.size(); ++k) {
+        active[k]->dp_factor = robust::clip_factor(norms[k], dp.clip);
+        dp.clipped += active[k]->dp_factor < 1 ? 1 : 0;
+      }
+      sigma_ = dp.sigma;
+    }
+    if (opt_.reduce == Reduction::QFedAvg) {
+      const double q = opt_.qffl.q, L = 1.0 / opt_.qffl.lr;
+      double hsum = 0;
+      std::vector<double> fq(active.size());
+      for (std::size_t k = 0; k < active.size(); ++k) {
+        const double F = *active[k]->loss;
+        fq[k] = std::pow(F, q);
+        hsum += q * std::pow(F, q - 1) * L * L * norms[k] * norms[k] + L * fq[k];
+      }
+      for (std::size_t k = 0; k < active.size(); ++k) active[k]->qffl_weight = L * fq[k] * active[k]->gain / hsum;
+    }
+  }
+
   void open_model(const std::string& path) {
     model_ = io::open_source(path);
     io::expect_kind(*model_, {io::Kind::Model});
@@ -292,8 +524,14 @@ class Aggregator {
     for (const auto& t : model_->tensors()) {
       if (t.group == "state")
         throw_error(ErrorKind::BadInput, "{}: tensor /state/{} is not inside a state slot group", path, t.name);
+      if (t.group == kCenterGroup) continue;
       if (t.group.rfind("state/", 0) == 0) found[t.group.substr(6)].push_back(&t);
     }
+    open_center(path);
+    state_clip_ = model_->group_attributes("state").get_double(kClipAttribute);
+    if (state_clip_ && (!std::isfinite(*state_clip_) || *state_clip_ <= 0))
+      throw_error(ErrorKind::BadInput, "{}: /state attribute {} = {} is not a finite number > 0", path, kClipAttribute,
+                  *state_clip_);
     for (const auto& [slot, list] : found)
       if (std::find(slots_.begin(), slots_.end(), slot) == slots_.end()) {
         const auto made_by = model_->group_attributes("state").get_string("optimizer");
@@ -331,6 +569,30 @@ class Aggregator {
     }
   }
 
+  // Centered clipping's previous centre /state/robust_center/<name>: one float tensor per parameter of
+  // its shape, or none. Ignored (and not carried) by the other rules.
+  void open_center(const std::string& path) {
+    center_.assign(params_.size(), nullptr);
+    center_offsets_.assign(params_.size(), std::nullopt);
+    bool any = false;
+    for (const auto& t : model_->tensors()) any = any || t.group == kCenterGroup;
+    if (!any) return;
+    if (!center_out_) {
+      log::info("{}: /{} is not used by {} and is not carried into the output", path, kCenterGroup, summary_.reduce);
+      return;
+    }
+    for (std::size_t i = 0; i < params_.size(); ++i) {
+      const io::TensorInfo* c = model_->find(params_[i]->name, kCenterGroup);
+      if (!c || c->shape != params_[i]->shape || !is_floating(c->dtype))
+        throw_error(ErrorKind::BadInput, "{}: the centre /{}/{} is {}, expected a float tensor of shape {}", path,
+                    kCenterGroup, params_[i]->name,
+                    c ? fmt::format("{} {}", dtype_name(c->dtype), shape_string(c->shape)) : std::string("missing"),
+                    shape_string(params_[i]->shape));
+      center_[i] = c;
+      center_offsets_[i] = io::contiguous_offset(*model_, *c);
+    }
+  }
+
   void open_delta(const std::string& path) {
     Delta d;
     d.path = path;
@@ -341,11 +603,12 @@ class Aggregator {
       if (source_kind != "delta")
         throw_error(ErrorKind::BadInput, "{}: a compressed {} file, expected a compressed delta", path, source_kind);
       const std::string fb = d.src->attributes().get_string("feedback").value_or("");
-      if (fb.rfind("ef21", 0) == 0 || fb.rfind("econtrol", 0) == 0)
+      d.ef21 = fb.rfind("ef21", 0) == 0 || fb.rfind("econtrol", 0) == 0;
+      if (d.ef21 && opt_.ef21_state.empty())
         throw_error(ErrorKind::BadInput,
                     "{}: compressed with {} error feedback: it holds the increment of the worker's estimate h, which "
-                    "only a receiver keeping h can turn into the worker's delta; loco-aggregate takes deltas compressed "
-                    "without feedback or with ef14, sparseloco or dgc",
+                    "only a receiver keeping h can turn into the worker's delta; give --ef21-state DIR (the "
+                    "aggregator's estimates), or compress without feedback or with ef14, sparseloco or dgc",
                     path, fb);
       d.codec = d.src->attributes().get_string("codec").value_or("unknown");
     } else {
@@ -372,13 +635,23 @@ class Aggregator {
                     "round ({})",
                     path, d.base, checksum_, summary_.model, rounds);
       d.staleness = round_ - *d.round;
-      d.gain = staleness_weight(d.staleness, opt_.staleness_exponent);
+      d.gain = staleness_gain(staleness_, d.staleness);
     }
+    if (const auto* v = a.find("loss_first")) {
+      if (const auto* x = std::get_if<double>(v)) d.loss = *x;
+      else if (const auto* i = std::get_if<std::int64_t>(v)) d.loss = static_cast<double>(*i);
+    }
+    if (opt_.reduce == Reduction::QFedAvg && (!d.loss || !std::isfinite(*d.loss) || *d.loss <= 0))
+      throw_error(ErrorKind::BadInput,
+                  "{}: qfedavg needs the worker's loss at the start of local training (attribute loss_first) as a "
+                  "finite number > 0, found {}",
+                  path, d.loss ? fmt::format("{}", *d.loss) : std::string("none"));
     if (opt_.reduce == Reduction::WeightedMean && (!d.samples || *d.samples <= 0))
       throw_error(ErrorKind::BadInput, "{}: weighted-mean needs a samples attribute > 0, found {}", path,
                   opt_int(d.samples));
     if (d.compressed) {
       open_compressed_tensors(d);
+      if (d.ef21) open_estimate(d);
       deltas_.push_back(std::move(d));
       return;
     }
@@ -445,6 +718,7 @@ class Aggregator {
         sel.chunk = stage_int(sel.stages.front(), "chunk");
         sel.k = stage_int(sel.stages.front(), "k");
       }
+      if (d.ef21) sel.kind = Selection::All;  // the delta is the dense estimate g_i
       d.selections.push_back(std::move(sel));
       for (const io::TensorInfo* t : d.src->group("tensors/" + p->name))
         payload += t->numel() * static_cast<std::int64_t>(dtype_size(t->dtype));
@@ -454,24 +728,120 @@ class Aggregator {
     d.payload_bytes = d.src->attributes().get_int("payload_bytes").value_or(payload);
   }
 
+  // The aggregator's estimate g_i of an ef21/econtrol delta (aggregate.hpp, --ef21-state): the newest
+  // file DIR/worker-W-round-R.h5 with R below the delta's round (none: g_i = 0). A file for the delta's
+  // own round is the result of an earlier run of this round and is rewritten, identically.
+  void open_estimate(Delta& d) {
+    namespace fs = std::filesystem;
+    if (!d.worker || !d.round)
+      throw_error(ErrorKind::BadInput, "{}: an ef21/econtrol delta needs worker and round attributes (the estimate "
+                                       "is kept per worker and round)", d.path);
+    std::error_code ec;
+    fs::create_directories(opt_.ef21_state, ec);
+    if (!fs::is_directory(opt_.ef21_state))
+      throw_error(ErrorKind::Io, "--ef21-state {}: not a folder and cannot be created", opt_.ef21_state);
+    const std::string prefix = fmt::format("worker-{}-round-", *d.worker);
+    std::int64_t best = -1;
+    for (const auto& e : fs::directory_iterator(opt_.ef21_state)) {
+      const std::string name = e.path().filename().string();
+      if (name.rfind(prefix, 0) != 0 || e.path().extension() != ".h5") continue;
+      const std::string num = name.substr(prefix.size(), name.size() - prefix.size() - 3);
+      std::int64_t r = -1;
+      auto [ptr, err] = std::from_chars(num.data(), num.data() + num.size(), r);
+      if (err != std::errc() || ptr != num.data() + num.size()) continue;
+      if (r < *d.round) best = std::max(best, r);
+    }
+    d.estimate_out = (fs::path(opt_.ef21_state) / fmt::format("{}{:06d}.h5", prefix, *d.round)).string();
+    if (best < 0) return;
+    const std::string in = (fs::path(opt_.ef21_state) / fmt::format("{}{:06d}.h5", prefix, best)).string();
+    d.estimate = io::open_source(in);
+    for (const io::TensorInfo* p : params_) {
+      const io::TensorInfo* t = d.estimate->find(p->name);
+      if (!t || t->shape != p->shape || t->dtype != DType::F32)
+        throw_error(ErrorKind::BadInput, "{}: the estimate of tensor {} is {}, expected float32 {}", in, p->name,
+                    t ? fmt::format("{} {}", dtype_name(t->dtype), shape_string(t->shape)) : std::string("missing"),
+                    shape_string(p->shape));
+    }
+  }
+
+  // Writes g_i = g_i(before) + decode(c_i) of every active ef21/econtrol delta, each atomically, after
+  // the model is committed; then removes the worker's estimates older than the one this round used.
+  void write_estimates(const std::vector<Delta*>& active) {
+    namespace fs = std::filesystem;
+    for (Delta* d : active) {
+      if (!d->ef21) continue;
+      Attributes root;
+      root.set("kind", std::string("state"));
+      if (auto cfg = model_->attributes().get_string("model_config")) root.set("model_config", *cfg);
+      root.set("worker", *d->worker);
+      root.set("round", *d->round);
+      root.set("estimate", std::string("ef21"));
+      root.set("feedback", d->src->attributes().get_string("feedback").value_or(""));
+      std::vector<io::TensorInfo> plan;
+      for (const io::TensorInfo* p : params_) {
+        io::TensorInfo t;
+        t.name = p->name;
+        t.shape = p->shape;
+        t.dtype = DType::F32;
+        plan.push_back(std::move(t));
+      }
+      auto sink = io::create_sink(d->estimate_out, io::Format::Loco, root, std::move(plan));
+      Loaded l;
+      for (std::size_t i = 0; i < params_.size(); ++i) {
+        load(*d, i, false, l);
+        sink->write_rows(i, 0, params_[i]->rows(), std::as_bytes(l.x.f32()));
+      }
+      sink->commit();
+      if (!d->estimate) continue;
+      const auto base_round = d->estimate->attributes().get_int("round");
+      d->estimate.reset();
+      if (!base_round) continue;
+      // Older estimates of this worker than the base are no longer needed (a rerun of this round
+      // still finds its base).
+      const std::string prefix = fmt::format("worker-{}-round-", *d->worker);
+      std::error_code ec;
+      std::vector<fs::path> old;
+      for (const auto& e : fs::directory_iterator(opt_.ef21_state, ec)) {
+        const std::string name = e.path().filename().string();
+        if (name.rfind(prefix, 0) != 0 || e.path().extension() != ".h5") continue;
+        const std::string num = name.substr(prefix.size(), name.size() - prefix.size() - 3);
+        std::int64_t r = -1;
+        auto [ptr, err] = std::from_chars(num.data(), num.data() + num.size(), r);
+        if (err == std::errc() && ptr == num.data() + num.size() && r < *base_round) old.push_back(e.path());
+      }
+      for (const auto& f : old) fs::remove(f, ec);
+    }
+  }
+
   // Under contributor-mean a tensor whose deltas use dct_topk is reduced over its DCT coefficients:
-  // every delta of it must then be dct_topk with one chunk size.
+  // every delta of it must then be dct_topk with one coefficient domain (chunk and tiling;
+  // compress/dct.hpp), whatever each keeps.
   void plan_domains() {
     coef_chunk_.assign(params_.size(), 0);
+    coef_stage_.assign(params_.size(), compress::StageSpec{});
     if (opt_.reduce != Reduction::ContributorMean) return;
     for (std::size_t i = 0; i < params_.size(); ++i) {
       const Delta* dct = nullptr;
       for (const Delta& d : deltas_)
         if (d.compressed && d.selections[i].kind == Selection::Dct) dct = &d;
       if (!dct) continue;
-      for (const Delta& d : deltas_)
-        if (!d.compressed || d.selections[i].kind != Selection::Dct || d.selections[i].chunk != dct->selections[i].chunk)
+      const compress::DctDomain want = compress::dct_domain(dct->selections[i].stages.front(), params_[i]->shape);
+      for (const Delta& d : deltas_) {
+        bool same = d.compressed && d.selections[i].kind == Selection::Dct;
+        if (same) {
+          const auto have = compress::dct_domain(d.selections[i].stages.front(), params_[i]->shape);
+          same = have.tiles == want.tiles && have.tile_rows == want.tile_rows && have.tile_cols == want.tile_cols &&
+                 d.selections[i].chunk == dct->selections[i].chunk;
+        }
+        if (!same)
           throw_error(ErrorKind::BadInput,
                       "{} and {}: tensor {}: contributor-mean over DCT coefficients needs every delta of the tensor "
-                      "compressed by dct_topk with one chunk size ({} has chunk {}, {} has {})",
-                      dct->path, d.path, params_[i]->name, dct->path, dct->selections[i].chunk, d.path,
-                      d.compressed ? d.codec : std::string("a dense tensor"));
+                      "compressed by dct_topk with one chunk size and tiling ({} has {}, {} has {})",
+                      dct->path, d.path, params_[i]->name, dct->path, spec_text({dct->selections[i].stages.front()}),
+                      d.path, d.compressed ? spec_text({d.selections[i].stages.front()}) : std::string("a dense tensor"));
+      }
       coef_chunk_[i] = dct->selections[i].chunk;
+      coef_stage_[i] = dct->selections[i].stages.front();
     }
   }
 
@@ -484,7 +854,7 @@ class Aggregator {
       const Delta& a = deltas_[i - 1];
       const Delta& b = deltas_[i];
       if (a.path == b.path) throw_error(ErrorKind::Usage, "{}: delta listed twice", a.path);
-      if (a.worker && b.worker && *a.worker == *b.worker && a.base == b.base)
+      if (!opt_.allow_same_worker && a.worker && b.worker && *a.worker == *b.worker && a.base == b.base)
         throw_error(ErrorKind::BadInput, "{} and {}: two deltas from worker {} on the same global model", a.path,
                     b.path, *a.worker);
     }
@@ -512,12 +882,29 @@ class Aggregator {
     root.set("payload_bytes", summary_.payload_bytes);
     root.set("staleness", summary_.staleness_rule);
     root.set("contributors", static_cast<std::int64_t>(active.size()));
+    for (const char* key : {"robust_selected", "robust_coefficients", "dp_clip", "dp_noise_multiplier", "dp_sigma",
+                            "dp_clients", "dp_seed", "qffl_q", "qffl_lipschitz"})
+      root.erase(key);
+    if (opt_.reduce == Reduction::QFedAvg) {
+      root.set("qffl_q", opt_.qffl.q);
+      root.set("qffl_lipschitz", 1.0 / opt_.qffl.lr);
+    }
+    if (summary_.dp.enabled) {
+      root.set("dp_clip", summary_.dp.clip);
+      root.set("dp_noise_multiplier", summary_.dp.effective_noise_multiplier);
+      root.set("dp_sigma", summary_.dp.sigma);
+      root.set("dp_clients", summary_.dp.m);
+      root.set("dp_seed", static_cast<std::int64_t>(summary_.dp.seed));
+    }
     std::vector<io::TensorInfo> plan;
     for (const io::TensorInfo* p : params_) plan.push_back(*p);
-    for (const auto& slot : slots_)
+    std::vector<std::string> groups;
+    for (const auto& slot : slots_) groups.push_back(optim::state_group(slot));
+    if (center_out_) groups.emplace_back(kCenterGroup);
+    for (const auto& g : groups)
       for (const io::TensorInfo* p : params_) {
         io::TensorInfo s;
-        s.group = optim::state_group(slot);
+        s.group = g;
         s.name = p->name;
         s.shape = p->shape;
         s.dtype = DType::F32;
@@ -526,24 +913,40 @@ class Aggregator {
     sink_ = io::create_sink(output_, io::Format::Loco, root, std::move(plan));
     sink_->set_group_attribute("state", optim::kStepAttribute, step_ + 1);
     sink_->set_group_attribute("state", "optimizer", summary_.outer);
+    if (summary_.dp.enabled && summary_.dp.adaptive) sink_->set_group_attribute("state", kClipAttribute, summary_.dp.next_clip);
+    else if (state_clip_) sink_->set_group_attribute("state", kClipAttribute, *state_clip_);
   }
 
   // Weights w_k for the active deltas (aggregate.hpp), filling the summary's contributor list.
   std::vector<double> weights(const std::vector<Delta*>& active) {
     // Contributor-mean divides by the count per element in the tensor-wise pass; on the streaming pass
     // (dense deltas) every delta contributes everywhere, so it is the mean.
+    // Robust rules take x_k = g_k·Δ_k as their inputs (the weights scale the columns); QFedAvg's
+    // weights come from prepare_round; DP divides by m and scales by c_k.
     const bool by_count = opt_.reduce == Reduction::ContributorMean && tensorwise_;
     const bool weighted = opt_.reduce == Reduction::WeightedMean;
     double denom = 0;
     for (const Delta* d : active) denom += weighted ? static_cast<double>(*d->samples) : 1.0;
-    if (by_count) denom = 1.0;
+    if (by_count || opt_.reduce == Reduction::Robust) denom = 1.0;
+    if (summary_.dp.enabled) denom = static_cast<double>(summary_.dp.m);
     std::vector<double> w;
     summary_.contributors.clear();
     for (const Delta* d : active) {
       const double base = weighted ? static_cast<double>(*d->samples) : 1.0;
-      w.push_back(base * d->gain / denom);
-      summary_.contributors.push_back(
-          {d->path, d->worker, d->samples, d->round, d->staleness, w.back(), d->payload_bytes, d->codec, 0});
+      w.push_back(opt_.reduce == Reduction::QFedAvg ? d->qffl_weight : base * d->gain * d->dp_factor / denom);
+      Contributor c;
+      c.path = d->path;
+      c.worker = d->worker;
+      c.samples = d->samples;
+      c.round = d->round;
+      c.staleness = d->staleness;
+      c.weight = w.back();
+      c.payload_bytes = d->payload_bytes;
+      c.codec = d->codec;
+      if (needs_norms_) c.norm = d->gain * std::sqrt(d->sq_norm);
+      c.dp_factor = d->dp_factor;
+      c.loss = d->loss;
+      summary_.contributors.push_back(std::move(c));
     }
     return w;
   }
@@ -661,6 +1064,7 @@ class Aggregator {
               bad = true;
               return;
             }
+            if (sigma_ > 0) robust::add_dp_noise(std::span(sc.dbar.data(), len), sigma_, opt_.dp.seed, round_, i, e0);
             float* th = sc.theta.data() + lo;
             fetch(param_feed, e0, len, th, sc);
             for (std::size_t sl = 0; sl < slots_.size(); ++sl) {
@@ -729,9 +1133,8 @@ class Aggregator {
 
   // The reduction domain of tensor i: the tensor, or its chunk-padded DCT coefficients (plan_domains).
   Shape domain_shape(std::size_t i) const {
-    const std::int64_t n = params_[i]->numel(), c = coef_chunk_[i];
-    if (c == 0) return params_[i]->shape;
-    return {(n + c - 1) / c * c};
+    if (coef_chunk_[i] == 0) return params_[i]->shape;
+    return {compress::dct_domain(coef_stage_[i], params_[i]->shape).size()};
   }
 
   // Reads delta d's tensor i into l.x in the reduction domain and, when want_mask and its codec selects,
@@ -763,14 +1166,21 @@ class Aggregator {
       std::vector<compress::StageSpec> stages = sel.stages;
       const Shape domain = domain_shape(i);
       if (coef_chunk_[i] != 0) {
-        stages.front().name = "topk";
-        stages.front().params = {{"k", std::to_string(sel.k)}, {"tile", std::to_string(sel.chunk)}};
+        stages.front() = compress::dct_coefficient_stage(stages.front(), p.shape);
         e.attrs.set("spec", spec_text(stages));
         set_shape_attrs(e.attrs, domain);
       }
       l.x = compress::decode(e);
       if (l.x.numel() != shape_numel(domain))
         throw_error(ErrorKind::BadInput, "decodes to {} elements, expected {}", l.x.numel(), shape_numel(domain));
+      if (d.ef21 && d.estimate) {
+        // g_i + D in float32, element by element: the worker's own g ← g + D, so both sides hold the same bits.
+        const Tensor g = d.estimate->read(*d.estimate->find(p.name), DType::F32);
+        const auto gx = g.f32();
+        const auto x = l.x.f32();
+        for (std::size_t j = 0; j < x.size(); ++j) x[j] = gx[j] + x[j];
+        summary_.bytes_read += static_cast<std::uint64_t>(gx.size()) * 4;
+      }
       if (!want_mask || sel.kind == Selection::All) return;
       const std::vector<compress::StageSpec> first(stages.begin(), stages.begin() + 1);
       const compress::Codec sparsifier = compress::Codec::parse(spec_text(first));
@@ -852,12 +1262,148 @@ class Aggregator {
           db[j] = !by_count ? static_cast<float>(acc[j])
                             : count[j] > 0.0f ? static_cast<float>(acc[j] / static_cast<double>(count[j])) : 0.0f;
       });
-      if (coef_chunk_[i] != 0) dbar = inverse_dct(std::move(dbar), p.shape, coef_chunk_[i]);
+      if (coef_chunk_[i] != 0) dbar = compress::dct_inverse(std::move(dbar), coef_stage_[i], p.shape);
+      if (sigma_ > 0) robust::add_dp_noise(dbar.f32(), sigma_, opt_.dp.seed, round_, i, 0);
       if (!all_finite(dbar.f32()))
         throw_error(ErrorKind::Numeric, "tensor {}: the reduced delta is not finite; nothing written", p.name);
       outer_step(i, dbar.f32(), sc, t, lr, update_sq, step_sq);
     }
     for (std::size_t k = 0; k < n_deltas; ++k) summary_.contributors[k].clipped_tensors = active[k]->clipped_tensors;
+    summary_.update_norm = std::sqrt(update_sq);
+    summary_.step_norm = std::sqrt(step_sq);
+    if (!std::isfinite(step_sq))
+      throw_error(ErrorKind::Numeric, "the new parameters are not finite (‖Δ̄‖ = {}); nothing written",
+                  summary_.update_norm);
+    summary_.round = round_ + 1;
+    summary_.outer_step = step_ + 1;
+    return true;
+  }
+
+  // A robust rule (aggregate.hpp): the Gram pass when the rule needs one, then block by block the rule
+  // and the outer step. Columns are x_k = w_k·Δ_k (w_k the staleness weight) in reduction order, then
+  // centered clipping's previous centre. Dense deltas are read a block at a time; a compressed delta's
+  // tensor is decoded once per pass and served from memory. Returns false as soon as a delta holds a
+  // NaN or Inf, with its bad_tensor set.
+  bool robust_pass(const std::vector<Delta*>& active) {
+    const std::vector<double> w = weights(active);
+    const std::size_t n = active.size();
+    robust::Reducer red(opt_.robust, n, robust::ReduceContext{opt_.seed, round_});
+    const std::size_t cols = red.columns();
+    std::size_t block_max = 1;
+    for (const io::TensorInfo* p : params_)
+      block_max = std::max(block_max, static_cast<std::size_t>(std::min(rows_per_block(*p, opt_.block_bytes), p->rows()) *
+                                                               p->row_elements()));
+    std::vector<std::vector<float>> buf(cols, std::vector<float>(block_max));
+    std::vector<Loaded> decoded(n);
+    std::vector<const float*> ptr(cols);
+    Scratch sc;
+    if (any_converted_ || !center_.empty()) sc.raw.resize(block_max * 8);
+    sc.theta.resize(block_max);
+    sc.old.resize(block_max);
+    sc.slots.assign(slots_.size(), std::vector<float>(block_max));
+    std::vector<float> dbar(block_max);
+
+    // Tensor i of every compressed delta, decoded and scaled by its weight.
+    auto load_tensor = [&](std::size_t i) {
+      for (std::size_t k = 0; k < n; ++k) {
+        if (!active[k]->compressed) continue;
+        load(*active[k], i, false, decoded[k]);
+        const auto x = decoded[k].x.f32();
+        if (!all_finite(x)) return non_finite(*active[k], *params_[i]);
+        if (w[k] != 1.0)
+          for (float& v : x) v = static_cast<float>(w[k] * static_cast<double>(v));
+      }
+      return true;
+    };
+    // The columns of elements [e0, e0 + len) (whole rows) of tensor i.
+    auto fill = [&](std::size_t i, std::size_t e0, std::size_t len) {
+      for (std::size_t k = 0; k < n; ++k) {
+        Delta& d = *active[k];
+        if (d.compressed) {
+          ptr[k] = decoded[k].x.f32().data() + e0;
+          continue;
+        }
+        float* dst = buf[k].data();
+        fetch(Feed{d.src.get(), d.tensors[i], d.offsets[i]}, e0, len, dst, sc);
+        const auto bytes = len * dtype_size(d.tensors[i]->dtype);
+        summary_.delta_bytes_read += bytes;
+        summary_.bytes_read += bytes;
+        if (max_exponent(dst, len) == kExpMask) return non_finite(d, *params_[i]);
+        if (w[k] != 1.0)
+          for (std::size_t j = 0; j < len; ++j) dst[j] = static_cast<float>(w[k] * static_cast<double>(dst[j]));
+        ptr[k] = dst;
+      }
+      if (cols > n) {
+        float* dst = buf[n].data();
+        if (center_[i]) {
+          fetch(Feed{model_.get(), center_[i], center_offsets_[i]}, e0, len, dst, sc);
+          summary_.bytes_read += len * dtype_size(center_[i]->dtype);
+          if (max_exponent(dst, len) == kExpMask)
+            throw_error(ErrorKind::BadInput, "{}: the centre /{}/{} holds NaN or Inf", summary_.model, kCenterGroup,
+                        params_[i]->name);
+        } else {
+          std::fill_n(dst, len, 0.0f);
+        }
+        ptr[n] = dst;
+      }
+      return true;
+    };
+    auto for_blocks = [&](std::size_t i, auto&& body) {
+      const io::TensorInfo& p = *params_[i];
+      const std::int64_t step_rows = rows_per_block(p, opt_.block_bytes);
+      for (std::int64_t r0 = 0; r0 < p.rows(); r0 += step_rows) {
+        const std::int64_t nrows = std::min(step_rows, p.rows() - r0);
+        if (!body(r0, nrows, static_cast<std::size_t>(r0 * p.row_elements()),
+                  static_cast<std::size_t>(nrows * p.row_elements())))
+          return false;
+      }
+      return true;
+    };
+
+    summary_.robust_passes = 1;
+    if (red.needs_gram()) {
+      summary_.robust_passes = 2;
+      for (std::size_t i = 0; i < params_.size(); ++i) {
+        if (!load_tensor(i)) return false;
+        const bool ok = for_blocks(i, [&](std::int64_t, std::int64_t, std::size_t e0, std::size_t len) {
+          if (!fill(i, e0, len)) return false;
+          red.add_gram(ptr, len);
+          return true;
+        });
+        if (!ok) return false;
+      }
+      red.finish_gram();
+    }
+    const robust::PlanInfo& plan = red.plan();
+    summary_.robust_coefficients = plan.coefficients;
+    summary_.robust_iterations = plan.iterations;
+    make_sink(active);
+    std::vector<std::int64_t> selected(plan.selected.begin(), plan.selected.end());
+    if (opt_.robust.pre.empty())
+      for (std::int64_t k : selected) summary_.contributors[static_cast<std::size_t>(k)].selected = true;
+    if (!selected.empty()) sink_->set_attribute("robust_selected", selected);
+    if (!plan.coefficients.empty()) sink_->set_attribute("robust_coefficients", plan.coefficients);
+
+    double update_sq = 0, step_sq = 0;
+    const std::int64_t t = step_ + 1;
+    const double lr = optimizer_->lr();
+    const std::size_t center_index = (slots_.size() + 1) * params_.size();
+    for (std::size_t i = 0; i < params_.size(); ++i) {
+      if (!load_tensor(i)) return false;
+      const bool ok = for_blocks(i, [&](std::int64_t r0, std::int64_t nrows, std::size_t e0, std::size_t len) {
+        if (!fill(i, e0, len)) return false;
+        red.reduce(ptr, len, dbar.data());
+        if (!all_finite(std::span<const float>(dbar.data(), len)))
+          throw_error(ErrorKind::Numeric, "tensor {}: the robust Δ̄ is not finite; nothing written", params_[i]->name);
+        if (center_out_) {
+          std::lock_guard lock(hdf5_mutex_);
+          sink_->write_rows(center_index + i, r0, nrows, std::as_bytes(std::span<const float>(dbar.data(), len)));
+        }
+        outer_block(i, r0, nrows, dbar.data(), sc, t, lr, update_sq, step_sq);
+        return true;
+      });
+      if (!ok) return false;
+    }
     summary_.update_norm = std::sqrt(update_sq);
     summary_.step_norm = std::sqrt(step_sq);
     if (!std::isfinite(step_sq))
@@ -875,25 +1421,6 @@ class Aggregator {
     return false;
   }
 
-  // The orthonormal inverse DCT-II, chunk by chunk, of chunk-padded coefficients, cut to the tensor's
-  // elements: dct_topk's own decoder with every coefficient of every chunk kept.
-  static Tensor inverse_dct(Tensor coef, const Shape& shape, std::int64_t chunk) {
-    const std::int64_t total = coef.numel();
-    compress::Encoded e;
-    e.attrs.set("codec", std::string("dct_topk"));
-    e.attrs.set("spec", fmt::format("dct_topk:chunk={},k={}", chunk, chunk));
-    e.attrs.set("seed", std::int64_t{0});
-    e.attrs.set("stream", std::int64_t{0});
-    e.attrs.set("shared_stream", std::int64_t{0});
-    set_shape_attrs(e.attrs, shape);
-    Tensor idx = Tensor::uninitialized({total}, DType::U16);
-    auto* ip = idx.as<std::uint16_t>().data();
-    for (std::int64_t j = 0; j < total; ++j) ip[j] = static_cast<std::uint16_t>(j % chunk);
-    e.datasets.emplace_back("indices", std::move(idx));
-    e.datasets.emplace_back("values", std::move(coef));
-    return compress::decode(e);
-  }
-
   // The outer optimizer on tensor i with the reduced delta dbar, block by block: reads θ and the state,
   // applies the step, writes the new θ and state, and adds to the squared norms.
   void outer_step(std::size_t i, std::span<const float> dbar, Scratch& sc, std::int64_t t, double lr, double& update_sq,
@@ -905,12 +1432,25 @@ class Aggregator {
     sc.theta.resize(block);
     sc.old.resize(block);
     for (auto& sl : sc.slots) sl.resize(block);
+    for (std::int64_t r0 = 0; r0 < p.rows(); r0 += step_rows) {
+      const std::int64_t nrows = std::min(step_rows, p.rows() - r0);
+      outer_block(i, r0, nrows, dbar.data() + static_cast<std::size_t>(r0) * row_el, sc, t, lr, update_sq, step_sq);
+    }
+  }
+
+  // The outer step on rows [r0, r0 + nrows) of tensor i with their reduced delta dbar (sc.theta, sc.old
+  // and sc.slots hold at least that many elements): reads θ and the state, applies the step, writes the
+  // rows of the new θ and state and adds to the squared norms.
+  void outer_block(std::size_t i, std::int64_t r0, std::int64_t nrows, const float* dbar_rows, Scratch& sc,
+                   std::int64_t t, double lr, double& update_sq, double& step_sq) {
+    const io::TensorInfo& p = *params_[i];
+    const auto row_el = static_cast<std::size_t>(p.row_elements());
     const Feed param_feed{model_.get(), &p, param_offsets_[i]};
     std::array<std::span<float>, 4> spans;
     using V = Eigen::Map<const Eigen::VectorXf>;
-    for (std::int64_t r0 = 0; r0 < p.rows(); r0 += step_rows) {
-      const std::int64_t nrows = std::min(step_rows, p.rows() - r0);
+    {
       const std::size_t n = static_cast<std::size_t>(nrows) * row_el, e0 = static_cast<std::size_t>(r0) * row_el;
+      const std::span<const float> dbar(dbar_rows, n);
       fetch(param_feed, e0, n, sc.theta.data(), sc);
       for (std::size_t sl = 0; sl < slots_.size(); ++sl) {
         if (!state_[sl].empty() && state_[sl][i])
@@ -920,10 +1460,10 @@ class Aggregator {
         spans[sl] = std::span(sc.slots[sl].data(), n);
       }
       std::memcpy(sc.old.data(), sc.theta.data(), n * 4);
-      optimizer_->apply(std::span(sc.theta.data(), n), dbar.subspan(e0, n),
+      optimizer_->apply(std::span(sc.theta.data(), n), dbar,
                         std::span<const std::span<float>>(spans.data(), slots_.size()), t, lr);
       const auto el = static_cast<Eigen::Index>(n);
-      update_sq += V(dbar.data() + e0, el).cast<double>().squaredNorm();
+      update_sq += V(dbar.data(), el).cast<double>().squaredNorm();
       step_sq += (V(sc.theta.data(), el).cast<double>() - V(sc.old.data(), el).cast<double>()).squaredNorm();
       std::uint64_t model_bytes = 4;
       for (std::size_t sl = 0; sl < slots_.size(); ++sl) model_bytes += !state_[sl].empty() && state_[sl][i] ? 4 : 0;
@@ -932,16 +1472,19 @@ class Aggregator {
     }
   }
 
-  // Streams each active delta once, recording in bad_tensor the first tensor with a NaN or Inf.
+  // Streams each active delta once, recording in bad_tensor the first tensor with a NaN or Inf and,
+  // for a finite delta, in sq_norm its squared L2 norm over the whole update (float64).
   void validation_pass(const std::vector<Delta*>& active) {
     std::vector<float> buf;
     std::vector<std::byte> raw;
     for (Delta* d : active) {
+      d->sq_norm = 0;
       if (d->compressed) {
         Loaded l;
         for (std::size_t i = 0; i < params_.size() && d->bad_tensor.empty(); ++i) {
           load(*d, i, false, l);
           if (!all_finite(l.x.f32())) d->bad_tensor = params_[i]->name;
+          else d->sq_norm += squared_norm(l.x.f32());
         }
         continue;
       }
@@ -960,6 +1503,7 @@ class Aggregator {
             d->bad_tensor = dt.name;
             break;
           }
+          d->sq_norm += squared_norm(std::span<const float>(buf.data(), n));
         }
       }
     }
@@ -981,7 +1525,16 @@ class Aggregator {
   std::size_t max_delta_dtype_ = 4;
   bool tensorwise_ = false;              // the tensor-wise pass (compressed deltas or --clip)
   std::vector<std::int64_t> coef_chunk_;  // per tensor: DCT chunk of a coefficient-domain reduction, else 0
+  std::vector<compress::StageSpec> coef_stage_;  // per tensor: its dct_topk stage when coef_chunk_ ≠ 0
   bool any_converted_ = false;
+  Staleness staleness_;
+  bool needs_norms_ = false;  // DP or QFedAvg: whole-update norms before the reduction
+  bool center_out_ = false;   // centered clipping: the output keeps Δ̄ as the next centre
+  std::vector<const io::TensorInfo*> center_;             // per param: the model's previous centre, or null
+  std::vector<std::optional<std::uint64_t>> center_offsets_;
+  std::optional<double> state_clip_;  // the model's /state@dp_clip
+  double sigma_ = 0;                  // DP noise σ on Δ̄ (0: none)
+  std::vector<Delta*> active_final_;  // the deltas of the pass that succeeded
   std::unique_ptr<io::TensorSink> sink_;
   AggregateSummary summary_;
 };
@@ -1010,7 +1563,11 @@ std::string summary_json(const AggregateSummary& s) {
                             {"weight", c.weight},
                             {"payload_bytes", c.payload_bytes},
                             {"codec", c.codec},
-                            {"clipped_tensors", c.clipped_tensors}});
+                            {"clipped_tensors", c.clipped_tensors},
+                            {"norm", c.norm >= 0 ? json(c.norm) : json(nullptr)},
+                            {"dp_factor", c.dp_factor},
+                            {"loss", c.loss ? json(*c.loss) : json(nullptr)},
+                            {"selected", c.selected}});
   for (const auto& d : s.dropped) dropped.push_back(
         {{"path", d.path}, {"worker", opt(d.worker)}, {"reason", d.reason}, {"payload_bytes", d.payload_bytes}});
   json j = {{"model", s.model},
@@ -1030,6 +1587,20 @@ std::string summary_json(const AggregateSummary& s) {
             {"payload_bytes", s.payload_bytes},
             {"compressed_deltas", s.compressed_deltas},
             {"passes", s.passes},
+            {"robust", {{"coefficients", s.robust_coefficients},
+                        {"iterations", s.robust_iterations},
+                        {"passes", s.robust_passes}}},
+            {"dp", s.dp.enabled ? json{{"clip", s.dp.clip},
+                                       {"noise_multiplier", s.dp.noise_multiplier},
+                                       {"effective_noise_multiplier", s.dp.effective_noise_multiplier},
+                                       {"sigma", s.dp.sigma},
+                                       {"m", s.dp.m},
+                                       {"clipped", s.dp.clipped},
+                                       {"seed", s.dp.seed},
+                                       {"adaptive", s.dp.adaptive},
+                                       {"unclipped_fraction", s.dp.adaptive ? json(s.dp.unclipped_fraction) : json(nullptr)},
+                                       {"next_clip", s.dp.adaptive ? json(s.dp.next_clip) : json(nullptr)}}
+                                : json(nullptr)},
             {"seconds", {{"open", s.seconds_open}, {"reduce", s.seconds_reduce}, {"commit", s.seconds_commit}}},
             {"elapsed_seconds", s.elapsed_seconds}};
   return j.dump();

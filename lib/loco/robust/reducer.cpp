@@ -194,6 +194,24 @@ enum class CoordOp { Median, Trimmed, Bulyan };
 constexpr std::size_t kLanes = 16;       // coordinates sorted side by side (vector width × 2–4)
 constexpr std::size_t kGrain = 1 << 14;  // coordinates per parallel task
 
+// One comparator of the network on kLanes coordinates: a ← min, b ← max. Written on GCC/Clang vector
+// types (4 floats, one SSE register or NEON q-register) so it compiles to packed compares and min/max:
+// the plain loop over two pointers into one buffer stays scalar (a compare, a branch and a store per
+// lane), because the compiler can neither prove the rows disjoint nor turn `<` into min under IEEE rules.
+typedef float Lane4 __attribute__((vector_size(16)));
+static_assert(kLanes % 4 == 0);
+
+inline void compare_exchange(float* a, float* b) {
+  for (std::size_t l = 0; l < kLanes; l += 4) {
+    Lane4 u, v;
+    std::memcpy(&u, a + l, sizeof u);
+    std::memcpy(&v, b + l, sizeof v);
+    const Lane4 lo = v < u ? v : u, hi = v < u ? u : v;
+    std::memcpy(a + l, &lo, sizeof lo);
+    std::memcpy(b + l, &hi, sizeof hi);
+  }
+}
+
 }  // namespace
 
 // ---------------------------------------------------------------- spec
@@ -614,15 +632,9 @@ struct Reducer::Impl {
         }
         for (std::size_t l = w; l < kLanes; ++l) dst[l] = 0;
       }
-      for (const auto& [a, b] : network) {
-        float* pa = buf.data() + static_cast<std::size_t>(a) * kLanes;
-        float* pb = buf.data() + static_cast<std::size_t>(b) * kLanes;
-        for (std::size_t l = 0; l < kLanes; ++l) {
-          const float u = pa[l], v = pb[l];
-          pa[l] = u < v ? u : v;
-          pb[l] = u < v ? v : u;
-        }
-      }
+      for (const auto& [a, b] : network)
+        compare_exchange(buf.data() + static_cast<std::size_t>(a) * kLanes,
+                         buf.data() + static_cast<std::size_t>(b) * kLanes);
       const float* s = buf.data();
       switch (op) {
         case CoordOp::Median:

@@ -1,7 +1,9 @@
 """Cases for loco-aggregate: one DiLoCo outer step and FedAvg checked against numpy, input-order
 independence, the JSON summary, dropped non-finite deltas, quorum, stale/foreign deltas, state of
 another optimizer, compressed deltas (contributor-mean over top-k selections, median-norm clipping,
-payload bytes, refusals), and usage errors. Inputs are made in each case's folder by this file run as a
+payload bytes, refusals), robust rules against numpy (median, trimmed mean, a Byzantine delta that pulls
+the mean but not the median, Krum after NNM), QFedAvg, differential privacy (reproducible noise, σ = zC/m),
+the --watch loop on a folder filled while it runs, and usage errors. Inputs are made in each case's folder by this file run as a
 script (h5py in the format.md layout; base_checksum from loco-inspect --checksum --json)."""
 
 import json
@@ -54,6 +56,12 @@ def make(bin_dir, out):
         compress(f"d{k}.h5", f"cd{k}.h5")
     compress("nosamples.h5", "ef21.h5", "--ef", "ef21", "--ef-state", str(out / "ef21-state.h5"))
     compress("stale.h5", "cstale.h5")
+    # A Byzantine delta: worker 7, huge and opposite; deltas with the worker's starting loss for QFedAvg.
+    delta("byz.h5", {n: (-1000 * v).astype(np.float32) for n, v in values(23).items()}, 7, 10)
+    for k in range(2):
+        fixtures.write_loco(out / f"q{k}.h5", values(10 + k),
+                            {"model_config": CONFIG, "round": np.int64(0), "worker": np.int64(k), "base_checksum": base,
+                             "loss_first": np.float64(0.5 + 1.5 * k)}, kind="delta")
     z = {n: np.zeros(s, np.float32) for n, s in SHAPES.items()}
     fixtures.write_loco(out / "adam.h5", values(0), {"model_config": CONFIG, "round": np.int64(0)},
                         groups={"state/exp_avg": z, "state/exp_avg_sq": z}, group_attrs={"state": {"step": np.int64(2)}})
@@ -185,6 +193,118 @@ def two_rounds(ctx, r):
     assert attrs["round"] == 2 and st["step"] == 2, (attrs, st)
 
 
+def robust_median(ctx, r):
+    got, attrs, _ = read(ctx.tmp / "g1.h5")
+    theta, ds = values(0), deltas(0, 1, 2)
+    for n in SHAPES:
+        med = np.median(np.stack([d[n] for d in ds]), axis=0)  # odd count: one of the inputs, exactly
+        assert np.array_equal(got[n], theta[n] - med), n
+    assert attrs["reduction"] == "median", attrs
+    assert json.loads(r.stdout)["reduce"] == "median"
+
+
+def trimmed(ctx, r):
+    got, attrs, _ = read(ctx.tmp / "g1.h5")
+    theta = values(0)
+    ds = deltas(0, 1, 2) + [values(22)]  # d0..d2 and nosamples.h5 (worker 5)
+    for n in SHAPES:
+        s = np.sort(np.stack([d[n].astype(np.float64) for d in ds]), axis=0)
+        tm = s[1:3].mean(axis=0)  # beta 0.25 of 4: one cut at each end (Flower's FedTrimmedAvg)
+        # θ − float32(tm): values ≲ 4, one float32 rounding each: < 1e-6.
+        assert np.max(np.abs(got[n] - (theta[n] - tm))) < 1e-6, n
+    assert attrs["reduction"] == "trimmed-mean:beta=0.25", attrs
+
+
+def byzantine(ctx, r):
+    theta = values(0)
+    mean, _, _ = read(ctx.tmp / "mean.h5")
+    med, _, _ = read(ctx.tmp / "median.h5")
+    honest = deltas(0, 1, 2) + [values(22)]
+    for n in SHAPES:
+        h = np.stack([d[n] for d in honest])
+        step = theta[n] - med[n]
+        assert np.all(step >= h.min(axis=0) - 1e-6) and np.all(step <= h.max(axis=0) + 1e-6), n
+        assert np.max(np.abs(theta[n] - mean[n])) > 50, n  # the attacker's 1000x pulls the mean by ~200x
+
+
+def krum_nnm(ctx, r):
+    s = json.loads(r.stdout)
+    assert s["reduce"] == "nnm:f=1+krum:f=1", s
+    coef = s["robust"]["coefficients"]
+    workers = [c["worker"] for c in s["contributors"]]
+    assert workers == [0, 1, 2, 5, 7], workers
+    assert abs(sum(coef) - 1) < 1e-12 and coef[workers.index(7)] == 0, coef  # the attacker has no weight
+    got, attrs, _ = read(ctx.tmp / "g1.h5")
+    theta = values(0)
+    ds = deltas(0, 1, 2) + [values(22), {n: (-1000 * v).astype(np.float32) for n, v in values(23).items()}]
+    for n in SHAPES:
+        ref = theta[n] - sum(c * d[n].astype(np.float64) for c, d in zip(coef, ds))
+        assert np.max(np.abs(got[n] - ref)) < 1e-5, n
+    assert attrs["reduction"] == "nnm:f=1+krum:f=1", attrs
+
+
+def qfedavg(ctx, r):
+    got, attrs, _ = read(ctx.tmp / "g1.h5")
+    theta, ds, F = values(0), deltas(0, 1), [0.5, 2.0]
+    q, L = 0.2, 1 / 0.1
+    norms = [np.sqrt(sum(np.sum(d[n].astype(np.float64) ** 2) for n in SHAPES)) for d in ds]
+    h = sum(q * f ** (q - 1) * (L * nv) ** 2 + L * f ** q for f, nv in zip(F, norms))
+    for n in SHAPES:
+        step = sum(f ** q * L * d[n].astype(np.float64) for f, d in zip(F, ds)) / h
+        assert np.max(np.abs(got[n] - (theta[n] - step))) < 1e-6, n
+    assert attrs["reduction"] == "qfedavg:q=0.2,lr=0.1" and attrs["qffl_lipschitz"] == 10.0, attrs
+
+
+def dp_noise(ctx, r):
+    a, attrs, _ = read(ctx.tmp / "a.h5")
+    b, _, _ = read(ctx.tmp / "b.h5")
+    c, _, _ = read(ctx.tmp / "c.h5")
+    for n in SHAPES:
+        assert a[n].tobytes() == b[n].tobytes(), n  # the same seed: the same bits
+    assert any(a[n].tobytes() != c[n].tobytes() for n in SHAPES)  # another seed: other noise
+    s = json.loads((ctx.tmp / "a.json").read_text())
+    assert s["dp"]["m"] == 3 and abs(s["dp"]["sigma"] - 0.5 * 1.0 / 3) < 1e-15, s["dp"]
+    assert abs(attrs["dp_sigma"] - 0.5 / 3) < 1e-15 and attrs["dp_clip"] == 1.0, attrs
+    for k, cont in enumerate(s["contributors"]):
+        norm = np.sqrt(sum(np.sum(values(10 + k)[n].astype(np.float64) ** 2) for n in SHAPES))
+        assert abs(cont["norm"] - norm) < 1e-9 * norm and abs(cont["dp_factor"] - min(1, 1 / norm)) < 1e-12, cont
+
+
+def ef21_state(ctx, r):
+    import h5py
+    with h5py.File(ctx.tmp / "est/worker-5-round-000000.h5", "r") as f, h5py.File(ctx.tmp / "ef21-state.h5", "r") as w:
+        for n in SHAPES:  # the aggregator's estimate is the worker's own, bit for bit
+            assert f["tensors"][n][()].tobytes() == w["state/ef21_g"][n][()].tobytes(), n
+        g = {n: f["tensors"][n][()] for n in SHAPES}
+    got, _, _ = read(ctx.tmp / "g1.h5")
+    theta, d0 = values(0), values(10)
+    for n in SHAPES:
+        sel = topk_selection(d0[n])
+        c0 = np.zeros(d0[n].size)
+        c0[sel] = d0[n].ravel()[sel]
+        ref = theta[n] - (c0.reshape(SHAPES[n]) + g[n].astype(np.float64)) / 2
+        assert np.max(np.abs(got[n] - ref)) < 1e-6, n
+
+
+def watch_filled(ctx, r):
+    theta, ds = values(0), deltas(0, 1, 2)
+    m1, _, _ = read(ctx.tmp / "models/model-000001.h5")
+    m2, attrs, _ = read(ctx.tmp / "models/model-000002.h5")
+    for n in SHAPES:
+        d01 = (ds[0][n].astype(np.float64) + ds[1][n]) / 2  # FedBuff K = 2: the mean of the pair
+        assert np.max(np.abs(m1[n] - (theta[n] - d01))) < 1e-6, n
+        # c.h5 (d2) and d.h5 (nosamples.h5) were made from round 0 and are applied to version 1: staleness 1,
+        # polynomial weight 1/sqrt(2) each, mean over the pair.
+        late = (ds[2][n].astype(np.float64) + values(22)[n]) / (2 * np.sqrt(2))
+        assert np.max(np.abs(m2[n] - (m1[n] - late))) < 1e-6, n
+    assert attrs["round"] == 2 and attrs["staleness"] == "polynomial:a=0.5", attrs
+    assert (ctx.tmp / "models/latest").read_text().strip() == "model-000002.h5"
+    ledger = json.loads((ctx.tmp / "models/ledger.json").read_text())
+    assert sorted(e["file"] for e in ledger["applied"]) == ["a.h5", "b.h5", "c.h5", "d.h5"], ledger
+    assert ledger["updates"] == 2 and ledger["pending"] == [], ledger
+    assert len(r.stdout.strip().splitlines()) == 2  # --json: one summary line per update
+
+
 CASES = [
     Case("one DiLoCo step (nesterov 0.7/0.9) matches numpy", setup=[MAKE],
          args=["--model", "g0.h5", "-o", "g1.h5", "--json", "d2.h5", "d0.h5", "d1.h5"],
@@ -216,9 +336,59 @@ CASES = [
          sh="/usr/bin/python3 -c \"import h5py; f=h5py.File('nan.h5','a'); f['tensors/w'][5, 2] = 0.5\" && "
             "loco-aggregate --model g0.h5 -o g1.h5 --outer sgd --clip median-norm --json d0.h5 d1.h5 d2.h5 nan.h5",
          check=median_clip),
+    Case("robust median matches numpy", setup=[MAKE],
+         args=["--model", "g0.h5", "-o", "g1.h5", "--outer", "sgd", "--reduce", "median", "--json",
+               "d2.h5", "d0.h5", "d1.h5"], check=robust_median),
+    Case("trimmed mean (beta 0.25 of 4) matches numpy", setup=[MAKE],
+         args=["--model", "g0.h5", "-o", "g1.h5", "--outer", "sgd", "--reduce", "trimmed-mean:beta=0.25",
+               "d0.h5", "d1.h5", "d2.h5", "nosamples.h5"], check=trimmed),
+    Case("a Byzantine delta pulls the mean away but not the median", setup=[MAKE],
+         sh="loco-aggregate --model g0.h5 -o mean.h5 --outer sgd d0.h5 d1.h5 d2.h5 nosamples.h5 byz.h5 && "
+            "loco-aggregate --model g0.h5 -o median.h5 --outer sgd --reduce median d0.h5 d1.h5 d2.h5 nosamples.h5 byz.h5",
+         check=byzantine),
+    Case("nnm+krum gives the attacker no weight and records its plan", setup=[MAKE],
+         args=["--model", "g0.h5", "-o", "g1.h5", "--outer", "sgd", "--reduce", "nnm+krum:f=1", "--json",
+               "d0.h5", "d1.h5", "d2.h5", "nosamples.h5", "byz.h5"], check=krum_nnm),
+    Case("krum with too few deltas is a usage error naming the bound", setup=[MAKE],
+         args=["--model", "g0.h5", "-o", "g1.h5", "--reduce", "krum:f=1", "d0.h5", "d1.h5", "d2.h5"], code=2,
+         stderr="krum:f=1 needs n ≥ 2f+3 = 5", absent="{tmp}/g1.h5"),
+    Case("an unknown reducer is a usage error", setup=[MAKE],
+         args=["--model", "g0.h5", "-o", "g1.h5", "--reduce", "medain", "d0.h5"], code=2,
+         stderr="unknown reducer 'medain'", absent="{tmp}/g1.h5"),
+    Case("qfedavg weights by the workers' starting losses (numpy)", setup=[MAKE],
+         args=["--model", "g0.h5", "-o", "g1.h5", "--outer", "sgd", "--reduce", "qfedavg", "q0.h5", "q1.h5"],
+         check=qfedavg),
+    Case("qfedavg needs loss_first", setup=[MAKE],
+         args=["--model", "g0.h5", "-o", "g1.h5", "--reduce", "qfedavg", "d0.h5"], code=4,
+         stderr="d0.h5: qfedavg needs the worker's loss", absent="{tmp}/g1.h5"),
+    Case("DP noise is reproducible by seed; sigma = zC/m recorded", setup=[MAKE],
+         sh="loco-aggregate --model g0.h5 -o a.h5 --outer sgd --dp-clip 1 --dp-noise 0.5 --dp-seed 3 --summary a.json "
+            "d0.h5 d1.h5 d2.h5 && "
+            "loco-aggregate --model g0.h5 -o b.h5 --outer sgd --dp-clip 1 --dp-noise 0.5 --dp-seed 3 d2.h5 d1.h5 d0.h5 && "
+            "loco-aggregate --model g0.h5 -o c.h5 --outer sgd --dp-clip 1 --dp-noise 0.5 --dp-seed 4 d0.h5 d1.h5 d2.h5",
+         check=dp_noise),
+    Case("DP with a robust rule is a usage error", setup=[MAKE],
+         args=["--model", "g0.h5", "-o", "g1.h5", "--reduce", "median", "--dp-clip", "1", "d0.h5"], code=2,
+         stderr="differential privacy needs --reduce mean", absent="{tmp}/g1.h5"),
+    Case("--watch applies deltas written into the folder while it runs (FedBuff K=2, staleness)", setup=[MAKE],
+         sh="mkdir inbox && "
+            "{ loco-aggregate --watch inbox --model g0.h5 -o models --outer sgd --buffer 2 --allow-stale "
+            "--max-updates 2 --poll 0.05 --json > watch.out & } && pid=$! && "
+            "sleep 0.3 && cp d0.h5 inbox/.a.tmp && mv inbox/.a.tmp inbox/a.h5 && "
+            "sleep 0.05 && cp d1.h5 inbox/.b.tmp && mv inbox/.b.tmp inbox/b.h5 && "
+            "sleep 0.5 && cp d2.h5 inbox/.c.tmp && mv inbox/.c.tmp inbox/c.h5 && "
+            "sleep 0.05 && cp nosamples.h5 inbox/.d.tmp && mv inbox/.d.tmp inbox/d.h5 && "
+            "wait $pid && cat watch.out",
+         stderr="2 update(s) this run", check=watch_filled),
+    Case("--watch without a stop condition is a usage error", setup=[MAKE],
+         sh="mkdir inbox && loco-aggregate --watch inbox --model g0.h5 -o models", code=2,
+         stderr="--max-updates U or --until FILE"),
     Case("a delta compressed with ef21 feedback is refused", setup=[MAKE],
          args=["--model", "g0.h5", "-o", "g1.h5", "cd0.h5", "ef21.h5"], code=4,
          stderr="ef21.h5: compressed with ef21 error feedback", absent="{tmp}/g1.h5"),
+    Case("--ef21-state keeps the worker's estimate and uses it as its delta", setup=[MAKE],
+         args=["--model", "g0.h5", "-o", "g1.h5", "--outer", "sgd", "--ef21-state", "est", "cd0.h5", "ef21.h5"],
+         exists="{tmp}/est/worker-5-round-000000.h5", check=ef21_state),
     Case("a compressed delta of another base is refused", setup=[MAKE],
          args=["--model", "g0.h5", "-o", "g1.h5", "cd0.h5", "cstale.h5"], code=4,
          stderr="cstale.h5: stale or foreign delta", absent="{tmp}/g1.h5"),
