@@ -1,6 +1,7 @@
 // Tensor storage, shape arithmetic and TensorSet lookup.
 #include "loco/core/tensor.hpp"
 
+#include <malloc.h>
 #include <sys/mman.h>
 
 #include <cstdlib>
@@ -12,6 +13,15 @@
 #include "loco/core/error.hpp"
 
 namespace loco {
+
+namespace {
+// Allocations of 4 MiB and more are mapped and unmapped by glibc, whatever their history. By
+// default glibc raises its mmap threshold (up to 32 MiB) each time a mapped block is freed, after
+// which tensors of 4-32 MiB come from the heap, which fragments and keeps the pages: merging three
+// 1 GiB checkpoints (tensors of 4-128 MiB) peaked at 844 MB instead of 410 MB (3 x 128 MiB + 25)
+// and ran 4.6x slower. Training steps measured the same either way.
+[[maybe_unused]] const int kMmapThreshold = mallopt(M_MMAP_THRESHOLD, 4 << 20);
+}  // namespace
 
 std::int64_t shape_numel(const Shape& shape) {
   constexpr std::int64_t kMax = std::int64_t{1} << 62;
