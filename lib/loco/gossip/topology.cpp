@@ -58,35 +58,35 @@ bool adjacent(const std::vector<std::vector<std::int64_t>>& adj, std::int64_t i,
   return std::find(adj[i].begin(), adj[i].end(), j) != adj[i].end();
 }
 
-// One pairing of d stubs per node, choosing random stub pairs and rejecting self-loops and
-// repeated edges; false when no valid pair is left before every stub is paired.
-bool pair_stubs(std::int64_t n, std::int64_t d, Rng& rng, std::vector<std::vector<std::int64_t>>& adj) {
+// One pairing of d half-edges per node, choosing random pairs of them and rejecting self-loops and
+// repeated edges; false when no valid pair is left before every half-edge is paired.
+bool pair_half_edges(std::int64_t n, std::int64_t d, Rng& rng, std::vector<std::vector<std::int64_t>>& adj) {
   adj.assign(n, {});
-  std::vector<std::int64_t> stubs;
-  stubs.reserve(n * d);
+  std::vector<std::int64_t> ends;
+  ends.reserve(n * d);
   for (std::int64_t i = 0; i < n; ++i)
-    for (std::int64_t k = 0; k < d; ++k) stubs.push_back(i);
-  while (!stubs.empty()) {
+    for (std::int64_t k = 0; k < d; ++k) ends.push_back(i);
+  while (!ends.empty()) {
     bool paired = false;
     for (int attempt = 0; attempt < 64 && !paired; ++attempt) {
-      const auto a = rng.below(stubs.size()), b = rng.below(stubs.size());
-      const std::int64_t u = stubs[a], v = stubs[b];
+      const auto a = rng.below(ends.size()), b = rng.below(ends.size());
+      const std::int64_t u = ends[a], v = ends[b];
       if (u == v || adjacent(adj, u, v)) continue;
       add_edge(adj, u, v);
-      // Remove both stubs, the larger index first so the smaller stays valid.
+      // Remove both ends, the larger index first so the smaller stays valid.
       const auto hi = std::max(a, b), lo = std::min(a, b);
-      stubs[hi] = stubs.back();
-      stubs.pop_back();
-      stubs[lo] = stubs.back();
-      stubs.pop_back();
+      ends[hi] = ends.back();
+      ends.pop_back();
+      ends[lo] = ends.back();
+      ends.pop_back();
       paired = true;
     }
     if (paired) continue;
     // Random picks keep failing: go on only if some valid pair is left at all.
     bool any = false;
-    for (std::size_t a = 0; a < stubs.size() && !any; ++a)
-      for (std::size_t b = a + 1; b < stubs.size() && !any; ++b)
-        any = stubs[a] != stubs[b] && !adjacent(adj, stubs[a], stubs[b]);
+    for (std::size_t a = 0; a < ends.size() && !any; ++a)
+      for (std::size_t b = a + 1; b < ends.size() && !any; ++b)
+        any = ends[a] != ends[b] && !adjacent(adj, ends[a], ends[b]);
     if (!any) return false;
   }
   return true;
@@ -212,7 +212,7 @@ std::vector<std::vector<std::int64_t>> neighbours(const Topology& t, std::int64_
       for (std::int64_t draw = 0; draw < kMaxDraws; ++draw) {
         Rng rng(seed, {regular ? kRegularStream : kErdosStream, key, static_cast<std::uint64_t>(draw)});
         if (regular) {
-          if (!pair_stubs(n, t.degree, rng, adj)) continue;
+          if (!pair_half_edges(n, t.degree, rng, adj)) continue;
         } else {
           adj.assign(n, {});
           for (std::int64_t i = 0; i < n; ++i)

@@ -46,7 +46,7 @@ std::pair<std::int64_t, std::int64_t> torus_shape(const Topology& t, std::int64_
 
 // The nodes whose models node i mixes with at round `round`, for every i: ascending, without i.
 // Undirected graphs list each edge at both ends. Random graphs are redrawn until connected (at
-// most 1000 draws; random d-regular graphs by pairing random stubs, a pairing that gets stuck on
+// most 1000 draws; random d-regular graphs by pairing random half-edges (the configuration model), a pairing that gets stuck on
 // a self-loop or a repeated edge starting over). Throws Error(Usage) for N < 1, a topology that
 // does not exist on N nodes (d ≥ N, N·d odd, torus rows that do not divide N) or random graphs
 // that stay disconnected for 1000 draws.
