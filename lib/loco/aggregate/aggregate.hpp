@@ -82,8 +82,9 @@
 // every delta (also for QFedAvg).
 //
 // Staleness (allow_stale): a delta s rounds old gets g_k = staleness_gain(rule, s): constant 1,
-// polynomial (1 + s)^−a (a = 0.5), hinge 1 for s ≤ b else 1/(a(s − b) + 1) (FedAsync's, a = 10, b = 4),
-// or fedfix 1 + s (FedFix's ⌈τ/Δt⌉ when one round is one period Δt).
+// polynomial (1 + s)^−a (a = 0.5), hinge 1 for s ≤ b else 1/(a(s − b) + 1) (FedAsync's form; its
+// defaults a = 10, b = 4 are recalled from the paper, not checked against it), or fedfix 1 + s
+// (FedFix's ⌈τ/Δt⌉ when one round is one period Δt).
 //
 // EF21 at the aggregator (ef21_state = DIR). A delta compressed with ef21 or econtrol feedback holds
 // c_i = C(Δ_i − g_i), the increment of worker i's estimate g_i; the aggregator keeps its own copy,
