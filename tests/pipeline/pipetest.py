@@ -1,6 +1,9 @@
 """Helpers shared by the pipeline tests: failures, running a command, generated data, digests."""
+import argparse
 import hashlib
+import os
 import random
+import shutil
 import subprocess
 from pathlib import Path
 
@@ -70,3 +73,17 @@ def tensors(path, group="tensors"):
     """{name: array} of one group of an HDF5 file."""
     with h5py.File(path, "r") as f:
         return {k: f[group][k][()] for k in f[group]}
+
+
+def start(doc, default_work):
+    """The command line every pipeline test takes (--bin, --work, --keep): a fresh work folder and
+    the tools' environment (LOCO_BIN, one thread). Returns (bin_dir, work, env, keep)."""
+    ap = argparse.ArgumentParser(description=doc, formatter_class=argparse.RawDescriptionHelpFormatter)
+    ap.add_argument("--bin", required=True, type=Path)
+    ap.add_argument("--work", type=Path, default=Path(default_work))
+    ap.add_argument("--keep", action="store_true")
+    a = ap.parse_args()
+    bin_dir, work = a.bin.resolve(), a.work.resolve()
+    shutil.rmtree(work, ignore_errors=True)
+    work.mkdir(parents=True)
+    return bin_dir, work, dict(os.environ, LOCO_BIN=str(bin_dir), LOCO_THREADS="1"), a.keep

@@ -12,9 +12,7 @@ round from payload_bytes; that a rerun runs nothing and changes no file.
 Usage: test_demo.py --bin BUILD/bin [--work DIR] [--keep]
 Exit: 0 passed, 1 a check failed.
 """
-import argparse
 import json
-import os
 import shutil
 import sys
 import time
@@ -24,7 +22,7 @@ import h5py
 import numpy as np
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from pipetest import SCRIPTS, Failure, check, log_lines, make_text, run, tensors, tree_digest  # noqa: E402
+from pipetest import Failure, SCRIPTS, check, log_lines, make_text, run, start, tensors, tree_digest  # noqa: E402
 
 
 def split(n, chunk):
@@ -68,15 +66,7 @@ def contributor_mean_idct(files, name, shape, chunk):
 
 
 def main():
-    ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    ap.add_argument("--bin", required=True, type=Path)
-    ap.add_argument("--work", type=Path, default=Path("/tmp/loco-demo-test"))
-    ap.add_argument("--keep", action="store_true")
-    a = ap.parse_args()
-    work = a.work.resolve()
-    shutil.rmtree(work, ignore_errors=True)
-    work.mkdir(parents=True)
-    env = dict(os.environ, LOCO_BIN=str(a.bin.resolve()), LOCO_THREADS="1")
+    bin_dir, work, env, keep = start(__doc__, "/tmp/loco-demo-test")
     demo = SCRIPTS / "demo"
     text = work / "text.txt"
     make_text(text)
@@ -175,7 +165,7 @@ def main():
     check(tree_digest(out).keys() == before.keys(), "the recomputed run has other files")
 
     print(f"test_demo: all checks passed ({time.time() - t0:.1f} s)")
-    if not a.keep:
+    if not keep:
         shutil.rmtree(work, ignore_errors=True)
     return 0
 

@@ -10,7 +10,6 @@ usage errors exit 2; a failing tool is named; --dry-run prints the Slurm batch s
 Usage: test_pipelines.py --bin BUILD/bin [--work DIR] [--keep]
 Exit: 0 passed, 1 a check failed.
 """
-import argparse
 import json
 import os
 import shutil
@@ -21,7 +20,7 @@ import time
 from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from pipetest import SCRIPTS, Failure, check, log_lines, make_text, run, tree_digest  # noqa: E402
+from pipetest import Failure, SCRIPTS, check, log_lines, make_text, run, start, tree_digest  # noqa: E402
 
 
 def checksum(bin_dir, env, path):
@@ -36,16 +35,7 @@ def same_model(bin_dir, env, a, b):
 
 
 def main():
-    ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    ap.add_argument("--bin", required=True, type=Path)
-    ap.add_argument("--work", type=Path, default=Path("/tmp/loco-pipeline-test"))
-    ap.add_argument("--keep", action="store_true")
-    a = ap.parse_args()
-    bin_dir = a.bin.resolve()
-    work = a.work.resolve()
-    shutil.rmtree(work, ignore_errors=True)
-    work.mkdir(parents=True)
-    env = dict(os.environ, LOCO_BIN=str(bin_dir), LOCO_THREADS="1")
+    bin_dir, work, env, keep = start(__doc__, "/tmp/loco-pipeline-test")
     diloco, baseline, report = SCRIPTS / "diloco", SCRIPTS / "baseline", SCRIPTS / "report"
     text = work / "text.txt"
     make_text(text)
@@ -181,7 +171,7 @@ def main():
     check(not sd.exists(), "--dry-run wrote files")
 
     print(f"ok: {len(steps)} groups of checks in {time.time() - t0:.1f}s")
-    if not a.keep:
+    if not keep:
         shutil.rmtree(work, ignore_errors=True)
 
 

@@ -14,7 +14,6 @@ bytes of tensors; the report accepts the run; the Slurm --dry-run has one array 
 Usage: test_streaming.py --bin BUILD/bin [--work DIR] [--keep]
 Exit: 0 passed, 1 a check failed.
 """
-import argparse
 import json
 import os
 import shutil
@@ -28,7 +27,7 @@ import h5py
 import numpy as np
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from pipetest import SCRIPTS, Failure, check, log_lines, make_text, run, tree_digest  # noqa: E402
+from pipetest import Failure, SCRIPTS, check, log_lines, make_text, run, start, tree_digest  # noqa: E402
 
 
 def datasets(path):
@@ -49,16 +48,7 @@ def group(path, name="tensors"):
 
 
 def main():
-    ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    ap.add_argument("--bin", required=True, type=Path)
-    ap.add_argument("--work", type=Path, default=Path("/tmp/loco-streaming-test"))
-    ap.add_argument("--keep", action="store_true")
-    a = ap.parse_args()
-    bin_dir = a.bin.resolve()
-    work = a.work.resolve()
-    shutil.rmtree(work, ignore_errors=True)
-    work.mkdir(parents=True)
-    env = dict(os.environ, LOCO_BIN=str(bin_dir), LOCO_THREADS="1")
+    bin_dir, work, env, keep = start(__doc__, "/tmp/loco-streaming-test")
     streaming, diloco, report = SCRIPTS / "streaming-diloco", SCRIPTS / "diloco", SCRIPTS / "report"
     text = work / "text.txt"
     make_text(text)
@@ -215,7 +205,7 @@ def main():
     check("streaming takes --codec" in p.stderr, p.stderr)
 
     print(f"ok: {len(steps)} groups of checks in {time.time() - t0:.1f}s")
-    if not a.keep:
+    if not keep:
         shutil.rmtree(work, ignore_errors=True)
 
 

@@ -180,17 +180,7 @@ WorkerResult run_demo_worker(const WorkerOptions& o) {
   TensorSet grads = net.make_params();
   const model::LossStats ls = net.forward_backward(global.params, batch, &grads);
   const double loss = ls.mean_loss();
-  if (!std::isfinite(loss))
-    throw_error(ErrorKind::Numeric, "{}: loss is {} at step {} (round {}, worker {}); nothing written", o.data, loss, step,
-                global.round, worker);
-  double gnorm = 0;
-  if (o.clip > 0) {
-    gnorm = optim::clip_grad_norm(grads, o.clip);
-  } else {
-    gnorm = optim::global_norm(grads);
-    if (!std::isfinite(gnorm))
-      throw_error(ErrorKind::Numeric, "{}: gradient is not finite at step {}; nothing written", o.data, step);
-  }
+  const double gnorm = check_step(loss, grads, o.clip, o.data, step, global.round, worker);
   const double lr = optim::scheduled_lr(sched, spec.lr, step);
 
   std::vector<compress::NamedEncoded> out;

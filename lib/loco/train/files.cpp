@@ -8,6 +8,7 @@
 #include "loco/io/loco_file.hpp"
 #include "loco/io/sink.hpp"
 #include "loco/io/source.hpp"
+#include "loco/optim/clip.hpp"
 #include "loco/optim/optimizer.hpp"
 
 namespace loco::train {
@@ -154,6 +155,18 @@ Tensor read_state_slot(const io::TensorSource& src, const std::string& path, std
     throw_error(ErrorKind::BadInput, "{}: state {}/{} has shape {}, expected {}", path, slot, name,
                 shape_string(t->shape), shape_string(shape));
   return src.read(*t, DType::F32);
+}
+
+double check_step(double loss, TensorSet& grads, double clip, const std::string& data, std::int64_t step,
+                  std::int64_t round, std::int64_t worker) {
+  if (!std::isfinite(loss))
+    throw_error(ErrorKind::Numeric, "{}: loss is {} at step {} (round {}, worker {}); nothing written", data, loss, step,
+                round, worker);
+  if (clip > 0) return optim::clip_grad_norm(grads, clip);
+  const double gnorm = optim::global_norm(grads);
+  if (!std::isfinite(gnorm))
+    throw_error(ErrorKind::Numeric, "{}: gradient is not finite at step {}; nothing written", data, step);
+  return gnorm;
 }
 
 }  // namespace loco::train

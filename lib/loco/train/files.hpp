@@ -36,6 +36,13 @@ std::unique_ptr<io::TensorSource> open_worker_state(const std::string& path, con
 Tensor read_state_slot(const io::TensorSource& src, const std::string& path, std::string_view slot,
                        const std::string& name, const Shape& shape);
 
+// The checks of one training step, before anything is applied: the batch's mean loss must be
+// finite; the gradient is then clipped to global norm `clip` (0: not clipped, and its norm must be
+// finite). Returns the gradient's global norm before clipping. Throws Error(Numeric) naming the
+// data file, step, round and worker ("nothing written": callers write only after every step).
+double check_step(double loss, TensorSet& grads, double clip, const std::string& data, std::int64_t step,
+                  std::int64_t round, std::int64_t worker);
+
 // Reads a model file (loco HDF5 or safetensors with a model_config): kind model, a valid
 // model_config, exactly the parameters of that config with their shapes (any float dtype,
 // converted to float32), all finite. Throws Error(BadInput) naming the file and tensor.

@@ -201,17 +201,7 @@ WorkerResult run_worker(const WorkerOptions& o) {
     }
     const model::LossStats ls = net.forward_backward(params, batch, &grads);
     const double loss = ls.mean_loss();
-    if (!std::isfinite(loss))
-      throw_error(ErrorKind::Numeric, "{}: loss is {} at step {} (round {}, worker {}); nothing written", o.data, loss, step,
-                  global.round, worker);
-    double gnorm = 0;
-    if (o.clip > 0) {
-      gnorm = optim::clip_grad_norm(grads, o.clip);
-    } else {
-      gnorm = optim::global_norm(grads);
-      if (!std::isfinite(gnorm))
-        throw_error(ErrorKind::Numeric, "{}: gradient is not finite at step {}; nothing written", o.data, step);
-    }
+    const double gnorm = check_step(loss, grads, o.clip, o.data, step, global.round, worker);
     const double lr = optim::scheduled_lr(sched, opt->lr(), step);
     if (o.prox_mu != 0.0) add_proximal_gradient(grads, params, global.params, o.prox_mu);
     if (scaffold) add_control_correction(grads, *client_control, control->params);
