@@ -1,7 +1,9 @@
 #!/usr/bin/env bash
-# The DiLoCo pipeline through a real one-node Slurm cluster (scripts/slurm-local): two rounds with
-# the job-array executor and with the one-allocation loop executor must end with models
-# bit-identical to the local executor's. Exit 77 (skipped) without root or Slurm.
+# The pipelines through a real one-node Slurm cluster (scripts/slurm-local): two rounds of DiLoCo
+# with the job-array executor and with the one-allocation loop executor, two rounds of federated
+# SCAFFOLD (client sampling, control variates) and two rounds of ring gossip ending with the global
+# merge must end with files bit-identical to the local executor's. Exit 77 (skipped) without root
+# or Slurm.
 # Usage: tests/slurm/test_slurm.sh BIN_DIR
 set -euo pipefail
 bin=$(cd "${1:?usage: test_slurm.sh BIN_DIR}" && pwd)
@@ -34,20 +36,47 @@ wait_for() {  # FILE: wait until it exists, no job is left, or 300 s pass
   return 1
 }
 
-failed=0
+same() {  # LABEL LOCAL SLURM: the two files hold the same tensors, bit for bit
+  if "$bin/loco-inspect" --diff "$2" "$3" >/dev/null &&
+     [[ $("$bin/loco-inspect" --checksum --json "$2" | grep tensors_checksum) == \
+        $("$bin/loco-inspect" --checksum --json "$3" | grep tensors_checksum) ]]; then
+    echo "ok: $1: bit-identical to the local executor"; passed=$((passed + 1))
+  else
+    echo "FAIL: $1: differs from the local executor ($2 against $3)"; failed=$((failed + 1))
+  fi
+}
+
+passed=0 failed=0
 for executor in slurm slurm-loop; do
   out=$work/$executor
   "$root/scripts/diloco" "${common[@]}" --executor "$executor" -o "$out" 2>"$work/$executor.log"
   final=$out/rounds/round-0002.h5
-  if ! wait_for "$final"; then failed=1; continue; fi
+  if ! wait_for "$final"; then failed=$((failed + 1)); continue; fi
   sleep 1  # the finalize step may still be writing metrics
-  if "$bin/loco-inspect" --diff "$work/local/rounds/round-0002.h5" "$final" >/dev/null &&
-     [[ $("$bin/loco-inspect" --checksum --json "$work/local/rounds/round-0002.h5" | grep tensors_checksum) == \
-        $("$bin/loco-inspect" --checksum --json "$final" | grep tensors_checksum) ]]; then
-    echo "ok: --executor $executor: round 2 bit-identical to the local executor"
-  else
-    echo "FAIL: --executor $executor: round 2 differs from the local executor"; failed=1
-  fi
+  same "diloco --executor $executor, round 2" "$work/local/rounds/round-0002.h5" "$final"
 done
-[[ $failed -eq 0 ]] && echo "2 passed, 0 failed" || echo "0 passed, 1 failed"
-exit "$failed"
+
+# Federated and decentralized: a small 3-class CSV made here (no data set needed).
+awk 'BEGIN { srand(7); print "a,b,c,d,label";
+             for (i = 0; i < 480; i++) { y = i % 3; printf "%.4f,%.4f,%.4f,%.4f,%d\n",
+               y + rand(), rand() - y, 2 * rand(), y * rand(), y } }' >"$work/d.csv"
+small=(--data "$work/d.csv" --source csv --label-column label --model-config '{"arch":"mlp","sizes":[4,8,3]}'
+       --rounds 2 --batch 8 --threads 1 --tools "$bin")
+fed=("${small[@]}" --clients 6 --fraction 0.5 --local-steps 5 --strategy scaffold)
+gossip=("${small[@]}" --nodes 4 --topology ring --inner-steps 5)
+"$root/scripts/fedavg" "${fed[@]}" -o "$work/fed-local" 2>"$work/fed-local.log"
+"$root/scripts/fedavg" "${fed[@]}" --executor slurm -o "$work/fed-slurm" 2>"$work/fed-slurm.log"
+if wait_for "$work/fed-slurm/rounds/round-0002.h5"; then
+  sleep 1
+  same "fedavg (SCAFFOLD) --executor slurm, round 2" "$work/fed-local/rounds/round-0002.h5" "$work/fed-slurm/rounds/round-0002.h5"
+  same "fedavg (SCAFFOLD) --executor slurm, server control variate" "$work/fed-local/rounds/control-0002.h5" "$work/fed-slurm/rounds/control-0002.h5"
+else failed=$((failed + 1)); fi
+"$root/scripts/gossip" "${gossip[@]}" -o "$work/gossip-local" 2>"$work/gossip-local.log"
+"$root/scripts/gossip" "${gossip[@]}" --executor slurm -o "$work/gossip-slurm" 2>"$work/gossip-slurm.log"
+if wait_for "$work/gossip-slurm/merged/final.h5"; then
+  sleep 1
+  same "gossip --executor slurm, node 3 after round 2" "$work/gossip-local/nodes/round-0002/node-3.h5" "$work/gossip-slurm/nodes/round-0002/node-3.h5"
+  same "gossip --executor slurm, the global merge" "$work/gossip-local/merged/final.h5" "$work/gossip-slurm/merged/final.h5"
+else failed=$((failed + 1)); fi
+echo "$passed passed, $failed failed"
+((failed == 0))
