@@ -48,7 +48,7 @@ int main(int argc, char** argv) {
   std::string model, out, reduce = "mean", clip = "none", outer = "nesterov", summary, staleness, adaptive, watch_dir,
                           until, ef21_state;
   std::vector<std::string> deltas;
-  double outer_lr = -1, momentum = -1, stale_exp = 0.5, dp_clip = 0, dp_noise = 0, period = 0, poll = 0.2;
+  double outer_lr = -1, momentum = -1, dp_clip = 0, dp_noise = 0, period = 0, poll = 0.2;
   std::int64_t min_deltas = 1, dp_clients = 0, buffer = 1, max_updates = 0;
   std::uint64_t seed = 0, dp_seed = 0;
   std::size_t block_bytes = std::size_t{1} << 20;
@@ -70,8 +70,6 @@ int main(int argc, char** argv) {
       ->check(CLI::PositiveNumber)->capture_default_str();
   app.add_flag("--allow-stale", allow_stale, "Accept deltas from older rounds, weighted by the staleness rule");
   app.add_option("--staleness", staleness, "Staleness rule: constant, polynomial[:a=0.5], hinge[:a=10,b=4], fedfix");
-  app.add_option("--staleness-exponent", stale_exp, "a of the polynomial staleness weight (1+s)^-a")
-      ->check(CLI::NonNegativeNumber)->capture_default_str();
   app.add_option("--seed", seed, "Seed of randomized pre-aggregators (bucket)")->capture_default_str();
   app.add_option("--dp-clip", dp_clip, "DP: clip each delta to this L2 norm over the whole update (first C with "
                  "--dp-adaptive)")->check(CLI::PositiveNumber);
@@ -113,7 +111,6 @@ int main(int argc, char** argv) {
     loco::optim::validate_spec(opt.outer);
     opt.min_deltas = min_deltas;
     opt.allow_stale = allow_stale;
-    opt.staleness_exponent = stale_exp;
     if (!staleness.empty()) opt.staleness = agg::parse_staleness(staleness);
     opt.seed = seed;
     opt.dp.clip = dp_clip;

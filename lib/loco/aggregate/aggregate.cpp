@@ -356,7 +356,7 @@ class Aggregator {
     if (opt.reduce == Reduction::QFedAvg) summary_.reduce = fmt::format("qfedavg:q={},lr={}", opt.qffl.q, opt.qffl.lr);
     summary_.clip = std::string(clip_name(opt.clip));
     summary_.outer = optim::format_spec(optimizer_->spec());
-    staleness_ = opt.staleness.value_or(Staleness{StalenessRule::Polynomial, opt.staleness_exponent, 4});
+    staleness_ = opt.staleness.value_or(parse_staleness("polynomial"));
     summary_.staleness_rule = opt.allow_stale ? format_staleness(staleness_) : "none";
     if (opt.min_deltas < 1) throw_error(ErrorKind::Usage, "--min-deltas {} is not ≥ 1", opt.min_deltas);
     if (!std::isfinite(staleness_.a) || staleness_.a < 0 || !std::isfinite(staleness_.b) || staleness_.b < 0)

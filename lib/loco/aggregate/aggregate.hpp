@@ -187,9 +187,7 @@ struct AggregateOptions {
   std::int64_t min_deltas = 1;
   // Accept deltas computed from an older global model of the same model_config, down-weighted.
   bool allow_stale = false;
-  // a in the staleness weight (1 + s)^−a (when staleness is left at its default polynomial rule).
-  double staleness_exponent = 0.5;
-  // The staleness rule; nullopt: polynomial with staleness_exponent.
+  // The staleness rule; nullopt: polynomial (1 + s)^−0.5 (FedBuff's 1/√(1 + s)).
   std::optional<Staleness> staleness;
   // Accept several deltas of one worker on one base (asynchronous buffers: a fast worker may push twice
   // before the model changes).

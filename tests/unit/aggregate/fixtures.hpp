@@ -2,6 +2,7 @@
 // privacy, QFedAvg and the asynchronous loop (a model of named float32 tensors of chosen shapes).
 #pragma once
 
+#include <cstring>
 #include <map>
 #include <optional>
 #include <random>
@@ -42,9 +43,11 @@ inline Values scaled(Values v, float s) {
   return v;
 }
 
-// Writes a loco file of the given kind: /tensors from v (shapes from `shapes`), extra root attributes.
+// Writes a loco file of the given kind: /tensors from v (shapes from `shapes`), extra root attributes,
+// more groups of the same tensors (e.g. "state/m"), and optionally the /state group's `step`.
 inline void write_file(const std::string& path, const std::string& kind, const Values& v, Attributes root,
-                       const Shapes& shapes = kSmall, const std::map<std::string, Values>& groups = {}) {
+                       const Shapes& shapes = kSmall, const std::map<std::string, Values>& groups = {},
+                       std::optional<std::int64_t> state_step = {}) {
   root.set("kind", kind);
   root.set("model_config", kConfig);
   std::vector<io::TensorInfo> plan;
@@ -70,6 +73,7 @@ inline void write_file(const std::string& path, const std::string& kind, const V
   };
   put(v);
   for (const auto& [_, vals] : groups) put(vals);
+  if (state_step) sink->set_group_attribute("state", "step", *state_step);
   sink->commit();
 }
 

@@ -4,6 +4,7 @@
 // streaming pass against its definition for any block size, thread count and storage of the deltas.
 #include <boost/test/unit_test.hpp>
 
+#include "fixtures.hpp"
 #include "support.hpp"
 
 #include <fmt/format.h>
@@ -33,67 +34,25 @@ using namespace loco::aggregate;
 namespace {
 
 using loco::test::TempDir;
-
-using Values = std::map<std::string, std::vector<float>>;
-const std::string kConfig = R"({"type":"mlp","hidden":[4]})";
+using loco::aggtest::checksum_of;
+using loco::aggtest::kConfig;
+using loco::aggtest::random_values;
+using loco::aggtest::read_group;
+using loco::aggtest::run;
+using loco::aggtest::same_bits;
+using loco::aggtest::Values;
+using loco::aggtest::write_file;
 
 // The test model: a 2-D tensor of several rows (so small blocks split it) and a 1-D one.
-const std::vector<std::pair<std::string, Shape>> kShapes = {{"w", {7, 3}}, {"b", {5}}};
-
-Values random_values(std::uint32_t seed, float scale = 1.0f) {
-  std::mt19937 gen(seed);
-  std::uniform_real_distribution<float> u(-1.0f, 1.0f);
-  Values v;
-  for (const auto& [name, shape] : kShapes) {
-    auto& x = v[name];
-    x.resize(static_cast<std::size_t>(shape_numel(shape)));
-    for (float& e : x) e = scale * u(gen);
-  }
-  return v;
-}
-
-void write_file(const std::string& path, const std::string& kind, const Values& v, Attributes extra,
-                const std::map<std::string, Values>& state = {}, std::optional<std::int64_t> step = {}) {
-  Attributes root = std::move(extra);
-  root.set("kind", kind);
-  root.set("model_config", kConfig);
-  std::vector<io::TensorInfo> plan;
-  auto add = [&](const std::string& group) {
-    for (const auto& [name, shape] : kShapes) {
-      io::TensorInfo t;
-      t.group = group;
-      t.name = name;
-      t.shape = shape;
-      plan.push_back(t);
-    }
-  };
-  add("tensors");
-  for (const auto& [slot, _] : state) add("state/" + slot);
-  io::forget_inputs();
-  auto sink = io::create_sink(path, io::Format::Loco, root, plan);
-  std::size_t i = 0;
-  auto put = [&](const Values& vals) {
-    for (const auto& [name, shape] : kShapes) {
-      const auto& x = vals.at(name);
-      sink->write_rows(i++, 0, shape.empty() ? 1 : shape[0], std::as_bytes(std::span(x)));
-    }
-  };
-  put(v);
-  for (const auto& [slot, vals] : state) put(vals);
-  if (step) sink->set_group_attribute("state", "step", *step);
-  sink->commit();
-}
+const auto& kShapes = loco::aggtest::kSmall;
 
 void write_model(const std::string& path, const Values& v, std::int64_t round,
                  const std::map<std::string, Values>& state = {}, std::optional<std::int64_t> step = {}) {
   Attributes a;
   a.set("round", round);
-  write_file(path, "model", v, a, state, step);
-}
-
-std::string checksum_of(const std::string& path) {
-  io::forget_inputs();
-  return io::tensors_checksum(*io::open_source(path));
+  std::map<std::string, Values> groups;
+  for (const auto& [slot, vals] : state) groups["state/" + slot] = vals;
+  write_file(path, "model", v, a, kShapes, groups, step);
 }
 
 void write_delta(const std::string& path, const Values& v, const std::string& base, std::int64_t worker,
@@ -106,17 +65,6 @@ void write_delta(const std::string& path, const Values& v, const std::string& ba
   write_file(path, "delta", v, a);
 }
 
-Values read_group(const std::string& path, const std::string& group = "tensors") {
-  io::forget_inputs();
-  auto src = io::open_source(path);
-  Values out;
-  for (const auto* t : src->group(group)) {
-    Tensor x = src->read(*t);
-    out[t->name].assign(x.f32().begin(), x.f32().end());
-  }
-  return out;
-}
-
 std::int64_t state_step(const std::string& path) {
   io::forget_inputs();
   return *io::open_source(path)->group_attributes("state").get_int("step");
@@ -127,23 +75,6 @@ AggregateOptions outer(const std::string& spec, Reduction r = Reduction::Mean) {
   o.outer = optim::parse_outer_spec(spec);
   o.reduce = r;
   return o;
-}
-
-AggregateSummary run(const std::string& model, const std::vector<std::string>& deltas, const std::string& out,
-                     const AggregateOptions& o) {
-  io::forget_inputs();
-  return loco::aggregate::aggregate(model, deltas, out, o);
-}
-
-bool same_bits(const Values& a, const Values& b) {
-  if (a.size() != b.size()) return false;
-  for (const auto& [k, v] : a) {
-    auto it = b.find(k);
-    if (it == b.end() || it->second.size() != v.size() ||
-        std::memcmp(v.data(), it->second.data(), v.size() * sizeof(float)) != 0)
-      return false;
-  }
-  return true;
 }
 
 template <typename Fn>

@@ -5,6 +5,7 @@
 // (foreign base, ef21/econtrol feedback, a compressed model, dct_topk mixed with other codecs).
 #include <boost/test/unit_test.hpp>
 
+#include "fixtures.hpp"
 #include "support.hpp"
 
 #include <fmt/format.h>
@@ -31,10 +32,9 @@ namespace {
 
 using loco::test::require_error;
 using loco::test::TempDir;
-using Values = std::map<std::string, std::vector<float>>;
-
-const std::string kConfig = R"({"type":"mlp","hidden":[4]})";
-const std::vector<std::pair<std::string, Shape>> kShapes = {{"w", {7, 3}}, {"b", {5}}};
+using loco::aggtest::Values;
+using loco::aggtest::write_file;
+const auto& kShapes = loco::aggtest::kSmall;
 
 Values zeros() {
   Values v;
@@ -50,24 +50,6 @@ Values dyadic(std::uint32_t seed) {
   for (auto& [name, x] : v)
     for (float& e : x) e = static_cast<float>(u(gen)) / 64.0f;
   return v;
-}
-
-void write_file(const std::string& path, const std::string& kind, const Values& v, Attributes root) {
-  root.set("kind", kind);
-  root.set("model_config", kConfig);
-  std::vector<io::TensorInfo> plan;
-  for (const auto& [name, shape] : kShapes) {
-    io::TensorInfo t;
-    t.group = "tensors";
-    t.name = name;
-    t.shape = shape;
-    plan.push_back(t);
-  }
-  io::forget_inputs();
-  auto sink = io::create_sink(path, io::Format::Loco, root, plan);
-  for (std::size_t i = 0; i < kShapes.size(); ++i)
-    sink->write(i, Tensor::from_floats(kShapes[i].second, v.at(kShapes[i].first)));
-  sink->commit();
 }
 
 struct Setup {
