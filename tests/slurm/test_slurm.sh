@@ -64,17 +64,20 @@ small=(--data "$work/d.csv" --source csv --label-column label --model-config '{"
        --rounds 2 --batch 8 --threads 1 --tools "$bin")
 fed=("${small[@]}" --clients 6 --fraction 0.5 --local-steps 5 --strategy scaffold)
 gossip=("${small[@]}" --nodes 4 --topology ring --inner-steps 5)
-"$root/scripts/fedavg" "${fed[@]}" -o "$work/fed-local" 2>"$work/fed-local.log"
-"$root/scripts/fedavg" "${fed[@]}" --executor slurm -o "$work/fed-slurm" 2>"$work/fed-slurm.log"
-if wait_for "$work/fed-slurm/rounds/round-0002.h5"; then
-  sleep 1
+# SCRIPT NAME FILE ARGS...: SCRIPT with ARGS locally into $work/NAME-local and through Slurm into
+# $work/NAME-slurm, then waits for FILE (a path inside the run folder) from the Slurm run.
+local_and_slurm() {
+  local script=$1 name=$2 file=$3
+  shift 3
+  "$root/scripts/$script" "$@" -o "$work/$name-local" 2>"$work/$name-local.log"
+  "$root/scripts/$script" "$@" --executor slurm -o "$work/$name-slurm" 2>"$work/$name-slurm.log"
+  wait_for "$work/$name-slurm/$file" && sleep 1
+}
+if local_and_slurm fedavg fed rounds/round-0002.h5 "${fed[@]}"; then
   same "fedavg (SCAFFOLD) --executor slurm, round 2" "$work/fed-local/rounds/round-0002.h5" "$work/fed-slurm/rounds/round-0002.h5"
   same "fedavg (SCAFFOLD) --executor slurm, server control variate" "$work/fed-local/rounds/control-0002.h5" "$work/fed-slurm/rounds/control-0002.h5"
 else failed=$((failed + 1)); fi
-"$root/scripts/gossip" "${gossip[@]}" -o "$work/gossip-local" 2>"$work/gossip-local.log"
-"$root/scripts/gossip" "${gossip[@]}" --executor slurm -o "$work/gossip-slurm" 2>"$work/gossip-slurm.log"
-if wait_for "$work/gossip-slurm/merged/final.h5"; then
-  sleep 1
+if local_and_slurm gossip gossip merged/final.h5 "${gossip[@]}"; then
   same "gossip --executor slurm, node 3 after round 2" "$work/gossip-local/nodes/round-0002/node-3.h5" "$work/gossip-slurm/nodes/round-0002/node-3.h5"
   same "gossip --executor slurm, the global merge" "$work/gossip-local/merged/final.h5" "$work/gossip-slurm/merged/final.h5"
 else failed=$((failed + 1)); fi
