@@ -17,7 +17,8 @@ constexpr const char* kVerbs[][2] = {
     {"decompress", "decode a compressed delta"},              {"aggregate", "reduce deltas and take the outer step"},
     {"gossip", "mix a node's model with its neighbours'"},    {"merge", "merge several models into one"},
     {"convert", "convert between HDF5 and safetensors"},      {"eval", "loss, accuracy, perplexity of a model"},
-    {"inspect", "show tensors, attributes, stats, checksums"}, {"fragment", "split a model into fragments, join them"}};
+    {"inspect", "show tensors, attributes, stats, checksums"}, {"fragment", "split a model into fragments, join them"},
+    {"delta", "make a delta from a model your trainer wrote"}};
 
 void usage(std::FILE* to) {
   fmt::print(to, "usage: loco [--version] [--help] VERB [ARGS...]\n\nRuns loco-VERB. Verbs:\n");

@@ -11,9 +11,12 @@
 # RUN_DIR: a loco diloco/baseline output folder (rounds/round-0000.h5, shards/data-*.h5).
 import argparse, glob, json, math, os, time
 import h5py, numpy as np
+import sys
 import torch
-import torch.nn as nn
 import torch.nn.functional as F
+
+sys.path.insert(0, os.path.join(os.path.dirname(os.path.abspath(__file__)), "../../share/examples/pytorch"))
+import loco_gpt  # noqa: E402
 
 ap = argparse.ArgumentParser()
 ap.add_argument("run_dir"); ap.add_argument("out")
@@ -31,46 +34,11 @@ torch.manual_seed(a.seed)
 with h5py.File(os.path.join(a.run_dir, "rounds/round-0000.h5")) as f:
     cfg = json.loads(f.attrs["model_config"])
     init = {k: torch.from_numpy(np.array(v)) for k, v in f["tensors"].items()}
-V, T, D, L, H = cfg["vocab"], cfg["ctx"], cfg["d_model"], cfg["layers"], cfg["heads"]
+V, T = cfg["vocab"], cfg["ctx"]
 
 
-class Attn(nn.Module):
-    def __init__(self):
-        super().__init__(); self.qkv, self.proj = nn.Linear(D, 3 * D), nn.Linear(D, D)
-
-
-class Mlp(nn.Module):
-    def __init__(self):
-        super().__init__(); self.fc, self.proj = nn.Linear(D, 4 * D), nn.Linear(4 * D, D)
-
-
-class Block(nn.Module):
-    def __init__(self):
-        super().__init__()
-        self.ln1, self.attn, self.ln2, self.mlp = nn.LayerNorm(D), Attn(), nn.LayerNorm(D), Mlp()
-
-    def forward(self, x, mask):
-        b, t, _ = x.shape
-        q, k, v = self.attn.qkv(self.ln1(x)).split(D, dim=2)
-        q, k, v = (z.view(b, t, H, D // H).transpose(1, 2) for z in (q, k, v))
-        att = ((q @ k.transpose(-2, -1)) / math.sqrt(D // H)).masked_fill(mask[:t, :t], float("-inf")).softmax(-1)
-        x = x + self.attn.proj((att @ v).transpose(1, 2).reshape(b, t, D))
-        return x + self.mlp.proj(F.gelu(self.mlp.fc(self.ln2(x)), approximate="tanh"))
-
-
-class GPT(nn.Module):
-    def __init__(self):
-        super().__init__()
-        self.wte, self.wpe = nn.Embedding(V, D), nn.Embedding(T, D)
-        self.blocks = nn.ModuleList(Block() for _ in range(L))
-        self.ln_f, self.head = nn.LayerNorm(D), nn.Linear(D, V, bias=False)
-        self.register_buffer("mask", torch.triu(torch.ones(T, T, dtype=torch.bool), 1), persistent=False)
-
-    def forward(self, idx):
-        x = self.wte(idx) + self.wpe(torch.arange(idx.shape[1]))
-        for blk in self.blocks:
-            x = blk(x, self.mask)
-        return self.head(self.ln_f(x))
+def GPT():  # loco's GPT in PyTorch: the module of the example trainer (share/examples/pytorch)
+    return loco_gpt.GPT(cfg)
 
 
 def load_tokens(path):

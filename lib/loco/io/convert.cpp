@@ -25,19 +25,6 @@ bool written_by_sink(const std::string& name) {
   return name == "loco_format" || name == "loco_version" || name == "producer" || name == "created";
 }
 
-bool is_integer_attribute(const std::string& name) {
-  return name == "round" || name == "step" || name == "worker" || name == "samples" || name == "shard" ||
-         name == "shards";
-}
-
-bool is_integer_text(const std::string& s) {
-  std::size_t i = s.size() > 0 && s[0] == '-' ? 1 : 0;
-  if (i == s.size() || s.size() - i > 18) return false;
-  for (; i < s.size(); ++i)
-    if (s[i] < '0' || s[i] > '9') return false;
-  return true;
-}
-
 }  // namespace
 
 bool is_folder_output(const std::string& out) {
@@ -76,10 +63,7 @@ void convert_file(const std::string& in, const std::string& out, const ConvertOp
         if (cfg) root.set("model_config", canonical_json(*cfg, in));
         continue;
       }
-      // Integer attributes of format.md come back from safetensors' string metadata as int64.
-      const auto text = src->format() != "loco" ? src->attributes().get_string(e.name) : std::nullopt;
-      if (text && is_integer_attribute(e.name) && is_integer_text(*text)) root.set(e.name, std::stoll(*text));
-      else root.set(e.name, e.value);
+      root.set(e.name, e.value);  // typed by the reader, also from safetensors (io/metadata.hpp)
     }
     if (src->format() != "loco") root.set("source_format", std::string(src->format()));
   }

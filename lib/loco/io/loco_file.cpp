@@ -361,8 +361,17 @@ std::unique_ptr<TensorSink> create_loco_sink(const std::string& path, const Attr
 }
 
 Kind file_kind(const TensorSource& s) {
-  if (s.format() != "loco") return Kind::Model;
-  return *parse_kind(s.attributes().get_string("kind").value_or("model"));
+  const auto name = s.attributes().get_string("kind");
+  if (s.format() == "loco") return *parse_kind(name.value_or("model"));  // validated when opened
+  // Other formats hold one flat set of tensors: a model, or a delta that a trainer wrote with
+  // kind=delta in its metadata (safetensors' __metadata__).
+  if (!name) return Kind::Model;
+  const auto kind = parse_kind(*name);
+  if (kind != Kind::Model && kind != Kind::Delta)
+    throw_error(ErrorKind::BadInput, "{}: kind \"{}\" in a {} file: only model and delta files can be {} (the others "
+                "need loco's groups)", s.path(), name->size() > 32 ? name->substr(0, 32) + "..." : *name, s.format(),
+                s.format());
+  return *kind;
 }
 
 void expect_kind(const TensorSource& s, std::initializer_list<Kind> allowed) {

@@ -32,7 +32,8 @@ std::unique_ptr<TensorSource> open_loco(std::unique_ptr<ByteSource> bytes);
 std::unique_ptr<TensorSink> create_loco_sink(const std::string& path, const Attributes& root,
                                              std::vector<TensorInfo> plan);
 
-// The kind of a source: its "kind" attribute for loco files; other formats hold models.
+// The kind of a source: its "kind" attribute; a file of another format without one is a model,
+// and may only be a model or a delta (throws Error(BadInput) naming the file otherwise).
 Kind file_kind(const TensorSource& s);
 // Throws Error(BadInput) "<file> is a delta file, expected a model" unless the kind is allowed.
 void expect_kind(const TensorSource& s, std::initializer_list<Kind> allowed);

@@ -22,6 +22,7 @@
 
 #include "loco/core/error.hpp"
 #include "loco/core/log.hpp"
+#include "loco/io/metadata.hpp"
 #include "loco/io/output.hpp"
 
 namespace loco::io {
@@ -579,15 +580,12 @@ class SafetensorsSink final : public TensorSink {
 
     std::string header = "{";
     if (!root.empty()) {
-      std::vector<std::pair<std::string, std::string>> meta;
-      for (const auto& e : root) {
-        std::string value = attr_to_string(e.value);
-        for (const std::string_view s : {std::string_view(e.name), std::string_view(value)})
+      auto meta = attributes_to_metadata(root);  // typed attributes survive as text plus their types
+      for (const auto& [name, value] : meta)
+        for (const std::string_view s : {std::string_view(name), std::string_view(value)})
           if (utf8_error_at(s) != std::string_view::npos)
             throw_error(ErrorKind::BadInput, "{}: attribute {} is not valid UTF-8, which a safetensors header needs",
-                        path, shown(e.name));
-        meta.emplace_back(e.name, std::move(value));
-      }
+                        path, shown(name));
       std::sort(meta.begin(), meta.end());
       header += "\"__metadata__\":{";
       for (std::size_t i = 0; i < meta.size(); ++i) {
@@ -751,8 +749,8 @@ std::unique_ptr<TensorSource> open_safetensors(std::unique_ptr<ByteSource> bytes
     tensors.push_back(std::move(t));
     data_at.push_back(8 + n + e.begin);
   }
-  return std::make_unique<SafetensorsSource>(std::move(bytes), std::move(parser.metadata), std::move(tensors),
-                                             std::move(data_at));
+  Attributes attrs = attributes_from_metadata(parser.metadata, file);
+  return std::make_unique<SafetensorsSource>(std::move(bytes), std::move(attrs), std::move(tensors), std::move(data_at));
 }
 
 std::unique_ptr<TensorSink> create_safetensors_sink(const std::string& path, const Attributes& root,

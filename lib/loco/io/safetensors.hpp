@@ -46,14 +46,14 @@ bool looks_like_safetensors(std::span<const std::byte> head) noexcept;
 
 // Reads the header and validates the whole file (see the rules above); tensor data is read later,
 // on demand, through bytes->read_at. format() is "safetensors"; attributes() holds the
-// __metadata__ entries as strings, in header order. Throws Error(BadInput) naming the file and,
+// __metadata__ entries in header order, typed as attributes_from_metadata reads them (metadata.hpp). Throws Error(BadInput) naming the file and,
 // where it applies, the tensor and what was expected; Error(Io) when a read fails.
 std::unique_ptr<TensorSource> open_safetensors(std::unique_ptr<ByteSource> bytes);
 
 // Creates a safetensors output (path, or "-" for stdout) holding the tensors of plan, which must
 // all be in group "tensors" with distinct names. The header is written at creation: entries
-// sorted by descending dtype alignment then name, data back to back, __metadata__ = root (values
-// as strings, attr_to_string for non-strings), header padded with spaces to a multiple of 8.
+// sorted by descending dtype alignment then name, data back to back, __metadata__ = root (as
+// attributes_to_metadata writes it: values as text, plus the types of the non-string ones), header padded with spaces to a multiple of 8.
 // Rows may then be written in any order, each once, also from several threads at a time (each
 // block goes to its own place with pwrite); commit() checks that every row of every non-empty
 // tensor arrived. Root attributes cannot be added later: set_attribute and

@@ -169,8 +169,9 @@ BOOST_AUTO_TEST_CASE(golden_bytes_derived_by_hand) {
   // Plan: a U8 [3], b F32 [2], c I64 [] (rank 0), z F16 [0,2] (zero size).
   // Writer order, by descending dtype rank (I64 > F32 > F16 > U8) then name: c, b, z, a.
   // Offsets back to back: c [0,8], b [8,16], z [16,16], a [16,19].
-  // __metadata__ first, keys sorted: format, note (escaped: \" \n \u0001, é as raw UTF-8), step (int → "3").
-  // JSON is 283 bytes; 5 spaces pad it to 288 = 0x120; the file is 8 + 288 + 19 = 315 bytes.
+  // __metadata__ first, keys sorted: format, loco_attribute_types (step is an int64: {"step":"int64"}
+  // as an escaped string), note (escaped: \" \n \u0001, é as raw UTF-8), step (int → "3").
+  // JSON is 329 bytes; 7 spaces pad it to 336 = 0x150; the file is 8 + 336 + 19 = 363 bytes.
   TempDir tmp;
   std::vector<TensorInfo> plan = {{"tensors", "a", Shape{3}, DType::U8, {}},
                                   {"tensors", "b", Shape{2}, DType::F32, {}},
@@ -192,21 +193,21 @@ BOOST_AUTO_TEST_CASE(golden_bytes_derived_by_hand) {
   sink->commit();
 
   const std::string header =
-      "{\"__metadata__\":{\"format\":\"pt\",\"note\":\"q\\\"\\n\\u0001\xc3\xa9\",\"step\":\"3\"},"
+      "{\"__metadata__\":{\"format\":\"pt\",\"loco_attribute_types\":\"{\\\"step\\\":\\\"int64\\\"}\",\"note\":\"q\\\"\\n\\u0001\xc3\xa9\",\"step\":\"3\"},"
       "\"c\":{\"dtype\":\"I64\",\"shape\":[],\"data_offsets\":[0,8]},"
       "\"b\":{\"dtype\":\"F32\",\"shape\":[2],\"data_offsets\":[8,16]},"
       "\"z\":{\"dtype\":\"F16\",\"shape\":[0,2],\"data_offsets\":[16,16]},"
       "\"a\":{\"dtype\":\"U8\",\"shape\":[3],\"data_offsets\":[16,19]}}"
-      "     ";
-  BOOST_REQUIRE(header.size() == 288u);
-  Bytes want = {std::byte{0x20}, std::byte{0x01}, std::byte{0}, std::byte{0},
+      "       ";
+  BOOST_REQUIRE(header.size() == 336u);
+  Bytes want = {std::byte{0x50}, std::byte{0x01}, std::byte{0}, std::byte{0},
                 std::byte{0},    std::byte{0},    std::byte{0}, std::byte{0}};
   for (char ch : header) want.push_back(std::byte(static_cast<unsigned char>(ch)));
   for (int v : {7, 0, 0, 0, 0, 0, 0, 0,                      // c = 7 (int64 LE)
                 0x00, 0x00, 0x80, 0x3f, 0x00, 0x00, 0x00, 0xc0,  // b = 1.0f, -2.0f
                 1, 2, 3})                                       // a
     want.push_back(std::byte(v));
-  BOOST_REQUIRE(want.size() == 315u);
+  BOOST_REQUIRE(want.size() == 363u);
   BOOST_TEST(read_file(path) == want);
 }
 
