@@ -346,29 +346,33 @@ pl_config_text() {
   done
   if declare -F pl_config_extra >/dev/null; then pl_config_extra; fi
 }
-# The comparable form of a config text: sorted, without the lines that hold an option's declared
-# default (not a variant's pl_default): a line missing from a folder's config.txt means that
-# default, so a folder made before an option existed, or by a version that recorded it only when
-# used, still matches a run with that option at its default. Adding an option keeps old folders.
-pl_config_canonical() {
-  local line i
-  declare -A skip=()
-  for i in "${!PL_O_VAR[@]}"; do
-    [[ ${PL_O_CLASS[i]} == result ]] || continue
-    if [[ ${PL_O_BASE[i]} == @* ]]; then skip["${PL_O_VAR[i]}="]=1; else skip["${PL_O_VAR[i]}=${PL_O_BASE[i]}"]=1; fi
-  done
-  while IFS= read -r line; do
-    [[ -n ${skip["$line"]+x} ]] || printf '%s\n' "$line"
-  done | LC_ALL=C sort
+# The comparable form of a config text: sorted, with a line for every result option; a line missing
+# from a folder's config.txt means the option's declared default (not a variant's pl_default), so a
+# folder made before an option existed, or by a version that recorded it only when used, still
+# matches a run with that option at its default. Adding an option keeps old folders resumable.
+pl_config_filled() {
+  local text line i d
+  text=$(cat)
+  declare -A have=()
+  while IFS= read -r line; do have[${line%%=*}]=1; done <<<"$text"
+  {
+    printf '%s\n' "$text"
+    for i in "${!PL_O_VAR[@]}"; do
+      [[ ${PL_O_CLASS[i]} == result && -z ${have[${PL_O_VAR[i]}]+x} ]] || continue
+      d=${PL_O_BASE[i]}
+      [[ $d == @* ]] && d=''
+      printf '%s=%s\n' "${PL_O_VAR[i]}" "$d"
+    done
+  } | LC_ALL=C sort
 }
 pl_check_config() {
   local want have
   want=$(pl_config_text)
   if [[ -f $out/config.txt ]]; then
     have=$(<"$out/config.txt")
-    if [[ "$(pl_config_canonical <<<"$have")" != "$(pl_config_canonical <<<"$want")" ]]; then
+    if [[ "$(pl_config_filled <<<"$have")" != "$(pl_config_filled <<<"$want")" ]]; then
       echo "$PL_NAME: error: $out was made with other options; differences (was > now):" >&2
-      diff <(pl_config_canonical <<<"$have") <(pl_config_canonical <<<"$want") | grep '^[<>]' >&2 || true
+      diff <(pl_config_filled <<<"$have") <(pl_config_filled <<<"$want") | grep '^[<>]' >&2 || true
       exit 2
     fi
   else
