@@ -9,6 +9,8 @@
 
 #include <fmt/format.h>
 
+#include "loco/core/cpu.hpp"  // links the start-up CPU check (core/cpu_check.c) into this binary too
+
 namespace {
 
 constexpr const char* kVerbs[][2] = {
@@ -39,7 +41,8 @@ int main(int argc, char** argv) {
     return 0;
   }
   if (verb == "--version") {
-    fmt::print("loco {}\n", LOCO_VERSION);
+    const char* features = loco_cpu_build_features();
+    fmt::print("loco {}\nbuilt for {}: {}\n", LOCO_VERSION, loco_cpu_build_target(), *features ? features : "baseline x86-64");
     return 0;
   }
   if (verb == "--generate-man") {

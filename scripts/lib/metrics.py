@@ -1,7 +1,8 @@
 #!/usr/bin/python3
-"""Composes the pipelines' JSON records (one per worker step, one per round) and metrics.jsonl."""
-# Used by scripts/lib/pipeline.sh; every output is written to a temporary file and renamed, so a
-# record that exists is complete. Standard library only.
+"""Composes the diloco pipelines' JSON records (one per worker step, one per round) and every
+pipeline's metrics.jsonl; holds the helpers of scripts/lib/fedavg.py and gossip.py."""
+# Used by scripts/diloco (and its variants); every output is written to a temporary file and
+# renamed, so a record that exists is complete. Standard library only (matplotlib for plots).
 import argparse
 import json
 import os
@@ -142,14 +143,58 @@ def cmd_round(a):
     write_atomic(a.output, json.dumps(rec, sort_keys=True) + "\n")
 
 
-def cmd_collect(a):
+def collect(folder, rounds):
+    """metrics.jsonl's text: the round records round-0000.json ... (up to the first missing one),
+    one line each, as they were written."""
     lines = []
-    for r in range(a.rounds + 1):
-        path = os.path.join(a.dir, f"round-{r:04d}.json")
+    for r in range(rounds + 1):
+        path = os.path.join(folder, f"round-{r:04d}.json")
         if not os.path.exists(path):
             break
-        lines.append(json.dumps(load(path), sort_keys=True))
-    text = "".join(line + "\n" for line in lines)
+        with open(path, encoding="utf-8") as f:
+            lines.append(f.read().strip())
+    return "".join(line + "\n" for line in lines)
+
+
+def read_jsonl(path):
+    """The JSON objects of a file of one object a line (blank lines skipped)."""
+    with open(path, encoding="utf-8") as f:
+        return [json.loads(line) for line in f if line.strip()]
+
+
+def step_losses(path):
+    """The per-step losses of a loco-worker --metrics file."""
+    return [x["loss"] for x in read_jsonl(path)]
+
+
+def write_record(path, rec):
+    """One JSON line in path, through path.tmp and a rename (the bytes the pipelines always wrote)."""
+    with open(path + ".tmp", "w", encoding="utf-8") as f:
+        f.write(json.dumps(rec) + "\n")
+    os.replace(path + ".tmp", path)
+
+
+def pyplot(who):
+    """matplotlib.pyplot with the Agg backend, or None (with a note) when it is not installed."""
+    try:
+        import matplotlib
+        matplotlib.use("Agg")
+        import matplotlib.pyplot as plt
+    except ImportError:
+        print(f"{who}: matplotlib missing (Debian python3-matplotlib): no plot", file=sys.stderr)
+        return None
+    return plt
+
+
+def save_figure(fig, folder, stem):
+    """folder/stem.svg and folder/stem.png, each written to a temporary name and renamed."""
+    for ext in ("svg", "png"):
+        fig.savefig(os.path.join(folder, f".{stem}.{ext}"))
+        os.replace(os.path.join(folder, f".{stem}.{ext}"), os.path.join(folder, f"{stem}.{ext}"))
+
+
+def cmd_collect(a):
+    text = collect(a.dir, a.rounds)
     try:
         with open(a.output, encoding="utf-8") as f:
             if f.read() == text:

@@ -1,367 +1,378 @@
-# The engine shared by scripts/diloco, scripts/baseline and scripts/streaming-diloco: options,
-# idempotent steps, executors.
-# shellcheck shell=bash disable=SC2155
-# Sourced, not run. The calling script sets PIPELINE_MODE (diloco | baseline | streaming-diloco) and calls
-# pipeline_main "$@". See docs/pipelines.md for the layout of an output folder.
+# The engine of every pipeline script (scripts/diloco, streaming-diloco, sparseloco, demo, baseline,
+# fedavg, gossip): the option table, messages, config.txt, tool lookup and runs, the bounded
+# parallel runner, and the executors (local, Slurm job arrays, one Slurm allocation looping).
+# shellcheck shell=bash disable=SC2034,SC2154  # the option variables are set through the table (printf -v)
+# Sourced, not run. A pipeline script sets PL_KIND (its name in config.txt and the records), declares
+# its options with pl_opt, defines its steps (step_NAME functions, each idempotent: done when its
+# last-renamed output exists), run_local (the round loop) and run_slurm, lists its Slurm steps in
+# PL_STEPS, and calls pl_main "$@". Optional hooks: pl_check (cross-option checks, before the tools
+# are looked up), pl_derive (derived values; the tools are known), pl_config_extra (derived lines
+# of config.txt), pl_dry_run_note. See docs/pipelines.md and docs/decisions.md "Pipeline engine".
 
-# ---- defaults (the DiLoCo paper's inner AdamW and outer Nesterov; see --help) --------------------
+PL_NAME=$(basename -- "$0")  # messages are prefixed by the script's name
+PL_SELF=$(realpath -- "$0")
+PL_ROOT=$(cd "$(dirname "$(realpath -- "${BASH_SOURCE[0]}")")/../.." && pwd)
+PL_LIB=$PL_ROOT/scripts/lib
+
+pl_die() { echo "$PL_NAME: error: $*" >&2; exit "${PL_EXIT:-3}"; }
+pl_usage_error() { echo "$PL_NAME: error: $*" >&2; echo "Run with --help for usage." >&2; exit 2; }
+pl_note() { echo "$PL_NAME: $*" >&2; }
+pl_now() { date +%s.%N; }
+pl_elapsed() { awk -v a="$1" -v b="$(pl_now)" 'BEGIN { printf "%.6f", b - a }'; }
+r4() { printf '%04d' "$1"; }
+# pl_py MODULE ARGS...: a Python module of scripts/lib (Debian's python3, standard library).
+pl_py() { /usr/bin/python3 -B "$PL_LIB/$1" "${@:2}" || pl_die "scripts/lib/$1 ${2-} failed"; }
+
+# ---- the option table --------------------------------------------------------------------------
+# pl_opt NAMES VAR DEFAULT CLASS TYPE METAVAR HELP: declares an option once; usage (--help), the man
+# page (--generate-man), the docs' reference (--generate-markdown), parsing, type checks, config.txt
+# and the arguments the Slurm jobs replay all come from this table.
+#   NAMES    '--name' or '-o|--output'
+#   DEFAULT  the initial value; '@TEXT' starts the variable empty (computed later, or off) and
+#            shows [TEXT] in the help
+#   CLASS    result: fixes the results (config.txt; a rerun with another value is refused)
+#            run: may change between reruns, replayed to the Slurm jobs (--threads, --tools)
+#            local: this invocation only (--executor, --jobs, --dry-run)
+#            internal: set by the Slurm jobs (--step, --round), listed on one line of the help
+#   TYPE     str | posint | int0 | flag | file (must exist; made absolute) | dir (made absolute)
+#            | choice:a|b|c | num:[lo,hi] (a decimal in the interval; ( ) open, an empty bound none)
+#            add '!' for required (posint!, file!)
+# Redeclaring a VAR replaces its row in place. pl_default VAR VALUE gives a variant its own default
+# (scripts/sparseloco: the diloco table with other defaults) and pl_fix VAR VALUE REASON removes an
+# option from the command line but keeps its fixed value in config.txt (scripts/baseline).
+PL_O_NAMES=() PL_O_VAR=() PL_O_DEF=() PL_O_BASE=() PL_O_CLASS=() PL_O_TYPE=() PL_O_META=() PL_O_HELP=() PL_O_GROUP=()
+declare -A PL_O_INDEX=() PL_REFUSED=() PL_FIXED=()
+pl_opt() {
+  local i=${#PL_O_VAR[@]} k
+  for k in "${!PL_O_VAR[@]}"; do [[ ${PL_O_VAR[k]} == "$2" ]] && i=$k; done
+  [[ -n ${PL_O_GROUP[i]-} ]] || PL_O_GROUP[i]=${PL_GROUP:-pipeline}
+  PL_O_NAMES[i]=$1 PL_O_VAR[i]=$2 PL_O_DEF[i]=$3 PL_O_BASE[i]=$3 PL_O_CLASS[i]=$4 PL_O_TYPE[i]=$5 PL_O_META[i]=$6 PL_O_HELP[i]=$7
+  local n
+  IFS='|' read -r -a n <<<"$1"
+  for k in "${n[@]}"; do PL_O_INDEX[$k]=$i; unset 'PL_REFUSED[$k]'; done
+}
+# The rows in the order the help lists them: the pipeline's, then the engine's.
+pl_rows() {
+  local g i
+  for g in pipeline engine; do
+    for i in "${!PL_O_VAR[@]}"; do [[ ${PL_O_GROUP[i]} == "$g" ]] && echo "$i"; done
+  done
+}
+pl_row() {  # pl_row VAR: the row of VAR's option
+  local k
+  for k in "${!PL_O_VAR[@]}"; do [[ ${PL_O_VAR[k]} == "$1" ]] && { echo "$k"; return 0; }; done
+  echo "pl_row: no option sets '$1'" >&2
+  exit 70
+}
+pl_default() { local i; i=$(pl_row "$1"); PL_O_DEF[i]=$2; }
+pl_help() { local i; i=$(pl_row "$1"); PL_O_HELP[i]=$2; }
+# pl_fix VAR VALUE REASON: the option is refused (usage error naming REASON); VAR is VALUE.
+pl_fix() {
+  local i n
+  i=$(pl_row "$1")
+  PL_O_DEF[i]=$2 PL_FIXED[$i]=$3
+  IFS='|' read -r -a n <<<"${PL_O_NAMES[i]}"
+  for n in "${n[@]}"; do unset 'PL_O_INDEX[$n]'; PL_REFUSED[$n]=$3; done
+}
+# pl_refuse NAME... -- REASON: options another pipeline has, refused here with REASON.
+pl_refuse() {
+  local names=()
+  while [[ $1 != -- ]]; do names+=("$1"); shift; done
+  for n in "${names[@]}"; do PL_REFUSED[$n]=$2; done
+}
+pl_shown() { [[ -z ${PL_FIXED[$1]+x} && ${PL_O_CLASS[$1]} != internal ]]; }
+pl_default_text() {  # the default as the help shows it ('' for none)
+  local d=${PL_O_DEF[$1]} t=${PL_O_TYPE[$1]}
+  if [[ $t == *'!' ]]; then echo required
+  elif [[ $d == @* ]]; then echo "${d#@}"
+  elif [[ $t != flag ]]; then echo "$d"
+  fi
+}
+
 pl_defaults() {
-  workers=4 rounds=10 inner_steps=50 batch=16
-  preset=gpt-tiny model_config='' init_seed=1
-  data='' source=text partition=iid text_layout=contiguous text_block=8192 test_fraction=0.05 eval_data=''
-  inner_optimizer='adamw:lr=4e-4,beta1=0.9,beta2=0.95,weight_decay=0.1' lr='' clip=1 schedule=''
-  outer='nesterov:lr=0.7,momentum=0.9' reduce=mean min_deltas='' seed=1 eval_batch=64
-  out='' executor=local jobs=$(nproc) threads='' dry_run=0 sbatch_args='' tools=''
-  step='' step_round='' step_worker=''
-  fragments=1 overlap=0 mixing=0  # streaming-diloco only
-  codec='' ef='' delta_clip=none  # compressed deltas (pl_compress_delta); streaming: --codec only
+  local i
+  for i in "${!PL_O_VAR[@]}"; do
+    local d=${PL_O_DEF[i]}
+    [[ $d == @* ]] && d=''
+    [[ ${PL_O_TYPE[i]} == flag ]] && d=0
+    printf -v "${PL_O_VAR[i]}" '%s' "$d"
+  done
 }
 
-pl_usage() {
-  local me=$1
-  if [[ $PIPELINE_MODE == streaming-diloco ]]; then
-    cat <<EOF
-Usage: $me --data FILE -o DIR [options]
-
-Streaming DiLoCo (Douillard et al. 2025): the model is split into P strided fragments (fragment p
-holds the transformer blocks p, p+P, ...; the embeddings go with block 0, the final norm and head
-with the last block: loco-fragment --list shows it). Each of M workers trains continuously; every
-H/P inner steps one fragment is synchronised, in turn, so each fragment once per H steps and the
-largest exchange is about 1/P of the model. At its sync point minus TAU steps a worker sends the
-fragment's delta (global - local) and keeps training TAU steps (the overlap); the aggregator
-averages the deltas and takes the outer Nesterov step on that fragment's own global file; the
-worker then mixes the new global fragment into its parameters, theta <- (1-ALPHA)*global +
-ALPHA*theta. A round is H inner steps (P syncs); after each, the fragments are joined into the
-global model and evaluated. With P = 1, TAU = 0, ALPHA = 0 this is scripts/diloco, bit for bit.
-Steps are idempotent and resumable as in scripts/diloco; same metrics, plus peak_bytes_per_sync.
-(The simulation runs the TAU overlap steps in the same worker call as the send, before the
-aggregation; the aggregation does not depend on them, so the result is that of running them
-concurrently.)
-EOF
-  elif [[ $PIPELINE_MODE == diloco ]]; then
-    cat <<EOF
-Usage: $me --data FILE -o DIR [options]
-
-DiLoCo: M workers each run H inner AdamW steps on their own shard, send the delta
-(theta_global - theta_local), and an aggregator averages the deltas and takes an outer Nesterov
-step, for R rounds. Every step writes one file atomically and is skipped when its outputs exist,
-so a rerun after a crash, a kill or a Slurm requeue continues where it stopped and ends with the
-model an uninterrupted run makes, bit for bit. Writes metrics.jsonl (held-out loss, tokens, bytes
-sent and received per worker, wall time per step, one line per round; round 0 is the initial
-model). Compare against scripts/baseline and draw the table and plots with scripts/report.
-EOF
-  else
-    cat <<EOF
-Usage: $me --data FILE -o DIR [options]
-
-The fully synchronous data-parallel baseline for a DiLoCo run with the same options: ONE worker
-with the global batch M x B on the union of the M shards (the same training text and the same
-held-out text), AdamW with the same schedule, evaluated every H steps so that its round r has
-seen exactly the tokens of DiLoCo's round r. (The model is carried from one evaluation to the
-next by loco-aggregate with outer SGD lr=1, which puts back the worker's local parameters; the
-AdamW state persists across evaluations, so this is one uninterrupted AdamW run.) Communication
-is counted as M synchronous workers exchanging every step: each sends its gradient and receives
-the parameters, model bytes each way, H times a round. Same output layout, metrics and
-idempotence as scripts/diloco.
-EOF
-  fi
-  cat <<EOF
-
-Options (defaults in brackets):
-  --data FILE            training data: a text file (or what --source names) [required]
-  -o, --output DIR       output folder, created; rerunning with the same DIR resumes [required]
-  --workers M            number of workers [4]
-  --rounds R             number of rounds (outer steps) [10]
-  --inner-steps H        inner steps per round [50]
-  --batch B              per-worker batch: windows of ctx+1 tokens (examples) per step [16]
-  --preset NAME          model preset, see 'loco-init --list' [gpt-tiny]
-  --model-config JSON    model config (JSON text or file) instead of --preset
-  --init-seed S          model initialization seed [1]
-  --source KIND          loco-shard --source: text|mnist-json|mnist-idx|csv|libsvm [text]
-  --partition SPEC       loco-shard --partition for classification data [iid]
-  --text-layout L        loco-shard --text-layout: contiguous (one run of the text per worker)
-                         or interleaved (blocks dealt round-robin) [contiguous]
-  --text-block N         interleaved: tokens per block [8192]
-  --test-fraction F      fraction held out for evaluation [0.05]
-  --eval-data FILE       evaluate on this data file instead of the held-out part
-  --eval-batch N         loco-eval --batch [64]
-  --inner-optimizer SPEC inner optimizer [adamw:lr=4e-4,beta1=0.9,beta2=0.95,weight_decay=0.1]
-  --lr LR                inner learning rate (overrides the spec's lr)
-  --schedule SPEC        inner schedule over the cumulative step
-                         [cosine:warmup=min(1000,R*H/10),total=R*H,min_lr=0]
-  --clip C               inner gradient-norm clipping, 0 off [1]
-  --seed S               batch-stream seed of the workers [1]
-EOF
-  if [[ $PIPELINE_MODE != baseline ]]; then
-    cat <<EOF
-  --outer SPEC           outer optimizer (loco-aggregate --outer) [nesterov:lr=0.7,momentum=0.9]
-  --reduce R             mean|weighted-mean|contributor-mean [mean]
-  --min-deltas K         aggregation quorum [M]
-EOF
-  fi
-  if [[ $PIPELINE_MODE == diloco ]]; then
-    cat <<EOF
-  --codec SPEC           compress each worker's delta with loco-compress --codec SPEC before the
-                         aggregation (e.g. topk:density=0.015625,tile=4096+quant:bits=2,range=sigma);
-                         bytes per round then count the compressed files' payload_bytes [off]
-  --ef KIND              error feedback of the compression, state per worker (loco-compress --ef):
-                         ef14, sparseloco[:beta=B] or dgc[:momentum=M,warmup=W] [off]
-  --delta-clip C         loco-aggregate --clip: none or median-norm [none]
-EOF
-  fi
-  if [[ $PIPELINE_MODE == streaming-diloco ]]; then
-    cat <<EOF
-  --fragments P          fragments, synchronised one every H/P steps; P divides H and is at most
-                         the model's blocks (layers) [1]
-  --overlap TAU          steps a worker trains between sending a fragment's delta and receiving
-                         its new global values, 0 <= TAU < H/P [0]
-  --mixing ALPHA         weight of the local parameters when the new global fragment is put
-                         back: theta <- (1-ALPHA)*global + ALPHA*theta, in [0, 1] [0]
-  --codec SPEC           compress each fragment's outer gradient with loco-compress --codec SPEC,
-                         e.g. quant:bits=4 for the paper's 4-bit exchange; bytes count the
-                         compressed files' payload_bytes [off]
-EOF
-  fi
-  cat <<EOF
-  --executor E           local: workers as parallel processes; slurm: per round one sbatch job
-                         array of M workers and a dependent aggregation job, chained with
-                         afterok; slurm-loop: one allocation of M tasks looping the rounds with
-                         srun [local]
-  --jobs J               local: workers run at once [nproc]
-  --threads T            threads per worker [nproc / min(J, M), at least 1]
-  --sbatch-args 'ARGS'   extra sbatch options for every job (e.g. '--partition=cpu --time=1:00:00')
-  --tools DIR            folder of the loco-* binaries [\$LOCO_BIN, else build/bin, else PATH]
-  --dry-run              print what would run (for slurm: the sbatch scripts) and change nothing
-  -h, --help             this help
-
-Internal (used by the Slurm jobs; runs one step and exits):
-  --step prepare|worker|aggregate|finalize  --round R  --worker W
-EOF
-  if [[ $PIPELINE_MODE == streaming-diloco ]]; then
-    cat <<EOF
-  (streaming: --stage K instead of --round R; stage K = 1..R*P is the K-th synchronisation, and
-  the Slurm executors submit per stage what the text above says per round)
-
-Output folder: as scripts/diloco's, except: rounds/round-000R.h5 is the global model after round
-R joined from the fragments (with the outer state); fragments/frag-p/round-000J.h5 is fragment
-p's global file after J synchronisations (+ .summary.json, .seconds); deltas/stage-000K/worker-W.h5
-the fragment delta of stage K; local/worker-W/stage-000K.h5 and state/worker-W/stage-000K.h5 the
-worker's parameters and inner optimizer state after stage K (immutable).
-Exit: 0 done; 2 usage; otherwise the failing tool's exit code, after naming the command.
-EOF
-    return 0
-  fi
-  cat <<EOF
-
-Output folder: config.txt (the options; a rerun with other options is refused), shards/,
-rounds/round-0000.h5 (initial model) ... round-R.h5 (global models, with the outer state),
-deltas/round-R/worker-W.h5 (+ .json record, .steps.jsonl per-step losses),
-state/worker-W/round-R.h5 (inner optimizer state after round R; immutable), metrics/round-R.json,
-metrics.jsonl, logs/ (every tool's stderr), commands.log (every tool run, one line each), slurm/.
-Exit: 0 done; 2 usage; otherwise the failing tool's exit code, after naming the command.
-EOF
+# pl_check_value ROW VALUE: the type check of one option; a usage error names the option.
+pl_is_number() { [[ $1 =~ ^[+-]?([0-9]+\.?[0-9]*|\.[0-9]+)([eE][+-]?[0-9]+)?$ ]]; }
+# pl_check_interval NAME VALUE INTERVAL: VALUE is a decimal number in INTERVAL ('[0,1]', '(0,1)',
+# '(0,]': an empty bound is none).
+pl_check_interval() {
+  local name=$1 v=$2 iv=$3 lo hi
+  lo=${iv:1} lo=${lo%%,*} hi=${iv#*,} hi=${hi%?}
+  pl_is_number "$v" && awk -v x="$v" -v lo="$lo" -v hi="$hi" -v l="${iv:0:1}" -v r="${iv: -1}" 'BEGIN {
+    ok = 1
+    if (lo != "") ok = ok && (l == "[" ? x + 0 >= lo + 0 : x + 0 > lo + 0)
+    if (hi != "") ok = ok && (r == "]" ? x + 0 <= hi + 0 : x + 0 < hi + 0)
+    exit !ok }' || pl_usage_error "$name must be a number in ${iv/,/, }, not '$v'"
 }
-
-pl_die() { echo "${PIPELINE_MODE}: error: $*" >&2; exit "${PL_EXIT:-3}"; }
-pl_usage_error() { echo "${PIPELINE_MODE}: error: $*" >&2; echo "Run with --help for usage." >&2; exit 2; }
-pl_note() { echo "${PIPELINE_MODE}: $*" >&2; }
+pl_check_value() {
+  local i=$1 v=$2 t=${PL_O_TYPE[$1]%!} name=${PL_O_NAMES[$1]##*|}
+  [[ -z $v && ${PL_O_TYPE[$1]} != *'!' && $t =~ ^(str|file|dir)$ ]] && return 0
+  case $t in
+    str | flag | dir) ;;
+    posint) [[ $v =~ ^[1-9][0-9]*$ ]] || pl_usage_error "$name must be a positive integer, not '$v'" ;;
+    int0) [[ $v =~ ^[0-9]+$ ]] || pl_usage_error "$name must be a non-negative integer, not '$v'" ;;
+    file) [[ -e $v || $dry_run -eq 1 ]] || pl_usage_error "$name: $v does not exist" ;;
+    choice:*)
+      [[ "|${t#choice:}|" == *"|$v|"* ]] || pl_usage_error "$name must be one of ${t#choice:}, not '$v'" ;;
+    num:*) pl_check_interval "$name" "$v" "${t#num:}" ;;
+    *) echo "pl_check_value: unknown type '$t' of $name" >&2; exit 70 ;;
+  esac
+}
 
 pl_parse() {
   pl_defaults
   PL_ARGS=()  # the options that define the run, replayed by the Slurm jobs
+  local given=()
   while [[ $# -gt 0 ]]; do
-    local opt=$1 val=${2-}
+    local opt=$1 i
     case $opt in
-      -h | --help) pl_usage "$(basename "$0")"; exit 0 ;;
-      --dry-run) dry_run=1; shift; continue ;;
+      -h | --help) pl_usage; exit 0 ;;
+      --generate-man) pl_generate_man; exit 0 ;;
+      --generate-markdown) pl_generate_markdown; exit 0 ;;
+      --list-options) pl_list_options; exit 0 ;;
     esac
-    [[ $# -ge 2 ]] || pl_usage_error "$opt needs a value"
-    case $opt in
-      --data) data=$val ;;
-      -o | --output) out=$val ;;
-      --workers) workers=$val ;;
-      --rounds) rounds=$val ;;
-      --inner-steps) inner_steps=$val ;;
-      --batch) batch=$val ;;
-      --preset) preset=$val ;;
-      --model-config) model_config=$val ;;
-      --init-seed) init_seed=$val ;;
-      --source) source=$val ;;
-      --partition) partition=$val ;;
-      --text-layout) text_layout=$val ;;
-      --text-block) text_block=$val ;;
-      --test-fraction) test_fraction=$val ;;
-      --eval-data) eval_data=$val ;;
-      --eval-batch) eval_batch=$val ;;
-      --inner-optimizer) inner_optimizer=$val ;;
-      --lr) lr=$val ;;
-      --schedule) schedule=$val ;;
-      --clip) clip=$val ;;
-      --seed) seed=$val ;;
-      --outer | --reduce | --min-deltas)
-        [[ $PIPELINE_MODE != baseline ]] || pl_usage_error "$opt: the baseline's outer step is fixed (SGD lr=1)"
-        case $opt in --outer) outer=$val ;; --reduce) reduce=$val ;; --min-deltas) min_deltas=$val ;; esac ;;
-      --codec | --ef | --delta-clip)
-        case $opt in --codec) codec=$val ;; --ef) ef=$val ;; --delta-clip) delta_clip=$val ;; esac ;;
-      --fragments | --overlap | --mixing)
-        [[ $PIPELINE_MODE == streaming-diloco ]] || pl_usage_error "$opt is an option of scripts/streaming-diloco"
-        case $opt in --fragments) fragments=$val ;; --overlap) overlap=$val ;; --mixing) mixing=$val ;; esac ;;
-      --executor) executor=$val ;;
-      --jobs) jobs=$val ;;
-      --threads) threads=$val ;;
-      --sbatch-args) sbatch_args=$val ;;
-      --tools) tools=$val ;;
-      --step) step=$val ;;
-      --round | --stage) step_round=$val ;;
-      --worker) step_worker=$val ;;
-      *) pl_usage_error "unknown option '$opt'" ;;
-    esac
-    case $opt in
-      --executor | --jobs | --sbatch-args | --step | --round | --stage | --worker) ;;
-      *) PL_ARGS+=("$opt" "$val") ;;
-    esac
-    shift 2
-  done
-
-  [[ -n $data ]] || pl_usage_error "--data is required"
-  [[ -n $out ]] || pl_usage_error "--output is required"
-  local n
-  for n in workers rounds inner_steps batch jobs eval_batch text_block; do
-    [[ ${!n} =~ ^[1-9][0-9]*$ ]] || pl_usage_error "--${n//_/-} must be a positive integer, not '${!n}'"
-  done
-  [[ -z $threads || $threads =~ ^[1-9][0-9]*$ ]] || pl_usage_error "--threads must be a positive integer"
-  [[ $executor =~ ^(local|slurm|slurm-loop)$ ]] || pl_usage_error "--executor must be local, slurm or slurm-loop"
-  [[ -z $step || $step =~ ^(prepare|worker|aggregate|finalize)$ ]] || pl_usage_error "--step: unknown step '$step'"
-  [[ $reduce =~ ^(mean|weighted-mean|contributor-mean)$ ]] ||
-    pl_usage_error "--reduce must be mean, weighted-mean or contributor-mean"
-  pl_check_compress_options
-  [[ -z $min_deltas ]] && min_deltas=$workers
-  [[ $min_deltas =~ ^[1-9][0-9]*$ ]] || pl_usage_error "--min-deltas must be a positive integer"
-  if [[ $PIPELINE_MODE == streaming-diloco ]]; then
-    [[ $fragments =~ ^[1-9][0-9]*$ ]] || pl_usage_error "--fragments must be a positive integer, not '$fragments'"
-    ((inner_steps % fragments == 0)) || pl_usage_error "--fragments $fragments must divide --inner-steps $inner_steps"
-    if ! [[ $overlap =~ ^[0-9]+$ ]] || ((overlap >= inner_steps / fragments)); then
-      pl_usage_error "--overlap must be an integer in [0, H/P) = [0, $((inner_steps / fragments))), not '$overlap'"
+    [[ -n ${PL_REFUSED[$opt]+x} ]] && pl_usage_error "$opt: ${PL_REFUSED[$opt]}"
+    [[ -n ${PL_O_INDEX[$opt]+x} ]] || pl_usage_error "unknown option '$opt'"
+    i=${PL_O_INDEX[$opt]}
+    local var=${PL_O_VAR[i]} val=1
+    if [[ ${PL_O_TYPE[i]} == flag ]]; then
+      shift
+    else
+      [[ $# -ge 2 ]] || pl_usage_error "$opt needs a value"
+      val=$2
+      shift 2
     fi
-    /usr/bin/python3 -c "import sys; a=float(sys.argv[1]); sys.exit(0 if 0 <= a <= 1 else 1)" "$mixing" 2>/dev/null ||
-      pl_usage_error "--mixing must be a number in [0, 1], not '$mixing'"
-  fi
-  [[ -e $data || $dry_run -eq 1 ]] || pl_usage_error "--data: $data does not exist"
-  [[ -z $eval_data || -e $eval_data ]] || pl_usage_error "--eval-data: $eval_data does not exist"
-  if [[ -z $eval_data ]]; then
-    /usr/bin/python3 -c "import sys; f=float(sys.argv[1]); sys.exit(0 if 0 < f < 1 else 1)" "$test_fraction" 2>/dev/null ||
-      pl_usage_error "--test-fraction must be in (0, 1) unless --eval-data is given"
-  fi
-  data=$(realpath -m -- "$data")
-  [[ -n $eval_data ]] && eval_data=$(realpath -m -- "$eval_data")
-  out=$(realpath -m -- "$out")
-  if [[ -n $lr ]]; then  # --lr replaces the spec's lr (or adds one)
-    local name=${inner_optimizer%%:*} params='' p kept=()
-    [[ $inner_optimizer == *:* ]] && params=${inner_optimizer#*:}
-    IFS=, read -r -a plist <<<"$params"
-    for p in "${plist[@]}"; do [[ $p == lr=* || -z $p ]] || kept+=("$p"); done
-    inner_optimizer="$name:lr=$lr$(printf ',%s' "${kept[@]}")"
-    [[ ${#kept[@]} -gt 0 ]] || inner_optimizer="$name:lr=$lr"
-  fi
-  if [[ -z $schedule ]]; then
-    local total=$((rounds * inner_steps)) warm=$((rounds * inner_steps / 10))
-    ((warm > 1000)) && warm=1000
-    ((warm < 1)) && warm=1
-    schedule="cosine:warmup=$warm,total=$total,min_lr=0"
-  fi
+    printf -v "$var" '%s' "$val"
+    given+=("$i")
+    case ${PL_O_CLASS[i]} in
+      result | run)
+        if [[ ${PL_O_TYPE[i]} == flag ]]; then PL_ARGS+=("$opt")
+        elif [[ ${PL_O_TYPE[i]%!} == file || ${PL_O_TYPE[i]%!} == dir ]] && [[ -n $val ]]; then
+          PL_ARGS+=("$opt" "$(realpath -m -- "$val")")
+        else PL_ARGS+=("$opt" "$val"); fi ;;
+    esac
+  done
+  for i in "${!PL_O_VAR[@]}"; do
+    [[ -n ${PL_FIXED[$i]+x} ]] && continue
+    local v=${PL_O_VAR[i]}
+    if [[ ${PL_O_TYPE[i]} == *'!' && -z ${!v} ]]; then pl_usage_error "${PL_O_NAMES[i]##*|} is required"; fi
+  done
+  for i in "${!PL_O_VAR[@]}"; do
+    [[ -n ${PL_FIXED[$i]+x} || ${PL_O_CLASS[i]} == internal ]] && continue
+    local v=${PL_O_VAR[i]} d=${PL_O_DEF[i]}
+    [[ $d == @* ]] && d=''
+    [[ ${!v} == "$d" && ${PL_O_TYPE[i]} != *'!' ]] || pl_check_value "$i" "${!v}"  # defaults are valid
+    [[ ${PL_O_TYPE[i]%!} == file || ${PL_O_TYPE[i]%!} == dir ]] && [[ -n ${!v} ]] &&
+      printf -v "$v" '%s' "$(realpath -m -- "${!v}")"
+  done
+  [[ -z $step || " ${PL_STEPS[*]%% *} " == *" $step "* ]] || pl_usage_error "--step: unknown step '$step'"
+  units=$rounds unit_flag=--round unit_tag=r  # what the executors loop over (streaming: stages)
+  if declare -F pl_check >/dev/null; then pl_check; fi
+  pl_find_tools
+  if declare -F pl_derive >/dev/null; then pl_derive; fi
+  [[ -n $jobs ]] || jobs=$(nproc)
   if [[ -z $threads && -n $step ]]; then
     threads=$(nproc)  # a Slurm step: the CPUs of its allocation
   elif [[ -z $threads ]]; then
     local par=$jobs
-    ((par > workers)) && par=$workers
-    [[ $PIPELINE_MODE == baseline ]] && par=1
+    ((par > PL_WIDTH)) && par=$PL_WIDTH  # PL_WIDTH: the processes a round runs at once, at most
     threads=$(($(nproc) / par))
-    ((threads < 1)) && threads=1
+    ((threads >= 1)) || threads=1
   fi
-
-  # The baseline: one worker with the global batch on the union of the shards, outer SGD lr=1.
-  sync_workers=$workers
-  if [[ $PIPELINE_MODE == baseline ]]; then
-    train_workers=1 train_batch=$((workers * batch)) outer='sgd:lr=1' reduce=mean min_deltas=1
-    accounting=sync
-  else
-    train_workers=$workers train_batch=$batch accounting=diloco
-  fi
-  if [[ $PIPELINE_MODE == streaming-diloco ]]; then
-    accounting=streaming units=$((rounds * fragments)) unit_flag=--stage unit_tag=s
-  else
-    units=$rounds unit_flag=--round unit_tag=r
-  fi
-  pl_find_tools
 }
 
-pl_find_tools() {
-  local root
-  root=$(cd "$(dirname "${BASH_SOURCE[0]}")/../.." && pwd)
-  if [[ -z $tools ]]; then
-    if [[ -n ${LOCO_BIN:-} ]]; then tools=$LOCO_BIN
-    elif [[ -x ${LOCO_BUILD_DIR:-$root/build}/bin/loco-worker ]]; then tools=${LOCO_BUILD_DIR:-$root/build}/bin
-    else tools=$(dirname "$(command -v loco-worker || echo /nonexistent/loco-worker)")
+# pl_with_lr SPEC LR: the optimizer SPEC with its lr replaced by LR (or added).
+pl_with_lr() {
+  local spec=$1 lr=$2 name=${1%%:*} params='' p kept=()
+  [[ $spec == *:* ]] && params=${spec#*:}
+  IFS=, read -r -a plist <<<"$params"
+  for p in "${plist[@]}"; do [[ $p == lr=* || -z $p ]] || kept+=("$p"); done
+  if ((${#kept[@]} > 0)); then echo "$name:lr=$lr$(printf ',%s' "${kept[@]}")"; else echo "$name:lr=$lr"; fi
+}
+
+# ---- usage, man page, docs reference (all from the table) -----------------------------------------
+# pl_wrap WIDTH: reflows stdin's words into lines of at most WIDTH columns; a word longer than a
+# line is cut after a comma or a '+' where it can be.
+pl_wrap() {
+  awk -v w="$1" '/^[[:space:]]*$/ { if (line != "") print line; line = ""; print ""; next }
+  {
+    n = split($0, word, " ")
+    for (j = 1; j <= n; j++) {
+      x = word[j]
+      while (length(x) > w) {
+        cut = 0
+        for (c = w; c > 1; c--) if (substr(x, c, 1) ~ /[,+]/) { cut = c; break }
+        if (cut == 0) cut = w
+        if (line != "") { print line; line = "" }
+        print substr(x, 1, cut); x = substr(x, cut + 1)
+      }
+      if (line == "") line = x
+      else if (length(line) + 1 + length(x) <= w) line = line " " x
+      else { print line; line = x }
+    }
+  } END { if (line != "") print line }'
+}
+
+pl_option_label() {  # '-o, --output DIR'
+  local i=$1 label=${PL_O_NAMES[$1]//|/, }
+  if [[ ${PL_O_TYPE[i]} == flag ]]; then echo "$label"; else echo "$label ${PL_O_META[i]}"; fi
+}
+pl_option_text() {  # the help and the shown default
+  local d
+  d=$(pl_default_text "$1")
+  echo "${PL_O_HELP[$1]}${d:+ [$d]}"
+}
+
+pl_usage() {
+  echo "Usage: $PL_NAME ${PL_SYNOPSIS:---data FILE -o DIR [options]}" | pl_wrap 78 | sed '2,$s/^/       /'
+  echo
+  printf '%s\n' "$PL_ABOUT" | pl_wrap 78
+  echo
+  echo "Options (defaults in brackets):"
+  local i label
+  for i in $(pl_rows); do
+    pl_shown "$i" || continue
+    label=$(pl_option_label "$i")
+    if ((${#label} <= 22)); then
+      pl_option_text "$i" | pl_wrap 55 | awk -v l="  $label" '{ printf "%-25s%s\n", NR == 1 ? l : "", $0 }'
+    else
+      echo "  $label"
+      pl_option_text "$i" | pl_wrap 55 | sed 's/^/                         /'
     fi
-  fi
-  tools=$(realpath -m -- "$tools")
-  local t
-  local need=(loco-shard loco-init loco-worker loco-aggregate loco-eval loco-inspect)
-  [[ $PIPELINE_MODE == streaming-diloco ]] && need+=(loco-fragment)
-  [[ -n $codec ]] && need+=(loco-compress)
-  for t in "${need[@]}"; do
-    [[ -x $tools/$t || $dry_run -eq 1 ]] || pl_usage_error "$tools/$t not found: build loco or pass --tools DIR"
   done
-  PL_METRICS=$root/scripts/lib/metrics.py
+  echo "  -h, --help             this help"
+  echo
+  echo "Internal (used by the Slurm jobs; runs one step and exits):"
+  local internal=()
+  for i in "${!PL_O_VAR[@]}"; do
+    [[ ${PL_O_CLASS[i]} == internal ]] && internal+=("$(pl_option_label "$i")")
+  done
+  echo "${internal[*]}" | pl_wrap 76 | sed 's/^/  /'
+  echo "steps: ${PL_STEPS[*]%% *}" | pl_wrap 76 | sed 's/^/  /'
+  echo
+  printf '%s\n' "$PL_OUTPUT" | pl_wrap 78
+  echo "Exit: 0 done; 2 usage; otherwise the failing tool's exit code, after naming the command." | pl_wrap 78
 }
 
-# The options that fix the results; a resumed run must use the same.
+pl_roff() { sed -e 's/\\/\\e/g' -e 's/-/\\-/g' -e "s/^'/\\\\(aq/" -e 's/^\./\\\&./'; }
+pl_generate_man() {
+  local page=loco-$PL_NAME
+  printf '.TH %s 7 "" "loco" "loco pipelines"\n.ad l\n' "$page"
+  echo ".SH NAME"
+  printf '%s \\- %s\n' "$page" "$(printf '%s' "$PL_TITLE" | pl_roff)"
+  echo ".SH SYNOPSIS"
+  printf '.B scripts/%s\n%s\n' "$PL_NAME" "$(printf '%s' "${PL_SYNOPSIS:---data FILE -o DIR [options]}" | pl_roff)"
+  echo ".SH DESCRIPTION"
+  printf '%s\n' "$PL_ABOUT" | pl_wrap 100 | pl_roff
+  echo ".SH OPTIONS"
+  local i
+  for i in $(pl_rows); do
+    pl_shown "$i" || continue
+    echo ".TP"
+    printf '.B %s\n' "$(pl_option_label "$i" | pl_roff)"
+    pl_option_text "$i" | pl_wrap 100 | pl_roff
+    [[ ${PL_O_CLASS[i]} == result ]] && echo "Recorded in config.txt: a rerun with another value is refused."
+  done
+  echo ".TP"
+  echo ".B \\-h, \\-\\-help"
+  echo "Print the usage and exit."
+  echo ".SH INTERNAL OPTIONS"
+  echo "Used by the Slurm jobs: run one step and exit."
+  for i in "${!PL_O_VAR[@]}"; do
+    [[ ${PL_O_CLASS[i]} == internal ]] || continue
+    echo ".TP"
+    printf '.B %s\n' "$(pl_option_label "$i" | pl_roff)"
+    printf '%s\n' "${PL_O_HELP[i]}" | pl_wrap 100 | pl_roff
+  done
+  echo ".SH OUTPUT FOLDER"
+  printf '%s\n' "$PL_OUTPUT" | pl_wrap 100 | pl_roff
+  echo ".SH EXIT STATUS"
+  echo "0 done; 2 usage (or other options on an existing output folder); otherwise the failing tool's"
+  echo "exit code, after naming the command."
+  echo ".SH SEE ALSO"
+  echo "docs/pipelines.md,"
+  echo ".BR loco (1),"
+  echo ".BR loco-format (5)"
+}
+
+pl_generate_markdown() {
+  printf '### scripts/%s\n\n%s\n\n' "$PL_NAME" "$PL_TITLE"
+  echo "| option | default | fixes results | meaning |"
+  echo "| --- | --- | --- | --- |"
+  local i d
+  for i in $(pl_rows); do
+    pl_shown "$i" || continue
+    d=$(pl_default_text "$i")
+    printf '| `%s` | %s | %s | %s |\n' "$(pl_option_label "$i")" "${d:+\`$d\`}" \
+      "$([[ ${PL_O_CLASS[i]} == result ]] && echo yes)" "${PL_O_HELP[i]//|/\\|}"
+  done
+  for i in "${!PL_FIXED[@]}"; do
+    printf '\n`%s` is refused: %s\n' "${PL_O_NAMES[i]##*|}" "${PL_FIXED[$i]}"
+  done
+}
+
+# One line per option a user may give: NAME<TAB>TYPE<TAB>CLASS<TAB>SAMPLE<TAB>DEFAULT, SAMPLE a value
+# the parser takes (the default, or for a computed default '' or 1), DEFAULT as declared ('@...' for
+# a computed one); tests/pipeline/test_options.py reads it.
+pl_list_options() {
+  local i n names
+  for i in $(pl_rows); do
+    [[ -n ${PL_FIXED[$i]+x} ]] && continue
+    local s=${PL_O_DEF[i]}
+    if [[ $s == @* ]]; then s=''; [[ ${PL_O_TYPE[i]%!} == posint ]] && s=1; fi
+    IFS='|' read -r -a names <<<"${PL_O_NAMES[i]}"
+    for n in "${names[@]}"; do
+      printf '%s\t%s\t%s\t%s\t%s\n' "$n" "${PL_O_TYPE[i]}" "${PL_O_CLASS[i]}" "$s" "${PL_O_DEF[i]}"
+    done
+  done
+}
+
+# ---- config.txt: the options that fix the results ------------------------------------------------
 pl_config_text() {
-  cat <<EOF
-pipeline=$PIPELINE_MODE
-data=$data
-source=$source
-partition=$partition
-text_layout=$text_layout
-text_block=$([[ $text_layout == interleaved ]] && echo "$text_block")
-test_fraction=$test_fraction
-eval_data=$eval_data
-eval_batch=$eval_batch
-workers=$workers
-rounds=$rounds
-inner_steps=$inner_steps
-batch=$batch
-train_workers=$train_workers
-train_batch=$train_batch
-preset=$preset
-model_config=$model_config
-init_seed=$init_seed
-inner_optimizer=$inner_optimizer
-lr=$lr
-schedule=$schedule
-clip=$clip
-seed=$seed
-outer=$outer
-reduce=$reduce
-min_deltas=$min_deltas
-EOF
-  if [[ $PIPELINE_MODE == streaming-diloco ]]; then
-    printf 'fragments=%s\noverlap=%s\nmixing=%s\n' "$fragments" "$overlap" "$mixing"
-  fi
-  if [[ -n $codec || $delta_clip != none ]]; then
-    printf 'codec=%s\nef=%s\ndelta_clip=%s\n' "$codec" "$ef" "$delta_clip"
-  fi
-  [[ -z ${PIPELINE_OUTER_LR:-} ]] || printf 'outer_lr=%s\n' "$PIPELINE_OUTER_LR"
+  echo "pipeline=$PL_KIND"
+  local i
+  for i in $(pl_rows); do
+    [[ ${PL_O_CLASS[i]} == result ]] || continue
+    local v=${PL_O_VAR[i]}
+    printf '%s=%s\n' "$v" "${!v}"
+  done
+  if declare -F pl_config_extra >/dev/null; then pl_config_extra; fi
 }
-
+# The comparable form of a config text: sorted, with a line for every result option; a line missing
+# from a folder's config.txt means the option's declared default (not a variant's pl_default), so a
+# folder made before an option existed, or by a version that recorded it only when used, still
+# matches a run with that option at its default. Adding an option keeps old folders resumable.
+pl_config_filled() {
+  local text line i d
+  text=$(cat)
+  declare -A have=()
+  while IFS= read -r line; do have[${line%%=*}]=1; done <<<"$text"
+  {
+    printf '%s\n' "$text"
+    for i in "${!PL_O_VAR[@]}"; do
+      [[ ${PL_O_CLASS[i]} == result && -z ${have[${PL_O_VAR[i]}]+x} ]] || continue
+      d=${PL_O_BASE[i]}
+      [[ $d == @* ]] && d=''
+      printf '%s=%s\n' "${PL_O_VAR[i]}" "$d"
+    done
+  } | LC_ALL=C sort
+}
 pl_check_config() {
   local want have
   want=$(pl_config_text)
   if [[ -f $out/config.txt ]]; then
     have=$(<"$out/config.txt")
-    if [[ "$have" != "$want" ]]; then
-      echo "${PIPELINE_MODE}: error: $out was made with other options; differences (was > now):" >&2
-      diff <(echo "$have") <(echo "$want") | grep '^[<>]' >&2 || true
+    if [[ "$(pl_config_filled <<<"$have")" != "$(pl_config_filled <<<"$want")" ]]; then
+      echo "$PL_NAME: error: $out was made with other options; differences (was > now):" >&2
+      diff <(pl_config_filled <<<"$have") <(pl_config_filled <<<"$want") | grep '^[<>]' >&2 || true
       exit 2
     fi
   else
@@ -371,504 +382,204 @@ pl_check_config() {
   fi
 }
 
-# ---- running tools ---------------------------------------------------------------------------
+# ---- tools -----------------------------------------------------------------------------------------
+# The tools' folder: --tools, else $LOCO_BIN, else $LOCO_BUILD_DIR/bin (default build/bin), else
+# PATH. Every tool of PL_TOOLS must be there.
+pl_find_tools() {
+  if [[ -z $tools ]]; then
+    if [[ -n ${LOCO_BIN:-} ]]; then tools=$LOCO_BIN
+    elif [[ -x ${LOCO_BUILD_DIR:-$PL_ROOT/build}/bin/loco-worker ]]; then tools=${LOCO_BUILD_DIR:-$PL_ROOT/build}/bin
+    else tools=$(dirname "$(command -v loco-worker || echo /nonexistent/loco-worker)")
+    fi
+  fi
+  tools=$(realpath -m -- "$tools")
+  local t
+  for t in "${PL_TOOLS[@]}"; do
+    [[ -x $tools/$t || $dry_run -eq 1 ]] || pl_usage_error "$tools/$t not found: build loco or pass --tools DIR"
+  done
+}
+
 # pl_run LOG TOOL ARGS...: runs a loco tool with its stderr appended to LOG, records the command
-# in commands.log, and on failure names the command and shows the end of LOG.
+# in commands.log, and on failure names the command, shows the end of LOG and exits with its code.
 pl_run() {
   local log=$1 tool=$2
   shift 2
-  local cmd=("$tools/$tool" "$@")
-  printf '%s run %s\n' "$(date -u +%FT%TZ)" "$(printf '%q ' "${cmd[@]}")" >>"$out/commands.log"
-  local rc=0
+  local cmd=("$tools/$tool" "$@") rc=0
+  pl_log_command "${cmd[@]}"
   "${cmd[@]}" 2>>"$log" || rc=$?
   if [[ $rc -ne 0 ]]; then
-    echo "${PIPELINE_MODE}: error: command failed (exit $rc): $(printf '%q ' "${cmd[@]}")" >&2
+    echo "$PL_NAME: error: command failed (exit $rc): $(printf '%q ' "${cmd[@]}")" >&2
     tail -n 5 "$log" | sed 's/^/  | /' >&2
     PL_EXIT=$rc
     exit "$rc"
   fi
 }
+pl_log_command() { printf '%s run %s\n' "$(date -u +%FT%TZ)" "$(printf '%q ' "$@")" >>"$out/commands.log"; }
 
-pl_now() { date +%s.%N; }
-pl_elapsed() { awk -v a="$1" -v b="$(pl_now)" 'BEGIN { printf "%.6f", b - a }'; }
-pl_py() { /usr/bin/python3 -B "$PL_METRICS" "$@" || pl_die "metrics.py $1 failed"; }
-
-r4() { printf '%04d' "$1"; }
-pl_shard() { printf '%s/shards/data-%05d-of-%05d.h5' "$out" "$1" "$train_workers"; }
-pl_model() { printf '%s/rounds/round-%04d.h5' "$out" "$1"; }
-pl_delta() { printf '%s/deltas/round-%04d/worker-%d.h5' "$out" "$1" "$2"; }
-pl_state() { printf '%s/state/worker-%d/round-%04d.h5' "$out" "$2" "$1"; }
-# Streaming: stage K (1..R*P) synchronises fragment (K-1) mod P, whose global file goes from
-# round (K-1) div P to the next; round R ends with stage R*P.
-pl_frag() { printf '%s/fragments/frag-%d/round-%04d.h5' "$out" "$1" "$2"; }
-pl_sdelta() { printf '%s/deltas/stage-%04d/worker-%d.h5' "$out" "$1" "$2"; }
-pl_local() { printf '%s/local/worker-%d/stage-%04d.h5' "$out" "$2" "$1"; }
-pl_sstate() { printf '%s/state/worker-%d/stage-%04d.h5' "$out" "$2" "$1"; }
-pl_eval_data() { if [[ -n $eval_data ]]; then echo "$eval_data"; else echo "$out/shards/data-test.h5"; fi; }
-
-# ---- the steps (each idempotent: done when its last-renamed output exists) ----------------------
-step_prepare() {
-  mkdir -p "$out/shards" "$out/rounds" "$out/metrics" "$out/logs"
-  local log=$out/logs/prepare.log w have=1
-  for ((w = 1; w <= train_workers; w++)); do [[ -f $(pl_shard "$w") ]] || have=0; done
-  [[ -n $eval_data || -f $out/shards/data-test.h5 ]] || have=0
-  if [[ $have -eq 0 ]]; then
-    local tf=$test_fraction
-    [[ -n $eval_data ]] && tf=0
-    local args=(--source "$source" --input "$data" --shards "$train_workers" --seed "$seed"
-      --test-fraction "$tf" -o "$out/shards/data")
-    if [[ $source == text ]]; then
-      args+=(--text-layout "$text_layout")
-      [[ $text_layout == interleaved ]] && args+=(--block "$text_block")
-    else args+=(--partition "$partition"); fi
-    pl_run "$log" loco-shard "${args[@]}"
-  fi
-  local m0
-  m0=$(pl_model 0)
-  if [[ ! -f $m0 ]]; then
-    if [[ -n $model_config ]]; then
-      pl_run "$log" loco-init --config "$model_config" --seed "$init_seed" -o "$m0"
-    else
-      pl_run "$log" loco-init --preset "$preset" --seed "$init_seed" -o "$m0"
-    fi
-  fi
-  if [[ $PIPELINE_MODE == streaming-diloco ]]; then
-    local p
-    for ((p = 0; p < fragments; p++)); do
-      [[ -f $(pl_frag "$p" 0) ]] && continue
-      mkdir -p "$(dirname "$(pl_frag "$p" 0)")"
-      pl_run "$log" loco-fragment --fragments "$fragments" --index "$p" "$m0" -o "$(pl_frag "$p" 0)"
-    done
-  fi
-  step_evaluate 0
-}
-
-step_worker() {
-  local r=$1 w=$2
-  local delta state rec dir
-  delta=$(pl_delta "$r" "$w")
-  state=$(pl_state "$r" "$w")
-  dir=$(dirname "$delta")
-  rec=${delta%.h5}.json
-  [[ -f $delta && -f $state && -f $rec ]] && return 0
-  mkdir -p "$dir" "$(dirname "$state")" "$out/logs"
-  local log=$out/logs/round-$(r4 "$r")-worker-$w.log
-  local work=$dir/.worker-$w.state.h5 tmp=$dir/.worker-$w.delta.h5 steps=$dir/.worker-$w.steps.jsonl
-  rm -f "$work" "$tmp" "$steps"
-  if ((r > 1)); then
-    local prev
-    prev=$(pl_state $((r - 1)) "$w")
-    [[ -f $prev ]] || pl_die "worker $w, round $r: its state of round $((r - 1)) is missing: $prev"
-    cp -- "$prev" "$work"
-  fi
-  local opt=(--optimizer "$inner_optimizer")
-  local t0
-  t0=$(pl_now)
-  pl_run "$log" loco-worker --model "$(pl_model $((r - 1)))" --data "$(pl_shard "$w")" \
-    --steps "$inner_steps" --state "$work" -o "$tmp" --batch "$train_batch" "${opt[@]}" \
-    --schedule "$schedule" --clip "$clip" --seed "$seed" --threads "$threads" --metrics "$steps" -q
-  [[ -n $codec ]] && pl_compress_delta "$r" "$w" "$tmp" "$log"
-  local wall
-  wall=$(pl_elapsed "$t0")
-  pl_run "$log" loco-inspect --json "$tmp" >"$dir/.worker-$w.inspect.json"
-  pl_py worker --inspect "$dir/.worker-$w.inspect.json" --round "$r" --worker "$w" --wall "$wall" -o "$rec"
-  rm -f "$dir/.worker-$w.inspect.json"
-  mv -f "$work" "$state"
-  mv -f "$steps" "${delta%.h5}.steps.jsonl"
-  mv -f "$tmp" "$delta"  # last: the step is done once the delta is in place
-}
-
-# Compressed deltas (--codec, --ef, --delta-clip): option checks, and the worker step's compression.
-pl_check_compress_options() {
-  [[ $delta_clip =~ ^(none|median-norm)$ ]] || pl_usage_error "--delta-clip must be none or median-norm"
-  [[ -z $ef || -n $codec ]] || pl_usage_error "--ef needs --codec"
-  if [[ $PIPELINE_MODE == streaming-diloco ]]; then
-    # Streaming DiLoCo quantizes each fragment's outer gradient (the paper's 4-bit exchange); error
-    # feedback would need a memory per fragment, which the paper does not use.
-    [[ -z $ef && $delta_clip == none && $reduce != contributor-mean ]] ||
-      pl_usage_error "--ef, --delta-clip and --reduce contributor-mean are for the diloco pipeline (streaming takes --codec)"
-  elif [[ $PIPELINE_MODE != diloco ]]; then
-    [[ -z $codec && $delta_clip == none && $reduce != contributor-mean ]] ||
-      pl_usage_error "--codec, --ef, --delta-clip and --reduce contributor-mean are for the diloco pipeline"
-  fi
-  case ${ef%%:*} in
-    '' | ef14 | sparseloco | dgc) ;;
-    *) pl_usage_error "--ef ${ef}: loco-aggregate takes deltas compressed with ef14, sparseloco or dgc feedback" ;;
-  esac
-}
-
-# Replaces the dense delta TMP of worker W in round R by its compression (loco-compress --codec, with
-# the worker's error-feedback state when --ef is given). The feedback state of round R is made from
-# that of round R-1 in a work file and put in place before the caller puts the delta in place, so a
-# rerun of an interrupted step starts again from round R-1's state and writes the same files.
-pl_efstate() { printf '%s/state/worker-%d/feedback-%04d.h5' "$out" "$2" "$1"; }
-pl_compress_delta() {
-  local r=$1 w=$2 tmp=$3 log=$4
-  local ctmp=${tmp%.h5}.c.h5 efwork=${tmp%.h5}.ef.h5 efargs=()
-  rm -f "$ctmp" "$efwork"
-  if [[ -n $ef ]]; then
-    if ((r > 1)); then
-      local prev
-      prev=$(pl_efstate $((r - 1)) "$w")
-      [[ -f $prev ]] || pl_die "worker $w, round $r: its error-feedback state of round $((r - 1)) is missing: $prev"
-      cp -- "$prev" "$efwork"
-    fi
-    efargs=(--ef "$ef" --ef-state "$efwork")
-  fi
-  pl_run "$log" loco-compress "$tmp" -o "$ctmp" --codec "$codec" --seed "$seed" --threads "$threads" "${efargs[@]}"
-  [[ -n $ef ]] && mv -f "$efwork" "$(pl_efstate "$r" "$w")"
-  mv -f "$ctmp" "$tmp"
-}
-
-# The outer learning rate of a round (scripts/demo): with PIPELINE_OUTER_LR=worker, set by the calling
-# script, the round's outer step uses the learning rate its workers' step used (the lr attribute of
-# their delta files: DeMo's sign step and momentum share one scheduled rate), passed as
-# loco-aggregate --outer-lr; otherwise the --outer spec's own. Sets PL_OUTER_LR_ARGS.
-pl_outer_lr_args() {
-  PL_OUTER_LR_ARGS=()
-  [[ ${PIPELINE_OUTER_LR:-} == worker ]] || return 0
-  local d lr='' v
-  for d in "$@"; do
-    v=$("$tools/loco-inspect" --json "$d" | jq -r '.attributes.lr // empty') || pl_die "cannot read $d"
-    [[ -n $v ]] || pl_die "$d has no lr attribute (made by loco-worker --optimizer demo?)"
-    [[ -z $lr || $v == "$lr" ]] || pl_die "the deltas of one round used different learning rates ($lr, $v in $d)"
-    lr=$v
-  done
-  PL_OUTER_LR_ARGS=(--outer-lr "$lr")
-}
-
-step_aggregate() {
-  local r=$1 model dir
-  model=$(pl_model "$r")
-  dir=$(dirname "$(pl_delta "$r" 1)")
-  local summary=${model%.h5}.summary.json
-  if [[ ! -f $model || ! -f $summary ]]; then
-    local deltas=() w
-    for ((w = 1; w <= train_workers; w++)); do
-      [[ -f $(pl_delta "$r" "$w") ]] && deltas+=("$(pl_delta "$r" "$w")")
-    done
-    ((${#deltas[@]} > 0)) || pl_die "round $r: no deltas in $dir"
-    local log=$out/logs/round-$(r4 "$r")-aggregate.log tmp=$out/rounds/.round-$(r4 "$r").h5
-    local tsum=$out/rounds/.round-$(r4 "$r").summary.json t0
-    rm -f "$tmp" "$tsum"
-    t0=$(pl_now)
-    pl_outer_lr_args "${deltas[@]}"
-    pl_run "$log" loco-aggregate --model "$(pl_model $((r - 1)))" -o "$tmp" --outer "$outer" "${PL_OUTER_LR_ARGS[@]}" \
-      --reduce "$reduce" --clip "$delta_clip" --min-deltas "$min_deltas" --threads "$(nproc)" --json "${deltas[@]}" >"$tsum"
-    printf '%s\n' "$(pl_elapsed "$t0")" >"$out/rounds/.round-$(r4 "$r").seconds"
-    mv -f "$out/rounds/.round-$(r4 "$r").seconds" "${model%.h5}.seconds"
-    mv -f "$tsum" "$summary"
-    mv -f "$tmp" "$model"
-  fi
-  step_evaluate "$r"
-}
-
-# Streaming, stage K, worker W: from its parameters after stage K-1 (the initial model at K = 1),
-# mix in the new global values of the fragment stage K-1 synchronised, train H/P steps, and send
-# the delta of stage K's fragment taken TAU steps before the end.
-step_worker_stream() {
-  local k=$1 w=$2
-  local delta state local_out rec dir
-  delta=$(pl_sdelta "$k" "$w")
-  state=$(pl_sstate "$k" "$w")
-  local_out=$(pl_local "$k" "$w")
-  dir=$(dirname "$delta")
-  rec=${delta%.h5}.json
-  [[ -f $delta && -f $state && -f $local_out && -f $rec ]] && return 0
-  mkdir -p "$dir" "$(dirname "$state")" "$(dirname "$local_out")" "$out/logs"
-  local log=$out/logs/stage-$(r4 "$k")-worker-$w.log
-  local work=$dir/.worker-$w.state.h5 tmp=$dir/.worker-$w.delta.h5 steps=$dir/.worker-$w.steps.jsonl
-  local tlocal=$dir/.worker-$w.local.h5
-  rm -f "$work" "$tmp" "$steps" "$tlocal"
-  local start mix=()
-  if ((k > 1)); then
-    local prev
-    prev=$(pl_sstate $((k - 1)) "$w")
-    start=$(pl_local $((k - 1)) "$w")
-    [[ -f $prev && -f $start ]] || pl_die "worker $w, stage $k: its state or parameters of stage $((k - 1)) are missing: $prev, $start"
-    cp -- "$prev" "$work"
-    mix=(--mix "$(pl_frag $(((k - 2) % fragments)) $(((k - 2) / fragments + 1)))" --mixing "$mixing")
-  else
-    start=$(pl_model 0)
-  fi
-  local t0
-  t0=$(pl_now)
-  pl_run "$log" loco-worker --model "$start" "${mix[@]}" --data "$(pl_shard "$w")" \
-    --steps $((inner_steps / fragments)) --overlap "$overlap" \
-    --delta-base "$(pl_frag $(((k - 1) % fragments)) $(((k - 1) / fragments)))" --save-local "$tlocal" \
-    --state "$work" -o "$tmp" --batch "$train_batch" --optimizer "$inner_optimizer" \
-    --schedule "$schedule" --clip "$clip" --seed "$seed" --threads "$threads" --metrics "$steps" -q
-  [[ -n $codec ]] && pl_compress_delta "$k" "$w" "$tmp" "$log"
-  local wall
-  wall=$(pl_elapsed "$t0")
-  pl_run "$log" loco-inspect --json "$tmp" >"$dir/.worker-$w.inspect.json"
-  pl_py worker --inspect "$dir/.worker-$w.inspect.json" --round $(((k - 1) / fragments + 1)) --stage "$k" \
-    --worker "$w" --wall "$wall" -o "$rec"
-  rm -f "$dir/.worker-$w.inspect.json"
-  mv -f "$work" "$state"
-  mv -f "$tlocal" "$local_out"
-  mv -f "$steps" "${delta%.h5}.steps.jsonl"
-  mv -f "$tmp" "$delta"  # last: the step is done once the delta is in place
-}
-
-# Streaming, stage K: the outer step of fragment (K-1) mod P on its own global file; at the end of
-# a round, the fragments joined into rounds/round-R.h5 and evaluated.
-step_aggregate_stream() {
-  local k=$1
-  local p=$(((k - 1) % fragments)) j=$(((k - 1) / fragments))
-  local model summary
-  model=$(pl_frag "$p" $((j + 1)))
-  summary=${model%.h5}.summary.json
-  if [[ ! -f $model || ! -f $summary ]]; then
-    local deltas=() w
-    for ((w = 1; w <= train_workers; w++)); do
-      [[ -f $(pl_sdelta "$k" "$w") ]] && deltas+=("$(pl_sdelta "$k" "$w")")
-    done
-    ((${#deltas[@]} > 0)) || pl_die "stage $k: no deltas in $(dirname "$(pl_sdelta "$k" 1)")"
-    local log=$out/logs/stage-$(r4 "$k")-aggregate.log stem
-    stem=$(dirname "$model")/.round-$(r4 $((j + 1)))
-    local tmp=$stem.h5 tsum=$stem.summary.json t0
-    rm -f "$tmp" "$tsum"
-    t0=$(pl_now)
-    pl_run "$log" loco-aggregate --model "$(pl_frag "$p" "$j")" -o "$tmp" --outer "$outer" \
-      --reduce "$reduce" --min-deltas "$min_deltas" --threads "$(nproc)" --json "${deltas[@]}" >"$tsum"
-    printf '%s\n' "$(pl_elapsed "$t0")" >"$stem.seconds"
-    mv -f "$stem.seconds" "${model%.h5}.seconds"
-    mv -f "$tsum" "$summary"
-    mv -f "$tmp" "$model"
-  fi
-  ((k % fragments == 0)) || return 0
-  local r=$((k / fragments)) joined
-  joined=$(pl_model "$r")
-  if [[ ! -f $joined ]]; then
-    local parts=() q
-    for ((q = 0; q < fragments; q++)); do parts+=("$(pl_frag "$q" "$r")"); done
-    pl_run "$out/logs/round-$(r4 "$r")-join.log" loco-fragment --join -o "$joined" "${parts[@]}"
-  fi
-  step_evaluate "$r"
-}
-
-step_evaluate() {
-  local r=$1 rec=$out/metrics/round-$(r4 "$1").json
-  [[ -f $rec ]] && return 0
-  mkdir -p "$out/metrics"
-  local model log=$out/logs/round-$(r4 "$r")-eval.log t0
-  model=$(pl_model "$r")
-  local ev=$out/metrics/.round-$(r4 "$r").eval.json ins=$out/metrics/.round-$(r4 "$r").inspect.json
-  t0=$(pl_now)
-  pl_run "$log" loco-eval --model "$model" --data "$(pl_eval_data)" --batch "$eval_batch" \
-    --threads "$(nproc)" --json >"$ev"
-  local ewall
-  ewall=$(pl_elapsed "$t0")
-  pl_run "$log" loco-inspect --json "$model" >"$ins"
-  local args=(--pipeline "$PIPELINE_MODE" --round "$r" --workers "$sync_workers"
-    --inner-steps "$inner_steps" --accounting "$accounting" --eval "$ev" --eval-wall "$ewall"
-    --model-inspect "$ins" -o "$rec")
-  if ((r > 0)) && [[ $PIPELINE_MODE == streaming-diloco ]]; then
-    local w k p
-    args+=(--previous "$out/metrics/round-$(r4 $((r - 1))).json")
-    for ((p = 0; p < fragments; p++)); do
-      local f
-      f=$(pl_frag "$p" "$r")
-      args+=(--aggregate "${f%.h5}.summary.json" --aggregate-wall "$(<"${f%.h5}.seconds")")
-    done
-    for ((k = (r - 1) * fragments + 1; k <= r * fragments; k++)); do
-      for ((w = 1; w <= train_workers; w++)); do
-        [[ -f $(pl_sdelta "$k" "$w") ]] && args+=("$(dirname "$(pl_sdelta "$k" "$w")")/worker-$w.json")
-      done
-    done
-  elif ((r > 0)); then
-    local w
-    args+=(--aggregate "${model%.h5}.summary.json" --aggregate-wall "$(<"${model%.h5}.seconds")"
-      --previous "$out/metrics/round-$(r4 $((r - 1))).json")
-    for ((w = 1; w <= train_workers; w++)); do
-      [[ -f $(pl_delta "$r" "$w") ]] && args+=("$(dirname "$(pl_delta "$r" "$w")")/worker-$w.json")
-    done
-  fi
-  pl_py round "${args[@]}"
-  rm -f "$ev" "$ins"
-}
-
-step_finalize() {
-  pl_py collect --dir "$out/metrics" --rounds "$rounds" -o "$out/metrics.jsonl"
-}
-
-# ---- executors -------------------------------------------------------------------------------
-# The unit the executors loop over: a round, or in streaming mode a stage (one synchronisation).
-pl_step_worker() { if [[ $PIPELINE_MODE == streaming-diloco ]]; then step_worker_stream "$@"; else step_worker "$@"; fi; }
-pl_step_aggregate() { if [[ $PIPELINE_MODE == streaming-diloco ]]; then step_aggregate_stream "$@"; else step_aggregate "$@"; fi; }
-
-# Whether unit K is finished: its global file (and, at a round's end, the round's record) and
-# every worker's outputs exist.
-pl_unit_done() {
-  local k=$1 w
-  if [[ $PIPELINE_MODE == streaming-diloco ]]; then
-    [[ -f $(pl_frag $(((k - 1) % fragments)) $(((k - 1) / fragments + 1))) ]] || return 1
-    ((k % fragments != 0)) || [[ -f $out/metrics/round-$(r4 $((k / fragments))).json ]] || return 1
-    local d
-    for ((w = 1; w <= train_workers; w++)); do
-      d=$(pl_sdelta "$k" "$w")
-      [[ -f $d && -f ${d%.h5}.json && -f $(pl_sstate "$k" "$w") && -f $(pl_local "$k" "$w") ]] || return 1
-    done
-    return 0
-  fi
-  [[ -f $(pl_model "$k") && -f $out/metrics/round-$(r4 "$k").json ]] || return 1
-  for ((w = 1; w <= train_workers; w++)); do
-    [[ -f $(pl_delta "$k" "$w") && -f $(pl_state "$k" "$w") && -f $(dirname "$(pl_delta "$k" "$w")")/worker-$w.json ]] || return 1
-  done
-}
-
-run_local() {
-  local r w
-  step_prepare
-  for ((r = 1; r <= units; r++)); do
-    pl_unit_done "$r" && continue
-    local t0 failed=0 done_pid running=0
-    t0=$(pl_now)
-    declare -A who=()
-    for ((w = 1; w <= train_workers; w++)); do
-      if ((running >= jobs)); then
-        wait -n -p done_pid || { failed=$?; pl_note "${unit_flag#--} $r: worker ${who[$done_pid]} failed"; }
-        running=$((running - 1))
-      fi
-      (pl_step_worker "$r" "$w") &
-      who[$!]=$w
-      running=$((running + 1))
-    done
-    while ((running > 0)); do
-      wait -n -p done_pid || { failed=$?; pl_note "${unit_flag#--} $r: worker ${who[$done_pid]} failed"; }
+# ---- executors ---------------------------------------------------------------------------------
+# pl_parallel WHAT R FUNCTION ITEM...: FUNCTION R ITEM for every ITEM, at most --jobs at once; the
+# others finish when one fails, then the run stops naming the failed ones (exit: the tool's code).
+pl_parallel() {
+  local what=$1 r=$2 fn=$3 item running=0 failed=0 done_pid
+  shift 3
+  declare -A who=()
+  for item in "$@"; do
+    if ((running >= jobs)); then
+      wait -n -p done_pid || { failed=$?; pl_note "${unit_flag#--} $r: $what ${who[$done_pid]} failed"; }
       running=$((running - 1))
-    done
-    [[ $failed -eq 0 ]] || PL_EXIT=$failed pl_die "${unit_flag#--} $r: a worker failed; rerun the same command to continue"
-    pl_step_aggregate "$r"
-    if [[ $PIPELINE_MODE == streaming-diloco ]]; then
-      ((r % fragments == 0)) || continue
-      local rr=$((r / fragments))
-      pl_note "round $rr/$rounds: held-out loss $(jq -r '.loss' "$out/metrics/round-$(r4 "$rr").json") (last stage $(pl_elapsed "$t0") s)"
-    else
-      pl_note "round $r/$rounds: held-out loss $(jq -r '.loss' "$out/metrics/round-$(r4 "$r").json") ($(pl_elapsed "$t0") s)"
     fi
+    ("$fn" "$r" "$item") &
+    who[$!]=$item
+    running=$((running + 1))
   done
-  step_finalize
-  pl_note "done: $out/metrics.jsonl"
+  while ((running > 0)); do
+    wait -n -p done_pid || { failed=$?; pl_note "${unit_flag#--} $r: $what ${who[$done_pid]} failed"; }
+    running=$((running - 1))
+  done
+  [[ $failed -eq 0 ]] || PL_EXIT=$failed pl_die "${unit_flag#--} $r: a $what failed; rerun the same command to continue"
 }
 
 # The command a Slurm job runs for one step: this script with the run's options.
-pl_self_cmd() {
-  printf '%q ' "$PL_SELF" "${PL_ARGS[@]}" --tools "$tools" "$@"
-}
+pl_self_cmd() { printf '%q ' "$PL_SELF" "${PL_ARGS[@]}" --tools "$tools" "$@"; }
 
-pl_slurm_header() {
-  local name=$1
-  cat <<EOF
-#!/usr/bin/env bash
-#SBATCH --job-name=$name
-#SBATCH --output=$out/slurm/logs/%x-%j.out
-#SBATCH --open-mode=append
-#SBATCH --requeue
-EOF
-}
-
-run_slurm() {
-  local sdir=$out/slurm r w
+pl_slurm_start() {
   if [[ $dry_run -eq 0 ]]; then
     pl_check_config
-    mkdir -p "$sdir/logs"
+    mkdir -p "$out/slurm/logs"
     command -v sbatch >/dev/null || pl_die "sbatch not found: --executor $executor needs Slurm"
   fi
-  local sb_extra=()
-  [[ -n $sbatch_args ]] && read -r -a sb_extra <<<"$sbatch_args"
-  local tag
-  tag=$(basename "$out")
-  # pl_submit NAME DEPENDENCY SCRIPT-TEXT [sbatch options]: prints the job id (in a dry run, <NAME>).
-  pl_submit() {
-    local name=$1 dep=$2 text=$3
-    shift 3
-    local file=$sdir/$name.sbatch opts=(--parsable "$@" "${sb_extra[@]}")
-    [[ -n $dep ]] && opts+=(--dependency="afterok:$dep" --kill-on-invalid-dep=yes)
-    if [[ $dry_run -eq 1 ]]; then
-      {
-        echo "### $file"
-        echo "### sbatch ${opts[*]} $file"
-        echo "$text"
-        echo
-      } >&2
-      echo "<$name>"
-    else
-      printf '%s\n' "$text" >"$file"
-      local id
-      id=$(sbatch "${opts[@]}" "$file") || pl_die "sbatch failed for $file"
-      printf '%s run sbatch %s %s -> %s\n' "$(date -u +%FT%TZ)" "${opts[*]}" "$file" "${id%%;*}" >>"$out/commands.log"
-      echo "${id%%;*}"
-    fi
-  }
-  if [[ $executor == slurm ]]; then
-    local prev
-    prev=$(pl_submit "$tag-prepare" "" "$(pl_slurm_header "$tag-prepare")
-$(pl_self_cmd --step prepare)" --ntasks=1 --cpus-per-task="$threads")
-    for ((r = 1; r <= units; r++)); do
-      local arr
-      arr=$(pl_submit "$tag-$unit_tag$(r4 "$r")-workers" "$prev" "$(pl_slurm_header "$tag-$unit_tag$(r4 "$r")-workers")
-#SBATCH --array=1-$train_workers
-$(pl_self_cmd --step worker "$unit_flag" "$r") --worker \"\$SLURM_ARRAY_TASK_ID\"" --ntasks=1 --cpus-per-task="$threads")
-      prev=$(pl_submit "$tag-$unit_tag$(r4 "$r")-aggregate" "$arr" "$(pl_slurm_header "$tag-$unit_tag$(r4 "$r")-aggregate")
-$(pl_self_cmd --step aggregate "$unit_flag" "$r")" --ntasks=1 --cpus-per-task="$threads")
-    done
-    prev=$(pl_submit "$tag-finalize" "$prev" "$(pl_slurm_header "$tag-finalize")
-$(pl_self_cmd --step finalize)" --ntasks=1)
-    if [[ $dry_run -eq 1 ]]; then pl_note "dry run: nothing submitted"; else pl_note "submitted; the last job is $prev"; fi
+  PL_SB_EXTRA=()
+  [[ -n $sbatch_args ]] && read -r -a PL_SB_EXTRA <<<"$sbatch_args"
+  PL_TAG=$(basename "$out")
+}
+pl_slurm_end() {
+  if [[ $dry_run -eq 1 ]]; then pl_note "dry run: nothing submitted"; else pl_note "submitted; the last job is $1"; fi
+}
+
+# pl_submit NAME DEPENDENCY BODY [sbatch options]: writes slurm/NAME.sbatch (BODY run by bash -e,
+# the options as #SBATCH lines, every job requeueable and appending to its log) and submits it,
+# waiting on DEPENDENCY (e.g. afterok:ID:ID; may be empty) with --kill-on-invalid-dep=yes, so a
+# failed upstream job cancels the chain. Prints the job id (in a dry run, <NAME>, and the script).
+pl_submit() {
+  local name=$1 dep=$2 body=$3
+  shift 3
+  local file=$out/slurm/$name.sbatch log=%x-%j.out o
+  [[ " $* " == *" --array="* ]] && log=%x-%A_%a.out
+  local text="#!/usr/bin/env bash
+#SBATCH --job-name=$name
+#SBATCH --output=$out/slurm/logs/$log
+#SBATCH --open-mode=append
+#SBATCH --requeue"
+  for o in "$@"; do text+=$'\n'"#SBATCH $o"; done
+  text+=$'\n'"set -euo pipefail"$'\n'"$body"
+  local opts=(--parsable --job-name="$name")
+  [[ -n $dep ]] && opts+=(--dependency="$dep" --kill-on-invalid-dep=yes)
+  opts+=("${PL_SB_EXTRA[@]}")
+  if [[ $dry_run -eq 1 ]]; then
+    printf '### sbatch %s %s\n%s\n\n' "${opts[*]}" "$file" "$text" >&2
+    echo "<$name>"
   else
-    local loop="$(pl_slurm_header "$tag-loop")
-#SBATCH --ntasks=$train_workers
-#SBATCH --cpus-per-task=$threads
-set -euo pipefail
-$(pl_self_cmd --step prepare)
-for ((r = 1; r <= $units; r++)); do
-  for ((w = 1; w <= $train_workers; w++)); do
-    srun --ntasks=1 --exact $(pl_self_cmd --step worker) $unit_flag \"\$r\" --worker \"\$w\" &
-  done
-  fail=0
-  for ((w = 1; w <= $train_workers; w++)); do wait -n || fail=1; done
-  [[ \$fail -eq 0 ]] || { echo \"${unit_flag#--} \$r: a worker failed\" >&2; exit 1; }
-  $(pl_self_cmd --step aggregate) $unit_flag \"\$r\"
-done
-$(pl_self_cmd --step finalize)"
+    printf '%s\n' "$text" >"$file"
     local id
-    id=$(pl_submit "$tag-loop" "" "$loop")
-    if [[ $dry_run -eq 1 ]]; then pl_note "dry run: nothing submitted"; else pl_note "submitted job $id"; fi
+    id=$(sbatch "${opts[@]}" "$file") || pl_die "sbatch failed for $file"
+    printf '%s run sbatch %s %s -> %s\n' "$(date -u +%FT%TZ)" "${opts[*]}" "$file" "${id%%;*}" >>"$out/commands.log"
+    echo "${id%%;*}"
   fi
 }
 
-pl_dry_run_local() {
-  pl_note "dry run: would write $out with"
-  pl_config_text | sed 's/^/  /' >&2
-  pl_note "  threads per worker: $threads, parallel workers: $jobs, tools: $tools"
+# pl_slurm_rounds STEP ITEM-FLAG FIRST LAST AFTER: the Slurm executors of a pipeline whose unit
+# (round or stage) is STEP for items FIRST..LAST, then the aggregate step. --executor slurm: a
+# prepare job, per unit a job array (task id = the item) and an aggregate job waiting on it with
+# AFTER (afterok, or afterany when a failed item counts as not finished), chained; a finalize
+# job. --executor slurm-loop: one allocation of LAST-FIRST+1 tasks looping the units with srun.
+pl_slurm_rounds() {
+  local what=$1 flag=$2 first=$3 last=$4 after=$5 r prev cpu=(--ntasks=1 --cpus-per-task="$threads")
+  pl_slurm_start
+  if [[ $executor == slurm ]]; then
+    prev=$(pl_submit "$PL_TAG-prepare" "" "$(pl_self_cmd --step prepare)" "${cpu[@]}")
+    for ((r = 1; r <= units; r++)); do
+      local stem arr
+      stem=$PL_TAG-$unit_tag$(r4 "$r")
+      arr=$(pl_submit "$stem-${what}s" "afterok:$prev" \
+        "$(pl_self_cmd --step "$what" "$unit_flag" "$r") $flag \"\$SLURM_ARRAY_TASK_ID\"" \
+        --array="$first-$last" "${cpu[@]}")
+      prev=$(pl_submit "$stem-aggregate" "$after:$arr" "$(pl_self_cmd --step aggregate "$unit_flag" "$r")" "${cpu[@]}")
+    done
+    prev=$(pl_submit "$PL_TAG-finalize" "afterok:$prev" "$(pl_self_cmd --step finalize)" --ntasks=1)
+  else
+    prev=$(pl_submit "$PL_TAG-loop" "" "$(pl_self_cmd --step prepare)
+for ((r = 1; r <= $units; r++)); do
+  for ((w = $first; w <= $last; w++)); do
+    srun --ntasks=1 --exact $(pl_self_cmd --step "$what") $unit_flag \"\$r\" $flag \"\$w\" &
+  done
+  fail=0
+  for ((w = $first; w <= $last; w++)); do wait -n || fail=1; done
+  [[ \$fail -eq 0 ]] || { echo \"${unit_flag#--} \$r: a $what failed\" >&2; exit 1; }
+  $(pl_self_cmd --step aggregate) $unit_flag \"\$r\"
+done
+$(pl_self_cmd --step finalize)" --ntasks=$((last - first + 1)) --cpus-per-task="$threads")
+  fi
+  pl_slurm_end "$prev"
 }
 
-pipeline_main() {
-  PL_SELF=$(realpath -- "$0")
+# ---- main --------------------------------------------------------------------------------------
+# The options every pipeline has, declared where a pipeline's table calls this (its end); a
+# pipeline may then change a default or the help by redeclaring. An option for all pipelines
+# (say, another executor's setting) is added here, once.
+pl_engine_options() {
+  local PL_GROUP=engine
+  pl_opt '-o|--output' out '' run 'dir!' DIR 'output folder, created; rerunning with the same DIR resumes'
+  pl_opt --executor executor local local 'choice:local|slurm|slurm-loop' E \
+    'local: steps as parallel processes; slurm: per round a job array of the steps that run in parallel and a dependent aggregation job, chained with afterok; slurm-loop: one allocation looping the rounds with srun'
+  pl_opt --jobs jobs @nproc local posint J 'local: processes at once'
+  pl_opt --threads threads '@nproc / min(J, processes a round), at least 1' run posint T 'threads per process'
+  pl_opt --sbatch-args sbatch_args '' local str "'ARGS'" \
+    "extra sbatch options for every job (e.g. '--partition=cpu --time=1:00:00')"
+  pl_opt --tools tools "@\$LOCO_BIN, else build/bin, else PATH" run dir DIR 'folder of the loco-* binaries'
+  pl_opt --dry-run dry_run 0 local flag '' 'print what would run (for slurm: the batch scripts) and change nothing'
+  pl_opt --step step '' internal str STEP 'the step to run (see --help)'
+  pl_opt --round step_round '' internal str R 'the round of the step'
+}
+
+# pl_main "$@": parses, then runs one step (--step, the Slurm jobs) or the whole run.
+pl_main() {
   pl_parse "$@"
   if [[ -n $step ]]; then
     pl_check_config
-    case $step in
-      prepare) step_prepare ;;
-      worker)
-        [[ $step_round =~ ^[1-9][0-9]*$ && $step_worker =~ ^[1-9][0-9]*$ ]] || pl_usage_error "--step worker needs $unit_flag and --worker"
-        ((step_round <= units)) || pl_usage_error "$unit_flag $step_round: the run has $units"
-        pl_step_worker "$step_round" "$step_worker" ;;
-      aggregate)
-        [[ $step_round =~ ^[1-9][0-9]*$ ]] || pl_usage_error "--step aggregate needs $unit_flag"
-        ((step_round <= units)) || pl_usage_error "$unit_flag $step_round: the run has $units"
-        pl_step_aggregate "$step_round" ;;
-      finalize) step_finalize ;;
-    esac
+    local spec a
+    for spec in "${PL_STEPS[@]}"; do
+      [[ ${spec%% *} == "$step" ]] || continue
+      local args=()
+      for a in ${spec#"$step"}; do
+        case $a in
+          unit)
+            [[ $step_round =~ ^[1-9][0-9]*$ ]] || pl_usage_error "--step $step needs $unit_flag (1..$units)"
+            ((step_round <= units)) || pl_usage_error "$unit_flag $step_round: the run has $units"
+            args+=("$step_round") ;;
+          unit0)
+            [[ $step_round =~ ^[0-9]+$ ]] && ((step_round <= units)) || pl_usage_error "--step $step needs $unit_flag (0..$units)"
+            args+=("$step_round") ;;
+          *)  # an item variable set by the pipeline's internal option, in PL_ITEM_FIRST..PL_ITEM_LAST
+            [[ ${!a} =~ ^[0-9]+$ ]] && ((${!a} >= PL_ITEM_FIRST && ${!a} <= PL_ITEM_LAST)) ||
+              pl_usage_error "--step $step needs ${PL_ITEM_FLAG} ($PL_ITEM_FIRST..$PL_ITEM_LAST)"
+            args+=("${!a}") ;;
+        esac
+      done
+      "step_$step" "${args[@]}"
+    done
     return 0
   fi
-  case $executor in
-    local)
-      if [[ $dry_run -eq 1 ]]; then pl_dry_run_local; return 0; fi
-      pl_check_config
-      run_local ;;
-    slurm | slurm-loop) run_slurm ;;
-  esac
+  if [[ $executor == local ]]; then
+    if [[ $dry_run -eq 1 ]]; then
+      pl_note "dry run: would write $out with"
+      pl_config_text | sed 's/^/  /' >&2
+      pl_note "  threads per process: $threads, parallel processes: $jobs, tools: $tools"
+      if declare -F pl_dry_run_note >/dev/null; then pl_dry_run_note; fi
+      return 0
+    fi
+    pl_check_config
+    run_local
+  else
+    run_slurm
+  fi
 }

@@ -19,7 +19,9 @@ line is the whole of stderr (one-line errors). A case can opt out with strict_er
 Usage:
   clitest.py --build BUILD_DIR [TOOL ...] [-k SUBSTRING] [--work DIR] [--keep] [--list]
   (TOOL defaults to every loco* binary in BUILD_DIR/bin; -k runs the cases whose name contains it.)
-Exit status: 0 all passed, 1 a case failed, 77 skipped (numpy or h5py missing), 2 usage.
+Exit status: 0 all passed, 1 a case failed (or numpy, h5py or a program a case needs is missing), 2 usage.
+Nothing is skipped: a test that cannot run verifies nothing, so a missing prerequisite fails and names
+what to install (scripts/setup-deps installs all of it).
 """
 
 from __future__ import annotations
@@ -43,16 +45,11 @@ from typing import Callable, Iterable, Sequence
 sys.dont_write_bytecode = True  # no __pycache__ in the source tree
 
 HERE = Path(__file__).resolve().parent
-SKIP = 77
 TIMEOUT = 120  # seconds per command; the fixtures are tiny, so anything near this is a hang
 
 
 class CaseFailure(AssertionError):
     """A check of a case did not hold."""
-
-
-class CaseSkipped(Exception):
-    """A case cannot run here (a program or file it needs is missing)."""
 
 
 @dataclasses.dataclass
@@ -105,7 +102,7 @@ class Case:
     listing: dict | None = None         # {folder: [names]}: the folder holds exactly these entries
     check: Callable | None = None       # check(ctx, result): raise (e.g. assert) on failure
     strict_errors: bool = True
-    requires: str | Sequence[str] = ()  # programs that must be on PATH, else the case is skipped
+    requires: str | Sequence[str] = ()  # programs that must be on PATH, else the case fails
     xfail: str | dict | None = None     # a known bug (the reason, or {tool: reason} in common rows):
                                         # failing is expected, passing is reported so the mark goes
 
@@ -236,10 +233,10 @@ def _check_result(case: Case, ctx: Context, r: Result) -> None:
 
 
 def run_case(case: Case, ctx: Context) -> None:
-    """Runs one case in a fresh ctx.tmp; raises CaseFailure, CaseSkipped or passes."""
+    """Runs one case in a fresh ctx.tmp; raises CaseFailure or passes."""
     for prog in _strs(case.requires):
         if shutil.which(prog) is None:
-            raise CaseSkipped(f"{prog} is not installed")
+            raise CaseFailure(f"{prog} is not installed (scripts/setup-deps installs it)")
     if (case.args is None) == (case.sh is None):
         raise CaseFailure("a case gives exactly one of args and sh")
     if ctx.tmp.exists():
@@ -327,9 +324,9 @@ def main(argv: Iterable[str] | None = None) -> int:
         return 1
     missing = [m for m in ("numpy", "h5py") if importlib.util.find_spec(m) is None]
     if missing:
-        print(f"clitest: SKIP: Python modules {missing} are missing (the fixtures are written with them)",
-              file=sys.stderr)
-        return SKIP
+        print(f"clitest: FAIL: Python modules {missing} are missing (the fixtures are written with them; "
+              "scripts/setup-deps installs them)", file=sys.stderr)
+        return 1
     import fixtures
 
     if a.list:
@@ -342,7 +339,7 @@ def main(argv: Iterable[str] | None = None) -> int:
     work.mkdir(parents=True, exist_ok=True)
     fx = fixtures.make(work / "fixtures")
     version = a.version or project_version()
-    passed = failed = skipped = xfailed = 0
+    passed = failed = xfailed = 0
     for tool in tools:
         if not (bin_dir / tool).is_file():
             print(f"FAIL {tool}: no such binary {bin_dir / tool}")
@@ -365,10 +362,6 @@ def main(argv: Iterable[str] | None = None) -> int:
             xfail = case.xfail.get(tool) if isinstance(case.xfail, dict) else case.xfail
             try:
                 run_case(case, ctx)
-            except CaseSkipped as e:
-                skipped += 1
-                print(f"skip {label} ({e})")
-                continue
             except CaseFailure as e:
                 if xfail:
                     xfailed += 1
@@ -389,7 +382,7 @@ def main(argv: Iterable[str] | None = None) -> int:
                 print(f"ok   {label}")
     if xfailed:
         print(f"{xfailed} known bugs (xfail)")
-    print(f"{passed} passed, {failed} failed, {skipped} skipped")
+    print(f"{passed} passed, {failed} failed")
     if failed == 0 and not a.keep and a.work is None:
         shutil.rmtree(work, ignore_errors=True)
     elif failed:

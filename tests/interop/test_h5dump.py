@@ -15,7 +15,7 @@ try:
 
     import fixtures
 except ImportError as e:
-    interop.skip(f"numpy is missing ({e})")
+    interop.missing(f"numpy is missing ({e})")
 
 
 def h5dump(*args) -> str:

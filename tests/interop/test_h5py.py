@@ -17,7 +17,7 @@ try:
 
     import fixtures
 except ImportError as e:
-    interop.skip(f"h5py or numpy is missing ({e})")
+    interop.missing(f"h5py or numpy is missing ({e})")
 
 from fixtures import BF16, bf16_bits_to_f32, f32_to_bf16_bits, read_safetensors, write_loco
 

@@ -18,7 +18,7 @@ try:
     import fixtures
     from fixtures import BF16, read_safetensors
 except ImportError as e:
-    interop.skip(f"numpy is missing ({e})")
+    interop.missing(f"numpy is missing ({e})")
 
 # The reference implementation's dtype order (its enum), which orders its writer's data: entries by
 # descending dtype, then by name. Only the dtypes loco writes.

@@ -29,13 +29,13 @@ try:
     import fixtures
     from fixtures import read_safetensors
 except ImportError as e:
-    interop.skip(f"numpy or h5py is missing ({e})")
+    interop.missing(f"numpy or h5py is missing ({e})")
 try:
     import torch
     import torch.nn as nn
     import torch.nn.functional as F
 except ImportError as e:
-    interop.skip(f"PyTorch is not installed (Debian: python3-torch) ({e})")
+    interop.missing(f"PyTorch is not installed (Debian: python3-torch) ({e})")
 
 torch.set_num_threads(1)
 REL = 1e-4

@@ -23,11 +23,11 @@ try:
     import h5py
     import numpy as np
 except ImportError as e:
-    interop.skip(f"numpy or h5py is missing ({e})")
+    interop.missing(f"numpy or h5py is missing ({e})")
 try:
     import torch
 except ImportError as e:
-    interop.skip(f"PyTorch is not installed (Debian: python3-torch) ({e})")
+    interop.missing(f"PyTorch is not installed (Debian: python3-torch) ({e})")
 
 # DeepSpeed defines SubparamShape in deepspeed.checkpoint.universal_checkpoint: a stand-in module.
 _mod = types.ModuleType("deepspeed.checkpoint.universal_checkpoint")

@@ -2,15 +2,15 @@
 # The pipelines through a real one-node Slurm cluster (scripts/slurm-local): two rounds of DiLoCo
 # with the job-array executor and with the one-allocation loop executor, two rounds of federated
 # SCAFFOLD (client sampling, control variates) and two rounds of ring gossip ending with the global
-# merge must end with files bit-identical to the local executor's. Exit 77 (skipped) without root
-# or Slurm.
+# merge must end with files bit-identical to the local executor's. Fails, naming what is missing,
+# without root or Slurm (scripts/setup-deps installs it).
 # Usage: tests/slurm/test_slurm.sh BIN_DIR
 set -euo pipefail
 bin=$(cd "${1:?usage: test_slurm.sh BIN_DIR}" && pwd)
 root=$(cd "$(dirname "$0")/../.." && pwd)
 if [[ $(id -u) -ne 0 ]] || ! command -v slurmctld >/dev/null || ! command -v sbatch >/dev/null || ! command -v munged >/dev/null; then
-  echo "skipped: needs root and Debian's slurmctld, slurmd, slurm-client, munge"
-  exit 77
+  echo "FAIL: needs root and Debian's slurmctld, slurmd, slurm-client, munge (scripts/setup-deps installs them)" >&2
+  exit 1
 fi
 work=$(mktemp -d /tmp/loco-slurm-test.XXXXXX)
 export LOCO_SLURMCTLD_PORT=$((20000 + $$ % 20000)) LOCO_SLURMD_PORT=$((40001 + $$ % 20000))

@@ -1,6 +1,7 @@
 // Streaming reduction of delta files (dense or compressed) and the outer optimizer step (see
 // aggregate.hpp for the rules).
 #include "loco/aggregate/aggregate.hpp"
+#include "loco/core/detail/eigen.hpp"  // pins Eigen's product blocking
 
 #include <Eigen/Core>
 #include <nlohmann/json.hpp>

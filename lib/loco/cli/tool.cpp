@@ -14,6 +14,7 @@
 #include <fmt/format.h>
 #include <tbb/global_control.h>
 
+#include "loco/core/cpu.hpp"
 #include "loco/core/error.hpp"
 #include "loco/core/log.hpp"
 #include "loco/core/provenance.hpp"
@@ -22,7 +23,9 @@ namespace loco::cli {
 
 Tool::Tool(std::string name, std::string summary)
     : name_(std::move(name)), summary_(std::move(summary)), app_(summary_, name_) {
-  app_.set_version_flag("--version", std::string(name_) + " " + LOCO_VERSION);
+  // The build's target CPU is part of the version: which binary runs where is a property of it.
+  app_.set_version_flag("--version", fmt::format("{} {}\nbuilt for {}: {}", name_, LOCO_VERSION, loco_cpu_build_target(),
+                                                 *loco_cpu_build_features() ? loco_cpu_build_features() : "baseline x86-64"));
   app_.add_flag("-v,--verbose", verbose_, "More diagnostics on stderr (repeat for debug output)");
   app_.add_flag("-q,--quiet", quiet_, "Only errors on stderr");
   app_.add_option("--threads", threads_, "Worker threads (0: all cores); results do not depend on it")

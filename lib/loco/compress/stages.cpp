@@ -19,6 +19,7 @@
 
 #include "loco/compress/dct.hpp"
 #include "loco/compress/detail/stage.hpp"
+#include "loco/core/detail/eigen.hpp"  // pins Eigen's product blocking
 #include "loco/core/dtype.hpp"
 #include "loco/core/error.hpp"
 #include "loco/core/rng.hpp"

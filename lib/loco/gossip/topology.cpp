@@ -1,5 +1,6 @@
 // Topologies, Metropolis–Hastings mixing matrices, seeded random graphs and the spectral gap.
 #include "loco/gossip/topology.hpp"
+#include "loco/core/detail/eigen.hpp"  // pins Eigen's product blocking
 
 #include <Eigen/Dense>
 

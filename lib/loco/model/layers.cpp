@@ -1,5 +1,6 @@
 // Layer kernels: Eigen's blocked GEMM on contiguous row blocks, TBB over fixed shape-derived chunks.
 #include "loco/model/layers.hpp"
+#include "loco/core/detail/eigen.hpp"  // pins Eigen's product blocking
 
 // GCC 12 reports false -Wmaybe-uninitialized positives inside Eigen's AVX-512 packet code
 // (LOCO_NATIVE builds); the pragma covers the Eigen headers, where those warnings are located.
@@ -102,12 +103,12 @@ constexpr Index kGeluBlock = 256;    // elements evaluated at once on the stack 
 
 // A per-thread, vector-aligned scratch buffer that only grows, so steady-state calls do not
 // allocate. Only used inside one task, which runs no other task meanwhile. Slots 0–1 hold
-// attention scores, 2–3 the packed operands of gemm().
-enum ScratchSlot { kScores = 0, kScoreGrads = 1, kPackA = 2, kPackB = 3 };
+// attention scores, 2–3 the packed operands of gemm(), 4 one row of softmax numerators.
+enum ScratchSlot { kScores = 0, kScoreGrads = 1, kPackA = 2, kPackB = 3, kSoftmaxRow = 4, kScratchSlots };
 
 template <typename T>
 T* thread_scratch(std::size_t n, ScratchSlot slot) {
-  thread_local std::vector<T, Eigen::aligned_allocator<T>> buffers[4];
+  thread_local std::vector<T, Eigen::aligned_allocator<T>> buffers[kScratchSlots];
   auto& b = buffers[slot];
   if (b.size() < n) b.resize(n);
   return b.data();
@@ -390,12 +391,20 @@ CrossEntropy softmax_cross_entropy(const T* logits, const std::int32_t* targets,
           const T m = z.maxCoeff();
           const T zt = z[t];
           if (zt == m && (t == 0 || (z.head(t) < m).all())) ++acc.correct;
-          // One expression for the sum in both modes, so evaluation and training report
-          // bit-identical losses (a sum over stored values could group differently).
-          const T s = (z - m).exp().sum();
+          // The numerators exp(z − m) are evaluated once, into a vector-aligned scratch row, and
+          // both the sum and the gradient are taken from them. Eigen peels scalar iterations up
+          // to the destination's first aligned address, and its scalar exp (libm) and packet exp
+          // differ in the last bit: evaluated into the caller's buffer, the bits depended on where
+          // that buffer starts (in place and out of place disagreed on AVX2, issue 12). Into an
+          // aligned row the split depends on the row length alone, so evaluation, training, in
+          // place and out of place give the same bits.
+          Eigen::Map<Eigen::Array<T, Eigen::Dynamic, 1>, Eigen::AlignedMax> e(
+              thread_scratch<T>(static_cast<std::size_t>(classes), kSoftmaxRow), classes);
+          e = (z - m).exp();
+          const T s = e.sum();
           if (dlogits != nullptr) {
             Arr<T> dz(dlogits + i * classes, classes);  // may be the logits: zt and m are read
-            dz = (z - m).exp() * (grad_scale / s);
+            dz = e * (grad_scale / s);                  // one rounding per element either way
             dz[t] -= grad_scale;
           }
           acc.loss_sum += static_cast<double>(m) + std::log(static_cast<double>(s)) - static_cast<double>(zt);

@@ -1,6 +1,7 @@
 // Robust reducers: spec parsing, the Gram-space stage (selection, weights, mixing matrices) and the
 // block-wise coordinate stage (sorting networks across inputs), plus in-memory and file drivers.
 #include "loco/robust/reducer.hpp"
+#include "loco/core/detail/eigen.hpp"  // pins Eigen's product blocking
 
 #include <Eigen/Core>
 #include <Eigen/Eigenvalues>

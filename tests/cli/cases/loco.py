@@ -16,7 +16,7 @@ CASES = [
     Case("the tool reports errors under its own name", ["inspect", "{fx}/not_loco.h5"], code=4, strict_errors=False,
          stderr_re=r"\Aloco-inspect: error: {fx}/not_loco.h5: [^\n]*\n\Z"),
     Case("passes stdin through", ["inspect", "-"], stdin="{fx}/model.safetensors", stdout="<stdin>: safetensors file"),
-    Case("the tool's --version", ["inspect", "--version"], stdout_re=r"\Aloco-inspect {version}\n\Z"),
+    Case("the tool's --version", ["inspect", "--version"], stdout_re=r"\Aloco-inspect {version}\nbuilt for [^\n:]+: [a-z0-9. -]+\n\Z"),
     Case("an unknown verb is a usage error", ["nosuchverb"], code=2, stderr=["unknown verb 'nosuchverb'", "usage:"]),
     Case("no verb prints usage and exits 2", [], code=2, stderr="usage: loco", strict_errors=False),
     Case("a path is not a verb", ["../bin/loco-inspect"], code=2, stderr="is not a verb"),

@@ -1,0 +1,159 @@
+#!/usr/bin/python3
+"""Unit tests of the pipelines' Python modules (scripts/lib/*.py): the federated client sampler and
+its failure simulation, the records of fedavg and gossip rounds, metrics.jsonl, the default
+schedules. Every expectation is computed by hand or from the definition in the module's docstring.
+
+Usage: test_lib.py [-v]      (CTest pipeline.lib; Debian's /usr/bin/python3, standard library)
+"""
+import hashlib
+import json
+import math
+import os
+import sys
+import tempfile
+import unittest
+from fractions import Fraction
+from pathlib import Path
+
+sys.path.insert(0, str(Path(__file__).resolve().parents[2] / "scripts" / "lib"))
+import fedavg  # noqa: E402
+import gossip  # noqa: E402
+import metrics  # noqa: E402
+import schedules  # noqa: E402
+
+
+def write_json(path, obj):
+    Path(path).parent.mkdir(parents=True, exist_ok=True)
+    Path(path).write_text(json.dumps(obj) + "\n")
+
+
+class Sampler(unittest.TestCase):
+    def test_hash_is_sha256_prefix(self):
+        want = int.from_bytes(hashlib.sha256(b"sample:1:3:0").digest()[:8], "big")
+        self.assertEqual(fedavg.h("sample", 1, 3, 0), want)
+
+    def test_sample_size_reads_the_fraction_exactly(self):
+        # 0.3 * 10 in binary floating point is 3.0000000000000004: its ceiling would be 4.
+        self.assertEqual(fedavg.sample_size(10, "0.3", 1), 3)
+        self.assertEqual(fedavg.sample_size(10, "0.1", 2), 2)   # min-fit-clients dominates
+        self.assertEqual(fedavg.sample_size(3, "1.0", 5), 3)    # never more than C
+        self.assertEqual(fedavg.sample_size(7, "0.5", 1), 4)    # ceil(3.5)
+
+    def test_one_of_two_follows_the_first_hash(self):
+        # C = 2, k = 1: swap a[0] with a[0 + h(sample, seed, R, 0) mod 2].
+        for r in range(1, 6):
+            p = fedavg.plan("9", r, 2, "0.5", 1, "0", "0")
+            self.assertEqual(p["sampled"], [fedavg.h("sample", "9", r, 0) % 2])
+
+    def test_plan_properties(self):
+        for r in range(1, 20):
+            p = fedavg.plan("3", r, 10, "0.3", 2, "0.6", "0.25")
+            self.assertEqual(p["k"], 3)
+            self.assertEqual(p["sampled"], sorted(set(p["sampled"])))
+            self.assertEqual(len(p["sampled"]), 3)
+            self.assertTrue(all(0 <= i < 10 for i in p["sampled"]))
+            self.assertEqual(p["trained"], [i for i in p["sampled"] if i not in p["dropped"]])
+            self.assertEqual(p["quorum"], 2)  # ceil(0.6 * 3)
+            for i in p["sampled"]:
+                fails = Fraction(fedavg.h("drop", "3", r, i), 2 ** 64) < Fraction(1, 4)
+                self.assertEqual(i in p["dropped"], fails)
+            self.assertEqual(p, fedavg.plan("3", r, 10, "0.3", 2, "0.6", "0.25"), "deterministic")
+
+    def test_drop_rate_bounds_and_quorum_floor(self):
+        none = fedavg.plan("1", 4, 6, "0.5", 2, "0", "0")
+        every = fedavg.plan("1", 4, 6, "0.5", 2, "0", "1")
+        self.assertEqual((none["dropped"], none["quorum"]), ([], 1))
+        self.assertEqual((every["dropped"], every["trained"]), (every["sampled"], []))
+
+    def test_all_clients_sampled_when_k_is_c(self):
+        self.assertEqual(fedavg.plan("5", 2, 4, "1.0", 2, "1", "0")["sampled"], [0, 1, 2, 3])
+
+    def test_previous_round(self):
+        trained = {1: [0, 2], 2: [1], 3: [2]}
+        plan_of = lambda q: {"trained": trained[q]}  # noqa: E731
+        self.assertEqual(fedavg.previous_round(2, 4, plan_of), 3)
+        self.assertEqual(fedavg.previous_round(0, 4, plan_of), 1)
+        self.assertEqual(fedavg.previous_round(1, 2, plan_of), 0)  # round 1 did not train it
+        self.assertEqual(fedavg.previous_round(3, 4, plan_of), 0)
+
+
+class Records(unittest.TestCase):
+    def setUp(self):
+        self.tmp = tempfile.TemporaryDirectory()
+        self.root = Path(self.tmp.name)
+
+    def tearDown(self):
+        self.tmp.cleanup()
+
+    def steps(self, losses):
+        path = self.root / "steps.jsonl"
+        path.write_text("".join(json.dumps({"loss": x}) + "\n" for x in losses) + "\n")
+        return path
+
+    def test_client_and_node_records(self):
+        s = self.steps([3.0, 1.0, 2.0])
+        rec = fedavg.client_record(s, 2, 5, 1.5)
+        self.assertEqual(rec, {"round": 2, "client": 5, "dropped": False, "steps": 3, "train_loss": 2.0,
+                               "train_loss_last": 2.0, "wall_seconds": 1.5})
+        rec = gossip.train_record(s, 1, 0, 0.25)
+        self.assertEqual((rec["node"], rec["train_loss"], rec["train_loss_last"]), (0, 2.0, 2.0))
+
+    def test_fedavg_round_bytes_and_steps(self):
+        r = self.root
+        write_json(r / "metrics/round-0000.json", {"cum_bytes": 0})
+        write_json(r / "rounds/round-0001.json", {"sampled": [0, 1, 4], "dropped": [4], "trained": [0, 1],
+                                                  "finished": [0, 1], "quorum": 1, "skipped": False,
+                                                  "aggregate_seconds": 0.5})
+        write_json(r / "rounds/round-0001.summary.json", {"update_norm": 0.125})
+        write_json(r / "clients/round-0001/client-0.json", {"steps": 4, "wall_seconds": 1.0, "train_loss": 1.0})
+        write_json(r / "clients/round-0001/client-1.json", {"steps": 6, "wall_seconds": 2.0, "train_loss": 2.0})
+        ev = {"loss": 0.7, "accuracy": 0.8}
+        for scaffold, per in ((False, 100), (True, 200)):
+            rec = fedavg.round_record(r, 1, ev, 0.1, "fedavg", 5, scaffold, 100)
+            # 2 clients trained (received the model), 2 finished (sent a delta); SCAFFOLD doubles both.
+            self.assertEqual((rec["bytes_received"], rec["bytes_sent"], rec["cum_bytes"]), (2 * per, 2 * per, 4 * per))
+            self.assertEqual((rec["local_steps"], rec["cum_local_steps"]), ([4, 6], 10))
+            self.assertEqual((rec["train_loss"], rec["update_norm"], rec["clients_sampled"]), (1.5, 0.125, 3))
+        rec0 = fedavg.round_record(r, 0, ev, 0.1, "fedavg", 5, False, 100)
+        self.assertEqual((rec0["bytes_sent"], rec0["cum_bytes"], rec0["cum_local_steps"]), (0, 0, 0))
+
+    def test_gossip_round(self):
+        r, work = self.root, self.root / "work"
+        for i, (loss, acc) in enumerate(((1.0, 0.5), (3.0, 0.25))):
+            write_json(work / f"local-{i}.json", {"loss": loss, "accuracy": acc})
+            write_json(r / f"local/round-0002/node-{i}.json", {"train_loss": 2.0 * (i + 1), "wall_seconds": 1.0})
+            write_json(r / f"nodes/round-0002/node-{i}.json", {"bytes_received": 64 * (i + 1)})
+        write_json(work / "merged.json", {"loss": 1.5, "accuracy": 0.75})
+        write_json(work / "consensus.json", {"consensus_distance_sq": 4.0, "consensus_distance": 2.0})
+        write_json(r / "metrics/round-0001.json", {"cum_bytes_received_per_node": 100})
+        rec = gossip.round_record(r, work, 2, 2, 5, True, "ring", "every")
+        self.assertEqual((rec["local_loss"], rec["local_accuracy"]), (2.0, 0.375))
+        self.assertEqual((rec["local_accuracy_min"], rec["local_accuracy_max"]), (0.25, 0.5))
+        self.assertEqual((rec["step"], rec["train_loss"], rec["bytes_received_per_node"]), (10, 3.0, 96))
+        self.assertEqual(rec["cum_bytes_received_per_node"], 196)
+
+    def test_collect_stops_at_the_first_missing_round(self):
+        d = self.root / "metrics"
+        d.mkdir()
+        (d / "round-0000.json").write_text('{"b": 1, "a": 2}\n')
+        (d / "round-0001.json").write_text('{"round": 1}\n')
+        (d / "round-0003.json").write_text('{"round": 3}\n')
+        self.assertEqual(metrics.collect(str(d), 3), '{"b": 1, "a": 2}\n{"round": 1}\n')
+
+
+class Schedules(unittest.TestCase):
+    def test_diloco(self):
+        self.assertEqual(schedules.diloco(2, 5), "cosine:warmup=1,total=10,min_lr=0")
+        self.assertEqual(schedules.diloco(10, 50), "cosine:warmup=50,total=500,min_lr=0")
+        self.assertEqual(schedules.diloco(100, 200), "cosine:warmup=1000,total=20000,min_lr=0")
+
+    def test_demo(self):
+        self.assertEqual(schedules.demo(10, "4e-4"), f"cosine:warmup=1,total=10,min_lr={0.1 * 4e-4!r}")
+        self.assertEqual(schedules.demo(5000, "1e-3"), f"cosine:warmup=250,total=5000,min_lr={0.1 * 1e-3!r}")
+        self.assertEqual(schedules.demo(30, "lr"), "cosine:warmup=3,total=30,min_lr=0")
+        self.assertTrue(math.isclose(float(schedules.demo(10, "4e-4").rsplit("=", 1)[1]), 4e-5))
+
+
+if __name__ == "__main__":
+    os.environ.setdefault("MPLBACKEND", "Agg")
+    unittest.main()
