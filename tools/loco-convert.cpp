@@ -24,6 +24,8 @@ int main(int argc, char** argv) {
       "OUT, exactly. --zero D concatenates each group's tensors into one flat vector cut into D equal partitions "
       "(ZeRO stages 1-2), OUT-0000r-of-0000D.h5, with the layout recorded for --consolidate.");
   tool.add_example("loco-convert model.h5 model.safetensors", "Export a model for PyTorch (safetensors.torch.load_file).");
+  tool.add_example("loco-convert --tensors-only round-0003.h5 model.h5",
+                   "The global model without the outer optimizer's state, for the workers.");
   tool.add_example("loco-convert --dtype bf16 model.safetensors model-bf16.h5", "Import and store floats as bfloat16.");
   tool.add_example("loco-convert global_step100/ ckpt.h5", "Read a DeepSpeed universal checkpoint folder.");
   tool.add_example("loco-convert ckpt.h5 ucp/global_step100/", "Write it back as a universal checkpoint folder.");
@@ -36,7 +38,7 @@ int main(int argc, char** argv) {
   auto& app = tool.app();
   std::string in, out, dtype, to, max_shard;
   int tp = 0, zero = 0;
-  bool consolidate = false;
+  bool consolidate = false, tensors_only = false;
   std::vector<std::string> cat_dims;
   loco::io::ReshardOptions ro;
   app.add_option("IN", in, "Input: a tensor file, a safetensors index, a .pt or a universal checkpoint folder ('-' for stdin)")->required();
@@ -49,6 +51,11 @@ int main(int argc, char** argv) {
   auto* cons = app.add_flag("--consolidate", consolidate, "Join tensor-parallel or ZeRO shards (IN: any one of them) into OUT");
   app.add_option("--cat-dim", cat_dims, "With --tp: REGEX=DIM or REGEX=replicate for tensors without UCP attributes (repeatable; first match wins)");
   app.add_option("--vocab-divisible-by", ro.vocab_divisible_by, "With --tp: pad vocab_tensor rows to a multiple of this times T (Megatron's --make-vocab-size-divisible-by)")->default_val(128)->check(CLI::PositiveNumber);
+  auto* tonly = app.add_flag("--tensors-only", tensors_only,
+                              "Copy /tensors and the root attributes, not the optimizer state in /state (the model a worker needs)");
+  tonly->excludes(cons);
+  tonly->excludes(tp_opt);
+  tonly->excludes(zero_opt);
   tp_opt->excludes(cons);
   zero_opt->excludes(cons);
   zero_opt->excludes(tp_opt);
@@ -72,6 +79,7 @@ int main(int argc, char** argv) {
     if (!dtype.empty()) opt.dtype = loco::parse_dtype(dtype);
     if (!max_shard.empty()) opt.max_shard_bytes = loco::io::parse_byte_size(max_shard);
     opt.ucp = to == "ucp" || loco::io::is_folder_output(out);
+    opt.tensors_only = tensors_only;
     loco::io::convert_file(in, out, opt);
     return 0;
   });

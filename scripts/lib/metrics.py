@@ -140,6 +140,9 @@ def cmd_round(a):
         elif aggs and all("update_norm" in g for g in aggs):
             # the fragments' updates are disjoint: the round's update norm is their root sum of squares
             rec["update_norm"] = sum(g["update_norm"] ** 2 for g in aggs) ** 0.5
+    if a.store:
+        m = load(a.store)
+        rec["store"] = {k: m.get(k) for k in ("aggregator", "workers", "deltas", "late", "missing", "refused")}
     write_atomic(a.output, json.dumps(rec, sort_keys=True) + "\n")
 
 
@@ -227,6 +230,7 @@ def main():
     r.add_argument("--aggregate", action="append", help="loco-aggregate --json summary (streaming: one per fragment)")
     r.add_argument("--aggregate-wall", type=float, action="append", help="seconds of an aggregation (summed)")
     r.add_argument("--previous", help="the previous round's record")
+    r.add_argument("--store", help="a store run: the round's model manifest (docs/store.md)")
     r.add_argument("-o", "--output", required=True)
     r.add_argument("worker_records", nargs="*")
     r.set_defaults(fn=cmd_round)

@@ -13,6 +13,8 @@ PL_NAME=$(basename -- "$0")  # messages are prefixed by the script's name
 PL_SELF=$(realpath -- "$0")
 PL_ROOT=$(cd "$(dirname "$(realpath -- "${BASH_SOURCE[0]}")")/../.." && pwd)
 PL_LIB=$PL_ROOT/scripts/lib
+# shellcheck source=scripts/lib/store.sh
+source "$PL_LIB/store.sh"  # --store: sites that share only an object store (docs/store.md)
 
 pl_die() { echo "$PL_NAME: error: $*" >&2; exit "${PL_EXIT:-3}"; }
 pl_usage_error() { echo "$PL_NAME: error: $*" >&2; echo "Run with --help for usage." >&2; exit 2; }
@@ -544,6 +546,7 @@ pl_engine_options() {
 # pl_main "$@": parses, then runs one step (--step, the Slurm jobs) or the whole run.
 pl_main() {
   pl_parse "$@"
+  if st_used; then st_validate; fi
   if [[ -n $step ]]; then
     pl_check_config
     local spec a
@@ -569,6 +572,7 @@ pl_main() {
     done
     return 0
   fi
+  if [[ -n ${store-} ]]; then st_main; return 0; fi
   if [[ $executor == local ]]; then
     if [[ $dry_run -eq 1 ]]; then
       pl_note "dry run: would write $out with"

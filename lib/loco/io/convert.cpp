@@ -72,6 +72,7 @@ void convert_file(const std::string& in, const std::string& out, const ConvertOp
   std::vector<TensorInfo> plan;
   std::size_t dropped = 0;
   for (const auto& t : src->tensors()) {
+    if (opt.tensors_only && t.group != "tensors") continue;
     if (out_format == Format::Safetensors && t.group != "tensors") {
       ++dropped;
       continue;

@@ -21,6 +21,9 @@ struct ConvertOptions {
   // Split a safetensors output into shards of at most this many bytes with an index JSON
   // (safetensors_index.hpp); 0: one file.
   std::uint64_t max_shard_bytes = 0;
+  // Copy only /tensors (with the root attributes), not /state: the model a worker needs, without
+  // the outer optimizer's state (a store run's round model, docs/store.md).
+  bool tensors_only = false;
 };
 
 // True when out names a folder output: it ends in '/' (an existing folder without the slash stays

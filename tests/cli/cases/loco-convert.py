@@ -62,6 +62,18 @@ def assert_group_attrs(ctx, path, want):
     assert got == want, f"group attributes {got}, expected {want}"
 
 
+def tensors_only(ctx, src, out):
+    """out holds src's /tensors (same checksum) and root attributes but no /state."""
+    a, b = (ctx.json("loco-inspect", "--checksum", "--json", p) for p in (src, out))
+    names = [t["name"] for t in b["tensors"]]
+    assert names and all(n.startswith("tensors/") for n in names), names
+    assert any(not t["name"].startswith("tensors/") for t in a["tensors"]), "the fixture has no state"
+    assert "state" not in b.get("group_attributes", {}), b.get("group_attributes")
+    assert a["tensors_checksum"] == b["tensors_checksum"], (a["tensors_checksum"], b["tensors_checksum"])
+    keep = {k: v for k, v in a["attributes"].items() if k not in ("producer", "created")}
+    assert {k: b["attributes"].get(k) for k in keep} == keep, b["attributes"]
+
+
 def dtypes_are(path, want):
     def check(ctx, r):
         j = ctx.json("loco-inspect", "--json", path)
@@ -246,6 +258,11 @@ CASES = [
     Case("state tensors are kept in h5", ["{fx}/state.h5", "{tmp}/s.h5"], stderr_empty=True,
          check=diff("{fx}/state.h5", "{tmp}/s.h5")),
     Case("--quiet silences the warning", ["-q", "{fx}/state.h5", "{tmp}/s.safetensors"], stderr_empty=True),
+    Case("--tensors-only drops /state and keeps /tensors and the root attributes",
+         ["--tensors-only", "{fx}/state.h5", "{tmp}/t.h5"], stderr_empty=True,
+         check=all_of(lambda ctx, r: tensors_only(ctx, "{fx}/state.h5", "{tmp}/t.h5"))),
+    Case("--tensors-only and --tp exclude each other", ["--tensors-only", "--tp", "2", "{fx}/model.h5", "{tmp}/t.h5"],
+         code=2, listing={"{tmp}": []}),
 
     # DeepSpeed universal checkpoint folders.
     Case("universal checkpoint → h5", [UCP, "{tmp}/u.h5"], stderr_empty=True, listing={"{tmp}": ["u.h5"]},

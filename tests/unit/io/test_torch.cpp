@@ -27,11 +27,8 @@ using Bytes = std::vector<std::byte>;
 
 namespace {
 
-// LOCO_TEST_DATA is tests/unit/io/data; the torch fixtures live in tests/data/torch.
-const std::string kData = [] {
-  const std::string unit = LOCO_TEST_DATA;
-  return unit.substr(0, unit.rfind("/unit/")) + "/data/torch/";
-}();
+// LOCO_TEST_DATA is tests/data (tests/CMakeLists.txt, loco_test_data).
+const std::string kData = std::string(LOCO_TEST_DATA) + "/torch/";
 
 Bytes file_bytes(const std::string& path) {
   std::ifstream f(path, std::ios::binary);

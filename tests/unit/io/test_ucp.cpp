@@ -30,10 +30,7 @@ namespace fs = std::filesystem;
 
 namespace {
 
-const std::string kUcp = [] {
-  const std::string unit = LOCO_TEST_DATA;
-  return unit.substr(0, unit.rfind("/unit/")) + "/data/ucp/ckpt";
-}();
+const std::string kUcp = std::string(LOCO_TEST_DATA) + "/ucp/ckpt";
 
 // make_fixtures.py: element i of state s of param p is 0.25*i - 1 + s + 10*p.
 float fixture_value(int p, int s, int i) { return 0.25f * static_cast<float>(i) - 1.0f + static_cast<float>(s + 10 * p); }

@@ -487,8 +487,7 @@ BOOST_AUTO_TEST_CASE(streams_every_method_and_checks_inputs) {
 
 BOOST_AUTO_TEST_CASE(pytorch_checkpoints_merge_with_other_formats) {
   TempDir tmp;
-  const std::string unit = LOCO_TEST_DATA;
-  const std::string pt = unit.substr(0, unit.rfind("/unit/")) + "/data/torch/nested.pt";
+  const std::string pt = std::string(LOCO_TEST_DATA) + "/torch/nested.pt";
   mg::MergeOptions opt;
   opt.method = mg::Method::TaskArithmetic;
   opt.base = pt;
