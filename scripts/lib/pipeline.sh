@@ -105,7 +105,8 @@ EOF
                          aggregation (e.g. topk:density=0.015625,tile=4096+quant:bits=2,range=sigma);
                          bytes per round then count the compressed files' payload_bytes [off]
   --ef KIND              error feedback of the compression, state per worker (loco-compress --ef):
-                         ef14, sparseloco[:beta=B] or dgc[:momentum=M,warmup=W] [off]
+                         ef14, ef21, econtrol[:eta=E], sparseloco[:beta=B] or dgc[:momentum=M,warmup=W];
+                         with ef21/econtrol the aggregator keeps each worker's estimate [off]
   --delta-clip C         loco-aggregate --clip: none or median-norm [none]
 EOF
   fi
@@ -156,7 +157,8 @@ EOF
 Output folder: config.txt (the options; a rerun with other options is refused), shards/,
 rounds/round-0000.h5 (initial model) ... round-R.h5 (global models, with the outer state),
 deltas/round-R/worker-W.h5 (+ .json record, .steps.jsonl per-step losses),
-state/worker-W/round-R.h5 (inner optimizer state after round R; immutable), metrics/round-R.json,
+state/worker-W/round-R.h5 (inner optimizer state after round R; immutable), state/aggregator/round-R/
+(--ef ef21/econtrol: the aggregator's per-worker estimates after round R; immutable), metrics/round-R.json,
 metrics.jsonl, logs/ (every tool's stderr), commands.log (every tool run, one line each), slurm/.
 Exit: 0 done; 2 usage; otherwise the failing tool's exit code, after naming the command.
 EOF
@@ -492,8 +494,8 @@ pl_check_compress_options() {
       pl_usage_error "--codec, --ef, --delta-clip and --reduce contributor-mean are for the diloco pipeline"
   fi
   case ${ef%%:*} in
-    '' | ef14 | sparseloco | dgc) ;;
-    *) pl_usage_error "--ef ${ef}: loco-aggregate takes deltas compressed with ef14, sparseloco or dgc feedback" ;;
+    '' | ef14 | sparseloco | dgc | ef21 | econtrol) ;;
+    *) pl_usage_error "--ef ${ef}: the kinds are ef14, ef21, econtrol, sparseloco and dgc" ;;
   esac
 }
 
@@ -553,8 +555,23 @@ step_aggregate() {
     rm -f "$tmp" "$tsum"
     t0=$(pl_now)
     pl_outer_lr_args "${deltas[@]}"
+    # ef21/econtrol deltas are increments of per-worker estimates the aggregator keeps (--ef21-state):
+    # round R's estimates are a folder made from round R-1's in a work copy, so a rerun starts again
+    # from round R-1's, which stays as it was.
+    local est=$out/state/aggregator/round-$(r4 "$r") ef21=()
+    if [[ ${ef%%:*} == ef21 || ${ef%%:*} == econtrol ]]; then
+      rm -rf "$est.work" && mkdir -p "$est.work"
+      local prev=$out/state/aggregator/round-$(r4 $((r - 1)))
+      if ((r > 1)); then
+        [[ -d $prev ]] || pl_die "round $r: the aggregator's estimates of round $((r - 1)) are missing: $prev"
+        cp -r -- "$prev/." "$est.work/"
+      fi
+      ef21=(--ef21-state "$est.work")
+    fi
     pl_run "$log" loco-aggregate --model "$(pl_model $((r - 1)))" -o "$tmp" --outer "$outer" "${PL_OUTER_LR_ARGS[@]}" \
-      --reduce "$reduce" --clip "$delta_clip" --min-deltas "$min_deltas" --threads "$(nproc)" --json "${deltas[@]}" >"$tsum"
+      --reduce "$reduce" --clip "$delta_clip" --min-deltas "$min_deltas" --threads "$(nproc)" "${ef21[@]}" \
+      --json "${deltas[@]}" >"$tsum"
+    if ((${#ef21[@]})); then rm -rf "$est" && mv -- "$est.work" "$est"; fi
     printf '%s\n' "$(pl_elapsed "$t0")" >"$out/rounds/.round-$(r4 "$r").seconds"
     mv -f "$out/rounds/.round-$(r4 "$r").seconds" "${model%.h5}.seconds"
     mv -f "$tsum" "$summary"
