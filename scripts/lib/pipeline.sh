@@ -176,6 +176,10 @@ pl_parse() {
       --dry-run) dry_run=1; shift; continue ;;
     esac
     [[ $# -ge 2 ]] || pl_usage_error "$opt needs a value"
+    # NaN and infinities, alone or between '=', ',' and ':', are refused before any tool runs (the
+    # tools refuse them in every option, lib/loco/cli/tool.cpp).
+    [[ ",${val//[=:]/,}," =~ ,[+-]?([Nn][Aa][Nn]|[Ii][Nn][Ff]([Ii][Nn][Ii][Tt][Yy])?)(\([^,]*\))?, ]] &&
+      pl_usage_error "$opt $val: not a finite number"
     case $opt in
       --data) data=$val ;;
       -o | --output) out=$val ;;
