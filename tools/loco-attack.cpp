@@ -31,8 +31,8 @@ int main(int argc, char** argv) {
   bool flip = false, json = false;
   app.add_option("--attack", attack, "sign-flip, scaled:s=S, gaussian[:sigma=S], ipm[:eps=E] or alie[:z=Z]");
   app.add_flag("--label-flip", flip, "Flip the labels of one classification shard (y -> C-1-y) instead");
-  app.add_option("-o,--output", outputs, "Output file, once per attacker (one for --label-flip)")
-      ->required()->allow_extra_args(false);
+  loco::cli::output_path(app.add_option("-o,--output", outputs, "Output file, once per attacker (one for --label-flip)")
+      ->required()->allow_extra_args(false));
   app.add_option("INPUT", inputs, "Honest delta files (or the shard for --label-flip)")->required();
   app.add_option("--workers", workers, "n, all workers including the attackers (default: honest + attackers)")
       ->check(CLI::PositiveNumber);
