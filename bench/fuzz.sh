@@ -1,12 +1,17 @@
 #!/usr/bin/env bash
 # Builds loco's libFuzzer targets with clang in build-fuzz and runs each for a bounded time on a
-# seed corpus generated here.
+# seed corpus generated here. Inputs of up to 256 KB (-max_len), so that nesting deep enough to
+# matter (a .pt nested 30,000 levels is 120 KB) is reachable. Each target runs in libFuzzer's fork
+# mode: a crash, timeout or out-of-memory is recorded and the campaign goes on. Every input that
+# crashed, timed out or ran out of memory is copied to tests/data/fuzz/<target>/ as a regression
+# input (the loco-inspect CLI cases read each one and expect exit 0 or 4).
 #
 # Usage: bench/fuzz.sh [-t SECONDS] [FUZZER...]
 #   -t SECONDS   run time per fuzzer (default 60, or $LOCO_FUZZ_SECONDS)
 #   FUZZER...    names to run (default: every target the build produces, e.g. fuzz_safetensors)
 # Environment: LOCO_FUZZ_BUILD (build folder, default <repo>/build-fuzz), JOBS (build jobs, default 2).
-# Exit status: 0 when every fuzzer ran clean, 1 when one found a crash (artifacts in <build>/artifacts).
+# Exit status: 0 when every fuzzer ran clean, 1 when one found a crash, timeout or out-of-memory
+# (artifacts in <build>/artifacts, copies in tests/data/fuzz/<target>/).
 set -euo pipefail
 export LC_ALL=C
 
@@ -16,7 +21,7 @@ seconds=${LOCO_FUZZ_SECONDS:-60}
 while getopts "t:h" opt; do
   case $opt in
     t) seconds=$OPTARG ;;
-    h) sed -n '2,10p' "$0"; exit 0 ;;
+    h) sed -n '2,16p' "$0"; exit 0 ;;
     *) exit 2 ;;
   esac
 done
@@ -91,8 +96,9 @@ for name in "${fuzzers[@]}"; do
   corpus=$build/corpus/$name
   mkdir -p "$corpus"
   if declare -F "seed_$name" >/dev/null; then "seed_$name" "$corpus"; fi
-  args=(-max_total_time="$seconds" -timeout=10 -rss_limit_mb=2048 -print_final_stats=1
-        -artifact_prefix="$build/artifacts/$name-")
+  rm -f "$build/artifacts/$name-"*
+  args=(-max_total_time="$seconds" -timeout=10 -rss_limit_mb=2048 -max_len=262144 -print_final_stats=1
+        -fork=1 -ignore_crashes=1 -ignore_timeouts=1 -ignore_ooms=1 -artifact_prefix="$build/artifacts/$name-")
   dict=$root/tests/fuzz/${name#fuzz_}.dict
   [[ -f $dict ]] && args+=(-dict="$dict")
   echo "== $name: ${seconds}s, corpus $corpus ($(find "$corpus" -type f | wc -l) inputs)"
@@ -102,11 +108,20 @@ for name in "${fuzzers[@]}"; do
     failed+=("$name")
     tail -n 40 "$build/$name.log" >&2
   fi
-  grep -E '^(stat::|Done|#[0-9]+.*DONE)' "$build/$name.log" || true
+  # Fork mode goes on after a finding; the artifacts tell what it found.
+  found=("$build/artifacts/$name-"*)
+  if [[ -e ${found[0]} ]]; then
+    keep=$root/tests/data/fuzz/$name
+    mkdir -p "$keep"
+    cp "${found[@]}" "$keep/"
+    echo "fuzz.sh: $name: ${#found[@]} finding(s), kept in $keep" >&2
+    [[ " ${failed[*]} " == *" $name "* ]] || failed+=("$name")
+  fi
+  grep -E '^(stat::|Done|#[0-9]+.*DONE|INFO: fuzzed for)' "$build/$name.log" || true
 done
 
 if ((${#failed[@]} > 0)); then
-  echo "fuzz.sh: crashes in: ${failed[*]} (see $build/artifacts and $build/<name>.log)" >&2
+  echo "fuzz.sh: findings in: ${failed[*]} (see $build/artifacts, tests/data/fuzz and $build/<name>.log)" >&2
   exit 1
 fi
 echo "fuzz.sh: ${#fuzzers[@]} fuzzer(s) ran ${seconds}s each without a crash"

@@ -79,8 +79,8 @@ int main(int argc, char** argv) {
   app.add_option("--dp-clients", dp_clients, "DP: m, the number of sampled clients (default: the valid deltas)")
       ->check(CLI::NonNegativeNumber);
   app.add_option("--dp-adaptive", adaptive, "Adaptive clipping quantile=G,lr=E[,count-stddev=S] (0.5, 0.2, m/20)");
-  app.add_option("--ef21-state", ef21_state, "Folder of the aggregator's per-worker estimates g_i, which makes deltas "
-                 "compressed with ef21 or econtrol feedback usable (g_i <- g_i + decoded delta)");
+  loco::cli::output_path(app.add_option("--ef21-state", ef21_state, "Folder of the aggregator's per-worker estimates g_i, which makes deltas "
+                 "compressed with ef21 or econtrol feedback usable (g_i <- g_i + decoded delta)"));
   app.add_option("--watch", watch_dir, "Apply the delta files appearing in this folder as they arrive");
   app.add_option("--buffer", buffer, "--watch: deltas per update (FedBuff K)")->check(CLI::PositiveNumber)
       ->capture_default_str();
@@ -92,7 +92,7 @@ int main(int argc, char** argv) {
   app.add_option("--poll", poll, "--watch: seconds between scans of the folder")->check(CLI::PositiveNumber)
       ->capture_default_str();
   app.add_flag("--json", json, "Print the summary as JSON on stdout (--watch: one line per update)");
-  app.add_option("--summary", summary, "Write the JSON summary to this file");
+  loco::cli::output_path(app.add_option("--summary", summary, "Write the JSON summary to this file"));
   app.add_option("--block-bytes", block_bytes, "Bytes of each delta read at a time (does not change the result)")
       ->check(CLI::PositiveNumber)->capture_default_str();
   return tool.run(argc, argv, [&] {

@@ -14,8 +14,9 @@ int main(int argc, char** argv) {
       "loss_* the honest means, and an 'attack' attribute naming the attack). Attacks (h = honest deltas): sign-flip "
       "-mean(h); scaled:s=S S*mean(h); gaussian:sigma=S N(0,S^2) per coordinate, one draw per attacker from --seed; "
       "ipm:eps=E -E*mean(h) (default E 0.1); alie[:z=Z] mean(h) - Z*std(h) per coordinate (population std), Z by default "
-      "from Baruch et al. 2019: s = floor(n/2+1) - f, Z = PhiInverse((n-f-s)/(n-f)), n = --workers (default honest + "
-      "attackers), f = the number of outputs. Streams block by block. With --label-flip, reads one classification shard "
+      "z_max of Baruch et al. 2019 (Algorithm 3): s = floor(n/2+1) - f, Z = PhiInverse((n-s)/n), n = --workers (default "
+      "honest + attackers), f = the number of outputs; a Z of 0 is refused (the attackers would send the honest mean), "
+      "and the Z used is written as the attribute attack_z. Streams block by block. With --label-flip, reads one classification shard "
       "and writes it with labels y -> C-1-y.");
   tool.add_example("loco-attack --attack alie -o bad-8.h5 -o bad-9.h5 delta-0*.h5",
                    "Two ALIE attackers among 10 workers (8 honest deltas).");
@@ -30,8 +31,8 @@ int main(int argc, char** argv) {
   bool flip = false, json = false;
   app.add_option("--attack", attack, "sign-flip, scaled:s=S, gaussian[:sigma=S], ipm[:eps=E] or alie[:z=Z]");
   app.add_flag("--label-flip", flip, "Flip the labels of one classification shard (y -> C-1-y) instead");
-  app.add_option("-o,--output", outputs, "Output file, once per attacker (one for --label-flip)")
-      ->required()->allow_extra_args(false);
+  loco::cli::output_path(app.add_option("-o,--output", outputs, "Output file, once per attacker (one for --label-flip)")
+      ->required()->allow_extra_args(false));
   app.add_option("INPUT", inputs, "Honest delta files (or the shard for --label-flip)")->required();
   app.add_option("--workers", workers, "n, all workers including the attackers (default: honest + attackers)")
       ->check(CLI::PositiveNumber);

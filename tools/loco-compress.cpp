@@ -32,9 +32,11 @@ int main(int argc, char** argv) {
   loco::cli::add_output_option(app, out, "compressed file");
   app.add_option("--codec", spec, "Codec SPEC, e.g. topk:density=0.01 or topk:k=1000+quant:bits=4")->required();
   app.add_option("--seed", seed, "Seed of the codecs' random streams (random-k, stochastic rounding)")->capture_default_str();
-  app.add_option("--state", state, "Codec state file (PowerSGD's warm-start Q), read when it exists and replaced after OUT is written");
+  loco::cli::output_path(app.add_option(
+      "--state", state, "Codec state file (PowerSGD's warm-start Q), read when it exists and replaced after OUT is written"));
   app.add_option("--ef", ef, "Error feedback KIND: ef14, ef21, econtrol[:eta=E], sparseloco[:beta=B], dgc[:momentum=M,warmup=W]");
-  app.add_option("--ef-state", ef_state, "Error-feedback state of this worker, read when it exists and replaced after OUT is written");
+  loco::cli::output_path(app.add_option(
+      "--ef-state", ef_state, "Error-feedback state of this worker, read when it exists and replaced after OUT is written"));
   app.add_flag("--json", json, "Print tensors, raw_bytes and payload_bytes as JSON on stdout");
   return tool.run(argc, argv, [&] {
     const auto codec = loco::compress::Codec::parse(spec);

@@ -42,7 +42,7 @@ int main(int argc, char** argv) {
   std::vector<std::string> cat_dims;
   loco::io::ReshardOptions ro;
   app.add_option("IN", in, "Input: a tensor file, a safetensors index, a .pt or a universal checkpoint folder ('-' for stdin)")->required();
-  app.add_option("OUT", out, "Output: .h5, .safetensors, or a folder (trailing '/') for a universal checkpoint ('-' for stdout, loco HDF5)")->required();
+  loco::cli::output_path(app.add_option("OUT", out, "Output: .h5, .safetensors, or a folder (trailing '/') for a universal checkpoint ('-' for stdout, loco HDF5)")->required());
   app.add_option("--dtype", dtype, "Store floating-point tensors as this type")->check(CLI::IsMember({"f32", "f16", "bf16", "f64"}));
   app.add_option("--to", to, "Output format regardless of OUT's name: ucp (a universal checkpoint folder)")->check(CLI::IsMember({"ucp"}));
   app.add_option("--max-shard-size", max_shard, "Split a .safetensors output into shards of at most this size (5GB, 500MB, 2GiB) with an index JSON");

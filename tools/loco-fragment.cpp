@@ -30,8 +30,8 @@ int main(int argc, char** argv) {
   app.add_option("--index", index, "Split: the fragment to write, 0 to P-1")->check(CLI::NonNegativeNumber)->type_name("p");
   app.add_flag("--list", list, "Print the assignment: fragment, tensor, shape, parameters; then each fragment's total");
   app.add_flag("--join", join, "Join the fragment files FILE... into one model file");
-  app.add_option("-o,--output", out, "The fragment or joined model file ('-' for stdout); written atomically")
-      ->type_name("FILE");
+  loco::cli::output_path(app.add_option("-o,--output", out, "The fragment or joined model file ('-' for stdout); written atomically")
+      ->type_name("FILE"));
   app.add_option("FILE", files, "The model to split or list, or the fragment files to join")->required();
   return tool.run(argc, argv, [&] {
     using loco::ErrorKind;

@@ -97,7 +97,8 @@ int main(int argc, char** argv) {
   app.add_option("--schedule", schedule, "Print the rounds a communication schedule gossips in (needs --rounds), and exit");
   app.add_option("--rounds", rounds, "Number of rounds, for --schedule")->check(CLI::PositiveNumber);
   app.add_flag("--json", json, "--describe, --schedule, mixing: print JSON (one line)");
-  app.add_option("-o,--output", out, "Mixed model of node I (.h5 or .safetensors; '-' for stdout)")->type_name("FILE");
+  loco::cli::output_path(
+      app.add_option("-o,--output", out, "Mixed model of node I (.h5 or .safetensors; '-' for stdout)")->type_name("FILE"));
   app.add_option("MODEL", models, "Node I's model, then its neighbours' models of the same round");
   return tool.run(argc, argv, [&] {
     using loco::ErrorKind;

@@ -22,7 +22,8 @@ int main(int argc, char** argv) {
   app.add_option("--preset", o.preset, "A named config from the presets folder (see --list)");
   app.add_flag("--list", list, "List the presets and exit");
   app.add_option("--seed", o.seed, "Initialization seed")->default_val(0);
-  app.add_option("-o,--output", o.output, "The model file ('-' for stdout); written atomically")->type_name("FILE");
+  loco::cli::output_path(
+      app.add_option("-o,--output", o.output, "The model file ('-' for stdout); written atomically")->type_name("FILE"));
   return tool.run(argc, argv, [&] {
     if (list) {
       for (const auto& [name, json] : loco::train::list_presets()) fmt::print("{:<16} {}\n", name, json);

@@ -47,7 +47,8 @@ int main(int argc, char** argv) {
   app.add_option("--data", o.data, "The worker's data shard")->required()->type_name("FILE");
   app.add_option("--steps", o.steps, "Inner steps H")->required()->check(CLI::PositiveNumber);
   loco::cli::add_output_option(app, o.output, "delta file");
-  app.add_option("--state", o.state, "Worker state: read when it exists, replaced after the run")->type_name("FILE");
+  loco::cli::output_path(
+      app.add_option("--state", o.state, "Worker state: read when it exists, replaced after the run")->type_name("FILE"));
   app.add_option("--batch", o.batch, "Examples (or windows of ctx+1 tokens) per step")->default_val(32)->check(CLI::PositiveNumber);
   app.add_option("--optimizer", o.optimizer, "Inner optimizer: sgd|momentum|nesterov|adam|adamw|demo[:key=value,...] (demo needs --steps 1)")->default_val("adamw");
   app.add_option("--lr", [&o](const std::vector<std::string>& v) {
@@ -59,7 +60,8 @@ int main(int argc, char** argv) {
   app.add_option("--clip", o.clip, "Clip the global gradient norm to this (0: off)")->default_val(0.0)->check(CLI::NonNegativeNumber);
   app.add_option("--seed", o.seed, "Seed of the batch stream (shared by all workers; the worker id separates them)")->default_val(0);
   app.add_option("--worker", worker, "Worker id (default: the shard's 'shard' attribute)");
-  app.add_option("--metrics", o.metrics, "Append per-step JSON lines here ('-' for stdout)")->type_name("FILE");
+  loco::cli::output_path(
+      app.add_option("--metrics", o.metrics, "Append per-step JSON lines here ('-' for stdout)")->type_name("FILE"));
   // Streaming DiLoCo: --model is the worker's own local parameters; one fragment is sent and mixed at a time.
   app.add_option("--mix", o.mix, "Streaming: before the steps, mix this fragment's new global tensors into the parameters")
       ->type_name("FILE");
@@ -70,17 +72,19 @@ int main(int argc, char** argv) {
       ->type_name("FILE");
   app.add_option("--overlap", o.overlap, "Streaming: take the delta TAU steps before the end, then keep training")
       ->default_val(0)->check(CLI::NonNegativeNumber)->type_name("TAU");
-  app.add_option("--save-local", o.save_local, "Also write the local parameters after the steps (a model file)")
-      ->type_name("FILE");
+  loco::cli::output_path(
+      app.add_option("--save-local", o.save_local, "Also write the local parameters after the steps (a model file)")
+          ->type_name("FILE"));
   // Federated strategies: FedProx's proximal term, SCAFFOLD's control variates (scripts/fedavg).
   app.add_option("--prox-mu", o.prox_mu, "FedProx: add (mu/2)*||theta - theta_model||^2 to the loss (0: off)")
       ->default_val(0.0)->check(CLI::NonNegativeNumber)->type_name("MU");
   app.add_option("--scaffold-control", o.scaffold_control,
                  "SCAFFOLD: the server control variate c (a model file); steps use g - c_i + c, c_i is kept in --state")
       ->type_name("FILE");
-  app.add_option("--control-delta", o.control_delta,
-                 "SCAFFOLD: write c_i - c_i+ here, a delta against --scaffold-control for loco-aggregate")
-      ->type_name("FILE");
+  loco::cli::output_path(app.add_option("--control-delta", o.control_delta,
+                                        "SCAFFOLD: write c_i - c_i+ here, a delta against --scaffold-control for "
+                                        "loco-aggregate")
+                             ->type_name("FILE"));
   return tool.run(argc, argv, [&] {
     if (worker >= 0) o.worker = worker;
     o.progress = ::isatty(STDERR_FILENO) && loco::log::verbosity() >= 1;

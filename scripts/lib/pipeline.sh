@@ -151,6 +151,10 @@ pl_parse() {
       [[ $# -ge 2 ]] || pl_usage_error "$opt needs a value"
       val=$2
       shift 2
+      # NaN and infinities, alone or between '=', ',' and ':', are refused before any tool runs (the
+      # tools refuse them in every option, lib/loco/cli/tool.cpp).
+      [[ ",${val//[=:]/,}," =~ ,[+-]?([Nn][Aa][Nn]|[Ii][Nn][Ff]([Ii][Nn][Ii][Tt][Yy])?)(\([^,]*\))?, ]] &&
+        pl_usage_error "$opt $val: not a finite number"
     fi
     printf -v "$var" '%s' "$val"
     given+=("$i")

@@ -1,6 +1,7 @@
 // libFuzzer target: the loco HDF5 file validator and reader on arbitrary bytes. It must only ever
-// throw loco::Error. (HDF5's own parser is part of what runs: a crash inside libhdf5 on a hostile
-// file is reported here as a finding against the installed HDF5.)
+// throw loco::Error. HDF5's own parser is part of what runs: open_loco reads the metadata in a
+// child process first, so a crash or hang inside libhdf5 on a hostile file becomes an Error here,
+// and a crash that remains is a finding (in the data reads, or in loco).
 #include <cstddef>
 #include <cstdint>
 #include <vector>

@@ -103,6 +103,7 @@ def main():
     check("topology=ring" in p.stderr and "topology=complete" in p.stderr, p.stderr)
     run(base + ["-o", work / "bad", "--topology", "star"], code=2)
     run(base + ["-o", work / "bad", "--gossip", "often"], code=2)
+    run(base + ["-o", work / "bad", "--clip", "inf"], code=2)  # refused before any tool runs (issue 19)
 
     # No gossip: node models are the local ones, copied.
     none = work / "none"

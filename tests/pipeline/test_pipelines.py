@@ -4,7 +4,9 @@
 Checks: the output layout; a rerun runs no tool and changes no file; a deleted delta of the last
 round is recomputed bit for bit; a run killed mid-way and rerun ends with the same final model
 as the uninterrupted one (loco-inspect --diff exit 0, equal checksums); the baseline sees the same
-tokens and held-out text and is charged H times DiLoCo's bytes; the report and plots are written;
+tokens and held-out text and is charged H times DiLoCo's bytes; with --ef econtrol the aggregator's
+per-worker estimates are kept per round and a rerun of round 2 leaves round 1's as they were; the
+report and plots are written;
 usage errors exit 2; a failing tool is named; --dry-run prints the Slurm batch scripts.
 
 Usage: test_pipelines.py --bin BUILD/bin [--work DIR] [--keep]
@@ -58,6 +60,10 @@ def main():
     check("diloco: error: unknown option '--bogus'" in p.stderr, p.stderr)
     run([diloco, "--data", text, "-o", work / "x", "--workers", "0"], env, code=2)
     run([baseline, "--data", text, "-o", work / "x", "--outer", "sgd"], env, code=2)
+    # NaN and infinities are refused before any tool runs (issue 19), alone or inside a spec.
+    p = run([diloco, "--data", text, "-o", work / "x", "--outer-lr", "nan"], env, code=2)
+    check("diloco: error: --outer-lr nan: not a finite number" in p.stderr, p.stderr)
+    run([diloco, "--data", text, "-o", work / "x", "--inner-optimizer", "adamw:lr=-inf"], env, code=2)
     check(not (work / "x").exists(), "a usage error created the output folder")
 
     step("a failing tool is named and its exit code kept")
@@ -134,6 +140,23 @@ def main():
     step("a rerun with other options is refused")
     p = run([diloco, *opts, "--inner-steps", "6", "-o", dl], env, code=2)
     check("inner_steps=5" in p.stderr and "inner_steps=6" in p.stderr, p.stderr)
+
+    step("econtrol: the aggregator's estimates per round, immutable; a deleted final model is remade")
+    ec = work / "ec"
+    eopts = [*opts, "--codec", "topk:density=0.1", "--ef", "econtrol:eta=0.5"]
+    run([diloco, *eopts, "-o", ec], env)
+    est = [ec / f"state/aggregator/round-{r:04d}" for r in (1, 2)]
+    for d in est:
+        files = sorted(f.name for f in d.glob("worker-*.h5"))
+        check(any(f.startswith("worker-1-") for f in files) and any(f.startswith("worker-2-") for f in files),
+              f"{d}: an estimate per worker expected, got {files}")
+    r1 = tree_digest(est[0])
+    shutil.copy(ec / "rounds/round-0002.h5", saved / "ec-final.h5")
+    (ec / "rounds/round-0002.h5").unlink()
+    run([diloco, *eopts, "-o", ec], env)
+    same_model(bin_dir, env, saved / "ec-final.h5", ec / "rounds/round-0002.h5")
+    check(tree_digest(est[0]) == r1, "rerunning round 2 changed round 1's estimates")
+    check(not list(ec.rglob("*.work")), "a work folder of the estimates was left behind")
 
     step("baseline: one worker, global batch, same tokens and held-out text")
     bl = work / "bl"

@@ -9,10 +9,12 @@
 #include <fstream>
 #include <ostream>
 #include <set>
+#include <sstream>
 #include <thread>
 #include <unistd.h>
 
 #include "loco/core/error.hpp"
+#include "loco/core/json.hpp"
 #include "loco/core/log.hpp"
 #include "loco/io/loco_file.hpp"
 #include "loco/io/output.hpp"
@@ -110,8 +112,10 @@ class Watcher {
     const std::string checksum = io::tensors_checksum(*src);
     if (fs::exists(ledger_path_)) {
       std::ifstream f(ledger_path_);
+      std::stringstream text;
+      text << f.rdbuf();
+      ledger_ = parse_json(text.str(), ledger_path_ + ": ledger");
       try {
-        ledger_ = json::parse(f);
         if (ledger_.value("format", "") != kLedgerFormat) throw std::runtime_error("not a loco-aggregate ledger");
         for (const char* key : {"updates", "round", "model", "initial_round", "checksums", "pending", "applied", "rejected"})
           if (!ledger_.contains(key)) throw std::runtime_error(fmt::format("no '{}'", key));

@@ -74,7 +74,8 @@ std::string Tool::man_page() const {
        ".TP\n3\nI/O error\n"
        ".TP\n4\nbad or incompatible input file (malformed, truncated, wrong kind, mismatched shapes or model configs)\n"
        ".TP\n5\nnumerical failure (NaN/Inf where forbidden, divergence)\n"
-       ".TP\n70\ninternal error (a bug in loco)\n";
+       ".TP\n70\ninternal error (a bug in loco)\n"
+       ".TP\n128+N\nended by signal N (SIGHUP 129, SIGINT 130, SIGTERM 143) after removing its temporary files\n";
   m << ".SH SEE ALSO\n.BR loco (1),\n.BR loco-format (5)\n";
   return m.str();
 }

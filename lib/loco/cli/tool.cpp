@@ -4,20 +4,24 @@
 #include <unistd.h>
 
 #include <cerrno>
+#include <cmath>
 #include <csignal>
 #include <cstdio>
 #include <cstdlib>
 #include <cstring>
 #include <new>
+#include <set>
 #include <thread>
 
 #include <fmt/format.h>
 #include <tbb/global_control.h>
 
+#include "loco/core/cleanup.hpp"
 #include "loco/core/cpu.hpp"
 #include "loco/core/error.hpp"
 #include "loco/core/log.hpp"
 #include "loco/core/provenance.hpp"
+#include "loco/io/output.hpp"
 
 namespace loco::cli {
 
@@ -46,10 +50,64 @@ void Tool::add_example(std::string command, std::string explanation) {
 
 namespace {
 bool is_epipe(const Error& e) { return std::strstr(e.what(), "broken pipe") != nullptr; }
+
+// Whether text as a whole reads as a floating-point number that is NaN or infinite ("nan",
+// "-inf", "infinity", "nan(1)", "1e999").
+bool non_finite_number(const std::string& text) {
+  if (text.empty()) return false;
+  char* end = nullptr;
+  const double v = std::strtod(text.c_str(), &end);
+  return end != text.c_str() && *end == '\0' && !std::isfinite(v);
+}
+
+// The one check on every option value (docs/decisions.md, "Hostile inputs"): neither the value
+// nor any part of it between '=', ',' and ':' (settings such as adamw:lr=0.1,wd=0) may be NaN or
+// infinite. CLI11 reads "nan" into a double, and a NaN passes every comparison a range check makes.
+const CLI::Validator& finite_values() {
+  static const CLI::Validator check(
+      [](std::string& value) -> std::string {
+        std::size_t begin = 0;
+        for (;;) {
+          const std::size_t end = value.find_first_of("=,:", begin);
+          const std::string part = value.substr(begin, end == std::string::npos ? std::string::npos : end - begin);
+          if (non_finite_number(part))
+            return part == value ? fmt::format("{} is not a finite number", value)
+                                 : fmt::format("{} in {} is not a finite number", part, value);
+          if (end == std::string::npos) return {};
+          begin = end + 1;
+        }
+      },
+      "", "finite");
+  return check;
+}
+
+std::set<const CLI::Option*>& output_options() {
+  static std::set<const CLI::Option*> marked;
+  return marked;
+}
+
+// Every given value of every option of app and its subcommands, split into outputs and others.
+void collect_paths(const CLI::App& app, std::vector<io::NamedPath>& outputs, std::vector<io::NamedPath>& others) {
+  for (const CLI::Option* opt : app.get_options()) {
+    if (opt->get_type_size() == 0 || opt->count() == 0) continue;
+    const std::string name = opt->get_name();
+    auto& into = output_options().count(opt) ? outputs : others;
+    for (const std::string& v : opt->results()) into.push_back({name, v});
+  }
+  for (const CLI::App* sub : app.get_subcommands([](const CLI::App*) { return true; }))
+    collect_paths(*sub, outputs, others);
+}
+
+void check_finite(CLI::App& app) {
+  for (CLI::Option* opt : app.get_options())
+    if (opt->get_type_size() != 0) opt->transform(finite_values());  // first, before range checks
+  for (CLI::App* sub : app.get_subcommands([](CLI::App*) { return true; })) check_finite(*sub);
+}
 }  // namespace
 
 int Tool::run(int argc, char** argv, const std::function<int()>& body) {
   std::signal(SIGPIPE, SIG_IGN);
+  remove_temporaries_on_signals();
   log::set_program(name_);
   for (int i = 1; i < argc; ++i)
     if (std::strcmp(argv[i], "--generate-man") == 0) {
@@ -64,6 +122,7 @@ int Tool::run(int argc, char** argv, const std::function<int()>& body) {
     }
     app_.footer(footer);
   }
+  check_finite(app_);
   try {
     app_.parse(argc, argv);
   } catch (const CLI::ParseError& e) {
@@ -79,6 +138,9 @@ int Tool::run(int argc, char** argv, const std::function<int()>& body) {
 
   int code = 0;
   try {
+    std::vector<io::NamedPath> outputs, others;
+    collect_paths(app_, outputs, others);
+    io::check_output_paths(outputs, others);
     code = body();
   } catch (const Error& e) {
     if (is_epipe(e)) return 0;
@@ -102,9 +164,14 @@ int Tool::run(int argc, char** argv, const std::function<int()>& body) {
 }
 
 CLI::Option* add_output_option(CLI::App& app, std::string& out, const std::string& what) {
-  return app.add_option("-o,--output", out, "The " + what + " ('-' for stdout); written atomically")
-      ->required()
-      ->type_name("FILE");
+  return output_path(app.add_option("-o,--output", out, "The " + what + " ('-' for stdout); written atomically")
+                         ->required()
+                         ->type_name("FILE"));
+}
+
+CLI::Option* output_path(CLI::Option* opt) {
+  output_options().insert(opt);
+  return opt;
 }
 
 }  // namespace loco::cli

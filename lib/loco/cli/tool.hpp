@@ -41,6 +41,12 @@ class Tool {
   int threads_ = 0;
 };
 
+// Marks an option whose values are files the run writes, or reads and then replaces (a state
+// file). Before the body runs, Tool::run refuses (exit 2) an output that is the same file as
+// another output or as any other option's value (io::check_output_paths), so that no input is
+// overwritten and no output replaces another: checked up front, before anything is written.
+CLI::Option* output_path(CLI::Option* opt);
+
 // Validators and helpers shared by tools.
 // Adds the common "-o,--output FILE" option (required, "-" for stdout).
 CLI::Option* add_output_option(CLI::App& app, std::string& out, const std::string& what = "output file");

@@ -502,7 +502,7 @@ class TopkStage final : public Stage {
     std::fill(out.begin(), out.end(), 0.0f);
     if (d == 0) return;
     const std::int64_t tiles = ceil_div(d, t), kfull = kept(t, k_, density_);
-    std::atomic<bool> bad{false};
+    std::atomic<bool> bad{false}, unordered{false};
     parallel_chunks(tiles, std::max<std::int64_t>(1, (1 << 16) / std::max<std::int64_t>(kfull, 1)),
                     [&](std::int64_t tb, std::int64_t te) {
       for (std::int64_t tt = tb; tt < te; ++tt) {
@@ -513,11 +513,16 @@ class TopkStage final : public Stage {
             bad = true;
             continue;
           }
+          // The encoder stores a tile's indices ascending (loco-format(5)); a repeated index
+          // would make the value that wins depend on the order of the writes.
+          if (j > tt * kfull && i <= at(j - 1)) unordered = true;
           out[base + static_cast<std::int64_t>(i)] = v[j];
         }
       }
     });
     if (bad) throw_error(ErrorKind::BadInput, "codec topk: an index is past the end of its tile or tensor");
+    if (unordered)
+      throw_error(ErrorKind::BadInput, "codec topk: the indices of a tile are not strictly increasing (a repeated index?)");
   }
 
  private:

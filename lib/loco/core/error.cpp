@@ -15,4 +15,12 @@ int exit_code(ErrorKind kind) noexcept {
   return 70;
 }
 
+std::string excerpt(std::string_view text, std::size_t max_bytes) {
+  if (text.size() <= max_bytes) return std::string(text);
+  // Cut at a UTF-8 character boundary.
+  std::size_t n = max_bytes;
+  while (n > 0 && (static_cast<unsigned char>(text[n]) & 0xC0) == 0x80) --n;
+  return fmt::format("{}... ({} bytes)", text.substr(0, n), text.size());
+}
+
 }  // namespace loco

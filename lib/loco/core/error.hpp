@@ -5,6 +5,7 @@
 
 #include <stdexcept>
 #include <string>
+#include <string_view>
 
 namespace loco {
 
@@ -37,5 +38,9 @@ template <typename... Args>
 [[noreturn]] void throw_error(ErrorKind kind, fmt::format_string<Args...> f, Args&&... args) {
   throw Error(kind, fmt::format(f, std::forward<Args>(args)...));
 }
+
+// Text from an input quoted in a message: whole when short, else its first max_bytes bytes and
+// how long it was, so a 64 MiB attribute is never echoed into an error.
+std::string excerpt(std::string_view text, std::size_t max_bytes = 200);
 
 }  // namespace loco

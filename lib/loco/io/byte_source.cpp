@@ -57,24 +57,29 @@ class MemoryBytes final : public ByteSource {
   std::string name_;
 };
 
-}  // namespace
-
-std::vector<std::byte> read_stdin(const std::string& what) {
-  if (::isatty(STDIN_FILENO))
-    throw_error(ErrorKind::Usage, "{} is '-' but stdin is a terminal; pipe a file in", what);
+// Everything a stream (stdin, a pipe) holds until its end.
+std::vector<std::byte> read_stream(int fd, const std::string& name) {
   std::vector<std::byte> data;
   std::size_t used = 0;
   data.resize(1 << 20);
   for (;;) {
     if (used == data.size()) data.resize(data.size() * 2);
-    const ssize_t n = ::read(STDIN_FILENO, data.data() + used, data.size() - used);
+    const ssize_t n = ::read(fd, data.data() + used, data.size() - used);
     if (n < 0 && errno == EINTR) continue;
-    if (n < 0) throw_error(ErrorKind::Io, "<stdin>: read failed: {}", std::strerror(errno));
+    if (n < 0) throw_error(ErrorKind::Io, "{}: read failed: {}", name, std::strerror(errno));
     if (n == 0) break;
     used += static_cast<std::size_t>(n);
   }
   data.resize(used);
   return data;
+}
+
+}  // namespace
+
+std::vector<std::byte> read_stdin(const std::string& what) {
+  if (::isatty(STDIN_FILENO))
+    throw_error(ErrorKind::Usage, "{} is '-' but stdin is a terminal; pipe a file in", what);
+  return read_stream(STDIN_FILENO, "<stdin>");
 }
 
 std::unique_ptr<ByteSource> open_bytes(const std::string& path) {
@@ -90,6 +95,21 @@ std::unique_ptr<ByteSource> open_bytes(const std::string& path) {
   if (S_ISDIR(st.st_mode)) {
     ::close(fd);
     throw_error(ErrorKind::BadInput, "{}: is a directory, expected a tensor file", path);
+  }
+  if (S_ISFIFO(st.st_mode)) {  // a named pipe or a process substitution: read like stdin
+    std::vector<std::byte> data;
+    try {
+      data = read_stream(fd, path);
+    } catch (...) {
+      ::close(fd);
+      throw;
+    }
+    ::close(fd);
+    return memory_bytes(std::move(data), path);
+  }
+  if (!S_ISREG(st.st_mode)) {  // /dev/zero would read without end, and its size says 0
+    ::close(fd);
+    throw_error(ErrorKind::BadInput, "{}: not a regular file (a device or socket), expected a tensor file", path);
   }
   return std::make_unique<FileBytes>(fd, path, static_cast<std::uint64_t>(st.st_size));
 }

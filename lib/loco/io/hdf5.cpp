@@ -12,7 +12,14 @@ namespace loco::io::h5 {
 
 void silence_errors() {
   static std::once_flag once;
-  std::call_once(once, [] { H5Eset_auto2(H5E_DEFAULT, nullptr, nullptr); });
+  std::call_once(once, [] {
+    // No H5_term_library at exit: when H5Fclose fails (a full disk), HDF5 1.10 frees the file
+    // but leaves its id in the table, and the termination's close callback then dereferences the
+    // freed file (SIGSEGV after the right message). loco closes every handle it opens (RAII), so
+    // nothing is left for the termination to flush. Must precede the library's initialization.
+    H5dont_atexit();
+    H5Eset_auto2(H5E_DEFAULT, nullptr, nullptr);
+  });
 }
 
 void fail(ErrorKind kind, std::string message) {

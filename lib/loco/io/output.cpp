@@ -2,10 +2,13 @@
 #include "loco/io/output.hpp"
 
 #include <fcntl.h>
+#include <signal.h>
 #include <sys/stat.h>
 #include <unistd.h>
 
+#include <algorithm>
 #include <atomic>
+#include <cctype>
 #include <cerrno>
 #include <cstdlib>
 #include <cstring>
@@ -16,8 +19,9 @@
 
 #include <fmt/format.h>
 
-#include "loco/core/deadline.hpp"
+#include "loco/core/cleanup.hpp"
 #include "loco/core/error.hpp"
+#include "loco/core/log.hpp"
 
 namespace loco::io {
 namespace {
@@ -65,6 +69,44 @@ void fsync_path(const std::string& path, bool directory) {
     throw_error(ErrorKind::Io, "{}: fsync failed: {}", path, std::strerror(e));
 }
 
+// This machine's name as it appears in temporary file names: at most 64 characters, those
+// outside [A-Za-z0-9._] replaced by '_' (a folder may be shared by the nodes of a cluster).
+const std::string& host_tag() {
+  static const std::string tag = [] {
+    char buf[256] = {};
+    if (::gethostname(buf, sizeof buf - 1) != 0 || buf[0] == '\0') return std::string("localhost");
+    std::string h(buf, strnlen(buf, 64));
+    for (char& c : h)
+      if (!std::isalnum(static_cast<unsigned char>(c)) && c != '.' && c != '_') c = '_';
+    return h;
+  }();
+  return tag;
+}
+
+bool all_digits(std::string_view s) {
+  return !s.empty() && std::all_of(s.begin(), s.end(), [](char c) { return c >= '0' && c <= '9'; });
+}
+
+// Removes the temporaries ".<name>.tmp-<host>-<pid>-<n>" of earlier runs on this machine whose
+// process no longer exists (killed with SIGKILL, or by a power loss): a rerun reclaims their space.
+// Temporaries of other machines, and of live processes, are left alone.
+void remove_stale_temporaries(const std::filesystem::path& dir, const std::string& name) {
+  const std::string prefix = "." + name + ".tmp-" + host_tag() + "-";
+  std::error_code ec;
+  for (std::filesystem::directory_iterator it(dir, ec), end; !ec && it != end; it.increment(ec)) {
+    const std::string f = it->path().filename().string();
+    if (f.size() <= prefix.size() || f.compare(0, prefix.size(), prefix) != 0) continue;
+    const std::string_view rest = std::string_view(f).substr(prefix.size());
+    const std::size_t dash = rest.find('-');
+    if (dash == std::string_view::npos || !all_digits(rest.substr(0, dash)) || !all_digits(rest.substr(dash + 1)) ||
+        dash > 9)
+      continue;
+    const pid_t pid = static_cast<pid_t>(std::stol(std::string(rest.substr(0, dash))));
+    if (pid <= 0 || pid == ::getpid() || ::kill(pid, 0) == 0 || errno != ESRCH) continue;
+    if (::unlink(it->path().c_str()) == 0) log::info("removed {}, left by process {} which no longer runs", it->path().string(), pid);
+  }
+}
+
 }  // namespace
 
 void register_input(const std::string& path) {
@@ -90,6 +132,27 @@ void check_not_input(const std::string& output) {
   }
 }
 
+void check_output_paths(const std::vector<NamedPath>& outputs, const std::vector<NamedPath>& others) {
+  auto same = [](const InputId& a, const InputId& b) {
+    return (a.exists && b.exists) ? (a.dev == b.dev && a.ino == b.ino) : a.path == b.path;
+  };
+  std::vector<InputId> ids;
+  for (const auto& o : outputs) ids.push_back(o.path == "-" ? InputId{"-"} : identify(o.path));
+  for (std::size_t i = 0; i < outputs.size(); ++i) {
+    for (std::size_t j = 0; j < i; ++j)
+      if (same(ids[i], ids[j]))
+        throw_error(ErrorKind::Usage, "{} {} and {} {} are the same {}; give each output its own path", outputs[j].option,
+                    outputs[j].path, outputs[i].option, outputs[i].path, outputs[i].path == "-" ? "stdout" : "file");
+    if (outputs[i].path == "-") continue;
+    for (const auto& other : others) {
+      if (other.path == "-" || other.path.empty()) continue;
+      if (same(ids[i], identify(other.path)))
+        throw_error(ErrorKind::Usage, "output {} {} is also an input ({} {}); choose another output path",
+                    outputs[i].option, outputs[i].path, other.option, other.path);
+    }
+  }
+}
+
 AtomicOutput::AtomicOutput(std::string final_path) : final_(std::move(final_path)) {
   if (final_.empty()) throw_error(ErrorKind::Usage, "empty output path");
   static std::atomic<int> counter{0};
@@ -109,7 +172,8 @@ AtomicOutput::AtomicOutput(std::string final_path) : final_(std::move(final_path
   const std::filesystem::path dir = p.has_parent_path() ? p.parent_path() : std::filesystem::path(".");
   if (!std::filesystem::is_directory(dir))
     throw_error(ErrorKind::Io, "{}: cannot write: folder {} does not exist", final_, dir.string());
-  temp_ = (dir / fmt::format(".{}.tmp-{}-{}", p.filename().string(), ::getpid(), counter++)).string();
+  remove_stale_temporaries(dir, p.filename().string());
+  temp_ = (dir / fmt::format(".{}.tmp-{}-{}-{}", p.filename().string(), host_tag(), ::getpid(), counter++)).string();
   register_temporary(temp_);
 }
 

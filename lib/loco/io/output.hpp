@@ -5,6 +5,7 @@
 #include <cstddef>
 #include <span>
 #include <string>
+#include <vector>
 
 namespace loco::io {
 
@@ -20,8 +21,9 @@ class AtomicOutput {
 
   const std::string& final_path() const noexcept { return final_; }
   bool to_stdout() const noexcept { return final_ == "-"; }
-  // The file to write: ".<name>.tmp-<pid>-<n>" beside the final path, or for "-" a file in
-  // $TMPDIR (default /tmp) that commit() copies to stdout.
+  // The file to write: ".<name>.tmp-<host>-<pid>-<n>" beside the final path, or for "-" a file
+  // in $TMPDIR (default /tmp) that commit() copies to stdout. Creating an output to a path first
+  // removes that path's temporaries left by processes of this host that no longer run.
   const std::string& temp_path() const noexcept { return temp_; }
 
   // Files: fsync the temporary file, rename it to the final path, fsync the folder.
@@ -40,6 +42,16 @@ class AtomicOutput {
 // path when it does not exist yet) is refused so an input is never overwritten.
 void register_input(const std::string& path);
 void check_not_input(const std::string& output);
+// The paths of one command line, checked before anything is read or written: each output
+// (option name, path; "-" is stdout) must be a file of its own, neither another output nor the
+// file another option names (by device and inode, or by path for files that do not exist yet).
+// A file an option reads and then replaces (a state file) is that option's output only.
+// Throws Error(Usage) naming both options.
+struct NamedPath {
+  std::string option;
+  std::string path;
+};
+void check_output_paths(const std::vector<NamedPath>& outputs, const std::vector<NamedPath>& others);
 // Forgets the registered inputs, for in-process callers that run several steps one after another.
 void forget_inputs();
 

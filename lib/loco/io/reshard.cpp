@@ -12,6 +12,7 @@
 #include <nlohmann/json.hpp>
 
 #include "loco/core/error.hpp"
+#include "loco/core/json.hpp"
 #include "loco/io/loco_file.hpp"
 #include "loco/io/sink.hpp"
 #include "loco/io/source.hpp"
@@ -44,12 +45,7 @@ Cut cut_of(const TensorInfo& t, const ReshardOptions& opt, const std::vector<std
   Cut c;
   c.view = t.shape;
   if (const auto sps = t.attrs.get_string("sub_param_shape")) {
-    nlohmann::json j;
-    try {
-      j = nlohmann::json::parse(*sps);
-    } catch (const nlohmann::json::exception&) {
-      return bad("sub_param_shape is not JSON");
-    }
+    const nlohmann::json j = parse_json(*sps, fmt::format("{}: tensor {}: sub_param_shape", file, t.key()));
     if (!j.is_object() || !j.contains("shape") || !j["shape"].is_array() || !j.contains("partition_dim") ||
         !j["partition_dim"].is_number_integer())
       return bad("sub_param_shape without shape and partition_dim");
@@ -302,7 +298,7 @@ void consolidate_zero(std::vector<std::unique_ptr<TensorSource>>& shards, const 
   std::vector<TensorInfo> plan;
   std::vector<std::int64_t> offset;  // of each tensor in its group's flat vector
   try {
-    const auto j = nlohmann::json::parse(*text);
+    const auto j = parse_json(*text, paths[0] + ": zero_layout");
     std::map<std::string, std::int64_t> used;
     for (const auto& e : j) {
       TensorInfo t;
@@ -327,7 +323,7 @@ void consolidate_zero(std::vector<std::unique_ptr<TensorSource>>& shards, const 
           throw_error(ErrorKind::BadInput, "{}: {}/{} missing or not of {} elements", paths[r], g, kFlat, part);
       }
   } catch (const nlohmann::json::exception& e) {
-    throw_error(ErrorKind::BadInput, "{}: zero_layout is not the layout JSON: {}", paths[0], e.what());
+    throw_error(ErrorKind::BadInput, "{}: zero_layout is not the layout JSON: {}", paths[0], excerpt(e.what()));
   }
   Attributes root;
   root.set("kind", std::string(kind_name(file_kind(s0))));

@@ -10,6 +10,7 @@
 #include <nlohmann/json.hpp>
 
 #include "loco/core/error.hpp"
+#include "loco/core/json.hpp"
 #include "loco/io/output.hpp"
 #include "loco/io/safetensors.hpp"
 
@@ -116,13 +117,8 @@ class IndexSource final : public TensorSource {
     if (bytes.size() > (64u << 20)) bad("larger than 64 MiB: not a safetensors index");
     std::vector<std::byte> data(static_cast<std::size_t>(bytes.size()));
     bytes.read_at(0, data);
-    nlohmann::ordered_json j;
-    try {
-      j = nlohmann::ordered_json::parse(reinterpret_cast<const char*>(data.data()),
-                                        reinterpret_cast<const char*>(data.data()) + data.size());
-    } catch (const nlohmann::json::exception& e) {
-      bad(std::string("not JSON: ") + e.what());
-    }
+    const auto j = parse_json<nlohmann::ordered_json>(
+        std::string_view(reinterpret_cast<const char*>(data.data()), data.size()), path_);
     if (!j.is_object() || !j.contains("weight_map") || !j["weight_map"].is_object())
       bad("JSON without a \"weight_map\" object: not a safetensors index (model.safetensors.index.json)");
     const fs::path dir = path_ == "-" ? fs::path(".") : fs::path(path_).parent_path();

@@ -13,6 +13,7 @@
 #include <nlohmann/json.hpp>
 
 #include "loco/core/error.hpp"
+#include "loco/core/json.hpp"
 #include "loco/io/output.hpp"
 
 namespace loco::io {
@@ -139,12 +140,7 @@ class PickleOut {
   }
   // DeepSpeed's SubparamShape dataclass, as pickle protocol 2 saves an object: NEWOBJ + BUILD.
   void subparam_shape(const std::string& json_text, const std::string& where) {
-    nlohmann::json j;
-    try {
-      j = nlohmann::json::parse(json_text);
-    } catch (const nlohmann::json::exception& e) {
-      throw_error(ErrorKind::BadInput, "{}: sub_param_shape is not JSON: {}", where, e.what());
-    }
+    const nlohmann::json j = parse_json(json_text, where + ": sub_param_shape");
     auto bad = [&] {
       throw_error(ErrorKind::BadInput,
                   "{}: sub_param_shape must be {{\"patterns\": [str...], \"shape\": [int or [int...]...], "

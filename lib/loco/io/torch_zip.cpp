@@ -18,6 +18,11 @@ namespace {
 
 constexpr std::uint64_t kMaxPickleBytes = std::uint64_t{1} << 30;
 constexpr std::uint64_t kMaxIndex = std::uint64_t{1} << 62;
+// Containers and tensor wrappers (_rebuild_parameter, _rebuild_from_type_v2) nested in data.pkl:
+// the walk recurses once per level, and real checkpoints need fewer than 10.
+constexpr int kMaxDepth = 64;
+// Elements of a view that repeats its storage's elements (an expanded tensor): 1 GiB of float32.
+constexpr std::int64_t kMaxRepeatedView = std::int64_t{1} << 28;
 
 std::uint64_t le_at(const std::byte* p, int n) {
   std::uint64_t v = 0;
@@ -192,7 +197,7 @@ class TorchSource final : public TensorSource {
   [[noreturn]] void bad(std::string_view what) const { throw_error(ErrorKind::BadInput, "{}: {}", path(), what); }
   void load();
   void flatten(const Value& v, const std::string& name, int depth);
-  bool add_tensor(const Value& v, const std::string& name);
+  bool add_tensor(const Value& v, const std::string& name, int depth);
   std::int64_t int_arg(const Value* v, const std::string& tensor, std::string_view what) const;
   const Storage& storage(const Value* pid, const std::string& tensor);
 
@@ -239,7 +244,7 @@ void TorchSource::load() {
   const pickle::Pickle p = pickle::parse(data, path() + ":" + pkl.name);
   visit_limit_ = 4 * p.node_count() + 1024;
   const Value& root = p.root();
-  if (!root.is(VKind::Dict) && !root.is(VKind::List) && !root.is(VKind::Tuple) && !add_tensor(root, ""))
+  if (!root.is(VKind::Dict) && !root.is(VKind::List) && !root.is(VKind::Tuple) && !add_tensor(root, "", 0))
     bad("data.pkl holds a " + pickle::describe(root) + ", expected a state dict");
   if (root.is(VKind::Dict) || root.is(VKind::List) || root.is(VKind::Tuple)) flatten(root, "", 0);
   else infos_.back().name = "tensor";
@@ -247,7 +252,7 @@ void TorchSource::load() {
 
 void TorchSource::flatten(const Value& v, const std::string& name, int depth) {
   if (++visits_ > visit_limit_) bad("data.pkl refers to the same objects too many times");
-  if (depth > 64) bad("data.pkl nests deeper than 64 levels at " + name);
+  if (depth > kMaxDepth) bad(fmt::format("data.pkl nests deeper than {} levels at {}", kMaxDepth, name));
   auto child = [&](const std::string& key) { return name.empty() ? key : name + "." + key; };
   auto claim = [&](const std::string& n) {
     if (!names_.insert(n).second) bad("the name '" + n + "' appears twice in the flattened state dict");
@@ -275,7 +280,7 @@ void TorchSource::flatten(const Value& v, const std::string& name, int depth) {
     case VKind::Float: claim(name); attrs_.set(name, v.real); return;
     case VKind::String: claim(name); attrs_.set(name, v.text); return;
     default:
-      if (add_tensor(v, name)) {
+      if (add_tensor(v, name, depth)) {
         claim(name);
         return;
       }
@@ -321,12 +326,15 @@ const Storage& TorchSource::storage(const Value* pid, const std::string& tensor)
   return s;
 }
 
-bool TorchSource::add_tensor(const Value& v, const std::string& name) {
+bool TorchSource::add_tensor(const Value& v, const std::string& name, int depth) {
   if (!v.is(VKind::Call)) return false;
+  if (depth > kMaxDepth)
+    bad(fmt::format("tensor {}: tensor wrappers nest deeper than {} levels", name.empty() ? "at the root" : name,
+                    kMaxDepth));
   const std::string fn = v.callable();
   auto args = v.args();
   if (fn == "torch._utils._rebuild_parameter" || fn == "torch._utils._rebuild_parameter_with_state") {
-    if (args.empty() || !add_tensor(*args[0], name)) bad("parameter " + name + " does not wrap a tensor");
+    if (args.empty() || !add_tensor(*args[0], name, depth + 1)) bad("parameter " + name + " does not wrap a tensor");
     return true;
   }
   if (fn == "torch._tensor._rebuild_from_type_v2") {
@@ -336,7 +344,7 @@ bool TorchSource::add_tensor(const Value& v, const std::string& name) {
     Value call;
     call.kind = VKind::Call;
     call.items = {args[0], args[2]};
-    if (!add_tensor(call, name)) bad("tensor " + name + ": _rebuild_from_type_v2 of " + args[0]->name);
+    if (!add_tensor(call, name, depth + 1)) bad("tensor " + name + ": _rebuild_from_type_v2 of " + args[0]->name);
     return true;
   }
   const bool v2 = fn == "torch._utils._rebuild_tensor_v2", v3 = fn == "torch._utils._rebuild_tensor_v3";
@@ -376,6 +384,15 @@ bool TorchSource::add_tensor(const Value& v, const std::string& name) {
     if ((last + 1) * esz > storage_bytes)
       bad(fmt::format("tensor {}: view of shape {} at offset {} reaches past its storage of {} bytes", name,
                       shape_string(info.shape), lay.storage_offset, storage_bytes));
+    // Work stays bounded by what the file holds: a view with more elements than its storage
+    // repeats them (stride 0 of expand(), overlapping strides), which a 500-byte file can make
+    // 2^40 elements long. Such views are read up to kMaxRepeatedView elements.
+    if (static_cast<std::uint64_t>(numel) > storage_bytes / esz && numel > kMaxRepeatedView)
+      bad(fmt::format("tensor {}: view of shape {} (strides {}) has {} elements but its storage holds {}: a "
+                      "broadcast or overlapping view larger than loco reads ({} elements; save it with "
+                      ".contiguous())",
+                      name, shape_string(info.shape), shape_string(lay.stride), numel, storage_bytes / esz,
+                      kMaxRepeatedView));
   }
   infos_.push_back(std::move(info));
   layout_.push_back(std::move(lay));

@@ -15,6 +15,7 @@
 
 #include <nlohmann/json.hpp>
 
+#include "loco/core/cleanup.hpp"
 #include "loco/core/error.hpp"
 #include "loco/core/log.hpp"
 #include "loco/io/byte_source.hpp"
@@ -303,8 +304,11 @@ void UcpSource::load() {
   attrs_.set("source_format", std::string("ucp"));
 }
 
+// A name the file system takes as one folder: not empty, "." or "..", no '/' or NUL, and at most
+// NAME_MAX (255) bytes, the limit of Linux file systems.
 bool valid_folder_name(const std::string& n) {
-  return !n.empty() && n != "." && n != ".." && n.find('/') == std::string::npos && n.find('\0') == std::string::npos;
+  return !n.empty() && n.size() <= 255 && n != "." && n != ".." && n.find('/') == std::string::npos &&
+         n.find('\0') == std::string::npos;
 }
 
 void fsync_dir(const fs::path& dir) {
@@ -343,7 +347,9 @@ void write_ucp(const TensorSource& src, const std::string& dir, std::size_t bloc
   struct Cleanup {
     fs::path p;
     bool keep = false;
+    explicit Cleanup(fs::path path) : p(std::move(path)) { register_temporary(p.string()); }
     ~Cleanup() {
+      unregister_temporary(p.string());
       std::error_code e;
       if (!keep) fs::remove_all(p, e);
     }
@@ -374,8 +380,9 @@ void write_ucp(const TensorSource& src, const std::string& dir, std::size_t bloc
       continue;
     }
     if (!valid_folder_name(t.name))
-      throw_error(ErrorKind::Usage, "{}: tensor name '{}' cannot be a folder name of a universal checkpoint",
-                  src.path(), t.name);
+      throw_error(ErrorKind::BadInput,
+                  "{}: tensor name '{}' cannot be a folder name of a universal checkpoint (empty, '.', '..', a '/' "
+                  "or longer than 255 bytes)", src.path(), excerpt(t.name));
     const fs::path pdir = tmp / "zero" / t.name;
     if (!fs::exists(pdir)) {
       fs::create_directory(pdir, ec);

@@ -5,6 +5,7 @@
 #include <set>
 
 #include "loco/core/error.hpp"
+#include "loco/core/json.hpp"
 #include "loco/model/detail/specs.hpp"
 #include "loco/model/model.hpp"
 
@@ -19,9 +20,9 @@ constexpr std::int64_t kMaxParams = std::int64_t{1} << 40;
 
 std::int64_t get_int(const nlohmann::json& j, const char* key) {
   const auto& v = j.at(key);
-  if (!v.is_number_integer()) bad(fmt::format("\"{}\" must be an integer, got {}", key, v.dump()));
+  if (!v.is_number_integer()) bad(fmt::format("\"{}\" must be an integer, got {}", key, excerpt(v.dump())));
   if (v.is_number_unsigned() && v.get<std::uint64_t>() > static_cast<std::uint64_t>(kMaxDim)) {
-    bad(fmt::format("\"{}\" must be at most {}, got {}", key, kMaxDim, v.dump()));
+    bad(fmt::format("\"{}\" must be at most {}, got {}", key, kMaxDim, excerpt(v.dump())));
   }
   return v.get<std::int64_t>();
 }
@@ -57,19 +58,13 @@ std::string_view arch_name(Arch arch) noexcept {
 }
 
 ModelConfig ModelConfig::parse(std::string_view json_text) {
-  nlohmann::json j;
-  try {
-    j = nlohmann::json::parse(json_text);
-  } catch (const nlohmann::json::parse_error& e) {
-    bad(fmt::format("not valid JSON: {}", e.what()));
-  }
-  return from_json(j);
+  return from_json(parse_json(json_text, "model config"));
 }
 
 ModelConfig ModelConfig::from_json(const nlohmann::json& j) {
   if (!j.is_object()) bad(fmt::format("expected a JSON object, got {}", j.type_name()));
   if (!j.contains("arch")) bad("missing key \"arch\" (one of \"logreg\", \"mlp\", \"gpt\")");
-  if (!j.at("arch").is_string()) bad(fmt::format("\"arch\" must be a string, got {}", j.at("arch").dump()));
+  if (!j.at("arch").is_string()) bad(fmt::format("\"arch\" must be a string, got {}", excerpt(j.at("arch").dump())));
   const auto arch = j.at("arch").get<std::string>();
   ModelConfig c;
   if (arch == "logreg") {
@@ -81,11 +76,11 @@ ModelConfig ModelConfig::from_json(const nlohmann::json& j) {
     c.arch = Arch::Mlp;
     check_keys(j, arch, {"sizes"}, {});
     const auto& s = j.at("sizes");
-    if (!s.is_array()) bad(fmt::format("\"sizes\" must be an array of integers, got {}", s.dump()));
+    if (!s.is_array()) bad(fmt::format("\"sizes\" must be an array of integers, got {}", excerpt(s.dump())));
     for (const auto& v : s) {
-      if (!v.is_number_integer()) bad(fmt::format("\"sizes\" must hold integers, got {}", v.dump()));
+      if (!v.is_number_integer()) bad(fmt::format("\"sizes\" must hold integers, got {}", excerpt(v.dump())));
       if (v.is_number_unsigned() && v.get<std::uint64_t>() > static_cast<std::uint64_t>(kMaxDim)) {
-        bad(fmt::format("\"sizes\" entries must be at most {}, got {}", kMaxDim, v.dump()));
+        bad(fmt::format("\"sizes\" entries must be at most {}, got {}", kMaxDim, excerpt(v.dump())));
       }
       c.sizes.push_back(v.get<std::int64_t>());
     }
@@ -100,7 +95,7 @@ ModelConfig ModelConfig::from_json(const nlohmann::json& j) {
     if (j.contains("mlp_ratio")) c.mlp_ratio = get_int(j, "mlp_ratio");
     if (j.contains("tie_embeddings")) {
       const auto& t = j.at("tie_embeddings");
-      if (!t.is_boolean()) bad(fmt::format("\"tie_embeddings\" must be true or false, got {}", t.dump()));
+      if (!t.is_boolean()) bad(fmt::format("\"tie_embeddings\" must be true or false, got {}", excerpt(t.dump())));
       c.tie_embeddings = t.get<bool>();
     }
   } else {

@@ -67,9 +67,17 @@ std::uint64_t gaussian_stream(std::int64_t worker, std::size_t tensor) {
   return stream_id({kGaussianStream, static_cast<std::uint64_t>(worker), tensor});
 }
 
+// ALIE's z: the given one, else the paper's z_max for (n, f). z = 0 makes every attacker send the
+// honest mean, which is no attack at all (it only re-weights the honest updates), so it is refused.
 double attack_z(const AttackSpec& a, std::int64_t n, std::int64_t f) {
   if (a.kind != AttackKind::Alie) return 0;
-  return a.z ? *a.z : alie_z(n, f);
+  const double z = a.z ? *a.z : alie_z(n, f);
+  if (z == 0)
+    throw_error(ErrorKind::Usage,
+                "alie with z = 0 would send the honest mean, which is not an attack{}; give a non-zero z=",
+                a.z ? "" : fmt::format(" (z_max of n = {}, f = {}: s = ⌊n/2+1⌋−f = {}, Φ⁻¹((n−s)/n) = Φ⁻¹(1/2))", n, f,
+                                       n / 2 + 1 - f));
+  return z;
 }
 
 }  // namespace
@@ -137,6 +145,7 @@ std::string format_attack_spec(const AttackSpec& a) {
 
 double normal_quantile(double p) {
   if (!(p > 0 && p < 1)) throw_error(ErrorKind::Usage, "normal quantile of {}: needs 0 < p < 1", p);
+  if (p == 0.5) return 0;  // exactly: bisection would stop a few ulps below 0
   double lo = -40, hi = 40;
   for (int i = 0; i < 200 && hi - lo > 0; ++i) {
     const double mid = 0.5 * (lo + hi);
@@ -146,15 +155,26 @@ double normal_quantile(double p) {
   return 0.5 * (lo + hi);
 }
 
+// Baruch, Baruch and Goldberg, "A Little Is Enough" (NeurIPS 2019), Algorithm 3 with n all workers
+// (Byzantine included) and m = f of them Byzantine: s = ⌊n/2 + 1⌋ − m supporters are needed for a
+// majority, and z_max = max_z {φ(z) < (n − s)/n}, i.e. Φ⁻¹((n − s)/n). The paper's reference code
+// (github.com/moranant/attacking_distributed_learning, malicious.py) takes z as a parameter
+// (num_std, default 1.5) and the population standard deviation (np.var, ddof 0), which loco follows.
+// Where the implementations differ: epfml/byzantine-robust-optimizer (codes/attacks/alittle.py)
+// computes Φ⁻¹((n − m − s)/(n − m)), the same count over the honest workers only, which is 0 at
+// n = 10, m = 2 where the paper's is Φ⁻¹(0.6) = 0.253, and uses torch.std (the sample deviation,
+// n − 1); ByzFL (byzfl/attacks/attacks.py, ALittleIsEnough) takes z given (default 1.5) and the
+// sample deviation too (ddof 1). With s ≤ n/2 the paper's argument is ≥ 1/2, so z ≥ 0, and 0 exactly
+// when 2s = n (n even and m = 1).
 double alie_z(std::int64_t n, std::int64_t f) {
   if (n < 1 || f < 1 || f >= n) throw_error(ErrorKind::Usage, "alie: needs 1 ≤ f < n workers (n = {}, f = {})", n, f);
   const std::int64_t s = n / 2 + 1 - f;
-  const double p = static_cast<double>(n - f - s) / static_cast<double>(n - f);
-  if (!(p > 0 && p < 1))
+  if (s < 1)
     throw_error(ErrorKind::Usage,
-                "alie: z = Φ⁻¹((n−f−s)/(n−f)) with s = ⌊n/2+1⌋−f is undefined for n = {}, f = {} (argument {}); give z=",
-                n, f, p);
-  return normal_quantile(p);
+                "alie: z_max = Φ⁻¹((n−s)/n) with s = ⌊n/2+1⌋−f is unbounded for n = {}, f = {} (s = {}: the attackers "
+                "are a majority without honest supporters); give z=",
+                n, f, s);
+  return normal_quantile(static_cast<double>(n - s) / static_cast<double>(n));
 }
 
 std::vector<float> attack_vector(const AttackSpec& spec, const std::vector<std::vector<float>>& honest, std::int64_t n,
@@ -235,6 +255,7 @@ AttackReport write_attack(const std::vector<std::string>& honest_paths, const st
   for (const char* key : {"loss_first", "loss_last", "loss_mean"})
     if (const auto v = honest_mean(key)) root.set(key, *v);
   root.set("attack", rep.attack);
+  if (o.spec.kind == AttackKind::Alie) root.set("attack_z", rep.z);
 
   std::vector<io::TensorInfo> plan;
   for (const io::TensorInfo* t : tensors) {

@@ -9,8 +9,10 @@
 //   gaussian:sigma=S   N(0, S²) per coordinate, drawn from (seed, worker, tensor) — one per attacker
 //   ipm:eps=E          −E·mean(h)                     (inner-product manipulation, Xie et al. 2020; E = 0.1 default)
 //   alie[:z=Z]         mean(h) − Z·std(h) per coordinate, std the population standard deviation,
-//                      Z by default from n and f as in Baruch et al., "A Little Is Enough" (NeurIPS
-//                      2019): s = ⌊n/2 + 1⌋ − f, Z = Φ⁻¹((n − f − s)/(n − f)) (n = 25, f = 5: Z ≈ 0.253).
+//                      Z by default z_max of Baruch et al., "A Little Is Enough" (NeurIPS 2019),
+//                      Algorithm 3: s = ⌊n/2 + 1⌋ − f, Z = Φ⁻¹((n − s)/n) (n = 10, f = 2: Z ≈ 0.253).
+//                      Z = 0 (given, or n even and f = 1) is refused: the attackers would send the
+//                      honest mean.
 #pragma once
 
 #include <cstdint>
@@ -38,12 +40,13 @@ std::string format_attack_spec(const AttackSpec& spec);
 
 // Φ⁻¹(p) for 0 < p < 1 (bisection on erfc to double precision). Error(Usage) outside (0, 1).
 double normal_quantile(double p);
-// ALIE's Z for n workers of which f are Byzantine. Throws Error(Usage) when the quantile's argument
-// (n − f − s)/(n − f) is not in (0, 1) (e.g. f ≥ n/2), asking for an explicit z.
+// ALIE's z_max for n workers of which f are Byzantine: Φ⁻¹((n − s)/n), s = ⌊n/2 + 1⌋ − f (0 when
+// 2s = n). Throws Error(Usage), asking for an explicit z, when s < 1 (f > n/2: z_max is unbounded).
 double alie_z(std::int64_t n, std::int64_t f);
 
 // The attack vector from honest vectors in memory (gaussian uses stream (seed, worker, tensor 0)).
-// n: all workers (honest + f attackers), used by alie. Error(Usage) on mismatched lengths.
+// n: all workers (honest + f attackers), used by alie. Error(Usage) on mismatched lengths and for an
+// alie whose z is 0.
 std::vector<float> attack_vector(const AttackSpec& spec, const std::vector<std::vector<float>>& honest, std::int64_t n,
                                  std::int64_t f, std::uint64_t seed = 0, std::int64_t worker = 0);
 
@@ -66,7 +69,8 @@ struct AttackReport {
 // block by block and writes one malicious delta per output path, atomically: float32 tensors of the
 // same names and shapes, the first honest delta's root attributes with worker set to the attacker's
 // id, samples the rounded mean of the honest samples (when they all have one), loss_* the honest
-// means, and `attack` the spec. Throws Error(BadInput) naming the file for incompatible inputs,
+// means, `attack` the spec and, for alie, `attack_z` the z used. Throws Error(Usage) for an alie whose
+// z is 0 (it would send the honest mean). Throws Error(BadInput) naming the file for incompatible inputs,
 // Error(Usage) for no honest delta or no output. Nothing is written on error.
 AttackReport write_attack(const std::vector<std::string>& honest, const std::vector<std::string>& outputs,
                           const AttackOptions& options);

@@ -146,10 +146,14 @@ double median_of(std::vector<double> v) {
   return k % 2 ? v[k / 2] : 0.5 * (v[k / 2 - 1] + v[k / 2]);
 }
 
-// Krum scores of the members of `set` (indices into d) among themselves.
+// Krum scores of the members of `set` (indices into d) among themselves. The neighbour count is
+// max(1, s − f − 2) as in Flower (adap/flower src/py/flwr/server/strategy/aggregate.py, aggregate_krum):
+// it only binds in Bulyan's later picks (Krum itself needs s ≥ 2f + 3), where Bulyan calls Krum on the
+// shrinking remaining set and the last picks would otherwise score every candidate 0 (f ≤ 1). The
+// ByzFL variant's n − f − 1 is ≥ 1 wherever Krum runs.
 std::vector<double> krum_scores(const MatrixXd& d, const std::vector<std::int64_t>& set, std::int64_t f, bool byzfl) {
   const auto s = static_cast<std::int64_t>(set.size());
-  const std::int64_t q = std::max<std::int64_t>(0, byzfl ? s - f - 1 : s - f - 2);
+  const std::int64_t q = std::max<std::int64_t>(byzfl ? 0 : 1, byzfl ? s - f - 1 : s - f - 2);
   std::vector<double> scores, row;
   for (std::int64_t a = 0; a < s; ++a) {
     row.clear();

@@ -17,8 +17,8 @@
 //    al. 2017, Flower); variant=byzfl uses the mean over n−f−1 nearest (ByzFL). Needs n ≥ 2f+3.
 //    Ties in score go to the lower index. multi-krum:f=F,m=M averages the M lowest scores (default
 //    M = n−f, unweighted).
-//  - bulyan:f=F needs n ≥ 4f+3; picks θ = n−2f inputs by repeated Krum (each on the remaining set),
-//    then per coordinate averages the β = θ−2f picked values closest to their median (growing the
+//  - bulyan:f=F needs n ≥ 4f+3; picks θ = n−2f inputs by repeated Krum, each on the remaining set
+//    of s inputs with max(1, s−f−2) neighbours (Flower's aggregate_bulyan over aggregate_krum), then per coordinate averages the β = θ−2f picked values closest to their median (growing the
 //    window from the median outwards, the lower value first on a tie).
 //  - geomedian: smoothed Weiszfeld from the mean, z ← Σβ_i x_i/Σβ_i, β_i = 1/max(ν, ‖z − x_i‖),
 //    stopping when the objective Σ‖z − x_i‖ decreases by at most tol relative, or after iters.

@@ -426,6 +426,22 @@ CASES = [
     Case("no delta is a usage error", setup=[MAKE], args=["--model", "g0.h5", "-o", "g1.h5"], code=2),
     Case("a missing delta file is an I/O error", setup=[MAKE],
          args=["--model", "g0.h5", "-o", "g1.h5", "d0.h5", "nothere.h5"], code=3, stderr="nothere.h5"),
+    # Issue 19: NaN never passes an option check; outputs are checked against every path given.
+    Case("--outer-lr nan is a usage error, not the default", setup=[MAKE],
+         args=["--model", "g0.h5", "-o", "g1.h5", "--outer-lr", "nan", "d0.h5"], code=2,
+         stderr_re=r"\Aloco-aggregate: error: .*--outer-lr: nan is not a finite number", absent="{tmp}/g1.h5"),
+    Case("--momentum NaN is a usage error, not the default", setup=[MAKE],
+         args=["--model", "g0.h5", "-o", "g1.h5", "--momentum", "NaN", "d0.h5"], code=2,
+         stderr="NaN is not a finite number", absent="{tmp}/g1.h5"),
+    Case("a NaN inside --outer is a usage error", setup=[MAKE],
+         args=["--model", "g0.h5", "-o", "g1.h5", "--outer", "nesterov:lr=0.7,momentum=nan", "d0.h5"], code=2,
+         stderr="nan in nesterov:lr=0.7,momentum=nan is not a finite number", absent="{tmp}/g1.h5"),
+    Case("--summary may not replace a delta", setup=[MAKE],
+         args=["--model", "g0.h5", "-o", "g1.h5", "--summary", "d0.h5", "d0.h5"], code=2, unchanged="{tmp}/d0.h5",
+         stderr="output --summary d0.h5 is also an input (DELTA d0.h5)", absent="{tmp}/g1.h5"),
+    Case("--summary and -o the same file", setup=[MAKE],
+         args=["--model", "g0.h5", "-o", "g1.h5", "--summary", "g1.h5", "d0.h5"], code=2,
+         stderr="are the same file", absent="{tmp}/g1.h5"),
 ]
 
 if __name__ == "__main__":

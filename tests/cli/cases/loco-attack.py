@@ -54,7 +54,7 @@ def honest():
 
 
 def alie(ctx, r):
-    # n = 4 + 2 = 6, f = 2: s = 4 − 2 = 2, z = Φ⁻¹((6 − 2 − 2)/4) = Φ⁻¹(0.5) = 0 → z given as 1.5 here.
+    # n = 4 + 2 = 6, f = 2: z_max would be Φ⁻¹((6 − 2)/6) with s = 4 − 2 = 2; z given as 1.5 here.
     s = json.loads(r.stdout)
     assert s["n"] == 6 and s["f"] == 2 and s["z"] == 1.5 and s["workers"] == [4, 5], s
     for name, worker in (("a.h5", 4), ("b.h5", 5)):
@@ -67,16 +67,20 @@ def alie(ctx, r):
             assert got[n].dtype == np.float32
         assert attrs["kind"] == "delta" and attrs["worker"] == worker and attrs["round"] == 2, attrs
         assert attrs["samples"] == 25 and attrs["base_checksum"] == BASE and attrs["attack"] == "alie:z=1.5", attrs
-        assert attrs["model_config"] == CONFIG and attrs["loss_mean"] == 1.5, attrs
+        assert attrs["model_config"] == CONFIG and attrs["loss_mean"] == 1.5 and attrs["attack_z"] == 1.5, attrs
 
 
 def alie_default_z(ctx, r):
-    # n = 25, f = 1: s = 13 − 1 = 12, z = Φ⁻¹(12/24) = 0 → the honest mean.
+    # n = 25, f = 1: s = 13 − 1 = 12, z = Φ⁻¹((25 − 12)/25) = Φ⁻¹(0.52), population standard deviation.
+    from statistics import NormalDist
+    z = NormalDist().inv_cdf(0.52)
     s = json.loads(r.stdout)
-    assert s["n"] == 25 and abs(s["z"]) < 1e-12, s
-    got, _ = read(ctx.tmp / "a.h5")
+    assert s["n"] == 25 and abs(s["z"] - z) < 1e-12, s
+    got, attrs = read(ctx.tmp / "a.h5")
+    assert attrs["attack"] == "alie" and abs(attrs["attack_z"] - z) < 1e-12, attrs
     for n in SHAPES:
-        ref = np.mean([h[n].astype(np.float64) for h in honest()], axis=0)
+        hs = np.stack([h[n].astype(np.float64) for h in honest()])
+        ref = hs.mean(0) - z * hs.std(0)
         assert np.max(np.abs(got[n] - ref)) < 1e-6, n
 
 
@@ -137,6 +141,12 @@ CASES = [
     Case("alie without a defined z asks for one", setup=[MAKE],
          args=["--attack", "alie", "-o", "a.h5", "-o", "b.h5", "-o", "c.h5", "h0.h5", "h1.h5"], code=2,
          stderr="give z=", absent="{tmp}/a.h5"),
+    Case("alie whose z_max is 0 is refused (n even, f = 1: the honest mean)", setup=[MAKE],
+         args=["--attack", "alie", "--workers", "10", "-o", "a.h5", "h0.h5", "h1.h5"], code=2,
+         stderr=["honest mean", "n = 10, f = 1"], absent="{tmp}/a.h5"),
+    Case("alie with z=0 is refused", setup=[MAKE],
+         args=["--attack", "alie:z=0", "-o", "a.h5", "h0.h5", "h1.h5"], code=2, stderr="honest mean",
+         absent="{tmp}/a.h5"),
     Case("an unknown attack is a usage error", setup=[MAKE],
          args=["--attack", "lie", "-o", "a.h5", "h0.h5"], code=2, stderr="unknown attack 'lie'", absent="{tmp}/a.h5"),
     Case("no attack given is a usage error", setup=[MAKE], args=["-o", "a.h5", "h0.h5"], code=2,

@@ -258,6 +258,18 @@ CASES = [
     Case("a missing input is an I/O error", args=["nothere.h5", "-o", "c.h5", "--codec", "sign"], code=3),
     Case("the output may not be the input", setup=[MAKE], args=["d.h5", "-o", "d.h5", "--codec", "sign"], code=2,
          unchanged="{tmp}/d.h5"),
+    # Issue 19: state files are outputs too, checked against every other path before anything is written.
+    Case("--ef-state and -o the same file", setup=[MAKE],
+         args=["d.h5", "-o", "c.h5", "--codec", "topk:k=2", "--ef", "ef14", "--ef-state", "c.h5"], code=2,
+         stderr="--output c.h5 and --ef-state c.h5 are the same file", absent="{tmp}/c.h5", unchanged="{tmp}/d.h5"),
+    Case("--ef-state may not replace the input", setup=[MAKE],
+         args=["d.h5", "-o", "c.h5", "--codec", "topk:k=2", "--ef", "ef14", "--ef-state", "d.h5"], code=2,
+         unchanged="{tmp}/d.h5", stderr="output --ef-state d.h5 is also an input (IN d.h5)"),
+    Case("--state and --ef-state the same file", setup=[MAKE],
+         args=["d.h5", "-o", "c.h5", "--codec", "powersgd:rank=1", "--state", "s.h5", "--ef", "ef14", "--ef-state",
+               "s.h5"], code=2, stderr="are the same file"),
+    Case("a NaN codec parameter is a usage error", setup=[MAKE], args=["d.h5", "-o", "c.h5", "--codec", "topk:density=nan"],
+         code=2, stderr="nan in topk:density=nan is not a finite number"),
 ]
 
 if __name__ == "__main__":

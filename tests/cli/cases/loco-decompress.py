@@ -72,3 +72,12 @@ CASES = [
 
 if __name__ == "__main__":
     make(sys.argv[1])
+
+# Issue 19: a repeated top-k index would let the order of the writes pick the value.
+CASES += [
+    Case("a repeated top-k index is bad input", setup=[MAKE, "loco-compress d.h5 -o c.h5 --codec topk:k=2,tile=8",
+                                                       "/usr/bin/python3 -c \"import h5py; f=h5py.File('c.h5','r+'); "
+                                                       "i=f['tensors/w/indices']; i[1]=i[0]\""],
+         args=["c.h5", "-o", "r.h5"], code=4, absent="{tmp}/r.h5",
+         stderr="the indices of a tile are not strictly increasing (a repeated index?)"),
+]

@@ -2,6 +2,7 @@
 models.md in the written file, seeding, and refusals (bad key, unknown preset, no output)."""
 
 import json
+from pathlib import Path
 
 import h5py
 import numpy as np
@@ -108,4 +109,12 @@ CASES = [
          listing={"{tmp}": []}),
     Case("a missing config file", ["--config", "{tmp}/none.json", "-o", "{tmp}/m.h5"], code=3,
          stderr_re=r"\Aloco-init: error: {tmp}/none.json", listing={"{tmp}": []}),
+    # Issue 19: a full disk (a file size limit: writes fail with EFBIG once SIGXFSZ is ignored) ends
+    # in exit 3 with nothing left, not a crash in HDF5's close callbacks.
+    Case("a full disk exits 3 and leaves nothing",
+         sh="trap '' XFSZ; ulimit -f 256; loco-init --config '{\"arch\":\"mlp\",\"sizes\":[256,1024,256]}' -o m.h5",
+         code=3, stderr_re=r"\Aloco-init: error: m.h5: .*\(disk full\?\)\n\Z", listing={"{tmp}": []}),
+    Case("a model_config nested 100,000 levels is refused", ["--config", "{tmp}/c.json", "-o", "{tmp}/m.h5"],
+         setup=[f"/usr/bin/python3 {Path(__file__).resolve().parents[1] / 'hostile.py'} deep-config-json c.json 100000"],
+         code=4, stderr="{tmp}/c.json: model config: JSON nests deeper than 64 levels", listing={"{tmp}": ["c.json"]}),
 ]

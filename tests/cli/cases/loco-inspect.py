@@ -296,3 +296,44 @@ CASES = [
          env={"LOCO_PARSE_TIMEOUT": "2"}, code=4, stdout_empty=True,
          stderr_re=r"corrupt-global-heap\.h5: corrupt file: HDF5 did not finish reading its metadata in time"),
 ] + [bad_input(f"hostile safetensors {name}", f"{{fx}}/{name}.safetensors", why) for name, why in HOSTILE.items()]
+
+# Issue 19: hostile files, each made by tests/cli/hostile.py in the case's folder.
+HOSTILE_PY = f"/usr/bin/python3 {Path(__file__).resolve().parents[1] / 'hostile.py'}"
+FUZZ_INPUTS = Path(__file__).resolve().parents[2] / "data/fuzz"
+
+
+def fuzz_inputs_refused(ctx, r):
+    """Every input a fuzzer kept (bench/fuzz.sh) reads cleanly or is refused with exit 4."""
+    for f in sorted(p for p in FUZZ_INPUTS.glob("*/*") if p.is_file()):
+        res = ctx.run("loco-inspect", "--stats", str(f))
+        assert res.code in (0, 4), f"{f}: exit {res.code}: {res.stderr.strip()}"
+
+
+CASES += [
+    Case("a .pt nesting 30,000 tensor wrappers is refused, not a stack overflow",
+         ["{tmp}/x.pt"], setup=[f"{HOSTILE_PY} deep-pt x.pt 30000"], code=4, stdout_empty=True,
+         stderr_re=r"\Aloco-inspect: error: {tmp}/x.pt: tensor w: tensor wrappers nest deeper than 64 levels"),
+    Case("a .pt nesting 60 tensor wrappers reads", ["{tmp}/x.pt"], setup=[f"{HOSTILE_PY} deep-pt x.pt 60"],
+         stdout="w"),
+    Case("a chunked dataset of 2^60 elements never written is refused before any checksum",
+         ["--checksum", "{tmp}/x.h5"], setup=[f"{HOSTILE_PY} unwritten-h5 x.h5"], code=4, stdout_empty=True,
+         stderr_re=r"\Aloco-inspect: error: {tmp}/x.h5: tensor /tensors/huge: shape \[1099511627776, 1048576\] "
+                   r"needs 1125899906842624 chunks but the file stores 0 \(never written\?\)"),
+    Case("a .pt view of 2^40 elements over one stored float is refused", ["--stats", "{tmp}/x.pt"],
+         setup=[f"{HOSTILE_PY} stride0-pt x.pt"], code=4, stdout_empty=True,
+         stderr_re=r"\Aloco-inspect: error: {tmp}/x.pt: tensor w: view of shape \[1048576, 1048576\] .*storage holds 1"),
+    Case("a corrupt global heap behind a string attribute ends in exit 4, not a crash inside HDF5",
+         ["{tmp}/x.h5"], setup=[f"{HOSTILE_PY} vlen-heap-h5 x.h5"], env={"LOCO_PARSE_TIMEOUT": "10"}, code=4,
+         stdout_empty=True,
+         stderr_re=r"\Aloco-inspect: error: {tmp}/x.h5: (corrupt file: HDF5 (crashed|did not finish)|.*corrupt)"),
+    Case("/dev/zero is not a regular file", ["/dev/zero"], code=4,
+         stderr_re=r"\Aloco-inspect: error: /dev/zero: not a regular file"),
+    Case("a named pipe is read to its end", sh="mkfifo p && { cat {fx}/model.h5 > p & } && loco-inspect p",
+         stdout="fc1.weight"),
+    Case("--rtol nan is a usage error, not a match", ["--diff", "--rtol", "nan", "{fx}/model.h5", "{fx}/close.h5"],
+         code=2, stderr_re=r"\Aloco-inspect: error: .*--rtol: nan is not a finite number"),
+    Case("--atol 1e999 (an infinity) is a usage error", ["--diff", "--atol", "1e999", "{fx}/model.h5",
+                                                         "{fx}/close.h5"],
+         code=2, stderr="1e999 is not a finite number"),
+    Case("every input kept by the fuzzers is read or refused cleanly", sh="true", check=fuzz_inputs_refused),
+]

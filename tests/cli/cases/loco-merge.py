@@ -120,6 +120,15 @@ CASES = [
          stderr=["__main__.NotAllowed", "allow-list"]),
     Case("never overwrites an input", ["-o", "{tmp}/a.h5", "a.h5", "c.h5"], setup=[INPUTS], code=2,
          unchanged="{tmp}/a.h5"),
+    # Issue 19: a model_config nested 100,000 levels deep (HDF5 attribute) is refused when parsed.
+    Case("a model_config nested 100,000 levels is refused, not a stack overflow",
+         ["-o", "{tmp}/m.h5", "x.h5", "y.h5"],
+         setup=[f"/usr/bin/python3 {Path(__file__).resolve().parents[1] / 'hostile.py'} deep-config-h5 x.h5 100000",
+                "cp x.h5 y.h5"], code=4, absent="{tmp}/m.h5",
+         stderr_re=r"\Aloco-merge: error: .*x.h5: model_config: JSON nests deeper than 64 levels"),
+    Case("--lambda nan is a usage error", ["--method", "task_arithmetic", "--lambda", "nan", "--base", "base.h5", "-o",
+                                           "{tmp}/t.h5", "a.h5", "c.h5"], setup=[INPUTS], code=2,
+         stderr="nan is not a finite number", absent="{tmp}/t.h5"),
 ]
 
 if __name__ == "__main__":

@@ -212,3 +212,26 @@ CASES += [
     Case("--optimizer demo with a bad option", DEMO[:5] + ["demo:beta=2"] + DEMO[6:], setup=[MAKE_TEXT, GPT], code=2,
          stderr_re=r"beta=2 is not in \(0, 1\]", absent="{tmp}/d.h5"),
 ]
+
+# Issue 19: every path option is checked against the others before anything is read or written,
+# and no numeric option takes NaN or an infinity.
+FIRST_RUN = "loco-worker --model g.h5 --data s-00001-of-00002.h5 --steps 1 --batch 4 --state st.h5 -o d1.h5"
+CASES += [
+    Case("--state and -o the same file is refused before anything is written", RUN[:-1] + ["{tmp}/st.h5"],
+         setup=ROWS + [LOGREG, FIRST_RUN], code=2, unchanged=["{tmp}/st.h5", "{tmp}/g.h5"],
+         stderr_re=r"\Aloco-worker: error: --output {tmp}/st.h5 and --state {tmp}/st.h5 are the same file"),
+    Case("--save-local may not replace the model", RUN + ["--save-local", "{tmp}/g.h5"], setup=ROWS + [LOGREG],
+         code=2, unchanged="{tmp}/g.h5", absent=["{tmp}/d.h5", "{tmp}/st.h5"],
+         stderr_re=r"\Aloco-worker: error: output --save-local {tmp}/g.h5 is also an input \(--model {tmp}/g.h5\)"),
+    Case("--metrics may not replace the data", RUN + ["--metrics", S1], setup=ROWS + [LOGREG], code=2,
+         unchanged=S1, absent="{tmp}/d.h5", stderr="is also an input"),
+    Case("--control-delta and --save-local the same file", RUN + ["--save-local", "{tmp}/x.h5", "--control-delta",
+                                                                  "{tmp}/x.h5"],
+         setup=ROWS + [LOGREG], code=2, absent=["{tmp}/d.h5", "{tmp}/x.h5"], stderr="are the same file"),
+    Case("--clip nan is a usage error", RUN + ["--clip", "nan"], setup=ROWS + [LOGREG], code=2,
+         stderr_re=r"\Aloco-worker: error: .*--clip: nan is not a finite number", absent="{tmp}/d.h5"),
+    Case("an infinite learning rate inside --optimizer is a usage error", RUN + ["--optimizer", "adamw:lr=inf"],
+         setup=ROWS + [LOGREG], code=2, stderr="inf in adamw:lr=inf is not a finite number", absent="{tmp}/d.h5"),
+    Case("--lr -Infinity is a usage error", RUN + ["--optimizer", "sgd", "--lr", "-Infinity"], setup=ROWS + [LOGREG],
+         code=2, stderr="is not a finite number", absent="{tmp}/d.h5"),
+]

@@ -19,14 +19,37 @@ BOOST_AUTO_TEST_SUITE(attack)
 
 BOOST_AUTO_TEST_CASE(alie_z_formula) {
   BOOST_TEST(std::abs(normal_quantile(0.975) - 1.959963984540054) < 1e-12);
-  BOOST_TEST(std::abs(normal_quantile(0.5)) < 1e-15);
-  // n = 25, f = 5: s = 13 − 5 = 8, Φ⁻¹(12/20) = 0.2533471031357997.
-  BOOST_TEST(std::abs(alie_z(25, 5) - 0.2533471031357997) < 1e-12);
-  // n = 50, f = 24: s = 2, Φ⁻¹(24/26) = 1.4261...
-  BOOST_TEST(std::abs(alie_z(50, 24) - normal_quantile(24.0 / 26.0)) < 1e-15);
-  BOOST_TEST(normal_quantile(24.0 / 26.0) > 1.42);
-  // n = 10, f = 5: s = 1, (10 − 5 − 1)/5 = 0.8 — defined; f = 6 ≥ n/2 + 1: s = 0, argument 1 → undefined.
-  test::require_error([] { alie_z(10, 6); }, ErrorKind::Usage, {"undefined", "give z="});
+  BOOST_TEST(normal_quantile(0.5) == 0.0);
+  // Baruch et al., Algorithm 3: s = ⌊n/2 + 1⌋ − f, z = Φ⁻¹((n − s)/n). Reference quantiles from
+  // Python's statistics.NormalDist().inv_cdf (accurate to ~1e-16); the bisection stops at adjacent
+  // doubles, so 1e-12 is loose.
+  // n = 10, f = 2: s = 6 − 2 = 4, Φ⁻¹(6/10) = 0.2533471031357997 (epfml's (n−f−s)/(n−f) = 1/2 gives 0).
+  BOOST_TEST(std::abs(alie_z(10, 2) - 0.2533471031357997) < 1e-12);
+  // n = 25, f = 5: s = 13 − 5 = 8, Φ⁻¹(17/25) = Φ⁻¹(0.68) = 0.4676987991145082.
+  BOOST_TEST(std::abs(alie_z(25, 5) - 0.4676987991145082) < 1e-12);
+  // n = 50, f = 12 (24%): s = 26 − 12 = 14, Φ⁻¹(36/50) = Φ⁻¹(0.72) = 0.5828415072712162.
+  BOOST_TEST(std::abs(alie_z(50, 12) - 0.5828415072712162) < 1e-12);
+  // n = 10, f = 5: s = 1, Φ⁻¹(0.9) = 1.2815515655446004.
+  BOOST_TEST(std::abs(alie_z(10, 5) - 1.2815515655446004) < 1e-12);
+  // n even, f = 1: s = n/2, Φ⁻¹(1/2) = 0 exactly; odd n: s = (n − 1)/2, Φ⁻¹(6/11) > 0.
+  BOOST_TEST(alie_z(10, 1) == 0.0);
+  BOOST_TEST(std::abs(alie_z(11, 1) - normal_quantile(6.0 / 11.0)) < 1e-15);
+  // n = 10, f = 6: s = 0, z_max unbounded → an explicit z is needed.
+  test::require_error([] { alie_z(10, 6); }, ErrorKind::Usage, {"unbounded", "give z="});
+}
+
+BOOST_AUTO_TEST_CASE(alie_refuses_z_zero) {
+  const std::vector<std::vector<float>> h = {{1, 2}, {3, 6}};
+  // n = 4, f = 1: s = 2 = n/2 → z = 0: the honest mean, refused; likewise an explicit z=0.
+  test::require_error([&] { attack_vector(parse_attack_spec("alie"), h, 4, 1); }, ErrorKind::Usage,
+                      {"honest mean", "n = 4, f = 1"});
+  test::require_error([&] { attack_vector(parse_attack_spec("alie:z=0"), h, 4, 1); }, ErrorKind::Usage,
+                      {"honest mean", "non-zero z="});
+  // n = 3, f = 1: s = 1, z = Φ⁻¹(2/3) = 0.4307272992954576; mean (2, 4), population sd (1, 2).
+  const double z = 0.4307272992954576;
+  const auto v = attack_vector(parse_attack_spec("alie"), h, 3, 1);
+  BOOST_TEST(std::abs(v[0] - (2 - z)) < 1e-6);
+  BOOST_TEST(std::abs(v[1] - (4 - 2 * z)) < 1e-6);
 }
 
 BOOST_AUTO_TEST_CASE(attack_vectors_by_hand) {
@@ -85,6 +108,7 @@ BOOST_AUTO_TEST_CASE(attack_files) {
   BOOST_TEST(a->attributes().get_int("round").value() == 3);
   BOOST_TEST(a->attributes().get_double("loss_mean").value() == 1.5);
   BOOST_TEST(a->attributes().get_string("attack").value() == "alie:z=2");
+  BOOST_TEST(a->attributes().get_double("attack_z").value() == 2.0);
   BOOST_TEST(a->attributes().get_string("kind").value() == "delta");
   // Deltas of another base are refused and nothing is written.
   write_delta(dir / "h2.h5", {0, 0, 0, 0}, 2, 5, "xxh64:11");

@@ -134,13 +134,26 @@ BOOST_AUTO_TEST_CASE(bulyan_check_and_hand_case) {
   test::require_error([&] { run("bulyan:f=1", Vecs(x.begin(), x.begin() + 6)); }, ErrorKind::Usage,
                       {"n ≥ 4f+3 = 7", "got 6"});
   // f = 1: Krum on 7 (4 nearest) picks 3; on {1,2,4,5,6,100} (3 nearest) 4; on {1,2,5,6,100} 2 (tie
-  // with 5, lower index); on {1,5,6,100} 5; on {1,6,100} (neighbour count clamped to 0) 1.
+  // with 5, lower index); on {1,5,6,100} 5; on {1,6,100} (max(1, 3−1−2) = 1 nearest: 1 and 6 tie) 1.
   // θ = 5 picked {1,...,5}; β = 3 closest to the median 3 → {2,3,4} → 3.
   PlanInfo info;
   const auto out = run("bulyan:f=1", x, {}, &info);
   BOOST_TEST(info.selected == (std::vector<std::int64_t>{2, 3, 1, 4, 0}));
   BOOST_TEST(out[0] == 3.0f);
   BOOST_TEST(out[1] == -3.0f);
+  // f ≤ 1: Bulyan's last Krum (3 left) still scores by max(1, s−f−2) = 1 neighbour, as Flower does.
+  // x = (6, 1, 0, 4, 2, 3, 5), squared distances, ties to the lower index:
+  //   7 left, 4 nearest: 4 → 1+1+4+4 = 10 ties 3 → 10, picks 4 (index 3);
+  //   {6,1,0,2,3,5}, 3 nearest: 1 → 1+1+4 = 6 ties 2 → 6, picks 1 (index 1);
+  //   {6,0,2,3,5}, 2 nearest: 2, 3 and 5 → 5, picks 2 (index 4);
+  //   {6,0,3,5}, 1 nearest: 6 and 5 → 1, picks 6 (index 0);
+  //   {0,3,5}, 1 nearest: 0 → 9, 3 → 4, 5 → 4, picks 3 (index 5). With 0 neighbours every score
+  //   would be 0 and the outlier 0 (index 2) would be picked.
+  // Picked {1,2,3,4,6}, median 3, β = 3 closest: 3, 2, 4 → 3 (with 0 picked instead of 3: 1).
+  Vecs z;
+  for (float v : {6.f, 1.f, 0.f, 4.f, 2.f, 3.f, 5.f}) z.push_back({v});
+  BOOST_TEST(run("bulyan:f=1", z, {}, &info)[0] == 3.0f);
+  BOOST_TEST(info.selected == (std::vector<std::int64_t>{3, 1, 4, 0, 5}));
   // Coordinate stage against ByzFL's form (argsort of |v − median|, stable) on a spread set.
   Vecs y = {{0}, {1}, {1.5}, {10}, {11}, {0.5}, {1.2}};
   const auto o2 = run("bulyan:f=1", y, {}, &info);

@@ -227,7 +227,14 @@ BOOST_AUTO_TEST_CASE(two_rounds_of_h_steps_with_the_state_carried_equal_one_run_
       again.output = s.file("delta-r2-again.h5");
       run_worker(again);
       io::forget_inputs();
-      BOOST_TEST(file_bytes(again.state) == file_bytes(o1.state));
+      // The same state: every root attribute but the creation time (the runs may fall in two
+      // different seconds), and every optimizer slot bit for bit.
+      const Attributes a = read_attributes(again.state), b = read_attributes(o1.state);
+      BOOST_TEST(a.size() == b.size());
+      for (const auto& e : a)
+        if (e.name != "created") BOOST_TEST((b.find(e.name) != nullptr && *b.find(e.name) == e.value), e.name);
+      for (const char* slot : {"state/exp_avg", "state/exp_avg_sq"})
+        require_bitwise_equal(read_group(again.state, slot), read_group(o1.state, slot), slot);
       require_bitwise_equal(read_group(again.output), read_group(o1.output), "rerun of round 2");
     }
   }

@@ -13,7 +13,8 @@
 
 namespace loco::io::h5 {
 
-// Turns off HDF5's automatic error printing (once per process). Idempotent.
+// Turns off HDF5's automatic error printing and its termination at exit (once per process, before
+// any other HDF5 call). Idempotent.
 void silence_errors();
 
 // Throws Error(kind, message); with -v (verbosity ≥ 2) prints HDF5's error stack first.
