@@ -116,7 +116,7 @@ def main() -> int:
     model.train()
     for h in range(a.steps):
         t = step0 + h
-        key = int(np.random.SeedSequence([a.seed, a.worker, t]).generate_state(1, np.uint64)[0] >> 1)
+        key = int(np.random.SeedSequence([a.seed, a.worker, t]).generate_state(1, np.uint64)[0]) >> 1
         gen = torch.Generator().manual_seed(key)
         off = torch.randint(0, tokens.numel() - ctx, (a.batch,), generator=gen)
         w = torch.stack([tokens[o:o + ctx + 1] for o in off.tolist()]).to(device)

@@ -55,7 +55,7 @@ CASES = [
     Case("another model config", ["--base", "{tmp}/g.h5", "--local", "{tmp}/o.h5", "--worker", "0", "-o", "{tmp}/d.h5"],
          setup=SETUP + ["loco-init --config '{\"arch\":\"mlp\",\"sizes\":[6,4,3]}' -o o.h5"], code=4,
          stderr="model_config", absent="{tmp}/d.h5"),
-    Case("a data file is no global model", ["--base", "{tmp}/t-00000-of-00001.h5", "--local", "{tmp}/l.h5",
+    Case("a data file is no global model", ["--base", "{tmp}/t-00001-of-00001.h5", "--local", "{tmp}/l.h5",
          "--worker", "0", "-o", "{tmp}/d.h5"],
          setup=SETUP + ["python3 -c \"import sys; sys.stdout.buffer.write(bytes(32 + i % 60 for i in range(600)))\" "
                         "> t.txt && loco-shard -q --source text --input t.txt --shards 1 -o t"],
