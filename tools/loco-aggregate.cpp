@@ -95,6 +95,9 @@ int main(int argc, char** argv) {
   app.add_option("--summary", summary, "Write the JSON summary to this file");
   app.add_option("--block-bytes", block_bytes, "Bytes of each delta read at a time (does not change the result)")
       ->check(CLI::PositiveNumber)->capture_default_str();
+  tool.group(loco::cli::Group::Inputs, {"--model", "--ef21-state"});
+  tool.group(loco::cli::Group::Outputs, {"--json", "--summary"});
+  tool.group(loco::cli::Group::Execution, {"--watch", "--until", "--poll", "--max-updates", "--block-bytes"});
   return tool.run(argc, argv, [&] {
     agg::AggregateOptions opt;
     agg::parse_reduce(reduce, opt);

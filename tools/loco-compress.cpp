@@ -36,6 +36,8 @@ int main(int argc, char** argv) {
   app.add_option("--ef", ef, "Error feedback KIND: ef14, ef21, econtrol[:eta=E], sparseloco[:beta=B], dgc[:momentum=M,warmup=W]");
   app.add_option("--ef-state", ef_state, "Error-feedback state of this worker, read when it exists and replaced after OUT is written");
   app.add_flag("--json", json, "Print tensors, raw_bytes and payload_bytes as JSON on stdout");
+  tool.group(loco::cli::Group::Inputs, {"--state", "--ef-state"});
+  tool.group(loco::cli::Group::Outputs, {"--json"});
   return tool.run(argc, argv, [&] {
     const auto codec = loco::compress::Codec::parse(spec);
     if (json && out == "-") throw loco::Error(loco::ErrorKind::Usage, "--json needs -o FILE: stdout carries the file");

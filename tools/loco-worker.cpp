@@ -81,6 +81,8 @@ int main(int argc, char** argv) {
   app.add_option("--control-delta", o.control_delta,
                  "SCAFFOLD: write c_i - c_i+ here, a delta against --scaffold-control for loco-aggregate")
       ->type_name("FILE");
+  tool.group(loco::cli::Group::Inputs, {"--model", "--data", "--state", "--mix", "--delta-base", "--scaffold-control"});
+  tool.group(loco::cli::Group::Outputs, {"--metrics", "--save-local", "--control-delta"});
   return tool.run(argc, argv, [&] {
     if (worker >= 0) o.worker = worker;
     o.progress = ::isatty(STDERR_FILENO) && loco::log::verbosity() >= 1;
