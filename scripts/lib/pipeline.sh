@@ -9,10 +9,14 @@
 # are looked up), pl_derive (derived values; the tools are known), pl_config_extra (derived lines
 # of config.txt), pl_dry_run_note. See docs/pipelines.md and docs/decisions.md "Pipeline engine".
 
-PL_NAME=$(basename -- "$0")  # messages are prefixed by the script's name
+PL_NAME=$(basename -- "$0")  # messages are prefixed by the name it was run by (diloco, loco-diloco)
 PL_SELF=$(realpath -- "$0")
-PL_ROOT=$(cd "$(dirname "$(realpath -- "${BASH_SOURCE[0]}")")/../.." && pwd)
-PL_LIB=$PL_ROOT/scripts/lib
+PL_PIPELINE=$(basename -- "$PL_SELF")  # the pipeline's own name (its man page loco-<name>.7)
+PL_LIB=$(dirname "$(realpath -- "${BASH_SOURCE[0]}")")
+PL_ROOT=$(cd "$PL_LIB/../.." && pwd)  # the source tree, when run from one
+# Installed (cmake --install: libexec/loco/lib), lib/layout holds the path from lib/ to the tools.
+PL_INSTALLED_BIN=''
+if [[ -f $PL_LIB/layout ]]; then PL_INSTALLED_BIN=$(cd "$PL_LIB/$(<"$PL_LIB/layout")" 2>/dev/null && pwd) || true; fi
 
 pl_die() { echo "$PL_NAME: error: $*" >&2; exit "${PL_EXIT:-3}"; }
 pl_usage_error() { echo "$PL_NAME: error: $*" >&2; echo "Run with --help for usage." >&2; exit 2; }
@@ -138,6 +142,7 @@ pl_parse() {
       --generate-man) pl_generate_man; exit 0 ;;
       --generate-markdown) pl_generate_markdown; exit 0 ;;
       --list-options) pl_list_options; exit 0 ;;
+      --print-summary) printf '%s\n' "${PL_TITLE^}"; exit 0 ;;  # loco --list
     esac
     [[ -n ${PL_REFUSED[$opt]+x} ]] && pl_usage_error "$opt: ${PL_REFUSED[$opt]}"
     [[ -n ${PL_O_INDEX[$opt]+x} ]] || pl_usage_error "unknown option '$opt'"
@@ -260,18 +265,22 @@ pl_usage() {
   echo
   printf '%s\n' "$PL_OUTPUT" | pl_wrap 78
   echo "Exit: 0 done; 2 usage; otherwise the failing tool's exit code, after naming the command." | pl_wrap 78
+  echo "See 'man loco-$PL_PIPELINE' for the details."
 }
 
 pl_roff() { sed -e 's/\\/\\e/g' -e 's/-/\\-/g' -e "s/^'/\\\\(aq/" -e 's/^\./\\\&./'; }
 pl_generate_man() {
-  local page=loco-$PL_NAME
+  local page=loco-$PL_PIPELINE
   printf '.TH %s 7 "" "loco" "loco pipelines"\n.ad l\n' "$page"
   echo ".SH NAME"
   printf '%s \\- %s\n' "$page" "$(printf '%s' "$PL_TITLE" | pl_roff)"
   echo ".SH SYNOPSIS"
-  printf '.B scripts/%s\n%s\n' "$PL_NAME" "$(printf '%s' "${PL_SYNOPSIS:---data FILE -o DIR [options]}" | pl_roff)"
+  printf '.B loco %s\n%s\n' "$PL_PIPELINE" "$(printf '%s' "${PL_SYNOPSIS:---data FILE -o DIR [options]}" | pl_roff)"
   echo ".SH DESCRIPTION"
   printf '%s\n' "$PL_ABOUT" | pl_wrap 100 | pl_roff
+  echo ".PP"
+  printf 'Run as \\fBloco %s\\fR or \\fBloco\\-%s\\fR when installed, as \\fBscripts/%s\\fR in the source tree.\n' \
+    "$PL_PIPELINE" "$PL_PIPELINE" "$PL_PIPELINE"
   echo ".SH OPTIONS"
   local i
   for i in $(pl_rows); do
@@ -304,7 +313,7 @@ pl_generate_man() {
 }
 
 pl_generate_markdown() {
-  printf '### scripts/%s\n\n%s\n\n' "$PL_NAME" "$PL_TITLE"
+  printf '### scripts/%s\n\n%s\n\n' "$PL_PIPELINE" "$PL_TITLE"
   echo "| option | default | fixes results | meaning |"
   echo "| --- | --- | --- | --- |"
   local i d
@@ -383,11 +392,13 @@ pl_check_config() {
 }
 
 # ---- tools -----------------------------------------------------------------------------------------
-# The tools' folder: --tools, else $LOCO_BIN, else $LOCO_BUILD_DIR/bin (default build/bin), else
-# PATH. Every tool of PL_TOOLS must be there.
+# The tools' folder: --tools, else $LOCO_BIN, else the installed tools beside an installed pipeline,
+# else $LOCO_BUILD_DIR/bin (default build/bin) of the source tree, else PATH. Every tool of PL_TOOLS
+# must be there.
 pl_find_tools() {
   if [[ -z $tools ]]; then
     if [[ -n ${LOCO_BIN:-} ]]; then tools=$LOCO_BIN
+    elif [[ -n $PL_INSTALLED_BIN && -x $PL_INSTALLED_BIN/loco-worker ]]; then tools=$PL_INSTALLED_BIN
     elif [[ -x ${LOCO_BUILD_DIR:-$PL_ROOT/build}/bin/loco-worker ]]; then tools=${LOCO_BUILD_DIR:-$PL_ROOT/build}/bin
     else tools=$(dirname "$(command -v loco-worker || echo /nonexistent/loco-worker)")
     fi
@@ -535,7 +546,8 @@ pl_engine_options() {
   pl_opt --threads threads '@nproc / min(J, processes a round), at least 1' run posint T 'threads per process'
   pl_opt --sbatch-args sbatch_args '' local str "'ARGS'" \
     "extra sbatch options for every job (e.g. '--partition=cpu --time=1:00:00')"
-  pl_opt --tools tools "@\$LOCO_BIN, else build/bin, else PATH" run dir DIR 'folder of the loco-* binaries'
+  pl_opt --tools tools "@\$LOCO_BIN, else the installed ones, else build/bin, else PATH" run dir DIR \
+    'folder of the loco-* binaries'
   pl_opt --dry-run dry_run 0 local flag '' 'print what would run (for slurm: the batch scripts) and change nothing'
   pl_opt --step step '' internal str STEP 'the step to run (see --help)'
   pl_opt --round step_round '' internal str R 'the round of the step'
