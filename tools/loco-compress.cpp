@@ -38,6 +38,7 @@ int main(int argc, char** argv) {
   app.add_flag("--json", json, "Print tensors, raw_bytes and payload_bytes as JSON on stdout");
   tool.group(loco::cli::Group::Inputs, {"--state", "--ef-state"});
   tool.group(loco::cli::Group::Outputs, {"--json"});
+  tool.complete_words("--codec", loco::compress::codec_names());
   return tool.run(argc, argv, [&] {
     const auto codec = loco::compress::Codec::parse(spec);
     if (json && out == "-") throw loco::Error(loco::ErrorKind::Usage, "--json needs -o FILE: stdout carries the file");

@@ -40,6 +40,7 @@ pl_py() { /usr/bin/python3 -B "$PL_LIB/$1" "${@:2}" || pl_die "scripts/lib/$1 ${
 #            internal: set by the Slurm jobs (--step, --round), listed on one line of the help
 #   TYPE     str | posint | int0 | flag | file (must exist; made absolute) | dir (made absolute)
 #            | choice:a|b|c | num:[lo,hi] (a decimal in the interval; ( ) open, an empty bound none)
+#            | spec:TOOL OPTION (a str taking what TOOL's OPTION takes: bash completes its words)
 #            add '!' for required (posint!, file!)
 # Redeclaring a VAR replaces its row in place. pl_default VAR VALUE gives a variant its own default
 # (scripts/sparseloco: the diloco table with other defaults) and pl_fix VAR VALUE REASON removes an
@@ -118,9 +119,9 @@ pl_check_interval() {
 }
 pl_check_value() {
   local i=$1 v=$2 t=${PL_O_TYPE[$1]%!} name=${PL_O_NAMES[$1]##*|}
-  [[ -z $v && ${PL_O_TYPE[$1]} != *'!' && $t =~ ^(str|file|dir)$ ]] && return 0
+  [[ -z $v && ${PL_O_TYPE[$1]} != *'!' && $t =~ ^(str|file|dir|spec:.*)$ ]] && return 0
   case $t in
-    str | flag | dir) ;;
+    str | flag | dir | spec:*) ;;
     posint) [[ $v =~ ^[1-9][0-9]*$ ]] || pl_usage_error "$name must be a positive integer, not '$v'" ;;
     int0) [[ $v =~ ^[0-9]+$ ]] || pl_usage_error "$name must be a non-negative integer, not '$v'" ;;
     file) [[ -e $v || $dry_run -eq 1 ]] || pl_usage_error "$name: $v does not exist" ;;
@@ -143,6 +144,7 @@ pl_parse() {
       --generate-markdown) pl_generate_markdown; exit 0 ;;
       --list-options) pl_list_options; exit 0 ;;
       --print-summary) printf '%s\n' "${PL_TITLE^}"; exit 0 ;;  # loco --list
+      --generate-completion) pl_generate_completion "${2:-loco-$PL_PIPELINE}"; exit 0 ;;
     esac
     [[ -n ${PL_REFUSED[$opt]+x} ]] && pl_usage_error "$opt: ${PL_REFUSED[$opt]}"
     [[ -n ${PL_O_INDEX[$opt]+x} ]] || pl_usage_error "unknown option '$opt'"
@@ -326,6 +328,28 @@ pl_generate_markdown() {
   for i in "${!PL_FIXED[@]}"; do
     printf '\n`%s` is refused: %s\n' "${PL_O_NAMES[i]##*|}" "${PL_FIXED[$i]}"
   done
+}
+
+# pl_generate_completion CMD: the bash completion of this pipeline installed as CMD, the data of
+# share/completion/loco.bash: every option a user may give, the words of choice and spec options.
+pl_generate_completion() {
+  local cmd=$1 i n names all=(-h --help) t
+  for i in $(pl_rows); do
+    pl_shown "$i" || continue
+    IFS='|' read -r -a names <<<"${PL_O_NAMES[i]}"
+    all+=("${names[@]}")
+    t=${PL_O_TYPE[i]%!}
+    [[ $t == flag ]] && continue
+    for n in "${names[@]}"; do
+      case $t in
+        choice:*) printf "_LOCO_ARG['%s %s']='%s'\n" "$cmd" "$n" "$(tr '|' ' ' <<<"${t#choice:}")" ;;
+        spec:*) printf "_LOCO_ARG['%s %s']='@%s'\n" "$cmd" "$n" "${t#spec:}" ;;
+        *) printf "_LOCO_ARG['%s %s']=''\n" "$cmd" "$n" ;;
+      esac
+    done
+  done
+  printf "_LOCO_OPTS[%s]='%s'\n" "$cmd" "${all[*]}"
+  printf 'complete -o default -F _loco_complete %s\n' "$cmd"
 }
 
 # One line per option a user may give: NAME<TAB>TYPE<TAB>CLASS<TAB>SAMPLE<TAB>DEFAULT, SAMPLE a value

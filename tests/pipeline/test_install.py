@@ -63,7 +63,9 @@ def main():
     # What is installed, and where.
     for f in ["bin/loco", "bin/loco-worker", "bin/loco-diloco", "bin/loco-gossip", "bin/loco-gossip-pipeline",
               "libexec/loco/diloco", "libexec/loco/lib/pipeline.sh", "share/man/man1/loco-worker.1",
-              "share/man/man7/loco-diloco.7", "share/man/man7/loco-gossip.7", "share/man/man5/loco-format.5"]:
+              "share/man/man7/loco-diloco.7", "share/man/man7/loco-gossip.7", "share/man/man5/loco-format.5",
+              "share/bash-completion/completions/loco", "share/bash-completion/completions/loco-diloco",
+              "share/bash-completion/completions/loco-worker"]:
         check((prefix / f).exists(), f"{prefix}/{f} was not installed")
     listing = run(["loco", "--list"], env=env).stdout
     for verb in ["worker", "aggregate", "gossip", "diloco", "fedavg", "gossip-pipeline", "report"]:
@@ -76,6 +78,11 @@ def main():
     check(run(["loco-gossip-pipeline", "--help"], env=env).stdout.startswith("Usage: loco-gossip-pipeline "),
           "loco-gossip-pipeline --help")
     check(run(["loco-gossip", "--help"], env=env).stdout.startswith("Usage: loco-gossip "), "loco-gossip --help")
+    # bash-completion loads a command's file by its name: the link of loco-diloco is the one file.
+    p = run(["bash", "-c", f"source {prefix}/share/bash-completion/completions/loco-diloco && "
+             "COMP_LINE='loco-diloco --codec to'; COMP_POINT=${#COMP_LINE}; _loco_complete loco-diloco; "
+             "echo ${COMPREPLY[*]}"], env=env)
+    check(p.stdout.split() == ["topk"], f"the installed completion of loco-diloco --codec to: {p.stdout!r}")
     if shutil.which("man"):
         page = run(["loco", "help", "diloco"], env=dict(env, MANPAGER="cat", PAGER="cat")).stdout
         check("loco-diloco - DiLoCo" in page, f"loco help diloco:\n{page[:500]}")

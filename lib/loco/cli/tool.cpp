@@ -50,6 +50,10 @@ void Tool::group(Group g, std::initializer_list<std::string_view> names) {
   for (std::string_view n : names) app_.get_option(std::string(n))->group(group_title(g));
 }
 
+void Tool::complete_words(std::string_view option, std::vector<std::string> words) {
+  words_[std::string(option)] = std::move(words);
+}
+
 void Tool::settle_groups() {
   for (CLI::Option* o : app_.get_options([](const CLI::Option* o) { return o->get_group() == "Options"; })) {
     const bool positional = o->get_lnames().empty() && o->get_snames().empty();
@@ -69,6 +73,10 @@ int Tool::run(int argc, char** argv, const std::function<int()>& body) {
   for (int i = 1; i < argc; ++i) {
     if (std::strcmp(argv[i], "--generate-man") == 0) {
       fmt::print("{}", man_page());
+      return 0;
+    }
+    if (std::strcmp(argv[i], "--generate-completion") == 0) {
+      fmt::print("{}", completion());
       return 0;
     }
     if (std::strcmp(argv[i], "--print-summary") == 0) {

@@ -6,6 +6,7 @@
 
 #include <functional>
 #include <initializer_list>
+#include <map>
 #include <string>
 #include <string_view>
 #include <vector>
@@ -37,6 +38,9 @@ class Tool {
   static constexpr std::size_t kHelpExamples = 3;
   // Moves the named options ("--metrics", "OUT") to a help group (see Group).
   void group(Group g, std::initializer_list<std::string_view> names);
+  // The words bash completes for OPTION's value: the names its specs start with (--codec: topk,
+  // quant, ...). A {a,b} set of a CLI::IsMember check is completed without this.
+  void complete_words(std::string_view option, std::vector<std::string> words);
 
   // Thread limit in force while the body runs (--threads, LOCO_THREADS, default: all cores).
   int threads() const { return threads_; }
@@ -50,12 +54,15 @@ class Tool {
   std::string man_page() const;
   // --help, wrapped to WIDTH columns.
   std::string help_text(int width) const;
+  // The bash completion of this tool (--generate-completion): data for share/completion/loco.bash.
+  std::string completion() const;
 
  private:
   void settle_groups();  // the default groups of the options not placed by group()
 
   std::string name_, summary_, description_;
   std::vector<std::pair<std::string, std::string>> examples_;
+  std::map<std::string, std::vector<std::string>, std::less<>> words_;
   CLI::App app_;
   int verbose_ = 0;
   bool quiet_ = false;
