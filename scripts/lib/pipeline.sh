@@ -12,6 +12,9 @@
 PL_NAME=$(basename -- "$0")  # messages are prefixed by the name it was run by (diloco, loco-diloco)
 PL_SELF=$(realpath -- "$0")
 PL_PIPELINE=$(basename -- "$PL_SELF")  # the pipeline's own name (its man page loco-<name>.7)
+# Its verb (loco VERB, installed as loco-VERB): the name, or NAME-pipeline when a tool is loco-NAME
+# (scripts/gossip sets it; the install and tools/loco.cpp apply the same rule).
+PL_VERB=${PL_VERB:-$PL_PIPELINE}
 PL_LIB=$(dirname "$(realpath -- "${BASH_SOURCE[0]}")")
 PL_ROOT=$(cd "$PL_LIB/../.." && pwd)  # the source tree, when run from one
 # Installed (cmake --install: libexec/loco/lib), lib/layout holds the path from lib/ to the tools.
@@ -144,7 +147,7 @@ pl_parse() {
       --generate-markdown) pl_generate_markdown; exit 0 ;;
       --list-options) pl_list_options; exit 0 ;;
       --print-summary) printf '%s\n' "${PL_TITLE^}"; exit 0 ;;  # loco --list
-      --generate-completion) pl_generate_completion "${2:-loco-$PL_PIPELINE}"; exit 0 ;;
+      --generate-completion) pl_generate_completion "loco-$PL_VERB"; exit 0 ;;
     esac
     [[ -n ${PL_REFUSED[$opt]+x} ]] && pl_usage_error "$opt: ${PL_REFUSED[$opt]}"
     [[ -n ${PL_O_INDEX[$opt]+x} ]] || pl_usage_error "unknown option '$opt'"
@@ -277,12 +280,12 @@ pl_generate_man() {
   echo ".SH NAME"
   printf '%s \\- %s\n' "$page" "$(printf '%s' "$PL_TITLE" | pl_roff)"
   echo ".SH SYNOPSIS"
-  printf '.B loco %s\n%s\n' "$PL_PIPELINE" "$(printf '%s' "${PL_SYNOPSIS:---data FILE -o DIR [options]}" | pl_roff)"
+  printf '.B loco %s\n%s\n' "$PL_VERB" "$(printf '%s' "${PL_SYNOPSIS:---data FILE -o DIR [options]}" | pl_roff)"
   echo ".SH DESCRIPTION"
   printf '%s\n' "$PL_ABOUT" | pl_wrap 100 | pl_roff
   echo ".PP"
   printf 'Run as \\fBloco %s\\fR or \\fBloco\\-%s\\fR when installed, as \\fBscripts/%s\\fR in the source tree.\n' \
-    "$PL_PIPELINE" "$PL_PIPELINE" "$PL_PIPELINE"
+    "$PL_VERB" "$PL_VERB" "$PL_PIPELINE"
   echo ".SH OPTIONS"
   local i
   for i in $(pl_rows); do

@@ -46,8 +46,11 @@ _loco_complete() {
     if ((${#words[@]} == 2)) || [[ ${#words[@]} == 3 && ${words[1]} == help ]]; then
       local v
       COMPREPLY=()
-      for v in $(_loco_verbs); do [[ $v == "$cur"* ]] && COMPREPLY+=("$v"); done
-      [[ $cur == -* ]] && COMPREPLY=($(compgen -W '--list --help --version' -- "$cur"))
+      if [[ $cur == -* ]]; then
+        for v in --list --help --version; do [[ $v == "$cur"* ]] && COMPREPLY+=("$v"); done
+      else
+        for v in $(_loco_verbs); do [[ $v == "$cur"* ]] && COMPREPLY+=("$v"); done
+      fi
       return 0
     fi
     ((${#words[@]} > 2)) && [[ ${words[1]} != help ]] && cmd=loco-${words[1]}

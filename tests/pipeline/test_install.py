@@ -78,6 +78,8 @@ def main():
     check(run(["loco-gossip-pipeline", "--help"], env=env).stdout.startswith("Usage: loco-gossip-pipeline "),
           "loco-gossip-pipeline --help")
     check(run(["loco-gossip", "--help"], env=env).stdout.startswith("Usage: loco-gossip "), "loco-gossip --help")
+    page = (prefix / "share/man/man7/loco-gossip.7").read_text()
+    check(".B loco gossip-pipeline" in page, "loco-gossip.7's synopsis is not the installed verb gossip-pipeline")
     # bash-completion loads a command's file by its name: the link of loco-diloco is the one file.
     p = run(["bash", "-c", f"source {prefix}/share/bash-completion/completions/loco-diloco && "
              "COMP_LINE='loco-diloco --codec to'; COMP_POINT=${#COMP_LINE}; _loco_complete loco-diloco; "
