@@ -9,6 +9,7 @@
 #include "loco/cli/tool.hpp"
 #include "loco/core/error.hpp"
 #include "loco/io/output.hpp"
+#include "loco/optim/optimizer.hpp"
 
 int main(int argc, char** argv) {
   namespace agg = loco::aggregate;
@@ -95,6 +96,11 @@ int main(int argc, char** argv) {
   loco::cli::output_path(app.add_option("--summary", summary, "Write the JSON summary to this file"));
   app.add_option("--block-bytes", block_bytes, "Bytes of each delta read at a time (does not change the result)")
       ->check(CLI::PositiveNumber)->capture_default_str();
+  tool.group(loco::cli::Group::Inputs, {"--model", "--ef21-state"});
+  tool.group(loco::cli::Group::Outputs, {"--json", "--summary"});
+  tool.group(loco::cli::Group::Execution, {"--watch", "--until", "--poll", "--max-updates", "--block-bytes"});
+  tool.complete_words("--outer", loco::optim::optimizer_names(true));
+  tool.complete_words("--reduce", loco::aggregate::reduce_names());
   return tool.run(argc, argv, [&] {
     agg::AggregateOptions opt;
     agg::parse_reduce(reduce, opt);

@@ -40,6 +40,7 @@ int main(int argc, char** argv) {
       ->check(CLI::NonNegativeNumber);
   app.add_option("--seed", seed, "Seed of the gaussian attack")->capture_default_str();
   app.add_flag("--json", json, "Print a JSON summary on stdout");
+  tool.group(loco::cli::Group::Outputs, {"--json"});
   return tool.run(argc, argv, [&] {
     if (flip) {
       if (!attack.empty()) throw loco::Error(loco::ErrorKind::Usage, "--label-flip and --attack are exclusive");

@@ -38,6 +38,9 @@ int main(int argc, char** argv) {
   loco::cli::output_path(app.add_option(
       "--ef-state", ef_state, "Error-feedback state of this worker, read when it exists and replaced after OUT is written"));
   app.add_flag("--json", json, "Print tensors, raw_bytes and payload_bytes as JSON on stdout");
+  tool.group(loco::cli::Group::Inputs, {"--state", "--ef-state"});
+  tool.group(loco::cli::Group::Outputs, {"--json"});
+  tool.complete_words("--codec", loco::compress::codec_names());
   return tool.run(argc, argv, [&] {
     const auto codec = loco::compress::Codec::parse(spec);
     if (json && out == "-") throw loco::Error(loco::ErrorKind::Usage, "--json needs -o FILE: stdout carries the file");

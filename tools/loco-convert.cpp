@@ -59,6 +59,7 @@ int main(int argc, char** argv) {
   tp_opt->excludes(cons);
   zero_opt->excludes(cons);
   zero_opt->excludes(tp_opt);
+  tool.group(loco::cli::Group::Outputs, {"OUT", "--dtype", "--to", "--max-shard-size"});
   return tool.run(argc, argv, [&] {
     if (consolidate) {
       loco::io::consolidate_tensor_parallel(in, out);

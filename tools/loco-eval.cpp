@@ -40,6 +40,8 @@ int main(int argc, char** argv) {
   app.add_option("--seed", seed, "Sampling seed")->default_val(0);
   app.add_flag("--consensus", consensus, "Print the consensus distance of the MODEL files instead");
   app.add_option("MODEL", consensus_models, "Models for --consensus")->type_name("FILE");
+  tool.group(loco::cli::Group::Inputs, {"--model", "--data"});
+  tool.group(loco::cli::Group::Outputs, {"--json"});
   return tool.run(argc, argv, [&] {
     if (consensus) {
       if (!model.empty() || !data.empty() || nsample > 0)

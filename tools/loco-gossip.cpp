@@ -100,6 +100,8 @@ int main(int argc, char** argv) {
   loco::cli::output_path(
       app.add_option("-o,--output", out, "Mixed model of node I (.h5 or .safetensors; '-' for stdout)")->type_name("FILE"));
   app.add_option("MODEL", models, "Node I's model, then its neighbours' models of the same round");
+  tool.group(loco::cli::Group::Outputs, {"--json"});
+  tool.complete_words("--topology", loco::gossip::topology_names());
   return tool.run(argc, argv, [&] {
     using loco::ErrorKind;
     if (!schedule.empty()) {

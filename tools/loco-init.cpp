@@ -24,6 +24,7 @@ int main(int argc, char** argv) {
   app.add_option("--seed", o.seed, "Initialization seed")->default_val(0);
   loco::cli::output_path(
       app.add_option("-o,--output", o.output, "The model file ('-' for stdout); written atomically")->type_name("FILE"));
+  tool.group(loco::cli::Group::Inputs, {"--config", "--preset"});
   return tool.run(argc, argv, [&] {
     if (list) {
       for (const auto& [name, json] : loco::train::list_presets()) fmt::print("{:<16} {}\n", name, json);

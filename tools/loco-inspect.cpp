@@ -28,6 +28,7 @@ int main(int argc, char** argv) {
   app.add_flag("--diff", diff, "Compare two files; exit 1 when any tensor differs");
   app.add_option("--rtol", dopt.rtol, "With --diff: relative tolerance, |a-b| <= atol + rtol*|b|")->default_val(0.0)->check(CLI::NonNegativeNumber);
   app.add_option("--atol", dopt.atol, "With --diff: absolute tolerance")->default_val(0.0)->check(CLI::NonNegativeNumber);
+  tool.group(loco::cli::Group::Outputs, {"--json"});
   return tool.run(argc, argv, [&] {
     if (diff) {
       if (files.size() != 2) loco::throw_error(loco::ErrorKind::Usage, "--diff takes exactly two files, got {}", files.size());

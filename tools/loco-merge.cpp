@@ -55,6 +55,7 @@ int main(int argc, char** argv) {
                "Carry a tensor some model lacks through from the reference instead of refusing");
   loco::cli::add_output_option(app, out, "merged model (.h5 or .safetensors; '-' for stdout)");
   app.add_option("MODEL", models, "Models to merge")->required();
+  tool.group(loco::cli::Group::Inputs, {"--base"});
   return tool.run(argc, argv, [&] {
     opt.method = *mg::parse_method(method);
     if (normalize && no_normalize) throw loco::Error(loco::ErrorKind::Usage, "--normalize and --no-normalize together");

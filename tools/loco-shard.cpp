@@ -4,6 +4,7 @@
 
 #include "loco/cli/tool.hpp"
 #include "loco/core/log.hpp"
+#include "loco/data/partition.hpp"
 #include "loco/data/shard.hpp"
 
 int main(int argc, char** argv) {
@@ -43,6 +44,10 @@ int main(int argc, char** argv) {
   app.add_option("-o,--output", o.stem, "Output stem: STEM-00001-of-0000N.h5 ... and STEM-test.h5")->required();
   app.add_flag("--json", json, "Print the summary as JSON on stdout");
   app.add_flag("--dry-run", o.dry_run, "Print the summary without writing anything");
+  tool.group(loco::cli::Group::Inputs, {"--source", "--input", "--labels", "--label-column"});
+  tool.group(loco::cli::Group::Outputs, {"--json"});
+  tool.group(loco::cli::Group::Execution, {"--dry-run"});
+  tool.complete_words("--partition", loco::data::partition_names());
   return tool.run(argc, argv, [&] {
     o.source = loco::data::parse_shard_source(source);
     o.text_layout = layout == "interleaved" ? loco::data::TextLayout::Interleaved : loco::data::TextLayout::Contiguous;

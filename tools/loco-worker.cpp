@@ -3,6 +3,7 @@
 
 #include "loco/cli/tool.hpp"
 #include "loco/core/log.hpp"
+#include "loco/optim/optimizer.hpp"
 #include "loco/train/worker.hpp"
 
 int main(int argc, char** argv) {
@@ -85,6 +86,11 @@ int main(int argc, char** argv) {
                                         "SCAFFOLD: write c_i - c_i+ here, a delta against --scaffold-control for "
                                         "loco-aggregate")
                              ->type_name("FILE"));
+  tool.group(loco::cli::Group::Inputs, {"--model", "--data", "--state", "--mix", "--delta-base", "--scaffold-control"});
+  tool.group(loco::cli::Group::Outputs, {"--metrics", "--save-local", "--control-delta"});
+  auto optimizers = loco::optim::optimizer_names(false);
+  optimizers.push_back("demo");  // loco::train's DeMo step (train/demo.hpp), not an optim table entry
+  tool.complete_words("--optimizer", std::move(optimizers));
   return tool.run(argc, argv, [&] {
     if (worker >= 0) o.worker = worker;
     o.progress = ::isatty(STDERR_FILENO) && loco::log::verbosity() >= 1;

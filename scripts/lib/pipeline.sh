@@ -9,10 +9,17 @@
 # are looked up), pl_derive (derived values; the tools are known), pl_config_extra (derived lines
 # of config.txt), pl_dry_run_note. See docs/pipelines.md and docs/decisions.md "Pipeline engine".
 
-PL_NAME=$(basename -- "$0")  # messages are prefixed by the script's name
+PL_NAME=$(basename -- "$0")  # messages are prefixed by the name it was run by (diloco, loco-diloco)
 PL_SELF=$(realpath -- "$0")
-PL_ROOT=$(cd "$(dirname "$(realpath -- "${BASH_SOURCE[0]}")")/../.." && pwd)
-PL_LIB=$PL_ROOT/scripts/lib
+PL_PIPELINE=$(basename -- "$PL_SELF")  # the pipeline's own name (its man page loco-<name>.7)
+# Its verb (loco VERB, installed as loco-VERB): the name, or NAME-pipeline when a tool is loco-NAME
+# (scripts/gossip sets it; the install and tools/loco.cpp apply the same rule).
+PL_VERB=${PL_VERB:-$PL_PIPELINE}
+PL_LIB=$(dirname "$(realpath -- "${BASH_SOURCE[0]}")")
+PL_ROOT=$(cd "$PL_LIB/../.." && pwd)  # the source tree, when run from one
+# Installed (cmake --install: libexec/loco/lib), lib/layout holds the path from lib/ to the tools.
+PL_INSTALLED_BIN=''
+if [[ -f $PL_LIB/layout ]]; then PL_INSTALLED_BIN=$(cd "$PL_LIB/$(<"$PL_LIB/layout")" 2>/dev/null && pwd) || true; fi
 # shellcheck source=scripts/lib/store.sh
 source "$PL_LIB/store.sh"  # --store: sites that share only an object store (docs/store.md)
 
@@ -38,6 +45,7 @@ pl_py() { /usr/bin/python3 -B "$PL_LIB/$1" "${@:2}" || pl_die "scripts/lib/$1 ${
 #            internal: set by the Slurm jobs (--step, --round), listed on one line of the help
 #   TYPE     str | posint | int0 | flag | file (must exist; made absolute) | dir (made absolute)
 #            | choice:a|b|c | num:[lo,hi] (a decimal in the interval; ( ) open, an empty bound none)
+#            | spec:TOOL OPTION (a str taking what TOOL's OPTION takes: bash completes its words)
 #            add '!' for required (posint!, file!)
 # Redeclaring a VAR replaces its row in place. pl_default VAR VALUE gives a variant its own default
 # (scripts/sparseloco: the diloco table with other defaults) and pl_fix VAR VALUE REASON removes an
@@ -116,9 +124,9 @@ pl_check_interval() {
 }
 pl_check_value() {
   local i=$1 v=$2 t=${PL_O_TYPE[$1]%!} name=${PL_O_NAMES[$1]##*|}
-  [[ -z $v && ${PL_O_TYPE[$1]} != *'!' && $t =~ ^(str|file|dir)$ ]] && return 0
+  [[ -z $v && ${PL_O_TYPE[$1]} != *'!' && $t =~ ^(str|file|dir|spec:.*)$ ]] && return 0
   case $t in
-    str | flag | dir) ;;
+    str | flag | dir | spec:*) ;;
     posint) [[ $v =~ ^[1-9][0-9]*$ ]] || pl_usage_error "$name must be a positive integer, not '$v'" ;;
     int0) [[ $v =~ ^[0-9]+$ ]] || pl_usage_error "$name must be a non-negative integer, not '$v'" ;;
     file) [[ -e $v || $dry_run -eq 1 ]] || pl_usage_error "$name: $v does not exist" ;;
@@ -140,6 +148,8 @@ pl_parse() {
       --generate-man) pl_generate_man; exit 0 ;;
       --generate-markdown) pl_generate_markdown; exit 0 ;;
       --list-options) pl_list_options; exit 0 ;;
+      --print-summary) printf '%s\n' "${PL_TITLE^}"; exit 0 ;;  # loco --list
+      --generate-completion) pl_generate_completion "loco-$PL_VERB"; exit 0 ;;
     esac
     [[ -n ${PL_REFUSED[$opt]+x} ]] && pl_usage_error "$opt: ${PL_REFUSED[$opt]}"
     [[ -n ${PL_O_INDEX[$opt]+x} ]] || pl_usage_error "unknown option '$opt'"
@@ -266,18 +276,22 @@ pl_usage() {
   echo
   printf '%s\n' "$PL_OUTPUT" | pl_wrap 78
   echo "Exit: 0 done; 2 usage; otherwise the failing tool's exit code, after naming the command." | pl_wrap 78
+  echo "See 'man loco-$PL_PIPELINE' for the details."
 }
 
 pl_roff() { sed -e 's/\\/\\e/g' -e 's/-/\\-/g' -e "s/^'/\\\\(aq/" -e 's/^\./\\\&./'; }
 pl_generate_man() {
-  local page=loco-$PL_NAME
+  local page=loco-$PL_PIPELINE
   printf '.TH %s 7 "" "loco" "loco pipelines"\n.ad l\n' "$page"
   echo ".SH NAME"
   printf '%s \\- %s\n' "$page" "$(printf '%s' "$PL_TITLE" | pl_roff)"
   echo ".SH SYNOPSIS"
-  printf '.B scripts/%s\n%s\n' "$PL_NAME" "$(printf '%s' "${PL_SYNOPSIS:---data FILE -o DIR [options]}" | pl_roff)"
+  printf '.B loco %s\n%s\n' "$PL_VERB" "$(printf '%s' "${PL_SYNOPSIS:---data FILE -o DIR [options]}" | pl_roff)"
   echo ".SH DESCRIPTION"
   printf '%s\n' "$PL_ABOUT" | pl_wrap 100 | pl_roff
+  echo ".PP"
+  printf 'Run as \\fBloco %s\\fR or \\fBloco\\-%s\\fR when installed, as \\fBscripts/%s\\fR in the source tree.\n' \
+    "$PL_VERB" "$PL_VERB" "$PL_PIPELINE"
   echo ".SH OPTIONS"
   local i
   for i in $(pl_rows); do
@@ -310,7 +324,7 @@ pl_generate_man() {
 }
 
 pl_generate_markdown() {
-  printf '### scripts/%s\n\n%s\n\n' "$PL_NAME" "$PL_TITLE"
+  printf '### scripts/%s\n\n%s\n\n' "$PL_PIPELINE" "$PL_TITLE"
   echo "| option | default | fixes results | meaning |"
   echo "| --- | --- | --- | --- |"
   local i d
@@ -323,6 +337,28 @@ pl_generate_markdown() {
   for i in "${!PL_FIXED[@]}"; do
     printf '\n`%s` is refused: %s\n' "${PL_O_NAMES[i]##*|}" "${PL_FIXED[$i]}"
   done
+}
+
+# pl_generate_completion CMD: the bash completion of this pipeline installed as CMD, the data of
+# share/completion/loco.bash: every option a user may give, the words of choice and spec options.
+pl_generate_completion() {
+  local cmd=$1 i n names all=(-h --help) t
+  for i in $(pl_rows); do
+    pl_shown "$i" || continue
+    IFS='|' read -r -a names <<<"${PL_O_NAMES[i]}"
+    all+=("${names[@]}")
+    t=${PL_O_TYPE[i]%!}
+    [[ $t == flag ]] && continue
+    for n in "${names[@]}"; do
+      case $t in
+        choice:*) printf "_LOCO_ARG['%s %s']='%s'\n" "$cmd" "$n" "$(tr '|' ' ' <<<"${t#choice:}")" ;;
+        spec:*) printf "_LOCO_ARG['%s %s']='@%s'\n" "$cmd" "$n" "${t#spec:}" ;;
+        *) printf "_LOCO_ARG['%s %s']=''\n" "$cmd" "$n" ;;
+      esac
+    done
+  done
+  printf "_LOCO_OPTS[%s]='%s'\n" "$cmd" "${all[*]}"
+  printf 'complete -o default -F _loco_complete %s\n' "$cmd"
 }
 
 # One line per option a user may give: NAME<TAB>TYPE<TAB>CLASS<TAB>SAMPLE<TAB>DEFAULT, SAMPLE a value
@@ -389,11 +425,13 @@ pl_check_config() {
 }
 
 # ---- tools -----------------------------------------------------------------------------------------
-# The tools' folder: --tools, else $LOCO_BIN, else $LOCO_BUILD_DIR/bin (default build/bin), else
-# PATH. Every tool of PL_TOOLS must be there.
+# The tools' folder: --tools, else $LOCO_BIN, else the installed tools beside an installed pipeline,
+# else $LOCO_BUILD_DIR/bin (default build/bin) of the source tree, else PATH. Every tool of PL_TOOLS
+# must be there.
 pl_find_tools() {
   if [[ -z $tools ]]; then
     if [[ -n ${LOCO_BIN:-} ]]; then tools=$LOCO_BIN
+    elif [[ -n $PL_INSTALLED_BIN && -x $PL_INSTALLED_BIN/loco-worker ]]; then tools=$PL_INSTALLED_BIN
     elif [[ -x ${LOCO_BUILD_DIR:-$PL_ROOT/build}/bin/loco-worker ]]; then tools=${LOCO_BUILD_DIR:-$PL_ROOT/build}/bin
     else tools=$(dirname "$(command -v loco-worker || echo /nonexistent/loco-worker)")
     fi
@@ -541,7 +579,8 @@ pl_engine_options() {
   pl_opt --threads threads '@nproc / min(J, processes a round), at least 1' run posint T 'threads per process'
   pl_opt --sbatch-args sbatch_args '' local str "'ARGS'" \
     "extra sbatch options for every job (e.g. '--partition=cpu --time=1:00:00')"
-  pl_opt --tools tools "@\$LOCO_BIN, else build/bin, else PATH" run dir DIR 'folder of the loco-* binaries'
+  pl_opt --tools tools "@\$LOCO_BIN, else the installed ones, else build/bin, else PATH" run dir DIR \
+    'folder of the loco-* binaries'
   pl_opt --dry-run dry_run 0 local flag '' 'print what would run (for slurm: the batch scripts) and change nothing'
   pl_opt --step step '' internal str STEP 'the step to run (see --help)'
   pl_opt --round step_round '' internal str R 'the round of the step'

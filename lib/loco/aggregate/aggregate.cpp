@@ -170,6 +170,13 @@ robust::AdaptiveClipOptions parse_adaptive_clip(std::string_view text) {
   return o;
 }
 
+std::vector<std::string> reduce_names() {
+  std::vector<std::string> names = {"mean", "weighted-mean", "contributor-mean", "qfedavg"};
+  for (auto& n : robust::reducer_names())
+    if (n != "mean") names.push_back(std::move(n));
+  return names;
+}
+
 void parse_reduce(std::string_view text, AggregateOptions& o) {
   if (text == "mean" || text == "weighted-mean" || text == "contributor-mean") {
     o.reduce = parse_reduction(text);

@@ -177,6 +177,8 @@ robust::AdaptiveClipOptions parse_adaptive_clip(std::string_view text);
 // (robust::parse_reducer_spec; "mean" there is the plain mean). Throws Error(Usage).
 struct AggregateOptions;
 void parse_reduce(std::string_view text, AggregateOptions& options);
+// The names a --reduce spec starts with: the plain reductions, qfedavg, the robust rules.
+std::vector<std::string> reduce_names();
 
 struct AggregateOptions {
   Reduction reduce = Reduction::Mean;

@@ -2,6 +2,7 @@
 #include <fmt/format.h>
 
 #include <sstream>
+#include <utility>
 
 #include "loco/cli/tool.hpp"
 
@@ -30,6 +31,18 @@ std::string option_names(const CLI::Option* o) {
   return names;
 }
 
+std::string man_option(const CLI::Option* o) {
+  std::ostringstream m;
+  m << ".TP\n.B " << roff(option_names(o));
+  if (o->get_type_size() != 0 && !o->get_type_name().empty()) m << " \\fI" << roff(o->get_type_name()) << "\\fR";
+  m << "\n" << roff(o->get_description());
+  if (!o->get_default_str().empty()) m << " (default: " << roff(o->get_default_str()) << ")";
+  if (!o->get_envname().empty()) m << " [env: " << roff(o->get_envname()) << "]";
+  if (o->get_required()) m << " Required.";
+  m << "\n";
+  return m.str();
+}
+
 }  // namespace
 
 std::string Tool::man_page() const {
@@ -54,14 +67,13 @@ std::string Tool::man_page() const {
     for (const CLI::Option* o : positionals) m << ".TP\n.I " << roff(o->get_name()) << "\n" << roff(o->get_description()) << "\n";
   }
   m << ".SH OPTIONS\n";
-  for (const CLI::Option* o : options) {
-    m << ".TP\n.B " << roff(option_names(o));
-    if (o->get_type_size() != 0 && !o->get_type_name().empty()) m << " \\fI" << roff(o->get_type_name()) << "\\fR";
-    m << "\n" << roff(o->get_description());
-    if (!o->get_default_str().empty()) m << " (default: " << roff(o->get_default_str()) << ")";
-    if (!o->get_envname().empty()) m << " [env: " << roff(o->get_envname()) << "]";
-    if (o->get_required()) m << " Required.";
-    m << "\n";
+  for (const std::string& title : group_titles()) {
+    bool first = true;
+    for (const CLI::Option* o : options) {
+      if (o->get_group() != title) continue;
+      if (std::exchange(first, false)) m << ".SS " << title << "\n";
+      m << man_option(o);
+    }
   }
   if (!examples_.empty()) {
     m << ".SH EXAMPLES\n";

@@ -27,17 +27,25 @@ namespace loco::cli {
 
 Tool::Tool(std::string name, std::string summary)
     : name_(std::move(name)), summary_(std::move(summary)), app_(summary_, name_) {
+  const std::string common = group_title(Group::Common);
+  app_.set_help_flag("-h,--help", "Print this help and exit")->group(common);
   // The build's target CPU is part of the version: which binary runs where is a property of it.
-  app_.set_version_flag("--version", fmt::format("{} {}\nbuilt for {}: {}", name_, LOCO_VERSION, loco_cpu_build_target(),
-                                                 *loco_cpu_build_features() ? loco_cpu_build_features() : "baseline x86-64"));
-  app_.add_flag("-v,--verbose", verbose_, "More diagnostics on stderr (repeat for debug output)");
-  app_.add_flag("-q,--quiet", quiet_, "Only errors on stderr");
+  app_.set_version_flag("--version",
+                        fmt::format("{} {}\nbuilt for {}: {}", name_, LOCO_VERSION, loco_cpu_build_target(),
+                                    *loco_cpu_build_features() ? loco_cpu_build_features() : "baseline x86-64"),
+                        "Print the version and the CPU the build is for, and exit")
+      ->group(common);
+  app_.add_flag("-v,--verbose", verbose_, "More diagnostics on stderr (repeat for debug output)")->group(common);
+  app_.add_flag("-q,--quiet", quiet_, "Only errors on stderr")->group(common);
   app_.add_option("--threads", threads_, "Worker threads (0: all cores); results do not depend on it")
       ->envname("LOCO_THREADS")
       ->check(CLI::Range(0, 4096))
-      ->default_val(0);
+      ->default_val(0)
+      ->group(group_title(Group::Execution));
+  // Hidden: the man page (the build); run() also answers --print-summary (the one line of
+  // `loco --list`) and --generate-completion (the bash completion, made by the build).
   app_.add_flag("--generate-man", generate_man_, "Print this tool's man page (roff) and exit")->group("");
-  app_.get_formatter()->column_width(34);
+  app_.formatter_fn([this](const CLI::App*, const std::string&, CLI::AppFormatMode) { return help_text(help_width()); });
 }
 
 void Tool::set_description(std::string text) {
@@ -46,6 +54,22 @@ void Tool::set_description(std::string text) {
 
 void Tool::add_example(std::string command, std::string explanation) {
   examples_.emplace_back(std::move(command), std::move(explanation));
+}
+
+void Tool::group(Group g, std::initializer_list<std::string_view> names) {
+  for (std::string_view n : names) app_.get_option(std::string(n))->group(group_title(g));
+}
+
+void Tool::complete_words(std::string_view option, std::vector<std::string> words) {
+  words_[std::string(option)] = std::move(words);
+}
+
+void Tool::settle_groups() {
+  for (CLI::Option* o : app_.get_options([](const CLI::Option* o) { return o->get_group() == "Options"; })) {
+    const bool positional = o->get_lnames().empty() && o->get_snames().empty();
+    const Group g = positional ? Group::Inputs : o->check_lname("output") ? Group::Outputs : Group::Algorithm;
+    o->group(group_title(g));
+  }
 }
 
 namespace {
@@ -109,18 +133,20 @@ int Tool::run(int argc, char** argv, const std::function<int()>& body) {
   std::signal(SIGPIPE, SIG_IGN);
   remove_temporaries_on_signals();
   log::set_program(name_);
-  for (int i = 1; i < argc; ++i)
+  settle_groups();
+  for (int i = 1; i < argc; ++i) {
     if (std::strcmp(argv[i], "--generate-man") == 0) {
       fmt::print("{}", man_page());
       return 0;
     }
-  if (!description_.empty() || !examples_.empty()) {
-    std::string footer = description_;
-    if (!examples_.empty()) {
-      footer += "\n\nExamples:";
-      for (const auto& [cmd, what] : examples_) footer += fmt::format("\n  {}\n      {}", cmd, what);
+    if (std::strcmp(argv[i], "--generate-completion") == 0) {
+      fmt::print("{}", completion());
+      return 0;
     }
-    app_.footer(footer);
+    if (std::strcmp(argv[i], "--print-summary") == 0) {
+      fmt::print("{}\n", summary_);
+      return 0;
+    }
   }
   check_finite(app_);
   try {

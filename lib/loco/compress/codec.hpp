@@ -28,6 +28,8 @@ struct StageSpec {
 // Splits SPEC = stage('+'stage)* into stages. Throws Error(Usage) on empty stages, names or keys,
 // a key without '=', or a key given twice. Names and keys are not checked here (Codec does).
 std::vector<StageSpec> parse_spec(std::string_view spec);
+// The stage names a SPEC may use (the help, the bash completion).
+const std::vector<std::string>& codec_names();
 
 // Shape and type of one dataset a codec writes for a tensor, known before encoding.
 struct DatasetLayout {

@@ -1515,6 +1515,12 @@ class PowersgdStage final : public Stage {
 
 }  // namespace
 
+const std::vector<std::string>& codec_names() {
+  static const std::vector<std::string> names = {"cast", "topk",     "randk",  "quant",   "sign",
+                                                 "qsgd", "dct_topk", "sketch", "powersgd"};
+  return names;
+}
+
 std::unique_ptr<Stage> make_stage(const StageSpec& s) {
   if (s.name == "cast") return std::make_unique<CastStage>(s);
   if (s.name == "topk") return std::make_unique<TopkStage>(s);
@@ -1525,8 +1531,7 @@ std::unique_ptr<Stage> make_stage(const StageSpec& s) {
   if (s.name == "dct_topk") return std::make_unique<DctTopkStage>(s);
   if (s.name == "sketch") return std::make_unique<SketchStage>(s);
   if (s.name == "powersgd") return std::make_unique<PowersgdStage>(s);
-  throw_error(ErrorKind::Usage,
-              "unknown codec '{}' (known: cast, topk, randk, quant, sign, qsgd, dct_topk, sketch, powersgd)", s.name);
+  throw_error(ErrorKind::Usage, "unknown codec '{}' (known: {})", s.name, fmt::join(codec_names(), ", "));
 }
 
 void topk_indices(std::span<const float> x, std::int64_t k, std::vector<std::int64_t>& idx) {

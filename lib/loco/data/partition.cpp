@@ -590,7 +590,8 @@ std::map<std::string_view, Setter> setters(PartitionSpec& out, const SpecReader&
 
 }  // namespace
 
-PartitionSpec parse_partition_spec(std::string_view spec) {
+namespace {
+const std::map<std::string_view, PartitionSpec::Scheme>& schemes() {
   using Scheme = PartitionSpec::Scheme;
   static const std::map<std::string_view, Scheme> kSchemes{{"iid", Scheme::Iid},
                                                            {"dirichlet", Scheme::Dirichlet},
@@ -598,6 +599,18 @@ PartitionSpec parse_partition_spec(std::string_view spec) {
                                                            {"pathological", Scheme::Pathological},
                                                            {"shards", Scheme::Shards},
                                                            {"quantity", Scheme::Quantity}};
+  return kSchemes;
+}
+}  // namespace
+
+std::vector<std::string> partition_names() {
+  std::vector<std::string> names;
+  for (const auto& [name, scheme] : schemes()) names.emplace_back(name);
+  return names;
+}
+
+PartitionSpec parse_partition_spec(std::string_view spec) {
+  const auto& kSchemes = schemes();
   PartitionSpec out;
   const std::size_t colon = spec.find(':');
   const std::string_view name = spec.substr(0, colon);

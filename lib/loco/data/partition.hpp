@@ -160,6 +160,8 @@ struct PartitionSpec {
 };
 // Throws Error(Usage) naming the unknown scheme or key, or the value that does not parse.
 PartitionSpec parse_partition_spec(std::string_view spec);
+// The scheme names parse_partition_spec takes.
+std::vector<std::string> partition_names();
 // Runs the scheme of spec.
 Partition partition(const PartitionSpec& spec, std::span<const std::int32_t> labels, std::int32_t classes,
                     std::span<const std::int64_t> pool, int clients, std::uint64_t seed);

@@ -95,6 +95,12 @@ bool pair_half_edges(std::int64_t n, std::int64_t d, Rng& rng, std::vector<std::
 
 }  // namespace
 
+std::vector<std::string> topology_names() {
+  std::vector<std::string> names;
+  for (const auto& [kind, name] : kNames) names.emplace_back(name);
+  return names;
+}
+
 Topology parse_topology(std::string_view text) {
   const auto s = detail::parse_spec(text, "topology");
   Topology t;

@@ -33,6 +33,8 @@ struct Topology {
 // "random-regular:d=D[,redraw=0|1]", "erdos-renyi:p=P[,redraw=0|1]". Throws Error(Usage) naming
 // the text and what is expected.
 Topology parse_topology(std::string_view text);
+// The topology names parse_topology takes.
+std::vector<std::string> topology_names();
 // The canonical text of a topology (parse_topology(format_topology(t)) == t).
 std::string format_topology(const Topology& t);
 // True when W changes with the round (one-peer exponential; random graphs with redraw).

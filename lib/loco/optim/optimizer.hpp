@@ -107,6 +107,8 @@ struct OptimizerSpec {
 // (torch's: lr 1e-3, β 0.9/0.999, eps 1e-8, weight_decay 0, coupled).
 // Throws Error(Usage) for an unknown name, listing the known ones.
 OptimizerSpec inner_spec_defaults(std::string_view name);
+// The names of the inner (outer: the outer) optimizers, in the order of their table.
+std::vector<std::string> optimizer_names(bool outer);
 // Defaults of a named outer optimizer: sgd (lr 1: FedAvg), momentum (lr 0.7, μ 0.9), nesterov
 // (DiLoCo: lr 0.7, μ 0.9), adam (torch's: lr 1e-3, β 0.9/0.999, eps 1e-8), fedavgm (η_s 1, μ 0),
 // fedadagrad (η 0.1, η_l 0.1, τ 1e-3), fedadam (η 0.1, η_l 0.1, β 0.9/0.99, τ 1e-3), fedyogi

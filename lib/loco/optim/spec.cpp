@@ -291,6 +291,12 @@ void check_unit(const OptimizerSpec& s, Field f, double v) {
 
 }  // namespace
 
+std::vector<std::string> optimizer_names(bool outer) {
+  std::vector<std::string> names;
+  for (const auto& d : outer ? outer_table() : inner_table()) names.emplace_back(d.name);
+  return names;
+}
+
 OptimizerSpec inner_spec_defaults(std::string_view name) { return find_descriptor(name, false).defaults; }
 OptimizerSpec outer_spec_defaults(std::string_view name) { return find_descriptor(name, true).defaults; }
 

@@ -221,6 +221,14 @@ inline void compare_exchange(float* a, float* b) {
 
 // ---------------------------------------------------------------- spec
 
+std::vector<std::string> reducer_names() {
+  std::vector<std::string> names;
+  for (int r = static_cast<int>(Rule::Mean); r <= static_cast<int>(Rule::Flag); ++r)
+    names.emplace_back(rule_name(static_cast<Rule>(r)));
+  names.insert(names.end(), {"nnm", "bucket"});
+  return names;
+}
+
 ReducerSpec parse_reducer_spec(std::string_view text) {
   if (text.empty()) throw_error(ErrorKind::Usage, "empty reducer spec");
   std::vector<std::string_view> parts;

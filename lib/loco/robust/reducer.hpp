@@ -80,6 +80,8 @@ struct ReducerSpec {
 // geomedian[:iters=T,nu=V,tol=E], centered-clip[:tau=T,iters=L], bulyan:f=F, median-norm,
 // flag[:r=R,iters=T,eps=E]. Throws Error(Usage) naming the offending part.
 ReducerSpec parse_reducer_spec(std::string_view text);
+// The rule names and then the pre-aggregator names (nnm, bucket) parse_reducer_spec takes.
+std::vector<std::string> reducer_names();
 // The canonical text of a spec (every parameter written), parseable by parse_reducer_spec.
 std::string format_reducer_spec(const ReducerSpec& spec);
 // True for rules that want centered clipping's previous centre.

@@ -46,6 +46,14 @@ def help_options_in_man(ctx, r):
     assert not missing, f"options in --help but not in the man page: {missing}"
 
 
+def lines_within(width):
+    """Every line of stdout fits WIDTH columns."""
+    def check(ctx, r):
+        wide = [line for line in r.stdout.splitlines() if len(line) > width]
+        assert not wide, f"lines over {width} columns: {wide}"
+    return check
+
+
 CASES = [
     Case("--help prints usage", ["--help"], stdout_re=r"(?i)^usage: {tool}\b", stderr_empty=True),
     Case("-h prints usage", ["-h"], stdout_re=r"(?i)^usage: {tool}\b", stderr_empty=True),
@@ -55,4 +63,10 @@ CASES = [
     Case("the built man page is current", ["--generate-man"], check=man_is_current),
     Case("the man page is valid roff", ["--generate-man"], check=man_is_valid_roff),
     Case("every long option of --help is in the man page", ["--help"], check=help_options_in_man),
+    Case("--help fits 80 columns when stdout is no terminal", ["--help"], env={"COLUMNS": ""},
+         check=lines_within(80), stdout_re=r"^See 'man {tool}' for the details"),
+    Case("--help wraps to $COLUMNS", ["--help"], env={"COLUMNS": "50"}, check=lines_within(50)),
+    Case("--help wraps to at most 100 columns", ["--help"], env={"COLUMNS": "300"}, check=lines_within(100)),
+    Case("--print-summary prints the one-line summary", ["--print-summary"], stdout_re=r"\A[A-Z][^\n]+\n\Z",
+         stderr_empty=True),
 ]

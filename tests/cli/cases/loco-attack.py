@@ -111,7 +111,8 @@ def flipped(ctx, r):
 
 
 CASES = [
-    Case("--help marks it as a research tool", args=["--help"], stdout=["Research tool", "ROBUSTNESS EXPERIMENTS ONLY"]),
+    Case("--help marks it as a research tool", args=["--help"], stdout="Research tool"),
+    Case("the man page marks it as a research tool", args=["--generate-man"], stdout="ROBUSTNESS EXPERIMENTS ONLY"),
     Case("alie with a given z: two attackers, values and attributes", setup=[MAKE],
          args=["--attack", "alie:z=1.5", "-o", "a.h5", "-o", "b.h5", "--json", "h0.h5", "h1.h5", "h2.h5", "h3.h5"],
          check=alie, unchanged="{tmp}/h0.h5"),
