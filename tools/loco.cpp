@@ -222,6 +222,8 @@ int main(int argc, char** argv) {
   char* help_args[] = {help_flag};
   char** args = help ? help_args : argv + first_arg;
   const int count = help ? 1 : argc - first_arg;
+  // A script's $0 is its path, so a pipeline learns the name it was run by from LOCO_INVOKED_AS.
+  if (v.pipeline) ::setenv("LOCO_INVOKED_AS", ("loco " + verb).c_str(), 1);
   if (!v.program.empty()) run(v.program, tool, args, count);
   std::vector<char*> path_argv{const_cast<char*>(tool.c_str())};
   path_argv.insert(path_argv.end(), args, args + count);

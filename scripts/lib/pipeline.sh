@@ -9,7 +9,10 @@
 # are looked up), pl_derive (derived values; the tools are known), pl_config_extra (derived lines
 # of config.txt), pl_dry_run_note. See docs/pipelines.md and docs/decisions.md "Pipeline engine".
 
-PL_NAME=$(basename -- "$0")  # messages are prefixed by the name it was run by (diloco, loco-diloco)
+# Messages are prefixed by the name it was run by: diloco, loco-diloco, or "loco diloco" (the
+# front end says so in LOCO_INVOKED_AS, which the Slurm jobs and the tools need not inherit).
+PL_NAME=${LOCO_INVOKED_AS:-$(basename -- "$0")}
+unset LOCO_INVOKED_AS
 PL_SELF=$(realpath -- "$0")
 PL_PIPELINE=$(basename -- "$PL_SELF")  # the pipeline's own name (its man page loco-<name>.7)
 # Its verb (loco VERB, installed as loco-VERB): the name, or NAME-pipeline when a tool is loco-NAME
