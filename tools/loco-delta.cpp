@@ -36,6 +36,7 @@ int main(int argc, char** argv) {
       ->check(CLI::NonNegativeNumber)
       ->type_name("H");
   loco::cli::add_output_option(app, o.output, "delta file (.h5, .safetensors)");
+  tool.group(loco::cli::Group::Inputs, {"--base", "--local"});
   return tool.run(argc, argv, [&] {
     if (round >= 0) o.round = round;
     if (samples >= 0) o.samples = samples;
