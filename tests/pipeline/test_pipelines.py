@@ -61,8 +61,8 @@ def main():
     run([diloco, "--data", text, "-o", work / "x", "--workers", "0"], env, code=2)
     run([baseline, "--data", text, "-o", work / "x", "--outer", "sgd"], env, code=2)
     # NaN and infinities are refused before any tool runs (issue 19), alone or inside a spec.
-    p = run([diloco, "--data", text, "-o", work / "x", "--outer-lr", "nan"], env, code=2)
-    check("diloco: error: --outer-lr nan: not a finite number" in p.stderr, p.stderr)
+    p = run([diloco, "--data", text, "-o", work / "x", "--lr", "nan"], env, code=2)
+    check("diloco: error: --lr nan: not a finite number" in p.stderr, p.stderr)
     run([diloco, "--data", text, "-o", work / "x", "--inner-optimizer", "adamw:lr=-inf"], env, code=2)
     check(not (work / "x").exists(), "a usage error created the output folder")
 
