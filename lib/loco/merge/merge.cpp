@@ -509,20 +509,20 @@ void merge_files(const std::vector<std::string>& model_paths, const std::string&
           drop_random(d, density, rescale, opt.seed, stream_id({name_hash, static_cast<std::uint64_t>(m)}));
       }
     }
-    // merged values of elements [i0, i0 + n) into out.
-    auto merge_block = [&](std::size_t i0, std::size_t n, std::span<float> out) {
+    // merged values of elements [i0, i0 + n) into dst.
+    auto merge_block = [&](std::size_t i0, std::size_t n, std::span<float> dst) {
       bviews.clear();
       for (const auto& v : views) bviews.push_back(v.subspan(i0, n));
       const std::span<const float> b = base.subspan(i0, n);
       switch (method) {
-        case Method::Linear: linear(bviews, weights, normalize, out); break;
+        case Method::Linear: linear(bviews, weights, normalize, dst); break;
         case Method::Slerp: {
           const std::span<const float> v1 = tensors[1].f32().subspan(i0, n);
-          for (std::size_t i = 0; i < n; ++i) out[i] = ab.first * b[i] + ab.second * v1[i];
+          for (std::size_t i = 0; i < n; ++i) dst[i] = ab.first * b[i] + ab.second * v1[i];
           break;
         }
-        case Method::ModelStock: model_stock_apply(stock_t, b, bviews, out); break;
-        default: combine_deltas(b, bviews, weights, def.sign_election, normalize, lambda, out); break;
+        case Method::ModelStock: model_stock_apply(stock_t, b, bviews, dst); break;
+        default: combine_deltas(b, bviews, weights, def.sign_election, normalize, lambda, dst); break;
       }
     };
     auto for_blocks = [&](auto&& fn) {
