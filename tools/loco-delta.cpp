@@ -14,7 +14,7 @@ int main(int argc, char** argv) {
       "the same name with the same shape, and nothing else (a local model_config, when present, must match); "
       "bfloat16 and float16 widen exactly to float32, float64 differences are rounded once. The delta records "
       "kind delta, the global model's model_config, round (default: the global model's), worker, samples, "
-      "inner_steps and base_checksum, the checksum loco-aggregate compares with its model. A non-finite difference "
+      "inner_steps, step and base_checksum, the checksum loco-aggregate compares with its model. A non-finite difference "
       "stops with exit 5 and nothing written. See docs/your-trainer.md.");
   tool.add_example("loco-delta --base round-3.h5 --local local.safetensors --worker 2 --samples 8192 -o d2.h5",
                    "After a PyTorch worker saved its model with safetensors.");
@@ -22,7 +22,7 @@ int main(int argc, char** argv) {
                    "A torch.save state_dict in, a safetensors delta out.");
   auto& app = tool.app();
   loco::train::DeltaFileOptions o;
-  std::int64_t round = -1, samples = -1, inner_steps = -1;
+  std::int64_t round = -1, samples = -1, inner_steps = -1, step = -1;
   app.add_option("--base", o.base, "The round's global model (any format loco reads)")->required()->type_name("FILE");
   app.add_option("--local", o.local, "The model after local training (any format loco reads)")
       ->required()
@@ -35,12 +35,16 @@ int main(int argc, char** argv) {
   app.add_option("--inner-steps", inner_steps, "Inner steps behind the delta, recorded as inner_steps")
       ->check(CLI::NonNegativeNumber)
       ->type_name("H");
+  app.add_option("--step", step, "The worker's cumulative inner step after this round, recorded as step")
+      ->check(CLI::NonNegativeNumber)
+      ->type_name("N");
   loco::cli::add_output_option(app, o.output, "delta file (.h5, .safetensors)");
   tool.group(loco::cli::Group::Inputs, {"--base", "--local"});
   return tool.run(argc, argv, [&] {
     if (round >= 0) o.round = round;
     if (samples >= 0) o.samples = samples;
     if (inner_steps >= 0) o.inner_steps = inner_steps;
+    if (step >= 0) o.step = step;
     loco::train::write_delta_file(o);
     return 0;
   });

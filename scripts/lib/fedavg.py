@@ -5,7 +5,7 @@
                  --min-completion Q --drop-rate P [--client I]
       prints the round's plan as one JSON object: round, k, sampled, dropped, trained, quorum
       (and with --client, previous: the last round before R in which client I trained, 0: never)
-  fedavg.py client-record --steps FILE --round R --client I --wall SECONDS -o FILE
+  fedavg.py client-record --steps FILE --local-steps H --round R --client I --wall SECONDS -o FILE
   fedavg.py round-record --root DIR --round R --eval FILE --eval-wall SECONDS --strategy SPEC
                  --clients C --model-bytes N [--scaffold] -o FILE
   fedavg.py plot --dir DIR          accuracy.svg/png from DIR/metrics.jsonl
@@ -25,7 +25,7 @@ import math
 import os
 from fractions import Fraction
 
-from metrics import load, pyplot, read_jsonl, save_figure, step_losses, write_record  # scripts/lib
+from metrics import load, pyplot, read_jsonl, save_figure, loss_summary, step_losses, write_record  # scripts/lib
 
 
 def h(*fields):
@@ -65,14 +65,14 @@ def cmd_plan(a):
     print(json.dumps(p))
 
 
-def client_record(steps_path, r, client, wall):
-    losses = step_losses(steps_path)
-    return {"round": r, "client": client, "dropped": False, "steps": len(losses),
-            "train_loss": sum(losses) / len(losses), "train_loss_last": losses[-1], "wall_seconds": wall}
+def client_record(steps_path, r, client, wall, steps):
+    mean, last = loss_summary(step_losses(steps_path))
+    return {"round": r, "client": client, "dropped": False, "steps": steps,
+            "train_loss": mean, "train_loss_last": last, "wall_seconds": wall}
 
 
 def cmd_client_record(a):
-    write_record(a.output, client_record(a.steps, a.round, a.client, a.wall))
+    write_record(a.output, client_record(a.steps, a.round, a.client, a.wall, a.local_steps))
 
 
 def round_record(root, r, ev, eval_seconds, strategy, clients, scaffold, model_bytes):
@@ -96,7 +96,9 @@ def round_record(root, r, ev, eval_seconds, strategy, clients, scaffold, model_b
                     "quorum": agg["quorum"], "skipped": agg["skipped"], "aggregate_seconds": agg["aggregate_seconds"],
                     "local_steps": [x["steps"] for x in done], "client_wall_seconds": [x["wall_seconds"] for x in done]})
         if done:
-            rec["train_loss"] = sum(x["train_loss"] for x in done) / len(done)
+            known = [x["train_loss"] for x in done if x["train_loss"] is not None]
+            if known:  # worker commands need not record their losses
+                rec["train_loss"] = sum(known) / len(known)
         s = f"{root}/rounds/round-{r:04d}.summary.json"
         if os.path.exists(s):
             rec["update_norm"] = load(s)["update_norm"]
@@ -147,7 +149,8 @@ def main():
     s.add_argument("--client", type=int)
     s.set_defaults(fn=cmd_plan)
     c = sub.add_parser("client-record", help="the record of a client's training")
-    c.add_argument("--steps", required=True, help="loco-worker --metrics output")
+    c.add_argument("--steps", required=True, help="the training's --metrics output (may be empty)")
+    c.add_argument("--local-steps", type=int, required=True, help="the local steps it trained")
     c.add_argument("--round", type=int, required=True)
     c.add_argument("--client", type=int, required=True)
     c.add_argument("--wall", type=float, required=True)

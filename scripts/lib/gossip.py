@@ -12,7 +12,7 @@ Standard library only (matplotlib for the plot).
 import argparse
 import os
 
-from metrics import load, pyplot, read_jsonl, save_figure, step_losses, write_record  # scripts/lib
+from metrics import load, pyplot, read_jsonl, save_figure, loss_summary, step_losses, write_record  # scripts/lib
 
 
 def mean(xs):
@@ -20,9 +20,8 @@ def mean(xs):
 
 
 def train_record(steps_path, r, node, wall):
-    losses = step_losses(steps_path)
-    return {"round": r, "node": node, "train_loss": sum(losses) / len(losses),
-            "train_loss_last": losses[-1], "wall_seconds": wall}
+    mean, last = loss_summary(step_losses(steps_path))
+    return {"round": r, "node": node, "train_loss": mean, "train_loss_last": last, "wall_seconds": wall}
 
 
 def cmd_train_record(a):
@@ -46,7 +45,9 @@ def round_record(root, work, r, nodes, h, gossiped, topology, schedule):
     if r > 0:
         tr = [load(f"{root}/local/round-{r:04d}/node-{i}.json") for i in range(nodes)]
         go = [load(f"{root}/nodes/round-{r:04d}/node-{i}.json") for i in range(nodes)]
-        rec["train_loss"] = mean([t["train_loss"] for t in tr])
+        known = [t["train_loss"] for t in tr if t["train_loss"] is not None]
+        if known:  # worker commands need not record their losses
+            rec["train_loss"] = mean(known)
         rec["node_wall_seconds"] = [t["wall_seconds"] for t in tr]
         bytes_in = mean([g["bytes_received"] for g in go])
     cum = (load(f"{root}/metrics/round-{r - 1:04d}.json")["cum_bytes_received_per_node"] if r > 0 else 0) + bytes_in

@@ -57,7 +57,10 @@ def payload_bytes(inspect):
 
 def cmd_worker(a):
     ins = load(a.inspect)
-    attrs = ins.get("attributes", {})
+    attrs = dict(ins.get("attributes", {}))
+    losses = step_losses(a.steps)
+    if "loss_mean" not in attrs and losses:  # a worker command's delta (loco-delta) carries no losses
+        attrs["loss_mean"], attrs["loss_last"] = loss_summary(losses)
     rec = {
         "round": a.round,
         "worker": a.worker,
@@ -120,10 +123,11 @@ def cmd_round(a):
         for r in recs:
             by_worker[r["worker"]] = by_worker.get(r["worker"], 0.0) + r["wall_seconds"]
         walls = [round(by_worker[w], 6) for w in sorted(by_worker)]
+        known = [r["train_loss_mean"] for r in recs if r["train_loss_mean"] is not None]  # commands may record none
         rec.update(
             step=max(r["step"] for r in recs),
             tokens=prev["tokens"] + sum(r["samples"] for r in recs),
-            train_loss=sum(r["train_loss_mean"] for r in recs) / len(recs),
+            train_loss=sum(known) / len(known) if known else None,
             peak_bytes_per_sync=peak,
             bytes_sent_per_worker=sent,
             bytes_received_per_worker=received,
@@ -166,8 +170,18 @@ def read_jsonl(path):
 
 
 def step_losses(path):
-    """The per-step losses of a loco-worker --metrics file."""
+    """The per-step losses of a --metrics JSON-lines file: loco-worker's, or a worker command's, which
+    may write none (an empty or absent file)."""
+    if not path or not os.path.exists(path):
+        return []
     return [x["loss"] for x in read_jsonl(path)]
+
+
+def loss_summary(losses):
+    """train_loss (the mean) and train_loss_last of a step's losses; None when it recorded none."""
+    if not losses:
+        return None, None
+    return sum(losses) / len(losses), losses[-1]
 
 
 def write_record(path, rec):
@@ -216,6 +230,7 @@ def main():
     w.add_argument("--worker", type=int, required=True)
     w.add_argument("--wall", type=float, required=True)
     w.add_argument("--stage", type=int, help="streaming: the stage (synchronisation) of this worker step")
+    w.add_argument("--steps", help="the step's --metrics JSON lines (losses of a delta that records none)")
     w.add_argument("-o", "--output", required=True)
     w.set_defaults(fn=cmd_worker)
     r = sub.add_parser("round", help="record of one round")

@@ -25,6 +25,8 @@ PL_INSTALLED_BIN=''
 if [[ -f $PL_LIB/layout ]]; then PL_INSTALLED_BIN=$(cd "$PL_LIB/$(<"$PL_LIB/layout")" 2>/dev/null && pwd) || true; fi
 # shellcheck source=scripts/lib/store.sh
 source "$PL_LIB/store.sh"  # --store: sites that share only an object store (docs/store.md)
+# shellcheck source=scripts/lib/trainer.sh
+source "$PL_LIB/trainer.sh"  # pl_train: loco-worker or the user's trainer (--worker-cmd)
 
 pl_die() { echo "$PL_NAME: error: $*" >&2; exit "${PL_EXIT:-3}"; }
 pl_usage_error() { echo "$PL_NAME: error: $*" >&2; echo "Run with --help for usage." >&2; exit 2; }

@@ -92,11 +92,18 @@ class Records(unittest.TestCase):
 
     def test_client_and_node_records(self):
         s = self.steps([3.0, 1.0, 2.0])
-        rec = fedavg.client_record(s, 2, 5, 1.5)
+        rec = fedavg.client_record(s, 2, 5, 1.5, 3)
         self.assertEqual(rec, {"round": 2, "client": 5, "dropped": False, "steps": 3, "train_loss": 2.0,
                                "train_loss_last": 2.0, "wall_seconds": 1.5})
         rec = gossip.train_record(s, 1, 0, 0.25)
         self.assertEqual((rec["node"], rec["train_loss"], rec["train_loss_last"]), (0, 2.0, 2.0))
+        # A worker command need not write its losses: the records say None, not a crash.
+        empty = self.root / "empty.jsonl"
+        empty.write_text("")
+        rec = fedavg.client_record(empty, 2, 5, 1.5, 4)
+        self.assertEqual((rec["steps"], rec["train_loss"], rec["train_loss_last"]), (4, None, None))
+        rec = gossip.train_record(self.root / "absent.jsonl", 1, 0, 0.25)
+        self.assertEqual((rec["train_loss"], rec["train_loss_last"]), (None, None))
 
     def test_fedavg_round_bytes_and_steps(self):
         r = self.root

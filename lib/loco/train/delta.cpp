@@ -72,6 +72,7 @@ void write_delta_file(const DeltaFileOptions& o) {
   if (o.samples && *o.samples < 0) throw_error(ErrorKind::Usage, "--samples must be >= 0, got {}", *o.samples);
   if (o.inner_steps && *o.inner_steps < 0)
     throw_error(ErrorKind::Usage, "--inner-steps must be >= 0, got {}", *o.inner_steps);
+  if (o.step && *o.step < 0) throw_error(ErrorKind::Usage, "--step must be >= 0, got {}", *o.step);
   const auto base = io::open_source(o.base);
   io::expect_kind(*base, {io::Kind::Model});
   const auto local = io::open_source(o.local);
@@ -89,6 +90,7 @@ void write_delta_file(const DeltaFileOptions& o) {
   root.set("worker", o.worker);
   if (o.samples) root.set("samples", *o.samples);
   if (o.inner_steps) root.set("inner_steps", *o.inner_steps);
+  if (o.step) root.set("step", *o.step);
   root.set("base_checksum", io::tensors_checksum(*base));
   root.set("local_format", std::string(local->format()));
 

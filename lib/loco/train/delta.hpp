@@ -19,6 +19,7 @@ struct DeltaFileOptions {
   std::optional<std::int64_t> round;        // default: the base's round attribute, else 0
   std::optional<std::int64_t> samples;      // examples (or tokens) behind the delta, for weighted means
   std::optional<std::int64_t> inner_steps;  // recorded when given
+  std::optional<std::int64_t> step;         // the worker's cumulative step, recorded when given
 };
 
 // Writes the delta of o.local against o.base: every tensor of the base's /tensors, in its order,

@@ -81,6 +81,8 @@ def main() -> int:
     ap.add_argument("--seed", type=int, default=0)
     ap.add_argument("--state-in", default=None, help="this worker's state from the previous round (read only)")
     ap.add_argument("--state-out", default=None, help="where to write this worker's state after the round")
+    ap.add_argument("--metrics", default=None,
+                    help="append one JSON line per step here (step, loss, lr), as loco-worker --metrics does")
     ap.add_argument("--device", default="auto", choices=["auto", "cpu", "cuda"])
     ap.add_argument("--threads", type=int, default=1, help="CPU threads (1 makes CPU runs bit-reproducible) [1]")
     a = ap.parse_args()
@@ -114,6 +116,7 @@ def main() -> int:
     if tokens.numel() < ctx + 1:
         raise SystemExit(f"train_worker: {a.data} holds {tokens.numel()} tokens, fewer than ctx + 1 = {ctx + 1}")
     model.train()
+    lines = []
     for h in range(a.steps):
         t = step0 + h
         key = int(np.random.SeedSequence([a.seed, a.worker, t]).generate_state(1, np.uint64)[0]) >> 1
@@ -132,6 +135,7 @@ def main() -> int:
         if a.clip > 0:
             torch.nn.utils.clip_grad_norm_(model.parameters(), a.clip)
         opt.step()
+        lines.append(json.dumps({"worker": a.worker, "step": t, "loss": float(loss), "lr": g["lr"]}))
 
     local = {k: v.detach().cpu() for k, v in model.state_dict().items()}
     meta = {"kind": "model", "model_config": json.dumps(config, sort_keys=True, separators=(",", ":"))}
@@ -139,6 +143,9 @@ def main() -> int:
         loco_gpt.atomic_torch_save(local, a.output)
     else:
         loco_gpt.write_safetensors(a.output, local, meta)
+    if a.metrics:  # one write after training: a killed run leaves no partial lines
+        with open(a.metrics, "a", encoding="utf-8") as f:
+            f.write("".join(line + "\n" for line in lines))
     if a.state_out:  # after the model: a crash between the two reruns the round from the old state
         loco_gpt.atomic_torch_save({"adamw": opt.state_dict(), "step": step0 + a.steps, "worker": a.worker,
                                     "model_config": config}, a.state_out)
