@@ -70,7 +70,9 @@ pl_state_name() { if pl_external "$1"; then echo "${2%.h5}.state"; else echo "$2
 #   PREV-STATE, '' in its first round) and its per-step metrics to METRICS. The options are
 #   loco-worker's (--steps --batch --optimizer --schedule --clip --seed and more); an external worker
 #   gets their values as placeholders (STEP0 is {step}) and may not need options only loco-worker
-#   has (the caller refuses those with --worker-cmd).
+#   has (the caller refuses those with --worker-cmd). For an external worker, PL_TRAIN_BASE names
+#   another base of the delta (streaming: the stage's fragment file) and PL_TRAIN_LOCAL a file to
+#   keep its local model in (loco HDF5).
 pl_train() {
   local log=$1 id=$2 round=$3 step0=$4 model=$5 shard=$6 prev=$7 work=$8 delta=$9 metrics=${10}
   shift 10
@@ -121,9 +123,13 @@ pl_train() {
   ctx=$(pl_model_ctx "$model") || exit $?
   ((ctx > 0)) && per=$ctx  # token models count predictions, as loco-worker does
   # A local model loco-delta refuses (names, shapes, model config, non-finite) leaves no scratch.
-  (pl_run "$log" loco-delta --base "$model" --local "${v[local]}" --worker "$id" \
+  (pl_run "$log" loco-delta --base "${PL_TRAIN_BASE:-$model}" --local "${v[local]}" --worker "$id" \
     --samples $((${v[steps]} * ${v[batch]} * per)) --inner-steps "${v[steps]}" \
     --step $((step0 + ${v[steps]})) -o "$delta") || { rc=$?; rm -f "${v[local]}" "$work" "$metrics"; exit "$rc"; }
+  if [[ -n ${PL_TRAIN_LOCAL-} ]]; then
+    (pl_run "$log" loco-convert "${v[local]}" "$PL_TRAIN_LOCAL") ||
+      { rc=$?; rm -f "${v[local]}" "$work" "$metrics" "$delta"; exit "$rc"; }
+  fi
   rm -f "${v[local]}"
 }
 

@@ -5,7 +5,8 @@ pipelines.
 Checks:
 - the plumbing: a worker command that is loco-worker itself (its local model out with --save-local,
   its state copied from {state_in} to {state_out}) ends with the bits of the plain run, in diloco
-  (one worker external, --worker-cmd-for), fedavg (every client) and gossip (every node): the
+  (one worker external, --worker-cmd-for), streaming DiLoCo (2 fragments, mixing 0.5: the mix made
+  by loco-fragment --mix, the fragment's delta by loco-delta), fedavg (every client) and gossip: the
   placeholders carry the same model, shard, steps, batch, optimizer, schedule, clip, seed and state,
   and loco-delta's delta equals loco-worker's;
 - a command that trains nothing (copies {global} to {local}) makes zero deltas: after 2 rounds the
@@ -14,7 +15,7 @@ Checks:
   loco-workers, 4 rounds, completes; a run killed with SIGKILL mid-way and rerun ends with the
   uninterrupted run's model, bit for bit;
 - errors: an unknown placeholder, --worker-cmd-for outside the workers, a command without {local},
-  FedProx or SCAFFOLD with a worker command, streaming-diloco and demo (usage errors, exit 2, no
+  FedProx or SCAFFOLD with a worker command, streaming with --overlap, demo (usage errors, exit 2, no
   output folder); a failing command stops the run with its exit code and the end of its log and
   leaves no delta; a local model of another shape stops it with exit 4 naming the tensor.
 
@@ -78,9 +79,11 @@ def main():
             (["--worker-cmd-for", "1"], "--worker-cmd-for needs --worker-cmd")):
         p = run([diloco, *opts, "-o", bad, *extra], env, code=2)
         check(msg in p.stderr, f"{extra}: {p.stderr}")
-    for script in ("streaming-diloco", "demo"):
-        p = run([SCRIPTS / script, *opts, "-o", bad, "--worker-cmd", loco_cmd], env, code=2)
-        check("--worker-cmd" in p.stderr, p.stderr)
+    p = run([SCRIPTS / "demo", *opts, "-o", bad, "--worker-cmd", loco_cmd], env, code=2)
+    check("--worker-cmd" in p.stderr, p.stderr)
+    p = run([SCRIPTS / "streaming-diloco", *opts, "-o", bad, "--worker-cmd", loco_cmd, "--fragments", 1,
+             "--overlap", 1], env, code=2)
+    check("--overlap 1 with --worker-cmd" in p.stderr, p.stderr)
     data = work / "d.csv"
     make_classes(data, 400, 3)
     fed = [SCRIPTS / "fedavg", "--data", data, "--label-column", "label", "--model-config", MLP, "--clients", 4,
@@ -108,6 +111,15 @@ def main():
         check(abs(a["train_loss"] - b["train_loss"]) <= 1e-5 * abs(a["train_loss"]), f"train_loss {a} vs {b}")
     log = (ext / "commands.log").read_text()
     check("(worker 3)" in log and "loco-delta" in log, "commands.log does not record the worker command")
+
+    step("streaming DiLoCo (P = 2, mixing 0.5): worker 2 by the command, the plain run's bits")
+    sopts = [*opts[:opts.index("--inner-steps")], "--inner-steps", "4", *opts[opts.index("--inner-steps") + 2:],
+             "--fragments", 2, "--mixing", 0.5]
+    run([SCRIPTS / "streaming-diloco", *sopts, "-o", work / "st-plain"], env)
+    run([SCRIPTS / "streaming-diloco", *sopts, "-o", work / "st-ext", "--worker-cmd", loco_cmd,
+         "--worker-cmd-for", "2"], env)
+    for r in (1, 2):
+        same_bits(bin_dir, env, work / f"st-plain/rounds/round-{r:04d}.h5", work / f"st-ext/rounds/round-{r:04d}.h5")
 
     step("fedavg and gossip: every client and node by the command, the plain run's bits")
     run([*fed, "-o", work / "fed-plain"], env)

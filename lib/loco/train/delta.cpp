@@ -28,8 +28,10 @@ std::string listed(const std::vector<std::string>& names) {
   return s;
 }
 
-// The tensors of local matching base's /tensors one to one, in base's order.
-std::vector<const io::TensorInfo*> match_tensors(const io::TensorSource& base, const io::TensorSource& local) {
+// The tensors of local matching base's /tensors one to one, in base's order. A fragment base
+// (loco-fragment's file) holds some of the model's tensors: the local model's others are not sent.
+std::vector<const io::TensorInfo*> match_tensors(const io::TensorSource& base, const io::TensorSource& local,
+                                                 bool fragment_base) {
   const auto want = base.group("tensors");
   if (want.empty()) throw_error(ErrorKind::BadInput, "{}: no tensors in /tensors", base.path());
   std::vector<const io::TensorInfo*> got;
@@ -55,6 +57,7 @@ std::vector<const io::TensorInfo*> match_tensors(const io::TensorSource& base, c
     throw_error(ErrorKind::BadInput, "{}: {} tensors of the global model {} are missing: {}", local.path(), missing.size(),
                 base.path(), listed(missing));
   std::vector<std::string> extra;
+  if (fragment_base) return got;
   for (const auto* l : local.group("tensors"))
     if (base.find(l->name) == nullptr) extra.push_back(l->name);
   if (!extra.empty())
@@ -78,7 +81,9 @@ void write_delta_file(const DeltaFileOptions& o) {
   const auto local = io::open_source(o.local);
   io::expect_kind(*local, {io::Kind::Model});
   if (!io::model_config(*local).empty()) io::check_same_config(*base, *local);
-  const auto locals = match_tensors(*base, *local);
+  const auto fragment = base->attributes().get_int("fragment");
+  const auto fragments = base->attributes().get_int("fragments");
+  const auto locals = match_tensors(*base, *local, fragments.has_value());
   const auto bases = base->group("tensors");
 
   const auto base_round = base->attributes().get_int("round");
@@ -92,6 +97,10 @@ void write_delta_file(const DeltaFileOptions& o) {
   if (o.inner_steps) root.set("inner_steps", *o.inner_steps);
   if (o.step) root.set("step", *o.step);
   root.set("base_checksum", io::tensors_checksum(*base));
+  if (fragment && fragments) {  // as loco-worker --delta-base records them
+    root.set("fragment", *fragment);
+    root.set("fragments", *fragments);
+  }
   root.set("local_format", std::string(local->format()));
 
   std::vector<io::TensorInfo> plan;

@@ -27,12 +27,14 @@ struct DeltaFileOptions {
 // exactly, so the bits equal loco-worker's) and in float64 rounded once for float64 inputs. The
 // attributes: kind delta, the base's model_config, round, worker, samples and inner_steps when
 // given, base_checksum (the base's /tensors checksum, which loco-aggregate compares with its model).
+// A fragment base (attributes fragment and fragments, loco-fragment's file) takes only its tensors
+// from the local model, which holds them all, and the delta records fragment and fragments.
 // Streams row blocks: memory is a few blocks whatever the model size.
 // Throws Error(BadInput) naming the file and tensor when either file is not a model, their
 // model_configs differ (a local file without one is accepted), a tensor of the base is missing
-// from the local file or has another shape, the local file has tensors the base lacks, or a dtype
-// is not a float; Error(Numeric) naming the tensor when a difference is not finite. Nothing is
-// written then.
+// from the local file or has another shape, the local file has tensors the base lacks (unless the
+// base is a fragment), or a dtype is not a float; Error(Numeric) naming the tensor when a
+// difference is not finite. Nothing is written then.
 void write_delta_file(const DeltaFileOptions& o);
 
 }  // namespace loco::train

@@ -1,11 +1,13 @@
 // Fragment assignment and fragment files of Streaming DiLoCo.
 #include "loco/train/fragment.hpp"
 
+#include <algorithm>
 #include <cmath>
 #include <map>
 #include <memory>
 #include <optional>
 #include <set>
+#include <span>
 
 #include "loco/core/error.hpp"
 #include "loco/core/log.hpp"
@@ -131,6 +133,46 @@ FragmentFile read_fragment(const std::string& path, const model::ModelConfig& co
   f.round = f.attributes.get_int("round").value_or(0);
   f.checksum = io::tensors_checksum(*o.src);
   return f;
+}
+
+namespace {
+void mix_values(std::span<float> local, std::span<const float> global, double alpha) {
+  if (alpha == 0.0) {
+    std::copy(global.begin(), global.end(), local.begin());
+  } else if (alpha != 1.0) {
+    for (std::size_t k = 0; k < local.size(); ++k)
+      local[k] = static_cast<float>((1.0 - alpha) * static_cast<double>(global[k]) + alpha * static_cast<double>(local[k]));
+  }
+}
+}  // namespace
+
+void mix_fragment(TensorSet& params, const FragmentFile& global, double alpha) {
+  for (const auto& e : global.params) mix_values(params.at(e.name).f32(), e.tensor.f32(), alpha);
+}
+
+void mix_fragment_file(const std::string& model_path, const std::string& fragment_path, double alpha,
+                       const std::string& output) {
+  if (!(alpha >= 0.0 && alpha <= 1.0)) throw_error(ErrorKind::Usage, "--mixing must be in [0, 1], not {}", alpha);
+  Opened o = open_model_file(model_path);
+  const FragmentFile g = read_fragment(fragment_path, o.config);
+  std::vector<const io::TensorInfo*> stored(o.specs.size(), nullptr);
+  for (const io::TensorInfo* t : o.src->group("tensors")) stored[check_param(o, *t)] = t;
+  std::vector<io::TensorInfo> plan;
+  for (std::size_t i = 0; i < stored.size(); ++i) {
+    if (stored[i] == nullptr)
+      throw_error(ErrorKind::BadInput, "{}: tensor {} of the model is missing", o.src->path(), o.specs[i].name);
+    plan.push_back({"tensors", o.specs[i].name, o.specs[i].shape, DType::F32, {}});
+  }
+  Attributes root = o.src->attributes();
+  root.set("kind", std::string("model"));
+  root.set("model_config", o.config_json);
+  auto sink = io::create_sink(output, io::Format::Loco, root, plan);
+  for (std::size_t k = 0; k < plan.size(); ++k) {
+    Tensor v = read_finite(*o.src, *stored[k]);
+    if (g.params.contains(plan[k].name)) mix_values(v.f32(), g.params.at(plan[k].name).f32(), alpha);
+    sink->write(k, v);
+  }
+  sink->commit();
 }
 
 void split_fragment(const std::string& model_path, std::int64_t fragments, std::int64_t index,

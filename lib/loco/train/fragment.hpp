@@ -43,6 +43,19 @@ struct FragmentFile {
 // the config or has another shape, a non-float tensor, or no tensor; Error(Numeric) for NaN/Inf.
 FragmentFile read_fragment(const std::string& path, const model::ModelConfig& config);
 
+// Streaming DiLoCo's mixing θ ← (1−α)·θ_global + α·θ of the fragment's tensors into params (which
+// hold every parameter), in double and rounded once; α = 0 and α = 1 copy exactly (no signed-zero
+// or rounding change). Douillard et al. 2025, Streaming DiLoCo, Algorithm 1 (the merge of the
+// synchronised fragment with the local one).
+void mix_fragment(TensorSet& params, const FragmentFile& global, double alpha);
+
+// The same as a file operation (loco-fragment --mix, for workers that are not loco-worker): the
+// model file `model_path` with fragment file `fragment_path` mixed in with weight α of the local
+// values, written to `output` (kind model, the model's attributes; its tensors as float32). Throws
+// as read_fragment, Error(BadInput) when the model lacks a parameter, Error(Usage) for α outside [0, 1].
+void mix_fragment_file(const std::string& model_path, const std::string& fragment_path, double alpha,
+                       const std::string& output);
+
 // Writes fragment `index` of `fragments` of the model file `model_path` to `output`: kind model,
 // the same model_config and round, attributes fragment = index and fragments = P, the fragment's
 // parameters as float32 in param_specs order and, when the model carries an outer optimizer

@@ -92,21 +92,6 @@ TensorSet make_delta(const TensorSet& base, const TensorSet& params, const std::
   return delta;
 }
 
-// Streaming DiLoCo's mixing θ ← (1−α)·θ_global + α·θ for the fragment's tensors, in double and
-// rounded once; α = 0 and α = 1 copy exactly (no signed-zero or rounding change).
-void mix_fragment(TensorSet& params, const FragmentFile& global, double alpha) {
-  for (const auto& e : global.params) {
-    auto pv = params.at(e.name).f32();
-    const auto gv = e.tensor.f32();
-    if (alpha == 0.0) {
-      std::copy(gv.begin(), gv.end(), pv.begin());
-    } else if (alpha != 1.0) {
-      for (std::size_t k = 0; k < pv.size(); ++k)
-        pv[k] = static_cast<float>((1.0 - alpha) * static_cast<double>(gv[k]) + alpha * static_cast<double>(pv[k]));
-    }
-  }
-}
-
 }  // namespace
 
 WorkerResult run_worker(const WorkerOptions& o) {
