@@ -142,6 +142,28 @@ pl_check_value() {
   esac
 }
 
+# pl_id_list OPTION LIST FIRST LAST: the ids of a list such as '1,3' or '2-4' (--site-workers,
+# --worker-cmd-for) in PL_IDS, each within FIRST..LAST and listed once; a usage error names OPTION.
+pl_id_list() {
+  local opt=$1 list=$2 first=$3 last=$4 part a b w parts
+  declare -A seen=()
+  PL_IDS=()
+  IFS=, read -r -a parts <<<"$list"
+  for part in "${parts[@]}"; do
+    if [[ $part =~ ^([0-9]+)-([0-9]+)$ ]]; then a=${BASH_REMATCH[1]} b=${BASH_REMATCH[2]}
+    elif [[ $part =~ ^[0-9]+$ ]]; then a=$part b=$part
+    else pl_usage_error "$opt: '$part' is not an id or a range A-B"; fi
+    ((a <= b)) || pl_usage_error "$opt: the range '$part' is empty"
+    for ((w = a; w <= b; w++)); do
+      ((w >= first && w <= last)) || pl_usage_error "$opt: $w is not within the run's $first..$last"
+      [[ -z ${seen[$w]+x} ]] || pl_usage_error "$opt: $w is listed twice"
+      seen[$w]=1
+      PL_IDS+=("$w")
+    done
+  done
+  ((${#PL_IDS[@]} > 0)) || pl_usage_error "$opt: no ids"
+}
+
 pl_parse() {
   pl_defaults
   PL_ARGS=()  # the options that define the run, replayed by the Slurm jobs

@@ -56,22 +56,8 @@ RCLONE_CONFIG_<NAME>_* variables or use rclone config"
   declare -F store_aggregator >/dev/null || pl_usage_error "--store: scripts/$PL_NAME has no store roles"
   if [[ $role == workers ]]; then
     [[ -n $site_workers ]] || pl_usage_error "--role workers needs --site-workers LIST"
-    local part a b w
-    declare -A seen=()
-    IFS=, read -r -a parts <<<"$site_workers"
-    for part in "${parts[@]}"; do
-      if [[ $part =~ ^([0-9]+)-([0-9]+)$ ]]; then a=${BASH_REMATCH[1]} b=${BASH_REMATCH[2]}
-      elif [[ $part =~ ^[0-9]+$ ]]; then a=$part b=$part
-      else pl_usage_error "--site-workers: '$part' is not a worker or a range A-B"; fi
-      for ((w = a; w <= b; w++)); do
-        ((w >= PL_ITEM_FIRST && w <= PL_ITEM_LAST)) ||
-          pl_usage_error "--site-workers: $w is not a worker of the run ($PL_ITEM_FIRST..$PL_ITEM_LAST)"
-        [[ -z ${seen[$w]+x} ]] || pl_usage_error "--site-workers: $w is listed twice"
-        seen[$w]=1
-        ST_WORKERS+=("$w")
-      done
-    done
-    ((${#ST_WORKERS[@]} > 0)) || pl_usage_error "--site-workers: no workers"
+    pl_id_list --site-workers "$site_workers" "$PL_ITEM_FIRST" "$PL_ITEM_LAST"
+    ST_WORKERS=("${PL_IDS[@]}")
   elif [[ -n $site_workers ]]; then
     pl_usage_error "--site-workers is for --role workers"
   fi

@@ -35,7 +35,7 @@ pl_trainer_options() {
 # pl_trainer_check FIRST LAST: --worker-cmd's placeholders and --worker-cmd-for's ids (FIRST..LAST).
 declare -A PL_WC_SET=()
 pl_trainer_check() {
-  local first=$1 last=$2 t=${worker_cmd-} k part
+  local first=$1 last=$2 t=${worker_cmd-} k
   if [[ -z $t ]]; then
     [[ -z ${worker_cmd_for-} ]] || pl_usage_error "--worker-cmd-for needs --worker-cmd"
     return 0
@@ -48,18 +48,8 @@ pl_trainer_check() {
     for ((k = first; k <= last; k++)); do PL_WC_SET[$k]=1; done
     return 0
   fi
-  local parts
-  IFS=, read -r -a parts <<<"$worker_cmd_for"
-  for part in "${parts[@]}"; do
-    if [[ $part =~ ^([0-9]+)(-([0-9]+))?$ ]]; then
-      local a=${BASH_REMATCH[1]} b=${BASH_REMATCH[3]:-${BASH_REMATCH[1]}}
-      ((a >= first && b <= last && a <= b)) ||
-        pl_usage_error "--worker-cmd-for $worker_cmd_for: '$part' is not within the workers $first..$last"
-      for ((k = a; k <= b; k++)); do PL_WC_SET[$k]=1; done
-    else
-      pl_usage_error "--worker-cmd-for $worker_cmd_for: '$part' is not an id or a range A-B"
-    fi
-  done
+  pl_id_list --worker-cmd-for "$worker_cmd_for" "$first" "$last"
+  for k in "${PL_IDS[@]}"; do PL_WC_SET[$k]=1; done
 }
 pl_external() { [[ -n ${worker_cmd-} && -n ${PL_WC_SET[$1]+x} ]]; }
 # The state file of an external worker holds what its trainer writes (not loco's HDF5): another name.

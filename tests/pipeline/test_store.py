@@ -147,7 +147,7 @@ def tests(bin_dir, work, env, s3):
     run([diloco, *opts, "-o", work / "x", "--store", "loco:loco/x", "--role", "workers"], env, code=2)
     p = run([diloco, *opts, "-o", work / "x", "--store", "loco:loco/x", "--role", "workers",
              "--site-workers", "3"], env, code=2)
-    check("not a worker of the run" in p.stderr, p.stderr)
+    check("--site-workers: 3 is not within the run's 1..2" in p.stderr, p.stderr)
     run([diloco, *opts, "-o", work / "x", "--keep-rounds", "2"], env, code=2)
     check(not (work / "x").exists(), "a refused run wrote its folder")
 

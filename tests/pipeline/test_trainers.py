@@ -74,7 +74,7 @@ def main():
     for extra, msg in (
             (["--worker-cmd", "train {modle} {local}"], "unknown placeholder {modle}"),
             (["--worker-cmd", "train {global}"], "must write the local model to {local}"),
-            (["--worker-cmd", loco_cmd, "--worker-cmd-for", "0-2"], "not within the workers 1..4"),
+            (["--worker-cmd", loco_cmd, "--worker-cmd-for", "0-2"], "0 is not within the run's 1..4"),
             (["--worker-cmd", loco_cmd, "--worker-cmd-for", "x"], "not an id or a range"),
             (["--worker-cmd-for", "1"], "--worker-cmd-for needs --worker-cmd")):
         p = run([diloco, *opts, "-o", bad, *extra], env, code=2)
