@@ -18,6 +18,7 @@ from pathlib import Path
 sys.path.insert(0, str(Path(__file__).resolve().parents[2] / "scripts" / "lib"))
 import fedavg  # noqa: E402
 import gossip  # noqa: E402
+import linkmodel  # noqa: E402
 import metrics  # noqa: E402
 import schedules  # noqa: E402
 
@@ -159,6 +160,40 @@ class Schedules(unittest.TestCase):
         self.assertEqual(schedules.demo(5000, "1e-3"), f"cosine:warmup=250,total=5000,min_lr={0.1 * 1e-3!r}")
         self.assertEqual(schedules.demo(30, "lr"), "cosine:warmup=3,total=30,min_lr=0")
         self.assertTrue(math.isclose(float(schedules.demo(10, "4e-4").rsplit("=", 1)[1]), 4e-5))
+
+
+class LinkModel(unittest.TestCase):
+    """scripts/lib/linkmodel.py against hand-computed rounds (exact binary fractions)."""
+
+    def test_parse(self):
+        self.assertEqual(linkmodel.parse_link("100Mbit:50ms"), (12.5e6, 0.05))
+        self.assertEqual(linkmodel.parse_link("1GiB/s:0.5s"), (1024 ** 3, 0.5))
+        self.assertEqual(linkmodel.parse_link("8bit:250us"), (1.0, 250e-6))
+        for bad in ("100Mbit", "fast:1ms", "100Mbps:1ms", "100Mbit:1h", "0MB:1ms", "-1MB:1ms"):
+            with self.assertRaises(ValueError, msg=bad):
+                linkmodel.parse_link(bad)
+
+    ROW = {"round": 1, "worker_wall_seconds": [3.0, 4.0], "aggregate_seconds": 0.5, "inner_steps": 8,
+           "bytes_sent_per_worker": 1024, "bytes_received_per_worker": 3072, "model_bytes": 4096, "workers": 4}
+
+    def test_diloco(self):
+        # 4 (slowest worker) + 0.5 + 2 * 0.25 + 4096 / 1024
+        self.assertEqual(linkmodel.round_seconds(self.ROW, "diloco", 1024.0, 0.25), 9.0)
+
+    def test_streaming_hides_the_exchange_behind_the_overlap(self):
+        # P = 2: a stage computes 2 s and exchanges 2*0.25 + 4096/2/1024 = 2.5 s; t_step = 4/8.
+        row = self.ROW
+        self.assertEqual(linkmodel.round_seconds(row, "streaming-diloco", 1024.0, 0.25, 2, 0), 2 * (2 + 2.5) + 0.5)
+        self.assertEqual(linkmodel.round_seconds(row, "streaming-diloco", 1024.0, 0.25, 2, 3), 2 * (2 + 1.0) + 0.5)
+        self.assertEqual(linkmodel.round_seconds(row, "streaming-diloco", 1024.0, 0.25, 2, 5), 2 * 2 + 0.5)
+
+    def test_baseline_all_reduces_every_step(self):
+        # M = 4, H = 8: per step 4/8/4 compute + 2*3*0.25 latency + 2*3/4 * 4096/1024 bytes.
+        self.assertEqual(linkmodel.round_seconds(self.ROW, "baseline", 1024.0, 0.25), 8 * (0.125 + 1.5 + 6.0) + 0.5)
+
+    def test_timeline_accumulates_from_round_0(self):
+        rows = [{"round": 0}, self.ROW, dict(self.ROW, round=2)]
+        self.assertEqual(linkmodel.timeline(rows, "diloco", 1024.0, 0.25), [0.0, 9.0, 18.0])
 
 
 if __name__ == "__main__":

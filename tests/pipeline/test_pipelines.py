@@ -175,13 +175,18 @@ def main():
     step("report")
     rep = work / "rep"
     have_mpl = subprocess.run(["/usr/bin/python3", "-c", "import matplotlib"], capture_output=True).returncode == 0
-    p = run([report, dl, "--baseline", bl, "-o", rep] + ([] if have_mpl else ["--no-plots"]), env)
+    p = run([report, dl, "--baseline", bl, "-o", rep, "--link", "100Mbit:50ms", "--link", "10Gbit:1ms"]
+            + ([] if have_mpl else ["--no-plots"]), env)
     md = (rep / "report.md").read_text()
+    check("## Time at link speeds" in md and "| dl (diloco) | 100Mbit:50ms |" in md
+          and "| bl (baseline) | 10Gbit:1ms |" in md, md)
     check("| dl (diloco) | 2 |" in md and "| bl (baseline) | 2 |" in md, md)
     check(f"{H:.1f}×" in md, "the reduction factor must be H")
     if have_mpl:
-        check((rep / "loss.svg").stat().st_size > 1000 and (rep / "loss.png").stat().st_size > 1000,
+        check(all((rep / f).stat().st_size > 1000 for f in ("loss.svg", "loss.png", "time.svg", "time.png")),
               "plots missing")
+    p = run([report, dl, "-o", rep, "--link", "100Mbps:50ms"], env, code=2)
+    check("unknown bandwidth unit 'Mbps'" in p.stderr, p.stderr)
     run([report, work / "nowhere"], env, code=3)
 
     step("slurm --dry-run prints the batch scripts and writes nothing")
