@@ -161,6 +161,35 @@ class Schedules(unittest.TestCase):
         self.assertEqual(schedules.demo(30, "lr"), "cosine:warmup=3,total=30,min_lr=0")
         self.assertTrue(math.isclose(float(schedules.demo(10, "4e-4").rsplit("=", 1)[1]), 4e-5))
 
+    def test_scheduled_lr_is_locos(self):
+        # lib/loco/optim/schedule.hpp: warm-up from lr/W, cosine from lr(W) = lr to min_lr at T.
+        s = "cosine:warmup=4,total=12,min_lr=0.5"
+        self.assertEqual([schedules.scheduled_lr(s, 2.0, t) for t in (0, 3, 4, 8, 12, 20)],
+                         [0.5, 2.0, 2.0, 2.0 * 0.5 + 0.5 * 0.5, 0.5, 0.5])
+        self.assertEqual(schedules.scheduled_lr("linear:total=10", 1.0, 5), 0.5)
+        self.assertEqual(schedules.scheduled_lr("constant:warmup=2", 3.0, 0), 1.5)
+
+    def test_constant_rounds(self):
+        self.assertEqual(schedules.round_steps("constant", 12, 5, "", "constant"), [5, 5, 2])
+
+    def test_qsr(self):
+        # Constant lr 0.01 after a warm-up of 4: H_base = 2 during it, then (0.05/0.01)^2 = 25, clipped
+        # to what is left of the 40 steps.
+        self.assertEqual(schedules.round_steps("qsr:alpha=0.05", 40, 2, "0.01", "constant:warmup=4"), [2, 2, 25, 11])
+        # power 1: H = 0.05/0.01 = 5; below H_base, H_base wins.
+        self.assertEqual(schedules.round_steps("qsr:alpha=0.05,power=1", 20, 2, "0.01", "constant"), [5, 5, 5, 5])
+        self.assertEqual(schedules.round_steps("qsr:alpha=0.001", 6, 3, "0.01", "constant"), [3, 3])
+        # A decaying rate lengthens the rounds: linear 1 -> 0 over 100 steps, alpha 2: H = floor(4/(1-t/100)^2)
+        # at the rounds' first steps t = 0, 4, 8, 12 (5.17), 17 (5.81), 22, 28, 35 (9.47), 44 (12.8), 56 (20.7),
+        # and at t = 76 the 24 steps left.
+        self.assertEqual(schedules.round_steps("qsr:alpha=2", 100, 4, "1", "linear:total=100"),
+                         [4, 4, 4, 5, 5, 6, 7, 9, 12, 20, 24])
+        for bad in ("qsr", "qsr:alpha=0", "qsr:alpha=x", "qsr:alpha=1,beta=2", "every:alpha=1", "constant:x=1"):
+            with self.assertRaises(ValueError, msg=bad):
+                schedules.round_steps(bad, 10, 2, "0.01", "constant")
+        with self.assertRaises(ValueError):  # the lr is needed
+            schedules.round_steps("qsr:alpha=1", 10, 2, "", "constant")
+
 
 class LinkModel(unittest.TestCase):
     """scripts/lib/linkmodel.py against hand-computed rounds (exact binary fractions)."""

@@ -137,6 +137,21 @@ def main():
     kr = [json.loads(l)["loss"] for l in (kd / "metrics.jsonl").read_text().splitlines()]
     check(kr == [r["loss"] for r in rows], "the resumed run's held-out losses differ")
 
+    step("QSR: rounds of the rule's lengths, the budget's steps, the schedule continued")
+    qd = work / "qsr"
+    qopts = [*opts[:opts.index("--rounds")], "--rounds", "4", "--inner-steps", "3",
+             *[o for i, o in enumerate(opts) if i > opts.index("--inner-steps") + 1]]
+    # Cosine with warm-up 1 over 12 steps at lr 3e-3: round 1 is H = 3 (warm-up), round 2 starts at
+    # t = 3 with lr 2.77e-3: (0.01/2.77e-3)^2 = 13 > the 9 steps left.
+    run([diloco, *qopts, "--sync-rule", "qsr:alpha=0.01", "-o", qd], env)
+    qr = [json.loads(l) for l in (qd / "metrics.jsonl").read_text().splitlines()]
+    check([r["round"] for r in qr] == [0, 1, 2] and [r["inner_steps"] for r in qr[1:]] == [3, 9], qr)
+    w2 = json.loads((qd / "deltas/round-0002/worker-1.json").read_text())
+    check(w2["step"] == 12 and w2["inner_steps"] == 9, w2)
+    p = run([baseline, *qopts, "--sync-rule", "qsr:alpha=0.01", "-o", work / "x"], env, code=2)
+    check("--sync-rule" in p.stderr, p.stderr)
+    run([diloco, *qopts, "--sync-rule", "qsr:alpha=-1", "-o", work / "x"], env, code=2)
+
     step("a rerun with other options is refused")
     p = run([diloco, *opts, "--inner-steps", "6", "-o", dl], env, code=2)
     check("inner_steps=5" in p.stderr and "inner_steps=6" in p.stderr, p.stderr)
