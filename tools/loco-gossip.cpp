@@ -18,6 +18,7 @@ namespace {
 namespace g = loco::gossip;
 
 int describe(const g::Topology& t, std::int64_t n, std::uint64_t seed, std::int64_t round, bool json) {
+  g::check_spectral_nodes(n);
   const auto w = g::mixing_matrix(t, n, seed, round);
   const double rho = g::mixing_rho(w);
   nlohmann::json j = {{"topology", g::format_topology(t)}, {"nodes", n},  {"round", round}, {"seed", seed},

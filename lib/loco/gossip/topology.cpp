@@ -17,6 +17,10 @@ namespace loco::gossip {
 namespace {
 
 constexpr std::int64_t kMaxDraws = 1000;
+// The whole graph is built (and, for the random graphs, every node pair visited): a bound on the
+// node pairs or edges it holds keeps a hostile --nodes from exhausting memory or time (2^26
+// edges: about 1 GiB of adjacency lists).
+constexpr std::int64_t kMaxEdges = std::int64_t{1} << 26;
 constexpr std::uint64_t kRegularStream = 0x7265672d67726170;  // "reg-grap"
 constexpr std::uint64_t kErdosStream = 0x6572646f732d7265;    // "erdos-re"
 
@@ -178,6 +182,15 @@ std::vector<std::vector<std::int64_t>> neighbours(const Topology& t, std::int64_
                                                   std::int64_t round) {
   if (n < 1) throw_error(ErrorKind::Usage, "topology {}: needs at least 1 node, got {}", format_topology(t), n);
   if (round < 0) throw_error(ErrorKind::Usage, "topology {}: round must be at least 0, got {}", format_topology(t), round);
+  // What building the graph costs: its edges, or the node pairs a random graph draws from.
+  const double pairs = 0.5 * static_cast<double>(n) * static_cast<double>(n - 1);
+  double cost = 2.0 * static_cast<double>(n);
+  if (t.kind == TopologyKind::Exponential) cost = static_cast<double>(n) * std::ceil(std::log2(static_cast<double>(n) + 1));
+  if (t.kind == TopologyKind::Complete || t.kind == TopologyKind::ErdosRenyi) cost = pairs;
+  if (t.kind == TopologyKind::RandomRegular) cost = 0.5 * static_cast<double>(n) * static_cast<double>(t.degree);
+  if (cost > static_cast<double>(kMaxEdges))
+    throw_error(ErrorKind::Usage, "topology {} on {} nodes: about {:.3g} edges or node pairs, more than loco builds ({})",
+                format_topology(t), n, cost, kMaxEdges);
   std::vector<std::vector<std::int64_t>> adj(n);
   switch (t.kind) {
     case TopologyKind::Ring:
@@ -252,6 +265,8 @@ std::vector<double> MixingMatrix::dense() const {
 
 MixingMatrix metropolis_hastings(const std::vector<std::vector<std::int64_t>>& adj) {
   const auto n = static_cast<std::int64_t>(adj.size());
+  // neighbours() sorts every list: the symmetry check is then a binary search (O(E log d), not O(E d)).
+  const bool sorted = std::all_of(adj.begin(), adj.end(), [](const auto& a) { return std::is_sorted(a.begin(), a.end()); });
   MixingMatrix m;
   m.n = n;
   m.rows.resize(n);
@@ -259,7 +274,7 @@ MixingMatrix metropolis_hastings(const std::vector<std::vector<std::int64_t>>& a
     double off = 0;
     const auto di = static_cast<double>(adj[i].size());
     for (std::int64_t j : adj[i]) {
-      if (!adjacent(adj, j, i)) throw_error(ErrorKind::Internal, "metropolis_hastings: edge {}-{} listed at one end only", i, j);
+      if (!(sorted ? std::binary_search(adj[j].begin(), adj[j].end(), i) : adjacent(adj, j, i))) throw_error(ErrorKind::Internal, "metropolis_hastings: edge {}-{} listed at one end only", i, j);
       const double w = 1.0 / (1.0 + std::max(di, static_cast<double>(adj[j].size())));
       m.rows[i].push_back({j, w});
       off += w;
@@ -303,9 +318,16 @@ bool connected(const std::vector<std::vector<std::int64_t>>& adj) {
   return count == adj.size();
 }
 
+void check_spectral_nodes(std::int64_t nodes) {
+  if (nodes > kMaxSpectralNodes)
+    throw_error(ErrorKind::Usage, "the spectral gap of {} nodes: loco computes it on the dense N×N matrix, for at most {} nodes",
+                nodes, kMaxSpectralNodes);
+}
+
 double mixing_rho(const MixingMatrix& w) {
   const auto n = static_cast<Eigen::Index>(w.n);
   if (n <= 1) return 0.0;
+  check_spectral_nodes(w.n);
   Eigen::MatrixXd m = Eigen::MatrixXd::Constant(n, n, -1.0 / static_cast<double>(n));
   bool sym = true;
   for (Eigen::Index i = 0; i < n; ++i)

@@ -49,7 +49,8 @@ std::pair<std::int64_t, std::int64_t> torus_shape(const Topology& t, std::int64_
 // The nodes whose models node i mixes with at round `round`, for every i: ascending, without i.
 // Undirected graphs list each edge at both ends. Random graphs are redrawn until connected (at
 // most 1000 draws; random d-regular graphs by pairing random half-edges (the configuration model), a pairing that gets stuck on
-// a self-loop or a repeated edge starting over). Throws Error(Usage) for N < 1, a topology that
+// a self-loop or a repeated edge starting over). Throws Error(Usage) for N < 1, more than 2^26 edges
+// (or, for the random graphs, node pairs), a topology that
 // does not exist on N nodes (d ≥ N, N·d odd, torus rows that do not divide N) or random graphs
 // that stay disconnected for 1000 draws.
 std::vector<std::vector<std::int64_t>> neighbours(const Topology& t, std::int64_t nodes, std::uint64_t seed,
@@ -85,7 +86,10 @@ bool connected(const std::vector<std::vector<std::int64_t>>& adjacency);
 // ρ = ‖W − 11ᵀ/N‖₂, the factor by which one mixing step contracts the distance to consensus at
 // worst. For a symmetric doubly stochastic W it is max(|λ₂|, |λ_N|), so the spectral gap is
 // 1 − ρ = 1 − |λ₂| in the usual sense; for the (normal, circulant) one-peer matrices it is the
-// second largest eigenvalue modulus too. Dense eigen/singular value decomposition: O(N³).
+// second largest eigenvalue modulus too. Dense eigen/singular value decomposition: O(N³), so at
+// most kMaxSpectralNodes nodes (check_spectral_nodes throws Error(Usage) above, before any work).
+inline constexpr std::int64_t kMaxSpectralNodes = 2048;
+void check_spectral_nodes(std::int64_t nodes);
 double mixing_rho(const MixingMatrix& w);
 inline double spectral_gap(const MixingMatrix& w) { return 1.0 - mixing_rho(w); }
 

@@ -160,6 +160,15 @@ CASES = [
          stderr="N·d even"),
     Case("--schedule without --rounds", ["--schedule", "every"], code=2, stderr="--rounds"),
     Case("an unknown schedule", ["--schedule", "often", "--rounds", "3"], code=2, stderr="'often'"),
+    # A hostile --nodes is refused before anything is built (it ran out of memory: issue 19).
+    Case("a complete graph too large to build", ["--topology", "complete", "--nodes", "1000000000", "--node", "1",
+                                                 "-o", "{tmp}/o.h5", "n1.h5", "n0.h5", "n2.h5"], setup=[INPUTS],
+         code=2, stderr="about 5e+17 edges or node pairs, more than loco builds", absent="{tmp}/o.h5"),
+    Case("an Erdos-Renyi graph with too many node pairs", ["--topology", "erdos-renyi:p=0.5", "--nodes", "100000",
+                                                           "--node", "1", "-o", "{tmp}/o.h5", "n1.h5", "n0.h5"],
+         setup=[INPUTS], code=2, stderr="node pairs", absent="{tmp}/o.h5"),
+    Case("a spectral gap of too many nodes", ["--topology", "ring", "--nodes", "5000", "--describe"], code=2,
+         stderr="for at most 2048 nodes"),
     Case("a missing model", RING + ["-o", "{tmp}/o.h5", "{tmp}/none.h5", "n0.h5", "n2.h5"], code=3,
          stderr_re=r"\Aloco-gossip: error: {tmp}/none.h5"),
 ]
