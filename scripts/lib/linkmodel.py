@@ -19,7 +19,9 @@ link of bandwidth BW (bytes/s) and one-way latency LAT (s), per pipeline:
       T = H * [t_step/M + 2(M-1)*LAT + 2(M-1)/M * model_bytes / BW] + aggregate seconds
 
 Every worker has its own link of that speed; the aggregator sits next to the store (its transfers
-are not on the slow links), as with scripts/diloco --store and --bwlimit at the worker sites.
+are not on the slow links), as with scripts/diloco --store and --bwlimit at the worker sites. A run
+made through a store (--store) recorded the bytes each worker really moved (objects with their file
+overhead, records and manifests): those count instead of the payloads, the largest worker's.
 """
 import re
 
@@ -52,6 +54,9 @@ def round_seconds(row, kind, bw, lat, fragments=1, overlap=0):
     agg = row.get("aggregate_seconds", 0.0)
     h = row.get("inner_steps") or 1
     sent, received = row.get("bytes_sent_per_worker", 0), row.get("bytes_received_per_worker", 0)
+    moved = [w.get("bytes_up", 0) + w.get("bytes_down", 0) for w in row.get("store", {}).get("workers", {}).values()]
+    if moved:  # a run through a store: what the slowest-moving worker really transferred
+        sent, received = max(moved), 0
     if kind == "baseline":
         m = row.get("workers") or 1
         allreduce = 2 * (m - 1) * lat + 2 * (m - 1) / m * row["model_bytes"] / bw

@@ -220,6 +220,11 @@ class LinkModel(unittest.TestCase):
         # M = 4, H = 8: per step 4/8/4 compute + 2*3*0.25 latency + 2*3/4 * 4096/1024 bytes.
         self.assertEqual(linkmodel.round_seconds(self.ROW, "baseline", 1024.0, 0.25), 8 * (0.125 + 1.5 + 6.0) + 0.5)
 
+    def test_a_store_run_counts_the_bytes_moved(self):
+        row = dict(self.ROW, store={"workers": {"1": {"bytes_up": 2048, "bytes_down": 1024},
+                                                "2": {"bytes_up": 1024, "bytes_down": 1024}}})
+        self.assertEqual(linkmodel.round_seconds(row, "diloco", 1024.0, 0.25), 4 + 0.5 + 0.5 + 3.0)
+
     def test_timeline_accumulates_from_round_0(self):
         rows = [{"round": 0}, self.ROW, dict(self.ROW, round=2)]
         self.assertEqual(linkmodel.timeline(rows, "diloco", 1024.0, 0.25), [0.0, 9.0, 18.0])
