@@ -8,6 +8,10 @@
 #include <functional>
 #include <memory>
 
+#include <tbb/blocked_range.h>
+#include <tbb/enumerable_thread_specific.h>
+#include <tbb/parallel_for.h>
+
 #include "loco/core/checksum.hpp"
 #include "loco/core/error.hpp"
 #include "loco/core/log.hpp"
@@ -24,6 +28,37 @@ constexpr std::pair<Method, std::string_view> kNames[] = {
     {Method::Linear, "linear"},       {Method::Slerp, "slerp"},           {Method::TaskArithmetic, "task_arithmetic"},
     {Method::Ties, "ties"},           {Method::DareLinear, "dare_linear"}, {Method::DareTies, "dare_ties"},
     {Method::ModelStock, "model_stock"}};
+
+// Element ranges worked on in parallel: fixed chunks of kChunk elements, so every kernel, element-
+// wise or summing integer counts per chunk, gives the same bits whatever the thread count (the
+// tools' --threads caps TBB).
+constexpr std::size_t kChunk = std::size_t{1} << 16;
+template <class F>
+void parallel_chunks(std::size_t n, F&& f) {
+  const std::size_t chunks = (n + kChunk - 1) / kChunk;
+  if (chunks <= 1) {
+    if (n > 0) f(std::size_t{0}, n);
+    return;
+  }
+  tbb::parallel_for(tbb::blocked_range<std::size_t>(0, chunks), [&](const tbb::blocked_range<std::size_t>& r) {
+    for (std::size_t c = r.begin(); c != r.end(); ++c) f(c * kChunk, std::min(n, (c + 1) * kChunk));
+  });
+}
+
+// A 2^16-bin histogram counted in parallel: bin(i) for the elements i of [0, n) that want(i).
+template <class Want, class Bin>
+std::vector<std::uint64_t> parallel_histogram(std::size_t n, Want&& want, Bin&& bin) {
+  tbb::enumerable_thread_specific<std::vector<std::uint64_t>> local([] { return std::vector<std::uint64_t>(1u << 16); });
+  parallel_chunks(n, [&](std::size_t i0, std::size_t i1) {
+    auto& h = local.local();
+    for (std::size_t i = i0; i < i1; ++i)
+      if (want(i)) ++h[bin(i)];
+  });
+  std::vector<std::uint64_t> hist(1u << 16);
+  for (const auto& h : local)
+    for (std::size_t b = 0; b < hist.size(); ++b) hist[b] += h[b];
+  return hist;
+}
 
 void check_sizes(std::size_t n, std::span<const std::span<const float>> xs, std::string_view what) {
   for (const auto& x : xs)
@@ -153,9 +188,19 @@ void variance_correct(std::span<const std::span<const float>> models, std::span<
   variance_apply(mu, var, *target, merged);
 }
 
-void trim_magnitude(std::span<float> delta, double density, bool rescale) {
-  if (density >= 1) return;
+namespace {
+// TIES's trim of one task vector: keeps the k = ⌊density·n⌋ largest magnitudes (ties: the first in
+// index order), zeroes the rest, optionally rescales to the L1 norm before. With a base, the delta
+// is made in the first pass (δ = θ − base, in place). Three parallel passes: the high 16 bits of
+// |δ| counted (with the subtraction), the low 16 bits within the threshold's bucket, the selection.
+void trim(std::span<float> delta, std::span<const float> base, double density, bool rescale) {
   const std::size_t n = delta.size();
+  auto bits = [&](std::size_t i) { return std::bit_cast<std::uint32_t>(delta[i]) & 0x7FFFFFFFu; };
+  if (!base.empty())
+    parallel_chunks(n, [&](std::size_t i0, std::size_t i1) {
+      for (std::size_t i = i0; i < i1; ++i) delta[i] -= base[i];
+    });
+  if (density >= 1) return;
   const auto k = static_cast<std::size_t>(std::floor(density * double(n)));
   const double before = rescale ? l1(delta) : 0;
   if (k == 0) {
@@ -164,37 +209,49 @@ void trim_magnitude(std::span<float> delta, double density, bool rescale) {
   }
   // The bits of |δ| order the magnitudes (sign cleared; −0 equals +0). The k-th largest: the high
   // 16 bits from one histogram, the low 16 bits from a second over that bucket.
-  auto bits = [&](std::size_t i) { return std::bit_cast<std::uint32_t>(delta[i]) & 0x7FFFFFFFu; };
-  std::vector<std::uint64_t> hist(1u << 16);
-  for (std::size_t i = 0; i < n; ++i) ++hist[bits(i) >> 16];
+  auto hist = parallel_histogram(n, [](std::size_t) { return true; }, [&](std::size_t i) { return bits(i) >> 16; });
   std::size_t above = 0;
   std::uint32_t hi = 0xFFFF;
   for (;; --hi) {
     if (above + hist[hi] >= k) break;
     above += hist[hi];
   }
-  std::fill(hist.begin(), hist.end(), 0);
-  for (std::size_t i = 0; i < n; ++i)
-    if ((bits(i) >> 16) == hi) ++hist[bits(i) & 0xFFFFu];
+  hist = parallel_histogram(n, [&](std::size_t i) { return (bits(i) >> 16) == hi; },
+                            [&](std::size_t i) { return bits(i) & 0xFFFFu; });
   std::uint32_t lo = 0xFFFF;
   for (;; --lo) {
     if (above + hist[lo] >= k) break;
     above += hist[lo];
   }
-  // Keep every magnitude above the threshold and the first (k − above) equal to it, in index order.
+  // Keep every magnitude above the threshold and the first (k − above) equal to it, in index order:
+  // each chunk keeps the equal ones that the chunks before it left (counted when only some are kept).
   const std::uint32_t thr = (hi << 16) | lo;
-  std::size_t equal_left = k - above;
-  for (std::size_t i = 0; i < n; ++i) {
-    const std::uint32_t a = bits(i);
-    if (a > thr) continue;
-    if (a == thr && equal_left > 0) {
-      --equal_left;
-      continue;
-    }
-    delta[i] = 0.0f;
+  const std::size_t keep_equal = k - above;
+  const std::size_t chunks = (n + kChunk - 1) / kChunk;
+  std::vector<std::size_t> equal_before(chunks, 0);
+  if (keep_equal < hist[lo]) {
+    std::vector<std::size_t> equal(chunks, 0);
+    parallel_chunks(n, [&](std::size_t i0, std::size_t i1) {
+      std::size_t c = 0;
+      for (std::size_t i = i0; i < i1; ++i) c += bits(i) == thr;
+      equal[i0 / kChunk] = c;
+    });
+    for (std::size_t c = 1; c < chunks; ++c) equal_before[c] = equal_before[c - 1] + equal[c - 1];
   }
+  parallel_chunks(n, [&](std::size_t i0, std::size_t i1) {
+    std::size_t seen = equal_before[i0 / kChunk];
+    for (std::size_t i = i0; i < i1; ++i) {
+      const std::uint32_t a = bits(i);
+      if (a > thr) continue;
+      if (a == thr && seen++ < keep_equal) continue;
+      delta[i] = 0.0f;
+    }
+  });
   if (rescale) l1_rescale(delta, before);
 }
+}  // namespace
+
+void trim_magnitude(std::span<float> delta, double density, bool rescale) { trim(delta, {}, density, rescale); }
 
 void drop_random(std::span<float> delta, double density, bool rescale, std::uint64_t seed, std::uint64_t stream) {
   if (density >= 1) return;
@@ -459,7 +516,7 @@ void merge_files(const std::vector<std::string>& model_paths, const std::string&
   // tensor is computed and written in row blocks of about opt.block_bytes, so peak memory is
   // inputs × the largest tensor plus one block.
   std::vector<Tensor> tensors(inputs.size());
-  std::vector<std::span<const float>> views, bviews;
+  std::vector<std::span<const float>> views;
   std::vector<float> block;
   std::size_t carried = 0;
   for (std::size_t k = 0; k < plan.size(); ++k) {
@@ -503,15 +560,20 @@ void merge_files(const std::vector<std::string>& model_paths, const std::string&
       const std::uint64_t name_hash = xxh64(std::as_bytes(std::span(info.name.data(), info.name.size())));
       for (std::size_t m = 0; m < views.size(); ++m) {
         std::span<float> d = tensors[first_model + m].f32();  // θ_m becomes δ_m = θ_m − θ_base in place
-        for (std::size_t i = 0; i < len; ++i) d[i] -= base[i];
-        if (method == Method::Ties) trim_magnitude(d, density, rescale);
-        else if (method != Method::TaskArithmetic)
+        if (method == Method::Ties) {
+          trim(d, base, density, rescale);
+          continue;
+        }
+        parallel_chunks(len, [&](std::size_t i0, std::size_t i1) {
+          for (std::size_t i = i0; i < i1; ++i) d[i] -= base[i];
+        });
+        if (method != Method::TaskArithmetic)
           drop_random(d, density, rescale, opt.seed, stream_id({name_hash, static_cast<std::uint64_t>(m)}));
       }
     }
-    // merged values of elements [i0, i0 + n) into dst.
-    auto merge_block = [&](std::size_t i0, std::size_t n, std::span<float> dst) {
-      bviews.clear();
+    // merged values of elements [i0, i0 + n) into dst: element-wise kernels, so chunks in parallel.
+    auto merge_range = [&](std::size_t i0, std::size_t n, std::span<float> dst) {
+      std::vector<std::span<const float>> bviews;
       for (const auto& v : views) bviews.push_back(v.subspan(i0, n));
       const std::span<const float> b = base.subspan(i0, n);
       switch (method) {
@@ -524,6 +586,9 @@ void merge_files(const std::vector<std::string>& model_paths, const std::string&
         case Method::ModelStock: model_stock_apply(stock_t, b, bviews, dst); break;
         default: combine_deltas(b, bviews, weights, def.sign_election, normalize, lambda, dst); break;
       }
+    };
+    auto merge_block = [&](std::size_t i0, std::size_t n, std::span<float> dst) {
+      parallel_chunks(n, [&](std::size_t a, std::size_t b) { merge_range(i0 + a, b - a, dst.subspan(a, b - a)); });
     };
     auto for_blocks = [&](auto&& fn) {
       for (std::int64_t r0 = 0; r0 < rows; r0 += block_rows) {

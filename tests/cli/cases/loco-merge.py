@@ -64,7 +64,18 @@ def torch_task_arithmetic(ctx, r):
     assert meta.get("merge_method") == "task_arithmetic", meta
 
 
+BIG = "loco-init --seed {s} --config '{{\"arch\":\"mlp\",\"sizes\":[400,300,10]}}' -o {o}"
+
 CASES = [
+    # Tensors of several parallel chunks (2^16 elements): the same bits at 1 and 3 threads.
+    Case("ties, dare_ties and linear over large tensors do not depend on --threads",
+         sh="for t in 1 3; do "
+            "loco-merge --method ties --threads $t --base b.h5 --density 0.3 -o ties-$t.h5 x.h5 y.h5 && "
+            "loco-merge --method dare_ties --threads $t --base b.h5 --density 0.3 -o dare-$t.h5 x.h5 y.h5 && "
+            "loco-merge --method linear --threads $t -o linear-$t.h5 x.h5 y.h5 || exit 1; done && "
+            "loco-inspect --diff ties-1.h5 ties-3.h5 && loco-inspect --diff dare-1.h5 dare-3.h5 && "
+            "loco-inspect --diff linear-1.h5 linear-3.h5",
+         setup=[BIG.format(s=1, o="b.h5"), BIG.format(s=2, o="x.h5"), BIG.format(s=3, o="y.h5")]),
     Case("linear average: hand-computed, integers copied from the first model",
          ["--method", "linear", "-o", "{tmp}/m.h5", "a.h5", "c.h5"], setup=[INPUTS],
          check=lambda ctx, r: (expect("{tmp}/m.h5", "w", [[-1, -0.5], [2, 0.5]])(ctx, r),

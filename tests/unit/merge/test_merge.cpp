@@ -8,6 +8,7 @@
 #include <vector>
 
 #include <boost/test/unit_test.hpp>
+#include <tbb/global_control.h>
 
 #include "support.hpp"
 #include <fmt/format.h>
@@ -139,6 +140,32 @@ BOOST_AUTO_TEST_CASE(ties_trim_equals_a_sort_based_reference) {
     Vec got = d;
     mg::trim_magnitude(got, density, false);
     for (std::size_t i = 0; i < n; ++i) BOOST_TEST_REQUIRE(std::bit_cast<std::uint32_t>(got[i]) == std::bit_cast<std::uint32_t>(want[i]));
+  }
+}
+
+// Several parallel chunks (2^16 elements each) with many equal magnitudes, so the first (k − above)
+// of those equal to the threshold are kept across chunk boundaries in index order: the sort-based
+// reference's bits, and the same bits at 1 and 3 threads.
+BOOST_AUTO_TEST_CASE(ties_trim_across_chunks_is_the_reference_at_any_thread_count) {
+  loco::Rng rng(5, 0);
+  const std::size_t n = 200003;
+  Vec d(n);
+  for (auto& v : d) v = std::round((rng.uniform() - 0.5f) * 16) / 8;  // 17 magnitudes: ties everywhere
+  for (const double density : {0.3, 0.61, 0.97}) {
+    const std::size_t k = static_cast<std::size_t>(std::floor(density * double(n)));
+    std::vector<std::size_t> order(n);
+    std::iota(order.begin(), order.end(), 0);
+    std::stable_sort(order.begin(), order.end(), [&](std::size_t a, std::size_t b) { return std::fabs(d[a]) > std::fabs(d[b]); });
+    Vec want(n, 0.0f);
+    for (std::size_t j = 0; j < k; ++j) want[order[j]] = d[order[j]];
+    for (const std::size_t threads : {1, 3}) {
+      tbb::global_control limit(tbb::global_control::max_allowed_parallelism, threads);
+      Vec got = d;
+      mg::trim_magnitude(got, density, false);
+      std::size_t wrong = 0;
+      for (std::size_t i = 0; i < n; ++i) wrong += std::bit_cast<std::uint32_t>(got[i]) != std::bit_cast<std::uint32_t>(want[i]);
+      BOOST_TEST(wrong == 0u, "density " << density << ", " << threads << " threads");
+    }
   }
 }
 
