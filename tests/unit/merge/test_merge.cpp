@@ -117,6 +117,17 @@ BOOST_AUTO_TEST_CASE(ties_trim_keeps_the_largest_magnitudes) {
   BOOST_TEST(all == (Vec{1, 2}), boost::test_tools::per_element());
 }
 
+// TIES's trim by its definition: the k = ⌊density·n⌋ largest magnitudes, ties to the lower index.
+Vec trimmed_by_sorting(const Vec& d, double density) {
+  const std::size_t n = d.size(), k = static_cast<std::size_t>(std::floor(density * double(n)));
+  std::vector<std::size_t> order(n);
+  std::iota(order.begin(), order.end(), 0);
+  std::stable_sort(order.begin(), order.end(), [&](std::size_t a, std::size_t b) { return std::fabs(d[a]) > std::fabs(d[b]); });
+  Vec want(n, 0.0f);
+  for (std::size_t j = 0; j < k; ++j) want[order[j]] = d[order[j]];
+  return want;
+}
+
 // The histogram selection against a sort: k largest magnitudes, ties to the lower index, across
 // exponents (both histogram levels), with ±0, denormals and many equal values.
 BOOST_AUTO_TEST_CASE(ties_trim_equals_a_sort_based_reference) {
@@ -131,12 +142,7 @@ BOOST_AUTO_TEST_CASE(ties_trim_equals_a_sort_based_reference) {
                                                                                             : std::ldexp(u, static_cast<int>(rng.below(40)) - 20);
     }
     const double density = (1 + static_cast<double>(rng.below(99))) / 100;
-    const std::size_t k = static_cast<std::size_t>(std::floor(density * double(n)));
-    std::vector<std::size_t> order(n);
-    std::iota(order.begin(), order.end(), 0);
-    std::stable_sort(order.begin(), order.end(), [&](std::size_t a, std::size_t b) { return std::fabs(d[a]) > std::fabs(d[b]); });
-    Vec want(n, 0.0f);
-    for (std::size_t j = 0; j < k; ++j) want[order[j]] = d[order[j]];
+    const Vec want = trimmed_by_sorting(d, density);
     Vec got = d;
     mg::trim_magnitude(got, density, false);
     for (std::size_t i = 0; i < n; ++i) BOOST_TEST_REQUIRE(std::bit_cast<std::uint32_t>(got[i]) == std::bit_cast<std::uint32_t>(want[i]));
@@ -152,12 +158,7 @@ BOOST_AUTO_TEST_CASE(ties_trim_across_chunks_is_the_reference_at_any_thread_coun
   Vec d(n);
   for (auto& v : d) v = std::round((rng.uniform() - 0.5f) * 16) / 8;  // 17 magnitudes: ties everywhere
   for (const double density : {0.3, 0.61, 0.97}) {
-    const std::size_t k = static_cast<std::size_t>(std::floor(density * double(n)));
-    std::vector<std::size_t> order(n);
-    std::iota(order.begin(), order.end(), 0);
-    std::stable_sort(order.begin(), order.end(), [&](std::size_t a, std::size_t b) { return std::fabs(d[a]) > std::fabs(d[b]); });
-    Vec want(n, 0.0f);
-    for (std::size_t j = 0; j < k; ++j) want[order[j]] = d[order[j]];
+    const Vec want = trimmed_by_sorting(d, density);
     for (const std::size_t threads : {1, 3}) {
       tbb::global_control limit(tbb::global_control::max_allowed_parallelism, threads);
       Vec got = d;
