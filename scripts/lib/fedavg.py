@@ -7,7 +7,7 @@
       (and with --client, previous: the last round before R in which client I trained, 0: never)
   fedavg.py client-record --steps FILE --local-steps H --round R --client I --wall SECONDS -o FILE
   fedavg.py round-record --root DIR --round R --eval FILE --eval-wall SECONDS --strategy SPEC
-                 --clients C --model-bytes N [--scaffold] -o FILE
+                 --clients C --model-bytes N [--scaffold] [--store MANIFEST] -o FILE
   fedavg.py plot --dir DIR          accuracy.svg/png from DIR/metrics.jsonl
 
 The sampler (documented in scripts/fedavg --help and docs/pipelines.md, so that others can
@@ -25,7 +25,7 @@ import math
 import os
 from fractions import Fraction
 
-from metrics import load, pyplot, read_jsonl, save_figure, loss_summary, step_losses, write_record  # scripts/lib
+from metrics import load, pyplot, read_jsonl, save_figure, loss_summary, step_losses, store_fields, write_record  # scripts/lib
 
 
 def h(*fields):
@@ -112,6 +112,8 @@ def round_record(root, r, ev, eval_seconds, strategy, clients, scaffold, model_b
 
 def cmd_round_record(a):
     rec = round_record(a.root, a.round, load(a.eval), a.eval_wall, a.strategy, a.clients, a.scaffold, a.model_bytes)
+    if a.store:
+        rec["store"] = store_fields(a.store)
     write_record(a.output, rec)
 
 
@@ -165,6 +167,7 @@ def main():
     r.add_argument("--clients", type=int, required=True)
     r.add_argument("--model-bytes", type=int, required=True)
     r.add_argument("--scaffold", action="store_true")
+    r.add_argument("--store", help="a store run: the round's model manifest (docs/store.md)")
     r.add_argument("-o", "--output", required=True)
     r.set_defaults(fn=cmd_round_record)
     g = sub.add_parser("plot", help="accuracy.svg/png")

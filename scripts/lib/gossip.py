@@ -3,7 +3,7 @@
 
   gossip.py train-record --steps FILE --round R --node I --wall SECONDS -o FILE
   gossip.py round-record --root DIR --work DIR --round R --nodes N --inner-steps H --topology T
-                 --schedule SPEC [--gossip] -o FILE
+                 --schedule SPEC [--gossip] [--store RECORD] -o FILE
       DIR/local-I.json, merged.json, consensus.json in --work: loco-eval --json of each node's
       model, of their average, and loco-eval --consensus --json
   gossip.py plot --dir DIR          accuracy.svg/png from DIR/metrics.jsonl
@@ -12,7 +12,7 @@ Standard library only (matplotlib for the plot).
 import argparse
 import os
 
-from metrics import load, pyplot, read_jsonl, save_figure, loss_summary, step_losses, write_record  # scripts/lib
+from metrics import load, pyplot, read_jsonl, save_figure, loss_summary, step_losses, store_fields, write_record  # scripts/lib
 
 
 def mean(xs):
@@ -58,6 +58,8 @@ def round_record(root, work, r, nodes, h, gossiped, topology, schedule):
 
 def cmd_round_record(a):
     rec = round_record(a.root, a.work, a.round, a.nodes, a.inner_steps, a.gossip, a.topology, a.schedule)
+    if a.store:
+        rec["store"] = store_fields(a.store)
     write_record(a.output, rec)
 
 
@@ -103,6 +105,7 @@ def main():
     r.add_argument("--topology", required=True)
     r.add_argument("--schedule", required=True)
     r.add_argument("--gossip", action="store_true", help="the round mixed")
+    r.add_argument("--store", help="a store run: the merge site's record of the round (docs/store.md)")
     r.add_argument("-o", "--output", required=True)
     r.set_defaults(fn=cmd_round_record)
     g = sub.add_parser("plot", help="accuracy.svg/png")

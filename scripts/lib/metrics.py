@@ -145,9 +145,14 @@ def cmd_round(a):
             # the fragments' updates are disjoint: the round's update norm is their root sum of squares
             rec["update_norm"] = sum(g["update_norm"] ** 2 for g in aggs) ** 0.5
     if a.store:
-        m = load(a.store)
-        rec["store"] = {k: m.get(k) for k in ("aggregator", "workers", "deltas", "late", "missing", "refused")}
+        rec["store"] = store_fields(a.store)
     write_atomic(a.output, json.dumps(rec, sort_keys=True) + "\n")
+
+
+def store_fields(manifest):
+    """A store run's round (docs/store.md): the transfers and the set of deltas its model's manifest holds."""
+    m = load(manifest)
+    return {k: m.get(k) for k in ("aggregator", "workers", "deltas", "late", "missing", "refused")}
 
 
 def collect(folder, rounds):

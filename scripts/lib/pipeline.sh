@@ -361,7 +361,7 @@ pl_generate_markdown() {
     printf '| `%s` | %s | %s | %s |\n' "$(pl_option_label "$i")" "${d:+\`$d\`}" \
       "$([[ ${PL_O_CLASS[i]} == result ]] && echo yes)" "${PL_O_HELP[i]//|/\\|}"
   done
-  for i in "${!PL_FIXED[@]}"; do
+  for i in $(printf '%s\n' "${!PL_FIXED[@]}" | sort -n); do  # in table order, whatever the hash order
     printf '\n`%s` is refused: %s\n' "${PL_O_NAMES[i]##*|}" "${PL_FIXED[$i]}"
   done
 }

@@ -1,10 +1,14 @@
 # The store: a run whose sites share nothing but an rclone remote (docs/store.md, the protocol).
 # shellcheck shell=bash disable=SC2034,SC2154  # the option variables are set through the table
 # Sourced by scripts/lib/pipeline.sh. A pipeline that runs across sites calls pl_store_options in
-# its table and defines store_aggregator (the aggregator's round loop) and store_worker W (one
-# worker's round loop); the engine runs them for --role aggregator / --role workers, locally or as
-# Slurm jobs. The functions here move objects: content-addressed uploads, manifests written last,
-# verified downloads renamed into place, waiting with back-off, and the bytes and seconds of it.
+# its table and defines store_aggregator (the aggregator's round loop), store_site_prepare (what a
+# worker site makes from its own --data) and store_worker W (one worker's round loop); the engine
+# runs them for --role aggregator / --role workers, locally or as Slurm jobs. A pipeline whose
+# worker ids are not PL_ITEM_FIRST..PL_ITEM_LAST (fedavg's clients) sets ST_FIRST and ST_LAST in
+# pl_derive. The functions here move objects: content-addressed uploads, manifests written last,
+# verified downloads renamed into place, waiting with back-off, and the bytes and seconds of it;
+# st_publish / st_fetch (one publication and its reader) and st_collect / st_round_record (the
+# aggregator's round of deltas) are the parts of the roles that diloco, fedavg and gossip share.
 
 pl_store_options() {
   local PL_GROUP=engine
@@ -20,7 +24,8 @@ pl_store_options() {
   pl_opt --bwlimit bwlimit '' run str RATE 'rclone --bwlimit for every transfer of this site (e.g. 10M)'
   pl_opt --store-timeout store_timeout 86400 run posint S 'give up after waiting S seconds for an object'
   pl_opt --store-poll store_poll 30 run posint S 'longest pause between two looks at the store (back-off from 1 s)'
-  PL_STEPS+=(store-aggregator store-prepare "store-worker step_worker")
+  pl_opt --site-worker site_worker '' internal str W 'the worker of a store-worker step (one of --site-workers)'
+  PL_STEPS+=(store-aggregator store-prepare store-worker)
 }
 # pl_store_refuse REASON: a pipeline (or a variant) without the store roles refuses the options.
 pl_store_refuse() {
@@ -33,6 +38,7 @@ pl_store_refuse() {
   pl_fix bwlimit '' "$1"
   pl_fix store_timeout 86400 "$1"
   pl_fix store_poll 30 "$1"
+  pl_fix site_worker '' "$1"
   local s kept=()
   for s in "${PL_STEPS[@]}"; do [[ $s == store-* ]] || kept+=("$s"); done
   PL_STEPS=("${kept[@]}")
@@ -56,7 +62,7 @@ RCLONE_CONFIG_<NAME>_* variables or use rclone config"
   declare -F store_aggregator >/dev/null || pl_usage_error "--store: scripts/$PL_NAME has no store roles"
   if [[ $role == workers ]]; then
     [[ -n $site_workers ]] || pl_usage_error "--role workers needs --site-workers LIST"
-    pl_id_list --site-workers "$site_workers" "$PL_ITEM_FIRST" "$PL_ITEM_LAST"
+    pl_id_list --site-workers "$site_workers" "${ST_FIRST:-$PL_ITEM_FIRST}" "${ST_LAST:-$PL_ITEM_LAST}"
     ST_WORKERS=("${PL_IDS[@]}")
   elif [[ -n $site_workers ]]; then
     pl_usage_error "--site-workers is for --role workers"
@@ -84,7 +90,7 @@ give each site its own folder"
 # ---- transfers ---------------------------------------------------------------------------------------
 # The bytes and seconds of this process's transfers since st_account_reset (docs/store.md).
 st_account_reset() { ST_DOWN=0 ST_UP=0 ST_WAIT=0 ST_XFER=0; }
-st_add() { printf -v "$1" '%s' "$(awk -v a="${!1}" -v b="$2" 'BEGIN { printf "%.6f", a + b }')"; }
+st_add() { printf -v "$1" '%s' "$(awk -v a="${!1:-0}" -v b="$2" 'BEGIN { printf "%.6f", a + b }')"; }
 st_account_json() {
   jq -cn --argjson d "$ST_DOWN" --argjson u "$ST_UP" --argjson w "$ST_WAIT" --argjson x "$ST_XFER" \
     '{bytes_down: ($d | floor), bytes_up: ($u | floor), wait_seconds: $w, transfer_seconds: $x}'
@@ -131,7 +137,7 @@ st_put_manifest() {
 st_get() {
   local dir=$1 entry=$2 dest=$3 what=$4 obj sha bytes tmp got attempt t0
   obj=$(jq -r .object <<<"$entry") sha=$(jq -r .sha256 <<<"$entry") bytes=$(jq -r .bytes <<<"$entry")
-  tmp=$(dirname "$dest")/.$(basename "$dest").$$.download
+  tmp=$(dirname "$dest")/.$(basename "$dest").$BASHPID.download  # a site's workers may fetch one file at once
   mkdir -p "$(dirname "$dest")"
   for attempt in 1 2 3; do
     rm -f "$tmp"
@@ -155,9 +161,16 @@ st_get() {
   return 1
 }
 
+# st_read PATH [ARGS]: rclone cat of PATH in the store; what is not there reads as empty (an S3 prefix
+# lists nothing; a folder remote says "directory not found", exit 3, or "file not found", exit 4).
+st_read() {
+  local rc=0
+  st_rclone cat "$(st_path "$1")" "${@:2}" || rc=$?
+  ((rc == 0 || rc == 3 || rc == 4))
+}
 # st_cat DIR PATTERN: the manifests DIR/PATTERN in the store, one JSON object a line (none: empty).
 st_cat() {
-  st_rclone cat "$(st_path "$1")" --include "$2" --max-depth 1 | jq -c . ||
+  st_read "$1" --include "$2" --max-depth 1 | jq -c . ||
     pl_die "cannot read $(st_path "$1") (logs/store.log)"
 }
 
@@ -182,7 +195,7 @@ st_wait() {
 # compares its own with it (as config.txt is compared on a rerun) and refuses other options.
 st_config_publish() {
   local have
-  have=$(st_rclone cat "$(st_path config.txt)") || pl_die "cannot read $(st_path config.txt) (logs/store.log)"
+  have=$(st_read config.txt) || pl_die "cannot read $(st_path config.txt) (logs/store.log)"
   if [[ -z $have ]]; then
     st_put_manifest "$out/config.txt" config.txt
   else
@@ -195,7 +208,7 @@ st_config_compare() {
   diff <(pl_config_filled <<<"$1") <(pl_config_filled <"$out/config.txt") | grep '^[<>]' >&2 || true
   exit 2
 }
-st_config_seen() { ST_CONFIG=$(st_rclone cat "$(st_path config.txt)") && [[ -n $ST_CONFIG ]]; }
+st_config_seen() { ST_CONFIG=$(st_read config.txt) && [[ -n $ST_CONFIG ]]; }
 st_config_agree() {
   st_wait "the run's config.txt (is the aggregator started?)" st_config_seen
   st_config_compare "$ST_CONFIG"
@@ -203,7 +216,7 @@ st_config_agree() {
 
 # st_manifest_seen DIR NAME: ST_MANIFEST gets DIR/NAME's JSON when it is in the store.
 st_manifest_seen() {
-  ST_MANIFEST=$(st_rclone cat "$(st_path "$1/$2")") || pl_die "cannot read $(st_path "$1/$2") (logs/store.log)"
+  ST_MANIFEST=$(st_read "$1/$2") || pl_die "cannot read $(st_path "$1/$2") (logs/store.log)"
   [[ -n $ST_MANIFEST ]]
 }
 
@@ -219,6 +232,125 @@ st_prune() {
     ((10#${BASH_REMATCH[1]} <= old)) || continue
     st_rclone purge "$(st_path "${d%/}")" || pl_die "cannot delete $(st_path "${d%/}") (logs/store.log)"
   done < <(st_rclone lsf --dirs-only "$(st_path '')")
+}
+
+# ---- the parts of the roles the pipelines share ------------------------------------------------------
+# st_publish DIR NAME LOCAL JSON ACCT FILE [KEY FILE]...: publishes FILE under DIR as NAME-<sha>.h5
+# (and each KEY's FILE as NAME-KEY-<sha>.h5), then the manifest DIR/NAME.json: FILE's entry, the
+# others' under "objects", the fields of JSON, and this process's transfers added into its field
+# ACCT (docs/store.md), and the time of publication ("published": this site's clock after the
+# uploads). LOCAL gets the manifest once it is published: done when LOCAL exists.
+st_publish() {
+  local dir=$1 name=$2 local=$3 json=$4 acct=$5 file=$6 entry objs='{}'
+  shift 6
+  [[ -f $local ]] && return 0
+  st_put "$file" "$dir/$name"
+  entry=$ST_ENTRY
+  while (($# > 0)); do
+    st_put "$2" "$dir/$name-$1"
+    objs=$(jq -c --arg k "$1" --argjson e "$ST_ENTRY" '. + {($k): $e}' <<<"$objs")
+    shift 2
+  done
+  jq -cn --argjson e "$entry" --argjson o "$objs" --argjson j "$json" --arg k "$acct" --argjson a "$(st_account_json)" \
+    --argjson t "$(date +%s.%N)" \
+    '$e + (if $o == {} then {} else {objects: $o} end) + $j + {published: $t}
+     | .[$k] = reduce ($a | keys[]) as $x (.[$k] // {}; .[$x] += $a[$x])' >"$local.tmp"
+  st_put_manifest "$local.tmp" "$dir/$name.json"
+  mv -f "$local.tmp" "$local"
+}
+# st_publish_model R MODEL JSON [KEY FILE]...: round R's model for the workers: MODEL without its outer
+# (server) state (loco-convert --tensors-only), and the KEY files as they are, published as
+# round-R/model.json with JSON's fields (the round's record) and the transfers under "aggregator".
+# Done once MODEL's local copy of the manifest is in place (MODEL without .h5, .manifest.json).
+st_publish_model() {
+  local r=$1 model=$2 json=$3 man view
+  shift 3
+  man=${model%.h5}.manifest.json
+  [[ -f $man ]] && return 0
+  view=$(dirname "$model")/.$(basename "${model%.h5}").view.h5
+  pl_run "$out/logs/round-$(r4 "$r")-publish.log" loco-convert --tensors-only "$model" "$view"
+  st_publish "round-$(r4 "$r")" model "$man" "$(jq -c --argjson r "$r" '. + {kind: "model", round: $r}' <<<"$json")" \
+    aggregator "$view" "$@"
+  rm -f "$view"
+}
+# st_fetch DIR NAME WHAT DEST [KEY DEST]...: waits for the manifest DIR/NAME.json (ST_MANIFEST gets
+# it), then downloads its object to DEST and each KEY's object (st_publish's "objects") to its DEST,
+# each checked and renamed into place; one already in place is kept. Dies naming WHAT when an object
+# stays bad (its publisher's rerun publishes it again).
+st_fetch() {
+  local dir=$1 name=$2 what=$3 dest=$4
+  shift 4
+  st_wait "$dir/$name.json" st_manifest_seen "$dir" "$name.json"
+  [[ -f $dest ]] || st_get "$dir" "$ST_MANIFEST" "$dest" "$what" || pl_die "$what in the store fails its checksum"
+  while (($# > 0)); do
+    [[ -f $2 ]] || st_get "$dir" "$(jq -c --arg k "$1" '.objects[$k]' <<<"$ST_MANIFEST")" "$2" "$what ($1)" ||
+      pl_die "$what ($1) in the store fails its checksum"
+    shift 2
+  done
+}
+
+# st_collect R STEM SINCE AT-DEADLINE DEST-FN ID...: the aggregator's wait for round R's deltas of the
+# workers ID (manifests round-R/STEM-ID.json): until every one is there, or --round-deadline seconds after
+# SINCE (the previous model's publication) with at least AT-DEADLINE there. Each is downloaded and
+# checked to DEST-FN R ID (its KEY objects beside it as .KEY.h5, last the delta itself) and its
+# record written beside it (.json); one in place is kept (a rerun). ST_OK and ST_REFUSED get the
+# workers whose deltas are in place and those whose objects failed their checksum, ST_ACCT their
+# transfers (JSON by worker id).
+st_collect() {
+  local r=$1 stem=$2 since=$3 quorum=$4 dest_fn=$5 dir line w dest ok key keys
+  shift 5
+  dir=round-$(r4 "$r")
+  ST_EXPECT=("$@")
+  st_wait "round-$(r4 "$r")/$stem-*.json (round $r of ${ST_EXPECT[*]:-none})" st_deltas_ready "$r" "$stem" "$since" "$quorum"
+  ST_OK=() ST_REFUSED=() ST_ACCT='{}'
+  while IFS= read -r line; do
+    [[ -n $line ]] || continue
+    w=$(jq -r .worker <<<"$line")
+    dest=$("$dest_fn" "$r" "$w")
+    ok=1
+    mapfile -t keys < <(jq -r '.objects // {} | keys[]' <<<"$line")
+    for key in "${keys[@]}"; do
+      [[ -f ${dest%.h5}.$key.h5 ]] || st_get "$dir" "$(jq -c --arg k "$key" '.objects[$k]' <<<"$line")" \
+        "${dest%.h5}.$key.h5" "round $r" || ok=0
+    done
+    if ((ok)) && { [[ -f $dest ]] || st_get "$dir" "$line" "$dest" "round $r"; }; then
+      jq .record <<<"$line" >"$(dirname "$dest")/.$(basename "${dest%.h5}").json"
+      mv -f "$(dirname "$dest")/.$(basename "${dest%.h5}").json" "${dest%.h5}.json"
+      ST_OK+=("$w")
+      ST_ACCT=$(jq -c --arg w "$w" --argjson s "$(jq -c .store <<<"$line")" '. + {($w): $s}' <<<"$ST_ACCT")
+    else
+      ST_REFUSED+=("$w")
+    fi
+  done <<<"$ST_MANIFESTS"
+}
+# st_deltas_ready R STEM SINCE AT-DEADLINE: ST_MANIFESTS gets round R's manifests STEM-ID.json of
+# ST_EXPECT's workers; true when every one is there, or when --round-deadline seconds have passed
+# since SINCE and at least AT-DEADLINE are there.
+st_deltas_ready() {
+  local r=$1 stem=$2 since=$3 quorum=$4 n
+  ST_MANIFESTS=$(st_cat "round-$(r4 "$r")" "$stem-*.json" |
+    jq -c --argjson r "$r" --arg ids " ${ST_EXPECT[*]} " \
+      'select(.kind != "model" and .round == $r and (.worker as $w | $ids | contains(" \($w) ")))')
+  n=$(grep -c . <<<"$ST_MANIFESTS" || true)
+  ((n == ${#ST_EXPECT[@]})) && return 0
+  ((round_deadline > 0 && n >= quorum)) || return 1
+  awk -v now="$(date +%s.%N)" -v t="$since" -v d="$round_deadline" 'BEGIN { exit !(now >= t + d) }'
+}
+# st_round_record R FILE [LATE-ID...]: the set st_collect took (and the late deltas applied), written
+# before the aggregation so that a rerun aggregates the same set; the model's manifest carries it.
+# ST_NOUN names the workers in the messages (fedavg: clients).
+st_round_record() {
+  local r=$1 rec=$2 w missing=()
+  shift 2
+  for w in "${ST_EXPECT[@]}"; do [[ " ${ST_OK[*]} " == *" $w "* ]] || missing+=("$w"); done
+  ((${#missing[@]} == 0)) || pl_note "round $r: aggregating without ${ST_NOUN:-workers} ${missing[*]}"
+  jq -cn --arg ok "${ST_OK[*]}" --arg late "$*" --arg miss "${missing[*]}" --arg bad "${ST_REFUSED[*]}" \
+    --argjson workers "$ST_ACCT" --argjson agg "$(st_account_json)" \
+    'def ids: split(" ") | map(select(. != "") | tonumber);
+     {deltas: ($ok | ids), late: ($late | ids), missing: ($miss | ids), refused: ($bad | ids),
+      workers: $workers, aggregator: $agg}' >"$rec.tmp"
+  mv -f "$rec.tmp" "$rec"
+  st_account_reset  # the publication's transfers are added to these by st_publish
 }
 
 # ---- the executors ---------------------------------------------------------------------------------
@@ -238,14 +370,15 @@ st_main() {
     store_site_prepare
     local jobs=${#ST_WORKERS[@]}  # the workers wait on the store most of the time: all at once
     pl_parallel store-worker "1-$units" step_store-worker "${ST_WORKERS[@]}"
-    pl_note "done: the workers ${ST_WORKERS[*]} published their deltas of every round"
+    pl_note "done: the ${ST_NOUN:-workers} ${ST_WORKERS[*]} published every round"
   fi
 }
 step_store-aggregator() { st_site_check; store_aggregator; }
-step_store-worker() {  # [ROUNDS] W: one worker's loop (ROUNDS: pl_parallel's label)
-  local w=${!#}
+step_store-worker() {  # [ROUNDS W]: one worker's loop (pl_parallel's label and item; else --site-worker)
+  local w=${2-$site_worker}
   st_site_check
-  [[ " ${ST_WORKERS[*]} " == *" $w "* ]] || pl_usage_error "--worker $w is not one of --site-workers"
+  [[ -n $w ]] || pl_usage_error "--step store-worker needs --site-worker W"
+  [[ " ${ST_WORKERS[*]} " == *" $w "* ]] || pl_usage_error "--site-worker $w is not one of --site-workers"
   store_worker "$w"
 }
 
@@ -262,11 +395,11 @@ st_slurm() {
     list=$(IFS=,; echo "${ST_WORKERS[*]}")
     prev=$(pl_submit "$PL_TAG-prepare" "" "$(pl_self_cmd --step store-prepare)" "${cpu[@]}")
     prev=$(pl_submit "$PL_TAG-store-workers" "afterok:$prev" \
-      "$(pl_self_cmd --step store-worker) --worker \"\$SLURM_ARRAY_TASK_ID\"" --array="$list" "${cpu[@]}")
+      "$(pl_self_cmd --step store-worker) --site-worker \"\$SLURM_ARRAY_TASK_ID\"" --array="$list" "${cpu[@]}")
   else
     local body w
     body="$(pl_self_cmd --step store-prepare)"$'\n'
-    for w in "${ST_WORKERS[@]}"; do body+="srun --ntasks=1 --exact $(pl_self_cmd --step store-worker) --worker $w &"$'\n'; done
+    for w in "${ST_WORKERS[@]}"; do body+="srun --ntasks=1 --exact $(pl_self_cmd --step store-worker) --site-worker $w &"$'\n'; done
     body+="fail=0"$'\n'"for w in ${ST_WORKERS[*]}; do wait -n || fail=1; done"$'\n'"exit \$fail"
     prev=$(pl_submit "$PL_TAG-store-workers" "" "$body" --ntasks=${#ST_WORKERS[@]} --cpus-per-task="$threads")
   fi

@@ -14,108 +14,10 @@ import json
 import os
 import re
 import signal
-import subprocess
 import sys
-import time
-from pathlib import Path
 
-from pipetest import Failure, SCRIPTS, check, make_text, run, start
-
-SECRET = "loco-FAKE-secret-3f9c2a7e51d04b68"  # must appear in no file of the run folders
-
-
-def s3rver_bin():
-    d = os.environ.get("LOCO_TEST_SERVICES") or Path(os.environ.get("XDG_CACHE_HOME") or Path.home() / ".cache") / "loco/test-services"
-    p = Path(d) / "node_modules/.bin/s3rver"
-    return p if p.exists() else None
-
-
-class S3:
-    """s3rver on 127.0.0.1 (a free port), serving the bucket 'loco' from folder."""
-
-    def __init__(self, exe, folder):
-        self.folder = folder
-        folder.mkdir(parents=True)
-        self.proc = subprocess.Popen([str(exe), "-d", str(folder), "-a", "127.0.0.1", "-p", "0", "--silent",
-                                      "--allow-mismatched-signatures", "--configure-bucket", "loco"],
-                                     stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
-        line, m = "", None
-        while m is None and self.proc.poll() is None and line.count("\n") < 20:
-            line += self.proc.stdout.readline()
-            m = re.search(r"listening on 127\.0\.0\.1:(\d+)", line)
-        if not m:
-            self.proc.kill()
-            raise Failure(f"s3rver did not start: {line!r}")
-        self.port = int(m.group(1))
-
-    def objects(self, prefix):
-        """{key: path on disk} of the objects under prefix (s3rver keeps KEY._S3rver_object)."""
-        base = self.folder / "loco"
-        return {p.relative_to(base).as_posix()[:-len("._S3rver_object")]: p
-                for p in base.glob(prefix + "**/*._S3rver_object")}
-
-    def stop(self):
-        self.proc.terminate()
-        self.proc.wait(timeout=10)
-
-
-def checksum(bin_dir, path, env):
-    return json.loads(run([bin_dir / "loco-inspect", "--checksum", "--json", path], env).stdout)["tensors_checksum"]
-
-
-def site(cmd, env):
-    """A site in its own process group (so kill -9 takes its tools and rclone too)."""
-    return subprocess.Popen([str(c) for c in cmd], env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE,
-                            text=True, start_new_session=True)
-
-
-def finish(p, what, code=0, timeout=240):
-    try:
-        out, err = p.communicate(timeout=timeout)
-    except subprocess.TimeoutExpired:
-        os.killpg(p.pid, signal.SIGKILL)
-        out, err = p.communicate()
-        raise Failure(f"{what} did not finish in {timeout} s\n{err[-3000:]}")
-    if p.returncode != code:
-        raise Failure(f"{what}: exit {p.returncode}, expected {code}\n{err[-3000:]}")
-    return err
-
-
-def kill9(p):
-    os.killpg(p.pid, signal.SIGKILL)
-    p.communicate()
-
-
-def wait_for(cond, what, timeout=120):
-    t = time.time()
-    while not cond():
-        if time.time() - t > timeout:
-            raise Failure(f"timed out waiting for {what}")
-        time.sleep(0.05)
-
-
-def main():
-    bin_dir, work, env, keep = start(__doc__, "work-store")
-    exe = s3rver_bin()
-    if exe is None:
-        print("test_store: FAIL: s3rver is not installed (scripts/setup-test-services installs it)")
-        return 1
-    home = work / "home"
-    home.mkdir()
-    s3 = S3(exe, work / "s3")
-    try:
-        env = dict(env, HOME=str(home), XDG_CONFIG_HOME=str(home / ".config"),
-                   RCLONE_CONFIG=str(home / "no-rclone.conf"),
-                   RCLONE_CONFIG_LOCO_TYPE="s3", RCLONE_CONFIG_LOCO_PROVIDER="Other",
-                   RCLONE_CONFIG_LOCO_ENDPOINT=f"http://127.0.0.1:{s3.port}",
-                   RCLONE_CONFIG_LOCO_ACCESS_KEY_ID="S3RVER", RCLONE_CONFIG_LOCO_SECRET_ACCESS_KEY=SECRET)
-        tests(bin_dir, work, env, s3)
-        check(not (home / "no-rclone.conf").exists() and not any(home.rglob("rclone.conf")),
-              "an rclone config file was written")
-    finally:
-        s3.stop()
-    print("test_store: all checks passed")
-    return 0
+from pipetest import SCRIPTS, check, make_text, run
+from storetest import SECRET, checksum, finish, kill9, site, store_main, wait_for
 
 
 def tests(bin_dir, work, env, s3):
@@ -197,7 +99,7 @@ def tests(bin_dir, work, env, s3):
     wait_for(lambda: (state2 / ".worker-1.state.h5").exists() or (state2 / "worker-1.h5").exists(),
              "site A in round 2")
     kill9(pw1)
-    check(not (state2 / "worker-1.published").exists(), "site A was killed after its round")
+    check(not (state2 / "worker-1.manifest.json").exists(), "site A was killed after its round")
     pw1 = site(wa, env)
     # the aggregator: as soon as round 2's model object is in the store (its manifest comes after)
     wait_for(lambda: any(k.startswith("faults/round-0002/model-") for k in s3.objects("faults/round-0002/")),
@@ -267,14 +169,10 @@ def tests(bin_dir, work, env, s3):
     check(rounds_left == {"round-0002"}, sorted(rounds_left))
     check(not (work / "quorum/siteA/rounds/round-0000.h5").exists(), "site A kept round 0's model")
 
-    # The secret is in no file of any run folder (commands.log, config.txt, logs, metrics, Slurm).
-    for f in work.rglob("*"):
-        if f.is_file() and "s3" not in f.relative_to(work).parts[:1] and "home" not in f.relative_to(work).parts[:1]:
-            check(SECRET.encode() not in f.read_bytes(), f"the secret key is in {f}")
     p = run([diloco, *opts, "-o", work / "slurm", "--store", "loco:loco/slurm", "--role", "workers",
              "--site-workers", "1,2", "--executor", "slurm", "--dry-run"], env)
     check("--array=1,2" in p.stderr and "--step store-worker" in p.stderr and SECRET not in p.stderr, p.stderr[-2000:])
 
 
 if __name__ == "__main__":
-    sys.exit(main())
+    sys.exit(store_main("test_store", __doc__, "work-store", tests))
