@@ -79,6 +79,35 @@ loco("data.h5", kind="data", data={"tokens": np.frombuffer(b"hello world", np.ui
 PYEOF
 }
 
+# Valid GGUF files of every type loco reads (quantized ones included) and metadata of every value
+# type, plus each hostile header of tests/cli/hostile.py (but the 1.2 MB deep array: past -max_len).
+seed_fuzz_gguf() {
+  local dir=$1
+  /usr/bin/python3 - "$dir" "$root/tests/cli" <<'PYEOF'
+import sys
+sys.path.insert(0, sys.argv[2])
+import numpy as np
+import gguf_spec as g
+import hostile
+d = sys.argv[1]
+a = np.arange(64, dtype=np.float32).reshape(2, 32) / 8
+ts = [g.Tensor.of("f32", a), g.Tensor.of("f16", a.astype(np.float16)), g.Tensor.of("i8", np.arange(3, dtype=np.int8)),
+      g.Tensor.of("scalar", np.array(1.5, np.float64)), g.Tensor("bf16", "BF16", (2,), b"\x80\x3f\x00\x40"),
+      g.Tensor("q8", "Q8_0", (32,), g.q8_0(0.5, np.arange(-16, 16))),
+      g.Tensor("q40", "Q4_0", (2, 32), g.q4_0(0.25, np.arange(32) % 16) * 2),
+      g.Tensor("q41", "Q4_1", (64,), g.q4_1(2.0, -1.0, np.arange(32) % 16) * 2)]
+kvs = [("general.architecture", g.STR, "llama"), ("general.alignment", g.U32, 64), ("loco.kind", g.STR, "model"),
+       ("loco.round", g.I64, 3), ("t.f32", g.F32, 0.1), ("t.bool", g.BOOL, 1),
+       ("tokens", g.ARR, (g.STR, ["a", "b"])), ("nested", g.ARR, (g.ARR, [(g.U8, [1]), (g.F64, [2.5])]))]
+open(f"{d}/all.gguf", "wb").write(g.gguf_bytes(ts, kvs, alignment=64))
+open(f"{d}/v2.gguf", "wb").write(g.gguf_bytes(ts[:2], version=2))
+open(f"{d}/empty.gguf", "wb").write(g.gguf_bytes([]))
+for name, make in hostile.GGUF_HOSTILE.items():
+    if name != "deep-array":
+        open(f"{d}/hostile-{name}.gguf", "wb").write(make())
+PYEOF
+}
+
 # --- run ---------------------------------------------------------------------------------------
 
 if (($# == 0)); then

@@ -1,4 +1,4 @@
-// loco-convert: convert checkpoints between loco HDF5, safetensors (single or sharded), PyTorch .pt and
+// loco-convert: convert checkpoints between loco HDF5, safetensors (single or sharded), GGUF, PyTorch .pt and
 // DeepSpeed universal checkpoint folders; split them into tensor-parallel shards and consolidate those.
 #include "loco/cli/tool.hpp"
 #include "loco/core/error.hpp"
@@ -7,12 +7,14 @@
 #include "loco/io/safetensors_index.hpp"
 
 int main(int argc, char** argv) {
-  loco::cli::Tool tool("loco-convert", "Convert, shard and consolidate checkpoints (loco HDF5, safetensors, .pt, DeepSpeed UCP)");
+  loco::cli::Tool tool("loco-convert", "Convert, shard and consolidate checkpoints (loco HDF5, safetensors, GGUF, .pt, DeepSpeed UCP)");
   tool.set_description(
       "IN is read by its content: loco HDF5, safetensors, a safetensors index (model.safetensors.index.json, read over "
-      "its shards), a PyTorch torch.save archive (.pt/.bin) or a DeepSpeed universal checkpoint folder "
-      "(zero/<param>/fp32.pt, exp_avg.pt, exp_avg_sq.pt, step.pt). OUT's extension picks the output: .h5 or "
-      ".safetensors ('-' writes loco HDF5 to stdout); OUT ending in '/' (or --to ucp) writes a universal "
+      "its shards), llama.cpp's GGUF (versions 2 and 3: F32, F16, BF16, F64 and integer tensors as stored, Q8_0, "
+      "Q4_0 and Q4_1 dequantized to float32, dimensions reversed into row-major order, the key/values kept in the "
+      "attribute gguf_metadata), a PyTorch torch.save archive (.pt/.bin) or a DeepSpeed universal checkpoint folder "
+      "(zero/<param>/fp32.pt, exp_avg.pt, exp_avg_sq.pt, step.pt). OUT's extension picks the output: .h5, "
+      ".safetensors or .gguf ('-' writes loco HDF5 to stdout); OUT ending in '/' (or --to ucp) writes a universal "
       "checkpoint folder. A universal checkpoint becomes parameters in /tensors, Adam moments in "
       "/state/exp_avg and /state/exp_avg_sq, the step in the attribute step of /state, and DeepSpeed's cat_dim, "
       "param_n_sub_params, sub_param_shape and vocab_tensor as per-tensor attributes, so writing it back "
@@ -27,6 +29,8 @@ int main(int argc, char** argv) {
   tool.add_example("loco-convert --tensors-only round-0003.h5 model.h5",
                    "The global model without the outer optimizer's state, for the workers.");
   tool.add_example("loco-convert --dtype bf16 model.safetensors model-bf16.h5", "Import and store floats as bfloat16.");
+  tool.add_example("loco-convert --dtype f16 model-Q8_0.gguf model.gguf",
+                   "Dequantize a llama.cpp file and store it as float16 GGUF, keeping its key/values.");
   tool.add_example("loco-convert global_step100/ ckpt.h5", "Read a DeepSpeed universal checkpoint folder.");
   tool.add_example("loco-convert ckpt.h5 ucp/global_step100/", "Write it back as a universal checkpoint folder.");
   tool.add_example("loco-convert --max-shard-size 5GB model.h5 hf/model.safetensors",
@@ -41,8 +45,8 @@ int main(int argc, char** argv) {
   bool consolidate = false, tensors_only = false;
   std::vector<std::string> cat_dims;
   loco::io::ReshardOptions ro;
-  app.add_option("IN", in, "Input: a tensor file, a safetensors index, a .pt or a universal checkpoint folder ('-' for stdin)")->required();
-  loco::cli::output_path(app.add_option("OUT", out, "Output: .h5, .safetensors, or a folder (trailing '/') for a universal checkpoint ('-' for stdout, loco HDF5)")->required());
+  app.add_option("IN", in, "Input: a tensor file (loco, safetensors, GGUF), a safetensors index, a .pt or a universal checkpoint folder ('-' for stdin)")->required();
+  loco::cli::output_path(app.add_option("OUT", out, "Output: .h5, .safetensors, .gguf, or a folder (trailing '/') for a universal checkpoint ('-' for stdout, loco HDF5)")->required());
   app.add_option("--dtype", dtype, "Store floating-point tensors as this type")->check(CLI::IsMember({"f32", "f16", "bf16", "f64"}));
   app.add_option("--to", to, "Output format regardless of OUT's name: ucp (a universal checkpoint folder)")->check(CLI::IsMember({"ucp"}));
   app.add_option("--max-shard-size", max_shard, "Split a .safetensors output into shards of at most this size (5GB, 500MB, 2GiB) with an index JSON");

@@ -13,6 +13,9 @@ KIND is one of:
   vlen-heap-h5        a loco model whose model_config string lives in a damaged global heap
   long-name-st N      a safetensors model with a tensor name of N bytes
   slash-name-st       a safetensors model with the tensor name "a/b"
+  gguf-<what>         a GGUF file with one hostile header field, <what> one of GGUF_HOSTILE's names
+                      (huge counts, string and array lengths, nesting, alignment, offsets, dimensions,
+                      types, byte order, version, truncation)
 
 The .pt files are built opcode by opcode (pickle protocol 2, the records torch.save writes), so
 the cases need neither PyTorch nor a checkpoint made elsewhere.
@@ -29,6 +32,7 @@ import numpy as np
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 from fixtures import safetensors_bytes, write_loco  # noqa: E402
+import gguf_spec as g  # noqa: E402
 
 MODEL_CONFIG = '{"arch":"mlp","sizes":[2,2]}'
 
@@ -112,6 +116,48 @@ def vlen_heap_h5(path: str) -> None:
     Path(path).write_bytes(bytes(data))
 
 
+def _gguf_w():
+    return g.Tensor.of("w", np.arange(4, dtype=np.float32).reshape(2, 2))
+
+
+def _gguf_raw_kv(key: bytes, body: bytes) -> bytes:
+    """A file with one key/value whose value bytes (after the key) are given as they are."""
+    return b"GGUF" + struct.pack("<IQQ", 3, 0, 1) + struct.pack("<Q", len(key)) + key + body
+
+
+def _deep_array(levels: int) -> bytes:
+    body = struct.pack("<I", g.ARR)
+    for _ in range(levels - 1):
+        body += struct.pack("<IQ", g.ARR, 1)
+    return body + struct.pack("<IQ", g.U8, 0)
+
+
+GGUF_HOSTILE = {
+    "tensor-count": lambda: g.gguf_bytes([_gguf_w()], n_tensors=2**63),
+    "kv-count": lambda: g.gguf_bytes([], [("a", g.U8, 1)], n_kv=2**62),
+    "string-length": lambda: b"GGUF" + struct.pack("<IQQQ", 3, 0, 1, 2**62) + b"key" + b"\0" * 64,
+    "array-length": lambda: _gguf_raw_kv(b"a", struct.pack("<IIQ", g.ARR, g.U32, 2**60)),
+    "string-array-length": lambda: _gguf_raw_kv(b"a", struct.pack("<IIQ", g.ARR, g.STR, 2**61)),
+    "deep-array": lambda: _gguf_raw_kv(b"a", _deep_array(100000)),
+    "value-type": lambda: _gguf_raw_kv(b"a", struct.pack("<I", 13) + b"\0" * 8),
+    "bool": lambda: g.gguf_bytes([], [("a", g.BOOL, 2)]),
+    "alignment-3": lambda: g.gguf_bytes([_gguf_w()], [("general.alignment", g.U32, 3)]),
+    "alignment-type": lambda: g.gguf_bytes([_gguf_w()], [("general.alignment", g.I32, 32)]),
+    "alignment-huge": lambda: g.gguf_bytes([_gguf_w()], [("general.alignment", g.U32, 2**31)], alignment=32),
+    "offset-past-end": lambda: g.gguf_bytes([_gguf_w()], offsets=[2**40]),
+    "offset-misaligned": lambda: g.gguf_bytes([_gguf_w()], offsets=[4]),
+    "dims-product": lambda: g.gguf_bytes([g.Tensor("w", "F32", (2**40, 2**40), b"")]),
+    "dims-count": lambda: b"GGUF" + struct.pack("<IQQ", 3, 1, 0) + struct.pack("<Q", 1) + b"w" +
+                          struct.pack("<I", 2**32 - 1) + b"\0" * 64,
+    "q4-row": lambda: g.gguf_bytes([g.Tensor("w", "Q4_0", (2, 16), g.q4_0(1.0, [0] * 32))]),
+    "type-q5_0": lambda: g.gguf_bytes([g.Tensor("w", "Q5_0", (32,), b"\0" * 22)]),
+    "type-unknown": lambda: g.gguf_bytes([g.Tensor("w", 77, (2, 2), b"\0" * 16)]),
+    "big-endian": lambda: b"GGUF" + struct.pack(">IQQ", 3, 0, 0),
+    "version-1": lambda: b"GGUF" + struct.pack("<III", 1, 0, 0),
+    "truncated": lambda: g.gguf_bytes([g.Tensor.of("w", np.ones((64, 64), np.float32))])[:-100],
+}
+
+
 def main(argv: list) -> None:
     kind, out = argv[0], argv[1]
     arg = int(argv[2]) if len(argv) > 2 else 0
@@ -138,6 +184,8 @@ def main(argv: list) -> None:
         Path(out).write_bytes(safetensors_bytes({"x" * arg: np.ones(2, dtype=np.float32)}, {"format": "pt"}))
     elif kind == "slash-name-st":
         Path(out).write_bytes(safetensors_bytes({"a/b": np.ones(2, dtype=np.float32)}, {"format": "pt"}))
+    elif kind.startswith("gguf-") and kind[5:] in GGUF_HOSTILE:
+        Path(out).write_bytes(GGUF_HOSTILE[kind[5:]]())
     else:
         sys.exit(f"hostile.py: unknown kind {kind}")
 

@@ -45,14 +45,24 @@ void convert_file(const std::string& in, const std::string& out, const ConvertOp
   const Kind kind = file_kind(*src);
 
   Attributes root;
+  const char* flat_name = out_format == Format::Gguf ? "GGUF" : "safetensors";
+  if (out_format != Format::Loco && (kind == Kind::Data || kind == Kind::Compressed))
+    throw_error(ErrorKind::Usage, "{}: a {} file cannot be written as {}, which holds only model tensors", in,
+                kind_name(kind), flat_name);
   if (out_format == Format::Safetensors) {
-    if (kind == Kind::Data || kind == Kind::Compressed)
-      throw_error(ErrorKind::Usage, "{}: a {} file cannot be written as safetensors, which holds only model tensors",
-                  in, kind_name(kind));
     root.set("format", std::string("pt"));
     for (const auto& e : src->attributes())
       if (e.name != "format" && !written_by_sink(e.name)) root.set(e.name, e.value);
     root.set("producer", producer());
+  } else if (out_format == Format::Gguf) {
+    // The attributes as they are (gguf_metadata becomes its key/values again, the others
+    // loco.<name> keys), without loco's bookkeeping and the default kind, so that a GGUF file
+    // read into loco and written back has the key/values it had.
+    for (const auto& e : src->attributes()) {
+      if (written_by_sink(e.name) || e.name == "source_format") continue;
+      if (e.name == "kind" && kind == Kind::Model) continue;
+      root.set(e.name, e.value);
+    }
   } else {
     root.set("kind", std::string(kind_name(kind)));
     for (const auto& e : src->attributes()) {
@@ -73,7 +83,7 @@ void convert_file(const std::string& in, const std::string& out, const ConvertOp
   std::size_t dropped = 0;
   for (const auto& t : src->tensors()) {
     if (opt.tensors_only && t.group != "tensors") continue;
-    if (out_format == Format::Safetensors && t.group != "tensors") {
+    if (out_format != Format::Loco && t.group != "tensors") {
       ++dropped;
       continue;
     }
@@ -83,8 +93,8 @@ void convert_file(const std::string& in, const std::string& out, const ConvertOp
     plan.push_back(std::move(o));
   }
   if (dropped > 0)
-    log::warn("{}: {} tensors outside /tensors (optimizer state) have no place in safetensors and were not copied",
-              in, dropped);
+    log::warn("{}: {} tensors outside /tensors (optimizer state) have no place in {} and were not copied", in, dropped,
+              flat_name);
 
   auto sink = opt.max_shard_bytes > 0 ? create_sharded_safetensors_sink(out, root, plan, opt.max_shard_bytes)
                                        : create_sink(out, out_format, root, plan);

@@ -1,4 +1,4 @@
-// Conversion between tensor file formats (loco HDF5, safetensors, .pt, universal checkpoints), tensor by tensor in row
+// Conversion between tensor file formats (loco HDF5, safetensors, GGUF, .pt, universal checkpoints), tensor by tensor in row
 // blocks: memory is bounded by the block size, not by the file or the largest tensor.
 #pragma once
 
@@ -33,10 +33,11 @@ bool is_folder_output(const std::string& out);
 // Converts in (format from its magic bytes; a folder is a universal checkpoint; a JSON file a
 // safetensors index) to out (format from its extension; "-" writes a loco
 // file to stdout). Metadata is carried across where both sides hold it: loco root attributes
-// become safetensors __metadata__ strings (with "format": "pt"), and back; loco state groups
-// have no place in safetensors and are dropped with a warning. With opt.ucp, out is a folder
+// become safetensors __metadata__ strings (with "format": "pt"), and back; GGUF key/values become
+// the attribute gguf_metadata and back (gguf.hpp); loco state groups have no place in safetensors
+// or GGUF and are dropped with a warning. With opt.ucp, out is a folder
 // written by write_ucp; with opt.max_shard_bytes, a safetensors output is sharded. Throws Error(Usage) for a data
-// file to safetensors or an output that is the input.
+// file to safetensors or GGUF, or an output that is the input.
 void convert_file(const std::string& in, const std::string& out, const ConvertOptions& opt);
 
 }  // namespace loco::io

@@ -592,7 +592,7 @@ std::vector<std::uint64_t> tensor_checksums(const TensorSource& s, const std::ve
   std::vector<std::uint64_t> out(tensors.size());
   // XXH64 is one sequential stream per tensor (about 5 GB/s here, below the page cache's read
   // rate), so tensors are hashed in parallel when their reads need not enter HDF5 at once.
-  bool concurrent = s.format() == "safetensors";
+  bool concurrent = s.format() == "safetensors" || s.format() == "gguf";
   if (s.format() == "loco") {
     concurrent = true;
     for (const TensorInfo* t : tensors) concurrent = concurrent && (t->numel() == 0 || contiguous_offset(s, *t));

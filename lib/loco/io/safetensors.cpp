@@ -22,11 +22,20 @@
 
 #include "loco/core/error.hpp"
 #include "loco/core/log.hpp"
+#include "loco/io/detail/untrusted.hpp"
 #include "loco/io/metadata.hpp"
 #include "loco/io/output.hpp"
 
 namespace loco::io {
 namespace {
+
+using detail::append_json_string;
+using detail::FileDescriptor;
+using detail::FlatSource;
+using detail::pwrite_all;
+using detail::RowLedger;
+using detail::shown;
+using detail::utf8_error_at;
 
 // Tensor data is stored little-endian and is copied to and from memory without conversion.
 static_assert(std::endian::native == std::endian::little, "safetensors I/O assumes a little-endian machine");
@@ -74,56 +83,6 @@ std::size_t st_rank(DType t) {
   for (std::size_t i = 0; i < kStDTypes.size(); ++i)
     if (kStDTypes[i].loco == t) return i;
   throw_error(ErrorKind::Internal, "dtype {} has no safetensors name", dtype_name(t));
-}
-
-// Byte offset of the first ill-formed UTF-8 sequence, or npos. Same acceptance as Rust's
-// str::from_utf8: no overlong forms, no surrogates, nothing above U+10FFFF.
-std::size_t utf8_error_at(std::string_view s) {
-  const auto* p = reinterpret_cast<const unsigned char*>(s.data());
-  const std::size_t n = s.size();
-  std::size_t i = 0;
-  while (i < n) {
-    const unsigned c = p[i];
-    if (c < 0x80) {
-      ++i;
-      continue;
-    }
-    std::size_t len = 0;
-    unsigned lo = 0x80, hi = 0xBF;  // range of the second byte
-    if (c >= 0xC2 && c <= 0xDF) {
-      len = 2;
-    } else if (c >= 0xE0 && c <= 0xEF) {
-      len = 3;
-      if (c == 0xE0) lo = 0xA0;
-      if (c == 0xED) hi = 0x9F;
-    } else if (c >= 0xF0 && c <= 0xF4) {
-      len = 4;
-      if (c == 0xF0) lo = 0x90;
-      if (c == 0xF4) hi = 0x8F;
-    } else {
-      return i;
-    }
-    if (n - i < len) return i;
-    if (p[i + 1] < lo || p[i + 1] > hi) return i;
-    for (std::size_t k = 2; k < len; ++k)
-      if (p[i + k] < 0x80 || p[i + k] > 0xBF) return i;
-    i += len;
-  }
-  return std::string_view::npos;
-}
-
-// A name from an untrusted header, quoted for a message: control bytes escaped, long names cut.
-std::string shown(std::string_view s) {
-  constexpr std::size_t kMax = 200;
-  std::string out = "'";
-  for (std::size_t i = 0; i < s.size() && i < kMax; ++i) {
-    const auto c = static_cast<unsigned char>(s[i]);
-    if (c < 0x20 || c == 0x7F) out += fmt::format("\\x{:02x}", c);
-    else out += static_cast<char>(c);
-  }
-  if (s.size() > kMax) out += "...";
-  out += "'";
-  return out;
 }
 
 std::string shape_text(const std::vector<std::uint64_t>& shape) { return fmt::format("[{}]", fmt::join(shape, ", ")); }
@@ -336,129 +295,34 @@ class HeaderParser {
   int offsets_seen_ = 0;
 };
 
-class SafetensorsSource final : public TensorSource {
+class SafetensorsSource final : public FlatSource {
  public:
   SafetensorsSource(std::unique_ptr<ByteSource> bytes, Attributes attrs, std::vector<TensorInfo> tensors,
                     std::vector<std::uint64_t> data_at)
-      : bytes_(std::move(bytes)), attrs_(std::move(attrs)), tensors_(std::move(tensors)), data_at_(std::move(data_at)) {
-    index_.reserve(tensors_.size());
-    for (std::size_t i = 0; i < tensors_.size(); ++i) index_.emplace(tensors_[i].name, i);
-  }
+      : FlatSource(std::move(bytes), std::move(attrs), std::move(tensors)), data_at_(std::move(data_at)) {}
 
-  const std::string& path() const override { return bytes_->name(); }
   std::string_view format() const override { return "safetensors"; }
-  const Attributes& attributes() const override { return attrs_; }
-  const std::vector<TensorInfo>& tensors() const override { return tensors_; }
 
   void read_rows(const TensorInfo& t, std::int64_t row0, std::int64_t nrows, std::span<std::byte> out) const override {
-    const auto it = t.group == "tensors" ? index_.find(t.name) : index_.end();
-    if (it == index_.end()) throw_error(ErrorKind::Internal, "{}: no tensor {} in this safetensors file", path(), t.key());
-    const TensorInfo& mine = tensors_[it->second];
-    if (mine.shape != t.shape || mine.dtype != t.dtype)
-      throw_error(ErrorKind::Internal, "{}: tensor {} requested as {} {}, stored as {} {}", path(), t.name,
-                  dtype_name(t.dtype), shape_string(t.shape), dtype_name(mine.dtype), shape_string(mine.shape));
-    const std::int64_t rows = mine.rows();
-    if (row0 < 0 || nrows < 0 || row0 > rows - nrows)
-      throw_error(ErrorKind::Internal, "{}: rows [{}, {}) of tensor {} are outside its {} rows", path(), row0,
-                  row0 + nrows, t.name, rows);
-    const std::uint64_t row_bytes = static_cast<std::uint64_t>(mine.row_elements()) * dtype_size(mine.dtype);
-    const std::uint64_t want = static_cast<std::uint64_t>(nrows) * row_bytes;
-    if (out.size() != want)
-      throw_error(ErrorKind::Internal, "{}: reading {} rows of tensor {} needs {} bytes, the buffer holds {}", path(),
-                  nrows, t.name, want, out.size());
-    if (want == 0) return;
-    bytes_->read_at(data_at_[it->second] + static_cast<std::uint64_t>(row0) * row_bytes, out);
+    const std::size_t i = check_read(t, row0, nrows, out.size());
+    if (out.empty()) return;
+    const std::uint64_t row_bytes = static_cast<std::uint64_t>(t.row_elements()) * dtype_size(t.dtype);
+    bytes().read_at(data_at_[i] + static_cast<std::uint64_t>(row0) * row_bytes, out);
   }
 
  private:
-  std::unique_ptr<ByteSource> bytes_;
-  Attributes attrs_;
-  std::vector<TensorInfo> tensors_;
   std::vector<std::uint64_t> data_at_;  // absolute file offset of each tensor's first byte
-  std::unordered_map<std::string, std::size_t> index_;
 };
 
 // ---------------------------------------------------------------------------------------------
 // Writing
-
-// serde_json's compact string form: quotes, backslash and control bytes escaped (\b \t \n \f \r
-// by name, the rest as \u00xx in lowercase hex), every other byte (UTF-8, DEL) as is.
-void append_json_string(std::string& out, std::string_view s) {
-  out += '"';
-  for (const char ch : s) {
-    const auto c = static_cast<unsigned char>(ch);
-    switch (c) {
-      case '"': out += "\\\""; break;
-      case '\\': out += "\\\\"; break;
-      case '\b': out += "\\b"; break;
-      case '\f': out += "\\f"; break;
-      case '\n': out += "\\n"; break;
-      case '\r': out += "\\r"; break;
-      case '\t': out += "\\t"; break;
-      default:
-        if (c < 0x20) out += fmt::format("\\u{:04x}", c);
-        else out += ch;
-    }
-  }
-  out += '"';
-}
-
-// Disjoint written row ranges of one tensor, adjacent ranges merged.
-class RowSet {
- public:
-  bool overlaps(std::int64_t a, std::int64_t b) const {
-    if (a == b) return false;
-    auto it = spans_.upper_bound(a);
-    if (it != spans_.begin() && std::prev(it)->second > a) return true;
-    return it != spans_.end() && it->first < b;
-  }
-  void add(std::int64_t a, std::int64_t b) {
-    if (a == b) return;
-    count_ += b - a;
-    auto next = spans_.lower_bound(b);
-    if (next != spans_.end() && next->first == b) {
-      b = next->second;
-      spans_.erase(next);
-    }
-    auto it = spans_.lower_bound(a);
-    if (it != spans_.begin() && std::prev(it)->second == a) {
-      std::prev(it)->second = b;
-      return;
-    }
-    spans_.emplace(a, b);
-  }
-  std::int64_t count() const { return count_; }
-
- private:
-  std::map<std::int64_t, std::int64_t> spans_;
-  std::int64_t count_ = 0;
-};
-
-struct FileDescriptor {
-  int fd = -1;
-  FileDescriptor() = default;
-  FileDescriptor(const FileDescriptor&) = delete;
-  FileDescriptor& operator=(const FileDescriptor&) = delete;
-  ~FileDescriptor() {
-    if (fd >= 0) ::close(fd);
-  }
-};
-
-void pwrite_all(int fd, const std::byte* data, std::size_t n, std::uint64_t offset, const std::string& path) {
-  std::size_t done = 0;
-  while (done < n) {
-    const ssize_t w = ::pwrite(fd, data + done, n - done, static_cast<off_t>(offset + done));
-    if (w < 0 && errno == EINTR) continue;
-    if (w < 0) throw_error(ErrorKind::Io, "{}: write failed: {}", path, std::strerror(errno));
-    done += static_cast<std::size_t>(w);
-  }
-}
 
 class SafetensorsSink final : public TensorSink {
  public:
   SafetensorsSink(const std::string& path, const Attributes& root, std::vector<TensorInfo> plan)
       : out_(path), plan_(std::move(plan)) {
     const std::string header = build_header(root);
+    ledger_ = std::make_unique<RowLedger>(plan_, row_bytes_);
     file_size_ = 8 + header.size() + data_size_;
     const std::uint64_t n = header.size();
     std::array<std::byte, 8> prefix;
@@ -484,24 +348,8 @@ class SafetensorsSink final : public TensorSink {
     if (committed_) throw_error(ErrorKind::Internal, "{}: write after commit", path);
     if (index >= plan_.size())
       throw_error(ErrorKind::Internal, "{}: tensor index {} is outside the plan of {}", path, index, plan_.size());
-    const TensorInfo& t = plan_[index];
-    const std::int64_t rows = t.rows();
-    if (row0 < 0 || nrows < 0 || row0 > rows - nrows)
-      throw_error(ErrorKind::Internal, "{}: rows [{}, {}) of tensor {} are outside its {} rows", path, row0,
-                  row0 + nrows, t.name, rows);
-    const std::uint64_t want = static_cast<std::uint64_t>(nrows) * row_bytes_[index];
-    if (data.size() != want)
-      throw_error(ErrorKind::Internal, "{}: {} bytes given for {} rows of tensor {}, expected {}", path, data.size(),
-                  nrows, t.name, want);
-    {
-      // Claim the rows before writing, so concurrent writers of distinct rows need no further locking.
-      std::lock_guard lock(mutex_);
-      if (written_[index].overlaps(row0, row0 + nrows))
-        throw_error(ErrorKind::Internal, "{}: rows [{}, {}) of tensor {} are written a second time", path, row0,
-                    row0 + nrows, t.name);
-      written_[index].add(row0, row0 + nrows);
-    }
-    const std::uint64_t at = data_at_[index] + static_cast<std::uint64_t>(row0) * row_bytes_[index];
+    const std::uint64_t at = data_at_[index] + ledger_->claim(path, index, row0, nrows, data.size());
+    const std::size_t want = data.size();
     if (want == 0) return;
     if (out_.to_stdout()) std::memcpy(image_.data() + at, data.data(), want);
     else pwrite_all(file_.fd, data.data(), want, at, path);
@@ -521,12 +369,7 @@ class SafetensorsSink final : public TensorSink {
   void commit() override {
     const std::string& path = out_.final_path();
     if (committed_) throw_error(ErrorKind::Internal, "{}: committed twice", path);
-    for (std::size_t i = 0; i < plan_.size(); ++i) {
-      const std::int64_t rows = plan_[i].rows();
-      if (row_bytes_[i] > 0 && written_[i].count() != rows)
-        throw_error(ErrorKind::Internal, "{}: tensor {}: only {} of its {} rows were written before commit", path,
-                    plan_[i].name, written_[i].count(), rows);
-    }
+    ledger_->check_complete(path);
     if (out_.to_stdout()) {
       out_.commit_bytes(image_);
     } else {
@@ -545,7 +388,6 @@ class SafetensorsSink final : public TensorSink {
     const std::size_t count = plan_.size();
     data_at_.assign(count, 0);
     row_bytes_.assign(count, 0);
-    written_.assign(count, RowSet{});
 
     std::unordered_set<std::string_view> names;
     std::size_t with_attrs = 0;
@@ -628,8 +470,7 @@ class SafetensorsSink final : public TensorSink {
   std::vector<TensorInfo> plan_;
   std::vector<std::uint64_t> data_at_;    // absolute file offset of each planned tensor
   std::vector<std::uint64_t> row_bytes_;  // bytes per leading-dimension row
-  std::vector<RowSet> written_;
-  std::mutex mutex_;
+  std::unique_ptr<RowLedger> ledger_;     // made once row_bytes_ is known
   std::uint64_t data_size_ = 0;
   std::uint64_t file_size_ = 0;
   std::vector<std::byte> image_;  // the whole file, for stdout

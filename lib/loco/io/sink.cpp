@@ -4,6 +4,7 @@
 #include <filesystem>
 
 #include "loco/core/error.hpp"
+#include "loco/io/gguf.hpp"
 #include "loco/io/loco_file.hpp"
 #include "loco/io/safetensors.hpp"
 
@@ -14,7 +15,8 @@ Format format_for_output(const std::string& path) {
   const std::string ext = std::filesystem::path(path).extension().string();
   if (ext == ".h5" || ext == ".hdf5" || ext == ".loco") return Format::Loco;
   if (ext == ".safetensors") return Format::Safetensors;
-  throw_error(ErrorKind::Usage, "{}: cannot tell the output format from the extension '{}' (use .h5 or .safetensors)",
+  if (ext == ".gguf") return Format::Gguf;
+  throw_error(ErrorKind::Usage, "{}: cannot tell the output format from the extension '{}' (use .h5, .safetensors or .gguf)",
               path, ext);
 }
 
@@ -43,6 +45,7 @@ std::unique_ptr<TensorSink> create_sink(const std::string& path, Format format, 
   switch (format) {
     case Format::Loco: return create_loco_sink(path, root, std::move(plan));
     case Format::Safetensors: return create_safetensors_sink(path, root, std::move(plan));
+    case Format::Gguf: return create_gguf_sink(path, root, std::move(plan));
   }
   throw_error(ErrorKind::Internal, "unknown output format");
 }

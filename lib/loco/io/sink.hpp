@@ -16,9 +16,9 @@
 
 namespace loco::io {
 
-enum class Format { Loco, Safetensors };
+enum class Format { Loco, Safetensors, Gguf };
 
-// Output format from the path: .safetensors → Safetensors; .h5/.hdf5/.loco and "-" → Loco.
+// Output format from the path: .safetensors → Safetensors; .gguf → Gguf; .h5/.hdf5/.loco and "-" → Loco.
 // Throws Error(Usage) for another extension.
 Format format_for_output(const std::string& path);
 

@@ -7,6 +7,7 @@
 
 #include "loco/core/error.hpp"
 #include "loco/io/byte_source.hpp"
+#include "loco/io/gguf.hpp"
 #include "loco/io/loco_file.hpp"
 #include "loco/io/output.hpp"
 #include "loco/io/safetensors.hpp"
@@ -71,13 +72,14 @@ std::unique_ptr<TensorSource> open_source(const std::string& path, bool as_input
   if (n == 0) throw_error(ErrorKind::BadInput, "{}: empty file, expected a tensor file", bytes->name());
   if (has_hdf5_signature(std::span(head.data(), n))) return open_loco(std::move(bytes));
   if (looks_like_safetensors(std::span(head.data(), n))) return open_safetensors(std::move(bytes));
+  if (looks_like_gguf(std::span(head.data(), n))) return open_gguf(std::move(bytes));
   if (looks_like_zip(std::span(head.data(), n))) return open_torch(std::move(bytes));
   if (looks_like_json_object(std::span(head.data(), n))) return open_safetensors_index(std::move(bytes));
   if (looks_like_legacy_torch(std::span(head.data(), n)))
     throw_error(ErrorKind::BadInput, "{}: a legacy (pre-1.6) torch.save file, which loco does not read; re-save it "
                 "with PyTorch >= 1.6 (zip format)", bytes->name());
   throw_error(ErrorKind::BadInput,
-              "{}: not a tensor file loco reads (expected loco HDF5, safetensors, a safetensors index JSON or a "
+              "{}: not a tensor file loco reads (expected loco HDF5, safetensors, a safetensors index JSON, GGUF or a "
               "PyTorch .pt)",
               bytes->name());
 }

@@ -35,7 +35,7 @@ class TensorSource {
  public:
   virtual ~TensorSource() = default;
   virtual const std::string& path() const = 0;
-  // "loco" (HDF5), "safetensors", "safetensors-index", "torch" or "ucp".
+  // "loco" (HDF5), "safetensors", "safetensors-index", "gguf", "torch" or "ucp".
   virtual std::string_view format() const = 0;
   // Root attributes (loco) or __metadata__ entries (safetensors, all strings).
   virtual const Attributes& attributes() const = 0;
@@ -60,7 +60,7 @@ class TensorSource {
 };
 
 // Opens any supported tensor file by its content ("-" reads stdin): loco HDF5, safetensors, a
-// safetensors index JSON (over its shards), a torch.save archive; a folder is opened as a DeepSpeed
+// safetensors index JSON (over its shards), GGUF (gguf.hpp), a torch.save archive; a folder is opened as a DeepSpeed
 // universal checkpoint (ucp.hpp). Throws Error(Io) when it
 // cannot be read and Error(BadInput) when it is no format loco reads, naming the path.
 // The path is registered as an input of this run (outputs may not replace it) unless

@@ -337,3 +337,38 @@ CASES += [
          code=2, stderr="1e999 is not a finite number"),
     Case("every input kept by the fuzzers is read or refused cleanly", sh="true", check=fuzz_inputs_refused),
 ]
+
+# Issue 18: GGUF files with one hostile header field each (tests/cli/hostile.py gguf-<what>): exit 4
+# naming the file and what was wrong, before any allocation the field would size.
+GGUF_HOSTILE = {
+    "tensor-count": r"bad GGUF header: it declares 9223372036854775808 tensors, more than the \d+ bytes",
+    "kv-count": r"bad GGUF header: it declares 4611686018427387904 key/values, more than the \d+ bytes",
+    "string-length": r"bad GGUF header: the key of key/value 0 is 4611686018427387904 bytes long at byte 24, past "
+                     r"the end of the 99-byte file",
+    "array-length": r"key 'a': an array of 1152921504606846976 u32 values does not fit in the 0 bytes left",
+    "string-array-length": r"key 'a': an array of 2305843009213693952 str values does not fit",
+    "deep-array": r"key 'a': arrays nest deeper than 8 levels",
+    "value-type": r"key 'a': its value type is 13, not a GGUF value type",
+    "bool": r"key 'a': bool value 2, expected 0 or 1",
+    "alignment-3": r"general.alignment is 3, not a power of two",
+    "alignment-type": r"general.alignment must be of type u32, found i32",
+    "alignment-huge": r"the data section would start at byte 2147483648, past the end of the 160-byte file",
+    "offset-past-end": r"tensor 'w': its 16 bytes at offset 1099511627776 of the data section \(byte 96\) run past "
+                       r"the end of the 128-byte file",
+    "offset-misaligned": r"tensor 'w' has offset 4, not a multiple of the alignment 32",
+    "dims-product": r"tensor 'w': dimensions \(innermost first\) 1099511627776, 1099511627776 hold more elements "
+                    r"than loco indexes \(2\^62\)",
+    "dims-count": r"tensor 'w' has 4294967295 dimensions; GGUF \(ggml\) allows at most 4",
+    "q4-row": r"tensor 'w' of type Q4_0 has 16 elements per row, not a multiple of its block of 32",
+    "type-q5_0": r"tensor 'w' has ggml type Q5_0, which loco does not read \(it reads F32, F16, BF16",
+    "type-unknown": r"tensor 'w' has ggml type 77 \(not a ggml type\), which loco does not read",
+    "big-endian": r"a big-endian GGUF file \(version 3 stored byte-swapped\); loco reads little-endian GGUF only",
+    "version-1": r"GGUF version 1, which loco does not read \(it reads versions 2 and 3\)",
+    "truncated": r"tensor 'w': its 16384 bytes at offset 0 of the data section \(byte 96\) run past the end",
+}
+
+CASES += [
+    Case(f"hostile GGUF: {what}", ["--stats", "{tmp}/x.gguf"], setup=[f"{HOSTILE_PY} gguf-{what} x.gguf"], code=4,
+         stdout_empty=True, stderr_re=r"\Aloco-inspect: error: {tmp}/x.gguf: .*" + why)
+    for what, why in GGUF_HOSTILE.items()
+]
