@@ -9,7 +9,6 @@
 #include <tbb/parallel_for.h>
 
 #include <algorithm>
-#include <charconv>
 #include <cmath>
 #include <cstring>
 #include <limits>
@@ -20,6 +19,7 @@
 #include "loco/core/dtype.hpp"
 #include "loco/core/error.hpp"
 #include "loco/core/rng.hpp"
+#include "loco/core/spec.hpp"
 #include "loco/io/source.hpp"
 
 namespace loco::robust {
@@ -33,77 +33,8 @@ constexpr std::uint64_t kBucketStream = 0x627563'6b6574ULL;  // "bucket"
 
 // ---------------------------------------------------------------- parsing
 
-struct Params {
-  std::string where;
-  std::vector<std::pair<std::string, std::string>> kv;
-  std::vector<bool> used;
-
-  std::optional<std::string> take(std::string_view key) {
-    for (std::size_t i = 0; i < kv.size(); ++i)
-      if (kv[i].first == key) {
-        used[i] = true;
-        return kv[i].second;
-      }
-    return std::nullopt;
-  }
-  double real(std::string_view key, double def, double lo, double hi) {
-    auto v = take(key);
-    if (!v) return def;
-    double x = 0;
-    auto [p, ec] = std::from_chars(v->data(), v->data() + v->size(), x);
-    if (ec != std::errc() || p != v->data() + v->size() || !std::isfinite(x) || x < lo || x > hi)
-      throw_error(ErrorKind::Usage, "reducer '{}': {}={} is not a number in [{}, {}]", where, key, *v, lo, hi);
-    return x;
-  }
-  std::int64_t integer(std::string_view key, std::int64_t def, std::int64_t lo) {
-    auto v = take(key);
-    if (!v) return def;
-    std::int64_t x = 0;
-    auto [p, ec] = std::from_chars(v->data(), v->data() + v->size(), x);
-    if (ec != std::errc() || p != v->data() + v->size() || x < lo)
-      throw_error(ErrorKind::Usage, "reducer '{}': {}={} is not an integer ≥ {}", where, key, *v, lo);
-    return x;
-  }
-  std::int64_t required(std::string_view key, std::int64_t lo) {
-    if (!std::any_of(kv.begin(), kv.end(), [&](const auto& e) { return e.first == key; }))
-      throw_error(ErrorKind::Usage, "reducer '{}' needs {}= (e.g. {}:{}=2)", where, key,
-                  where.substr(0, where.find(':')), key);
-    return integer(key, 0, lo);
-  }
-  void done() {
-    for (std::size_t i = 0; i < kv.size(); ++i)
-      if (!used[i]) throw_error(ErrorKind::Usage, "reducer '{}': unknown parameter '{}'", where, kv[i].first);
-  }
-};
-
-std::pair<std::string, Params> split_part(std::string_view part) {
-  Params p;
-  p.where = std::string(part);
-  const auto colon = part.find(':');
-  std::string name(part.substr(0, colon));
-  if (colon != std::string_view::npos) {
-    std::string_view rest = part.substr(colon + 1);
-    while (!rest.empty()) {
-      const auto comma = rest.find(',');
-      std::string_view item = rest.substr(0, comma);
-      const auto eq = item.find('=');
-      if (eq == std::string_view::npos || eq == 0 || eq + 1 == item.size())
-        throw_error(ErrorKind::Usage, "reducer '{}': '{}' is not key=value", part, item);
-      p.kv.emplace_back(std::string(item.substr(0, eq)), std::string(item.substr(eq + 1)));
-      rest = comma == std::string_view::npos ? std::string_view{} : rest.substr(comma + 1);
-      if (comma != std::string_view::npos && rest.empty())
-        throw_error(ErrorKind::Usage, "reducer '{}': trailing comma", part);
-    }
-  }
-  p.used.assign(p.kv.size(), false);
-  return {name, std::move(p)};
-}
-
-bool parse_variant(Params& p) {
-  auto v = p.take("variant");
-  if (!v || *v == "blanchard") return false;
-  if (*v == "byzfl") return true;
-  throw_error(ErrorKind::Usage, "reducer '{}': variant={} is not blanchard or byzfl", p.where, *v);
+bool parse_variant(Spec& p) {
+  return p.choice("variant", "blanchard", {"blanchard", "byzfl"}) == "byzfl";
 }
 
 std::string_view rule_name(Rule r) {
@@ -230,23 +161,16 @@ std::vector<std::string> reducer_names() {
 }
 
 ReducerSpec parse_reducer_spec(std::string_view text) {
-  if (text.empty()) throw_error(ErrorKind::Usage, "empty reducer spec");
-  std::vector<std::string_view> parts;
-  for (std::string_view rest = text;;) {
-    const auto plus = rest.find('+');
-    parts.push_back(rest.substr(0, plus));
-    if (plus == std::string_view::npos) break;
-    rest = rest.substr(plus + 1);
-  }
+  std::vector<Spec> parts = parse_spec_chain(text, "reducer");
   ReducerSpec spec;
   for (std::size_t i = 0; i < parts.size(); ++i) {
-    if (parts[i].empty()) throw_error(ErrorKind::Usage, "reducer '{}': empty part around '+'", text);
-    auto [name, p] = split_part(parts[i]);
+    Spec& p = parts[i];
+    const std::string& name = p.name();
     const bool last = i + 1 == parts.size();
     if (name == "nnm" || name == "bucket") {
       if (last)
         throw_error(ErrorKind::Usage, "reducer '{}': {} is a pre-aggregator; follow it with a rule (e.g. {}+median)",
-                    text, name, parts[i]);
+                    text, name, p.text());
       PreSpec pre;
       pre.kind = name == "nnm" ? PreKind::Nnm : PreKind::Bucket;
       if (pre.kind == PreKind::Nnm) pre.f = p.integer("f", -1, 0);
@@ -261,34 +185,33 @@ ReducerSpec parse_reducer_spec(std::string_view text) {
     else if (name == "median") spec.rule = Rule::Median;
     else if (name == "trimmed-mean") {
       spec.rule = Rule::TrimmedMean;
-      spec.beta = p.real("beta", 0.2, 0.0, 0.5);
+      spec.beta = p.real("beta", 0.2, Range::between(0, 0.5));
     } else if (name == "krum" || name == "multi-krum") {
       spec.rule = name == "krum" ? Rule::Krum : Rule::MultiKrum;
-      spec.f = p.required("f", 0);
+      p.require("f", fmt::format("F (e.g. {}:f=2)", name));
+      spec.f = *p.take_integer("f", 0);
       if (spec.rule == Rule::MultiKrum) spec.m = p.integer("m", 0, 1);
       spec.krum_byzfl = parse_variant(p);
     } else if (name == "bulyan") {
       spec.rule = Rule::Bulyan;
-      spec.f = p.required("f", 0);
+      p.require("f", "F (e.g. bulyan:f=2)");
+      spec.f = *p.take_integer("f", 0);
     } else if (name == "geomedian") {
       spec.rule = Rule::GeoMedian;
       spec.iters = p.integer("iters", 100, 1);
-      spec.nu = p.real("nu", 1e-6, 0.0, std::numeric_limits<double>::max());
-      spec.tol = p.real("tol", 1e-10, 0.0, 1.0);
-      if (spec.nu <= 0) throw_error(ErrorKind::Usage, "reducer '{}': nu must be > 0", parts[i]);
+      spec.nu = p.real("nu", 1e-6, Range::above(0));
+      spec.tol = p.real("tol", 1e-10, Range::between(0, 1));
     } else if (name == "centered-clip") {
       spec.rule = Rule::CenteredClip;
-      spec.tau = p.real("tau", 100, 0.0, std::numeric_limits<double>::max());
+      spec.tau = p.real("tau", 100, Range::above(0));
       spec.iters = p.integer("iters", 1, 1);
-      if (spec.tau <= 0) throw_error(ErrorKind::Usage, "reducer '{}': tau must be > 0", parts[i]);
     } else if (name == "median-norm") {
       spec.rule = Rule::MedianNorm;
     } else if (name == "flag") {
       spec.rule = Rule::Flag;
       spec.r = p.integer("r", 1, 1);
       spec.iters = p.integer("iters", 1, 0);
-      spec.eps = p.real("eps", 1e-6, 0.0, std::numeric_limits<double>::max());
-      if (spec.eps <= 0) throw_error(ErrorKind::Usage, "reducer '{}': eps must be > 0", parts[i]);
+      spec.eps = p.real("eps", 1e-6, Range::above(0));
     } else {
       throw_error(ErrorKind::Usage,
                   "unknown reducer '{}' (rules: mean, median, trimmed-mean, krum, multi-krum, geomedian, "
