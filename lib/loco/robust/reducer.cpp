@@ -1,5 +1,5 @@
 // Robust reducers: spec parsing, the Gram-space stage (selection, weights, mixing matrices) and the
-// block-wise coordinate stage (sorting networks across inputs), plus in-memory and file drivers.
+// block-wise coordinate stage (sorting networks across inputs), plus the in-memory driver.
 #include "loco/robust/reducer.hpp"
 #include "loco/core/detail/eigen.hpp"  // pins Eigen's product blocking
 
@@ -20,7 +20,6 @@
 #include "loco/core/error.hpp"
 #include "loco/core/rng.hpp"
 #include "loco/core/spec.hpp"
-#include "loco/io/source.hpp"
 
 namespace loco::robust {
 
@@ -779,117 +778,6 @@ std::vector<float> reduce_vectors(const ReducerSpec& spec, const std::vector<std
   red.reduce(cols, len, out.data());
   if (info) *info = red.plan();
   return out;
-}
-
-namespace {
-
-bool all_finite(const float* p, std::size_t n) {
-  std::uint32_t bad = 0;
-  for (std::size_t i = 0; i < n; ++i) {
-    std::uint32_t b;
-    std::memcpy(&b, p + i, 4);
-    bad |= static_cast<std::uint32_t>((b & 0x7f800000u) == 0x7f800000u);
-  }
-  return bad == 0;
-}
-
-}  // namespace
-
-FileReduceReport reduce_sources(const std::vector<const io::TensorSource*>& inputs, const FileReduceOptions& options,
-                                const BlockSink& sink) {
-  if (inputs.empty()) throw_error(ErrorKind::Usage, "no inputs to reduce");
-  const std::size_t n = inputs.size();
-  const auto tensors = inputs[0]->group("tensors");
-  // infos[t][k]: tensor t of input k (k = n: the centre, nullptr when absent).
-  std::vector<std::vector<const io::TensorInfo*>> infos;
-  for (const io::TensorInfo* t : tensors) {
-    if (!is_floating(t->dtype))
-      throw_error(ErrorKind::BadInput, "{}: tensor {} is {}, a reducer needs floating-point tensors",
-                  inputs[0]->path(), t->name, dtype_name(t->dtype));
-    std::vector<const io::TensorInfo*> row;
-    for (const io::TensorSource* s : inputs) {
-      const io::TensorInfo* u = s->find(t->name);
-      if (!u) throw_error(ErrorKind::BadInput, "{}: tensor {} is missing (it is in {})", s->path(), t->name, inputs[0]->path());
-      if (u->shape != t->shape || !is_floating(u->dtype))
-        throw_error(ErrorKind::BadInput, "{}: tensor {} is {} {}, expected a float tensor of shape {}", s->path(), t->name,
-                    dtype_name(u->dtype), shape_string(u->shape), shape_string(t->shape));
-      row.push_back(u);
-    }
-    const io::TensorInfo* c = nullptr;
-    if (options.center && uses_center(options.spec)) {
-      c = options.center->find(t->name, options.center_group);
-      if (!c || c->shape != t->shape || !is_floating(c->dtype))
-        throw_error(ErrorKind::BadInput, "{}: the centre {}/{} is {}, expected a float tensor of shape {}",
-                    options.center->path(), options.center_group, t->name,
-                    c ? fmt::format("{} {}", dtype_name(c->dtype), shape_string(c->shape)) : std::string("missing"),
-                    shape_string(t->shape));
-    }
-    row.push_back(c);
-    infos.push_back(std::move(row));
-  }
-  for (const io::TensorSource* s : inputs)
-    if (s->group("tensors").size() != tensors.size())
-      throw_error(ErrorKind::BadInput, "{}: {} tensors, {} has {}", s->path(), s->group("tensors").size(),
-                  inputs[0]->path(), tensors.size());
-
-  Reducer red(options.spec, n, options.ctx);
-  const std::size_t cols = red.columns();
-  std::size_t max_block = 1;
-  for (const io::TensorInfo* t : tensors)
-    max_block = std::max(max_block, static_cast<std::size_t>(io::rows_per_block(*t, options.block_bytes) * t->row_elements()));
-  std::vector<std::vector<float>> buf(cols, std::vector<float>(max_block));
-  std::vector<std::byte> raw;
-  std::vector<float> out(max_block);
-  std::vector<const float*> ptr(cols);
-  for (std::size_t c = 0; c < cols; ++c) ptr[c] = buf[c].data();
-  FileReduceReport report;
-
-  auto read_block = [&](std::size_t t, std::int64_t row0, std::int64_t nrows) {
-    const std::size_t len = static_cast<std::size_t>(nrows * tensors[t]->row_elements());
-    for (std::size_t c = 0; c < cols; ++c) {
-      const io::TensorInfo* info = infos[t][c];
-      float* dst = buf[c].data();
-      if (!info) {
-        std::fill(dst, dst + len, 0.0f);
-        continue;
-      }
-      const io::TensorSource& src = c < n ? *inputs[c] : *options.center;
-      if (info->dtype == DType::F32) {
-        src.read_rows(*info, row0, nrows, std::as_writable_bytes(std::span<float>(dst, len)));
-      } else {
-        raw.resize(len * dtype_size(info->dtype));
-        src.read_rows(*info, row0, nrows, raw);
-        convert_elements(info->dtype, raw.data(), DType::F32, reinterpret_cast<std::byte*>(dst), len);
-      }
-      if (c < n) report.bytes_read += len * dtype_size(info->dtype);
-      if (!all_finite(dst, len))
-        throw_error(ErrorKind::BadInput, "{}: tensor {} holds NaN or Inf (rows {}..{}); drop it before a robust reduction",
-                    src.path(), info->name, row0, row0 + nrows - 1);
-    }
-    return len;
-  };
-  auto blocks = [&](auto&& body) {
-    for (std::size_t t = 0; t < tensors.size(); ++t) {
-      const std::int64_t step = io::rows_per_block(*tensors[t], options.block_bytes), rows = tensors[t]->rows();
-      if (tensors[t]->numel() == 0) continue;
-      for (std::int64_t r0 = 0; r0 < rows; r0 += step) body(t, r0, std::min(step, rows - r0));
-    }
-  };
-  if (red.needs_gram()) {
-    ++report.passes;
-    blocks([&](std::size_t t, std::int64_t r0, std::int64_t nr) { red.add_gram(ptr, read_block(t, r0, nr)); });
-    red.finish_gram();
-  }
-  ++report.passes;
-  for (std::size_t t = 0; t < tensors.size(); ++t)
-    if (tensors[t]->numel() == 0) sink(t, 0, tensors[t]->rows(), {});
-  blocks([&](std::size_t t, std::int64_t r0, std::int64_t nr) {
-    const std::size_t len = read_block(t, r0, nr);
-    red.reduce(ptr, len, out.data());
-    sink(t, r0, nr, std::span<const float>(out.data(), len));
-  });
-  report.plan = red.plan();
-  return report;
 }
 
 }  // namespace loco::robust
