@@ -28,7 +28,7 @@ namespace loco::train {
 namespace {
 
 // The worker's δ per tensor from its state file, checking model, worker and optimizer.
-std::int64_t read_demo_state(const std::string& path, const ModelFile& m, std::int64_t worker,
+std::int64_t read_demo_state(const std::string& path, const model::ModelFile& m, std::int64_t worker,
                              std::vector<std::pair<std::string, compress::TensorState>>& states) {
   auto src = open_worker_state(path, m, worker);
   const auto spec = src->attributes().get_string("inner_optimizer").value_or("");
@@ -40,7 +40,7 @@ std::int64_t read_demo_state(const std::string& path, const ModelFile& m, std::i
   return src->group_attributes("state").get_int(std::string(optim::kStepAttribute)).value_or(0);
 }
 
-void write_demo_state(const std::string& path, const ModelFile& m, std::int64_t worker, const DemoSpec& spec,
+void write_demo_state(const std::string& path, const model::ModelFile& m, std::int64_t worker, const DemoSpec& spec,
                       std::int64_t step, const std::vector<std::pair<std::string, compress::TensorState>>& states) {
   Attributes root;
   root.set("kind", std::string("state"));
@@ -117,9 +117,9 @@ WorkerResult run_demo_worker(const WorkerOptions& o) {
   const auto memory = compress::parse_feedback(fmt::format("sparseloco:beta={}", spec.beta));
   const optim::ScheduleSpec sched = optim::parse_schedule(o.schedule);
 
-  const ModelFile global = read_model(o.model);
-  const DataFile shard = read_data(o.data);
-  check_fits(shard, global);
+  const model::ModelFile global = model::read_model(o.model);
+  const data::DataFile shard = data::read_data(o.data);
+  model::check_fits(shard, global);
   const std::int64_t worker = o.worker.value_or(shard.attributes.get_int("shard").value_or(0));
   std::vector<std::pair<std::string, compress::TensorState>> states;
   for (const auto& e : global.params) states.emplace_back(e.name, compress::TensorState{});
