@@ -2,9 +2,9 @@
 // DeepSpeed universal checkpoint folders; split them into tensor-parallel shards and consolidate those.
 #include "loco/cli/tool.hpp"
 #include "loco/core/error.hpp"
+#include "loco/core/spec.hpp"
 #include "loco/io/convert.hpp"
 #include "loco/io/reshard.hpp"
-#include "loco/io/safetensors_index.hpp"
 
 int main(int argc, char** argv) {
   loco::cli::Tool tool("loco-convert", "Convert, shard and consolidate checkpoints (loco HDF5, safetensors, GGUF, .pt, DeepSpeed UCP)");
@@ -82,7 +82,7 @@ int main(int argc, char** argv) {
     if (!cat_dims.empty()) loco::throw_error(loco::ErrorKind::Usage, "--cat-dim applies with --tp");
     loco::io::ConvertOptions opt;
     if (!dtype.empty()) opt.dtype = loco::parse_dtype(dtype);
-    if (!max_shard.empty()) opt.max_shard_bytes = loco::io::parse_byte_size(max_shard);
+    if (!max_shard.empty()) opt.max_shard_bytes = loco::parse_byte_size(max_shard, "--max-shard-size");
     opt.ucp = to == "ucp" || loco::io::is_folder_output(out);
     opt.tensors_only = tensors_only;
     loco::io::convert_file(in, out, opt);

@@ -9,7 +9,7 @@
 #include "loco/core/error.hpp"
 #include "loco/eval/consensus.hpp"
 #include "loco/eval/eval.hpp"
-#include "loco/train/files.hpp"
+#include "loco/model/file.hpp"
 
 int main(int argc, char** argv) {
   loco::cli::Tool tool("loco-eval", "Evaluate a model on a data file, or sample text from a GPT");
@@ -56,12 +56,12 @@ int main(int argc, char** argv) {
     if (!consensus_models.empty()) loco::throw_error(loco::ErrorKind::Usage, "MODEL files are for --consensus; use --model");
     if (model.empty()) loco::throw_error(loco::ErrorKind::Usage, "--model is required (or --consensus MODEL...)");
     if (data.empty() && nsample == 0) loco::throw_error(loco::ErrorKind::Usage, "give --data to evaluate or --sample N");
-    const auto m = loco::train::read_model(model);
+    const auto m = loco::model::read_model(model);
     loco::model::Model net(m.config);
     nlohmann::json out;
     if (!data.empty()) {
-      const auto d = loco::train::read_data(data);
-      loco::train::check_fits(d, m, 2);
+      const auto d = loco::data::read_data(data);
+      loco::model::check_fits(d, m, 2);
       out = loco::eval::metrics_json(m.config, loco::eval::evaluate(net, m.params, d, batch), m.path, d.path);
     }
     if (nsample > 0) {

@@ -5,6 +5,7 @@
 
 #include "loco/cli/tool.hpp"
 #include "loco/core/error.hpp"
+#include "loco/core/spec.hpp"
 #include "loco/merge/merge.hpp"
 
 int main(int argc, char** argv) {
@@ -65,21 +66,7 @@ int main(int argc, char** argv) {
     if (!density.empty()) opt.density = mg::parse_setting("--density", density);
     if (!lambda.empty()) opt.lambda = mg::parse_setting("--lambda", lambda);
     if (!t.empty()) opt.t = mg::parse_setting("--t", t);
-    for (std::size_t p = 0; !weights_text.empty() && p <= weights_text.size();) {
-      const std::size_t q = std::min(weights_text.find(',', p), weights_text.size());
-      const std::string item = weights_text.substr(p, q - p);
-      std::size_t used = 0;
-      double w = 0;
-      try {
-        w = std::stod(item, &used);
-      } catch (const std::exception&) {
-        used = 0;
-      }
-      if (item.empty() || used != item.size())
-        throw loco::Error(loco::ErrorKind::Usage, "--weights: '" + item + "' is not a number");
-      opt.weights.push_back(w);
-      p = q + 1;
-    }
+    if (!weights_text.empty()) opt.weights = loco::parse_reals(weights_text, "--weights");
     mg::merge_files(models, out, opt);
     return 0;
   });

@@ -1,6 +1,6 @@
 """Builds the small input files the CLI and interop tests run the tools on, without using loco.
 
-Loco files are written with h5py in the layout of format.md, safetensors files byte by byte with
+Loco files are written with h5py in the layout of man 5 loco-format, safetensors files byte by byte with
 struct and json, and the broken files by corrupting good ones. Run as a script to (re)make the
 fixtures in a folder: python3 fixtures.py DIR. Python 3.11 stdlib, numpy and h5py only.
 """

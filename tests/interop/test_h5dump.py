@@ -1,6 +1,6 @@
 #!/usr/bin/python3
 """Interop with the HDF5 command-line tools: files loco writes, read by h5dump and h5ls, show the
-layout of format.md (types, shapes, attributes, creation order) and the right values."""
+layout of man 5 loco-format (types, shapes, attributes, creation order) and the right values."""
 
 import re
 import subprocess

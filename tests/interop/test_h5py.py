@@ -1,6 +1,6 @@
 #!/usr/bin/python3
-"""Interop with h5py both ways: files loco writes read by h5py as format.md describes them, and
-files h5py writes in the format.md layout (with and without creation order, big-endian, chunked,
+"""Interop with h5py both ways: files loco writes read by h5py as man 5 loco-format describes them, and
+files h5py writes in the layout of man 5 loco-format (with and without creation order, big-endian, chunked,
 fixed-length string attributes) read by loco with the right values."""
 
 import json
@@ -139,7 +139,7 @@ class LocoToH5py(TempDirCase):
 
 
 class H5pyToLoco(TempDirCase):
-    """Files written with h5py in the format.md layout, read by loco."""
+    """Files written with h5py in the layout of man 5 loco-format, read by loco."""
 
     TENSORS = {"zeta": np.array([1.5, -2.25], dtype=np.float32),
                "alpha": np.arange(6, dtype=np.float64).reshape(2, 3) / 7,

@@ -3,7 +3,7 @@
 
 #include <algorithm>
 #include <cmath>
-#include <functional>
+#include <limits>
 #include <map>
 #include <numeric>
 
@@ -12,7 +12,7 @@
 #include "loco/core/error.hpp"
 #include "loco/core/log.hpp"
 #include "loco/core/rng.hpp"
-#include "loco/data/detail/text.hpp"
+#include "loco/core/spec.hpp"
 #include "loco/data/random.hpp"
 
 namespace loco::data {
@@ -467,125 +467,67 @@ Partition partition_quantity(std::span<const std::int64_t> pool, int clients, co
 
 namespace {
 
-// Parses the values of one spec; each setter takes the text after "key=".
-class SpecReader {
- public:
-  explicit SpecReader(std::string_view spec) : spec_(spec) {}
+constexpr std::int64_t kIntMax = std::numeric_limits<int>::max();
 
-  [[noreturn]] void bad(std::string_view key, std::string_view value, const char* want) const {
-    throw_error(ErrorKind::Usage, "partition '{}': {}={}: expected {}", spec_, key, value, want);
-  }
-  double real(std::string_view key, std::string_view v) const {
-    const auto d = detail::parse_double(v);
-    if (!d) bad(key, v, "a number");
-    return *d;
-  }
-  std::int64_t integer(std::string_view key, std::string_view v) const {
-    const auto i = detail::parse_int(v);
-    if (!i) bad(key, v, "an integer");
-    return *i;
-  }
-  bool boolean(std::string_view key, std::string_view v) const {
-    if (v == "1" || v == "true" || v == "yes") return true;
-    if (v == "0" || v == "false" || v == "no") return false;
-    bad(key, v, "0 or 1");
-  }
-  // Values separated by '/'.
-  template <typename T, typename Parse>
-  std::vector<T> list(std::string_view key, std::string_view v, Parse parse) const {
-    std::vector<T> out;
-    for (std::size_t p = 0;;) {
-      const std::size_t slash = v.find('/', p);
-      out.push_back(
-          (this->*parse)(key, v.substr(p, slash == std::string_view::npos ? std::string_view::npos : slash - p)));
-      if (slash == std::string_view::npos) return out;
-      p = slash + 1;
-    }
-  }
-
- private:
-  std::string_view spec_;
-};
-
-using Setter = std::function<void(std::string_view key, std::string_view value)>;
-
-// The keys each scheme accepts, bound to the options they set.
-std::map<std::string_view, Setter> setters(PartitionSpec& out, const SpecReader& r) {
+// The keys each scheme accepts, read into its options.
+void read_options(PartitionSpec& out, Spec& s) {
   using Scheme = PartitionSpec::Scheme;
   switch (out.scheme) {
-    case Scheme::Iid:
-      return {};
+    case Scheme::Iid: return;
     case Scheme::Dirichlet: {
       auto& o = out.dirichlet;
-      return {
-          {"alpha", [&](auto k, auto v) { o.alpha = r.list<double>(k, v, &SpecReader::real); }},
-          {"min-size", [&](auto k, auto v) { o.min_partition_size = r.integer(k, v); }},
-          {"retries", [&](auto k, auto v) { o.max_retries = static_cast<int>(r.integer(k, v)); }},
-          {"self-balancing", [&](auto k, auto v) { o.self_balancing = r.boolean(k, v); }},
-          {"shuffle", [&](auto k, auto v) { o.shuffle = r.boolean(k, v); }},
-      };
+      o.alpha = s.take_reals("alpha", '/').value_or(o.alpha);
+      o.min_partition_size = s.integer("min-size", o.min_partition_size, 0);
+      o.max_retries = static_cast<int>(s.integer("retries", o.max_retries, 0, kIntMax));
+      o.self_balancing = s.boolean("self-balancing", o.self_balancing);
+      o.shuffle = s.boolean("shuffle", o.shuffle);
+      return;
     }
     case Scheme::ClassDirichlet: {
       auto& o = out.class_dirichlet;
-      return {
-          {"alpha", [&](auto k, auto v) { o.alpha = r.real(k, v); }},
-          {"size", [&](auto k, auto v) { o.sizes = r.list<std::int64_t>(k, v, &SpecReader::integer); }},
-          {"disjoint", [&](auto k, auto v) { o.disjoint = r.boolean(k, v); }},
-      };
+      o.alpha = s.real("alpha", o.alpha);
+      o.sizes = s.take_integers("size", '/').value_or(o.sizes);
+      o.disjoint = s.boolean("disjoint", o.disjoint);
+      return;
     }
     case Scheme::Pathological: {
       auto& o = out.pathological;
-      return {
-          {"k", [&](auto k, auto v) { o.classes_per_client = static_cast<std::int32_t>(r.integer(k, v)); }},
-          {"assign",
-           [&](auto k, auto v) {
-             if (v == "random") {
-               o.assignment = ClassAssignment::Random;
-             } else if (v == "deterministic") {
-               o.assignment = ClassAssignment::Deterministic;
-             } else if (v == "first-deterministic") {
-               o.assignment = ClassAssignment::FirstDeterministic;
-             } else {
-               r.bad(k, v, "random, deterministic or first-deterministic");
-             }
-           }},
-          {"shuffle", [&](auto k, auto v) { o.shuffle = r.boolean(k, v); }},
-      };
+      o.classes_per_client = static_cast<std::int32_t>(s.integer("k", o.classes_per_client, 1, kIntMax));
+      if (s.has("assign")) {
+        const std::string a = s.choice("assign", "", {"random", "deterministic", "first-deterministic"});
+        o.assignment = a == "random"          ? ClassAssignment::Random
+                       : a == "deterministic" ? ClassAssignment::Deterministic
+                                              : ClassAssignment::FirstDeterministic;
+      }
+      o.shuffle = s.boolean("shuffle", o.shuffle);
+      return;
     }
     case Scheme::Shards: {
       auto& o = out.shards;
-      return {
-          {"per-client", [&](auto k, auto v) { o.shards_per_client = static_cast<int>(r.integer(k, v)); }},
-          {"size", [&](auto k, auto v) { o.shard_size = r.integer(k, v); }},
-          {"shuffle", [&](auto k, auto v) { o.shuffle = r.boolean(k, v); }},
-      };
+      o.shards_per_client = static_cast<int>(s.integer("per-client", o.shards_per_client, 1, kIntMax));
+      o.shard_size = s.integer("size", o.shard_size, 0);
+      o.shuffle = s.boolean("shuffle", o.shuffle);
+      return;
     }
     case Scheme::Quantity: {
       auto& o = out.quantity;
-      return {
-          {"shape",
-           [&](auto k, auto v) {
-             if (v == "linear" || v == "square") {
-               o.shape = QuantityShape::Power;
-               o.exponent = v == "linear" ? 1.0 : 2.0;
-             } else if (v == "power") {
-               o.shape = QuantityShape::Power;
-             } else if (v == "exponential") {
-               o.shape = QuantityShape::Exponential;
-             } else if (v == "dirichlet") {
-               o.shape = QuantityShape::Dirichlet;
-             } else {
-               r.bad(k, v, "linear, square, power, exponential or dirichlet");
-             }
-           }},
-          {"exponent", [&](auto k, auto v) { o.exponent = r.real(k, v); }},
-          {"alpha", [&](auto k, auto v) { o.alpha = r.real(k, v); }},
-          {"min-size", [&](auto k, auto v) { o.min_partition_size = r.integer(k, v); }},
-          {"retries", [&](auto k, auto v) { o.max_retries = static_cast<int>(r.integer(k, v)); }},
-      };
+      // linear and square are power with exponent 1 and 2 (an exponent= given as well wins).
+      const std::string shape = s.choice("shape", "", {"linear", "square", "power", "exponential", "dirichlet"});
+      if (shape == "linear" || shape == "square") {
+        o.shape = QuantityShape::Power;
+        o.exponent = shape == "linear" ? 1.0 : 2.0;
+      } else if (!shape.empty()) {
+        o.shape = shape == "power" ? QuantityShape::Power
+                  : shape == "exponential" ? QuantityShape::Exponential
+                                           : QuantityShape::Dirichlet;
+      }
+      o.exponent = s.real("exponent", o.exponent);
+      o.alpha = s.real("alpha", o.alpha);
+      o.min_partition_size = s.integer("min-size", o.min_partition_size, 0);
+      o.max_retries = static_cast<int>(s.integer("retries", o.max_retries, 0, kIntMax));
+      return;
     }
   }
-  return {};
 }
 
 }  // namespace
@@ -609,34 +551,19 @@ std::vector<std::string> partition_names() {
   return names;
 }
 
-PartitionSpec parse_partition_spec(std::string_view spec) {
+PartitionSpec parse_partition_spec(std::string_view text) {
   const auto& kSchemes = schemes();
+  Spec spec(text, "partition");
   PartitionSpec out;
-  const std::size_t colon = spec.find(':');
-  const std::string_view name = spec.substr(0, colon);
-  const auto scheme = kSchemes.find(name);
+  const auto scheme = kSchemes.find(spec.name());
   if (scheme == kSchemes.end())
     throw_error(ErrorKind::Usage,
                 "unknown partition scheme '{}'; expected iid, dirichlet, class-dirichlet, pathological, shards or "
                 "quantity",
-                name);
+                spec.name());
   out.scheme = scheme->second;
-  const SpecReader reader(spec);
-  const std::map<std::string_view, Setter> keys = setters(out, reader);
-  const std::string_view rest = colon == std::string_view::npos ? std::string_view() : spec.substr(colon + 1);
-  for (std::size_t p = 0; p < rest.size();) {
-    const std::size_t comma = std::min(rest.find(',', p), rest.size());
-    const std::string_view item = rest.substr(p, comma - p);
-    p = comma + 1;
-    const std::size_t eq = item.find('=');
-    if (eq == std::string_view::npos)
-      throw_error(ErrorKind::Usage, "partition '{}': '{}' is not key=value", spec, item);
-    const std::string_view key = item.substr(0, eq);
-    const auto setter = keys.find(key);
-    if (setter == keys.end())
-      throw_error(ErrorKind::Usage, "partition '{}': unknown key '{}' for scheme {}", spec, key, name);
-    setter->second(key, item.substr(eq + 1));
-  }
+  read_options(out, spec);
+  spec.done();
   return out;
 }
 

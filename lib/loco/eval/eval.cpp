@@ -12,7 +12,7 @@
 
 namespace loco::eval {
 
-model::LossStats evaluate(model::Model& net, const TensorSet& params, const train::DataFile& data, std::int64_t batch) {
+model::LossStats evaluate(model::Model& net, const TensorSet& params, const data::DataFile& data, std::int64_t batch) {
   if (batch < 1) throw_error(ErrorKind::Usage, "evaluation batch must be at least 1");
   model::LossStats total;
   if (!data.tokens) {

@@ -7,8 +7,8 @@
 
 #include <nlohmann/json_fwd.hpp>
 
+#include "loco/data/file.hpp"
 #include "loco/model/model.hpp"
-#include "loco/train/files.hpp"
 
 namespace loco::eval {
 
@@ -17,7 +17,7 @@ namespace loco::eval {
 // does not divide, so every token after the first is predicted exactly once, from at most ctx
 // tokens of context (a stream of exactly ctx+1 tokens is one window). batch: examples or windows
 // per forward pass.
-model::LossStats evaluate(model::Model& net, const TensorSet& params, const train::DataFile& data, std::int64_t batch);
+model::LossStats evaluate(model::Model& net, const TensorSet& params, const data::DataFile& data, std::int64_t batch);
 
 // {"loss", "count", "accuracy", "model", "data"}, plus for a GPT "perplexity" and
 // "bits_per_byte" (the mean loss in bits: one token is one byte).

@@ -5,53 +5,40 @@
 #include <fmt/format.h>
 
 #include "loco/core/error.hpp"
-#include "loco/gossip/detail/spec.hpp"
+#include "loco/core/spec.hpp"
 
 namespace loco::gossip {
 
 Schedule parse_schedule(std::string_view text) {
-  const auto s = detail::parse_spec(text, "schedule");
+  Spec s(text, "schedule");
   Schedule r;
-  const auto period = [&](std::string_view key, std::int64_t min, std::int64_t& out) {
-    if (!s.has(key)) return;
-    out = s.integer(key, "schedule");
-    if (out < min) throw_error(ErrorKind::Usage, "schedule '{}': {} must be at least {}", text, key, min);
-  };
-  const auto fraction = [&](std::string_view key, double& out) {
-    out = s.number(key, "schedule");
-    if (!(out >= 0 && out <= 1)) throw_error(ErrorKind::Usage, "schedule '{}': {} must be in [0, 1]", text, key);
-  };
-  if (s.name == "every") {
-    s.only({"period"}, "schedule");
-    period("period", 1, r.period);
-  } else if (s.name == "late") {
+  const Range fraction = Range::between(0, 1);
+  if (s.name() == "every") {
+    r.period = s.integer("period", r.period, 1);
+  } else if (s.name() == "late") {
     r.kind = Schedule::Kind::Late;
-    r.period = 0;
-    s.only({"from", "period", "dense_period"}, "schedule");
-    if (!s.has("from")) throw_error(ErrorKind::Usage, "schedule '{}': late needs from=F (fraction of training)", text);
-    fraction("from", r.from);
-    period("period", 0, r.period);
-    period("dense_period", 1, r.dense_period);
-  } else if (s.name == "window") {
+    s.require("from", "F (fraction of training)");
+    r.from = *s.take_real("from", fraction);
+    r.period = s.integer("period", 0, 0);
+    r.dense_period = s.integer("dense_period", r.dense_period, 1);
+  } else if (s.name() == "window") {
     r.kind = Schedule::Kind::Window;
-    r.period = 0;
-    s.only({"start", "length", "period", "dense_period"}, "schedule");
-    if (!s.has("start") || !s.has("length"))
-      throw_error(ErrorKind::Usage, "schedule '{}': window needs start=S and length=L (fractions of training)", text);
-    fraction("start", r.start);
-    fraction("length", r.length);
-    if (r.start + r.length > 1 + 1e-12) throw_error(ErrorKind::Usage, "schedule '{}': start + length must be at most 1", text);
-    period("period", 0, r.period);
-    period("dense_period", 1, r.dense_period);
-  } else if (s.name == "none") {
+    s.require("start", "S (fraction of training)");
+    s.require("length", "L (fraction of training)");
+    r.start = *s.take_real("start", fraction);
+    r.length = *s.take_real("length", fraction);
+    if (r.start + r.length > 1 + 1e-12) throw_error(ErrorKind::Usage, "{}: start + length must be at most 1", s.where());
+    r.period = s.integer("period", 0, 0);
+    r.dense_period = s.integer("dense_period", r.dense_period, 1);
+  } else if (s.name() == "none") {
     r.kind = Schedule::Kind::None;
-    s.only({}, "schedule");
   } else {
     throw_error(ErrorKind::Usage,
                 "schedule '{}': unknown; expected every[:period=P], late:from=F[,period=P,dense_period=Q], "
                 "window:start=S,length=L[,period=P,dense_period=Q] or none",
                 text);
   }
+  s.done();
   return r;
 }
 

@@ -9,8 +9,8 @@
 #include <fmt/format.h>
 
 #include "loco/core/error.hpp"
+#include "loco/core/spec.hpp"
 #include "loco/core/rng.hpp"
-#include "loco/gossip/detail/spec.hpp"
 
 namespace loco::gossip {
 
@@ -106,46 +106,31 @@ std::vector<std::string> topology_names() {
 }
 
 Topology parse_topology(std::string_view text) {
-  const auto s = detail::parse_spec(text, "topology");
+  Spec s(text, "topology");
   Topology t;
   bool found = false;
   for (const auto& [kind, name] : kNames)
-    if (s.name == name) t.kind = kind, found = true;
+    if (s.name() == name) t.kind = kind, found = true;
   if (!found)
     throw_error(ErrorKind::Usage,
                 "topology '{}': unknown; expected ring, torus[:rows=R], exponential, one-peer-exponential, complete, "
                 "random-regular:d=D or erdos-renyi:p=P",
                 text);
   switch (t.kind) {
-    case TopologyKind::Torus:
-      s.only({"rows"}, "topology");
-      if (s.has("rows")) {
-        t.rows = s.integer("rows", "topology");
-        if (t.rows < 1) throw_error(ErrorKind::Usage, "topology '{}': rows must be at least 1", text);
-      }
-      break;
+    case TopologyKind::Torus: t.rows = s.integer("rows", t.rows, 1); break;
     case TopologyKind::RandomRegular:
-    case TopologyKind::ErdosRenyi: {
-      const bool regular = t.kind == TopologyKind::RandomRegular;
-      s.only({regular ? "d" : "p", "redraw"}, "topology");
-      if (regular) {
-        if (!s.has("d")) throw_error(ErrorKind::Usage, "topology '{}': random-regular needs d=D (the degree)", text);
-        t.degree = s.integer("d", "topology");
-        if (t.degree < 1) throw_error(ErrorKind::Usage, "topology '{}': d must be at least 1", text);
-      } else {
-        if (!s.has("p")) throw_error(ErrorKind::Usage, "topology '{}': erdos-renyi needs p=P (the edge probability)", text);
-        t.p = s.number("p", "topology");
-        if (!(t.p > 0 && t.p <= 1)) throw_error(ErrorKind::Usage, "topology '{}': p must be in (0, 1]", text);
-      }
-      if (s.has("redraw")) {
-        const auto r = s.integer("redraw", "topology");
-        if (r != 0 && r != 1) throw_error(ErrorKind::Usage, "topology '{}': redraw must be 0 or 1", text);
-        t.redraw = r == 1;
-      }
+      s.require("d", "D (the degree)");
+      t.degree = *s.take_integer("d", 1);
+      t.redraw = s.boolean("redraw", t.redraw);
       break;
-    }
-    default: s.only({}, "topology");
+    case TopologyKind::ErdosRenyi:
+      s.require("p", "P (the edge probability)");
+      t.p = *s.take_real("p", Range::between(0, 1, true));
+      t.redraw = s.boolean("redraw", t.redraw);
+      break;
+    default: break;
   }
+  s.done();
   return t;
 }
 

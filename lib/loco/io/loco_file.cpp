@@ -1,4 +1,4 @@
-// Reader and writer of the loco HDF5 file (format.md, version 1).
+// Reader and writer of the loco HDF5 file (man 5 loco-format, version 1).
 #include "loco/io/loco_file.hpp"
 
 #include <fcntl.h>
@@ -20,6 +20,7 @@
 #include "loco/core/checksum.hpp"
 #include "loco/core/cleanup.hpp"
 #include "loco/core/error.hpp"
+#include "loco/core/spec.hpp"
 #include "loco/core/json.hpp"
 #include "loco/core/log.hpp"
 #include "loco/core/provenance.hpp"
@@ -270,6 +271,9 @@ class LocoSource final : public TensorSource {
   void parse_in_child() {
     // The child holds the write end of a pipe until it exits: poll() on the read end returns the
     // moment it ends (crashed or not), or at the deadline.
+    double seconds = 60;  // LOCO_PARSE_TIMEOUT; 0 or less: no limit
+    if (const char* v = std::getenv("LOCO_PARSE_TIMEOUT"); v != nullptr && *v != '\0')
+      seconds = parse_real(v, "LOCO_PARSE_TIMEOUT");
     int done[2];
     if (::pipe2(done, O_CLOEXEC) != 0)
       throw_error(ErrorKind::Io, "{}: cannot start a process to check its metadata: {}", path_, std::strerror(errno));
@@ -291,12 +295,6 @@ class LocoSource final : public TensorSource {
       ::_exit(0);
     }
     ::close(done[1]);
-    double seconds = 60;  // LOCO_PARSE_TIMEOUT; 0 or less: no limit
-    if (const char* v = std::getenv("LOCO_PARSE_TIMEOUT"); v != nullptr && *v != '\0') {
-      char* end = nullptr;
-      const double s = std::strtod(v, &end);
-      if (end != v) seconds = s;
-    }
     const int timeout_ms = seconds > 0 ? static_cast<int>(std::min(seconds, 1e6) * 1000) : -1;
     pollfd p{done[0], POLLIN, 0};
     int ready;

@@ -1,4 +1,4 @@
-// The loco HDF5 tensor file, version 1 (format.md): its reader and writer behind the
+// The loco HDF5 tensor file, version 1 (man 5 loco-format): its reader and writer behind the
 // TensorSource/TensorSink interfaces, and the checks that apply when files are combined.
 #pragma once
 

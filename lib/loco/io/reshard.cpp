@@ -12,6 +12,7 @@
 #include <nlohmann/json.hpp>
 
 #include "loco/core/error.hpp"
+#include "loco/core/spec.hpp"
 #include "loco/core/json.hpp"
 #include "loco/io/loco_file.hpp"
 #include "loco/io/sink.hpp"
@@ -176,9 +177,7 @@ TpRule parse_tp_rule(const std::string& text) {
   }
   const std::string d = text.substr(eq + 1);
   if (d == "replicate") return r;
-  if (d.size() > 2 || !std::all_of(d.begin(), d.end(), [](char ch) { return ch >= '0' && ch <= '9'; }))
-    throw_error(ErrorKind::Usage, "--cat-dim '{}': DIM must be a dimension (0, 1, ...) or 'replicate'", text);
-  r.dim = std::stoi(d);
+  r.dim = static_cast<int>(parse_int(d, fmt::format("--cat-dim '{}': DIM (a dimension 0, 1, ... or 'replicate')", text), 0, 99));
   return r;
 }
 

@@ -1,9 +1,7 @@
 // Sharded safetensors: the byte-budget sink with its index JSON, and the index as a TensorSource.
 #include "loco/io/safetensors_index.hpp"
 
-#include <cctype>
 #include <filesystem>
-#include <map>
 #include <unordered_map>
 
 #include <fmt/format.h>
@@ -16,27 +14,6 @@
 
 namespace loco::io {
 namespace fs = std::filesystem;
-
-std::uint64_t parse_byte_size(std::string_view text) {
-  std::size_t i = 0;
-  std::uint64_t n = 0;
-  while (i < text.size() && std::isdigit(static_cast<unsigned char>(text[i]))) {
-    if (n > (UINT64_MAX - 9) / 10) throw_error(ErrorKind::Usage, "size '{}' is too large", text);
-    n = n * 10 + static_cast<std::uint64_t>(text[i++] - '0');
-  }
-  if (i == 0) throw_error(ErrorKind::Usage, "size '{}': expected a number of bytes such as 5GB, 500MB or 2GiB", text);
-  std::string unit(text.substr(i));
-  for (auto& c : unit) c = static_cast<char>(std::toupper(static_cast<unsigned char>(c)));
-  static const std::map<std::string, std::uint64_t> kUnits = {
-      {"", 1},         {"B", 1},          {"KB", 1000},          {"MB", 1000000},          {"GB", 1000000000},
-      {"TB", 1000000000000}, {"KIB", 1ull << 10}, {"MIB", 1ull << 20}, {"GIB", 1ull << 30}, {"TIB", 1ull << 40}};
-  const auto it = kUnits.find(unit);
-  if (it == kUnits.end())
-    throw_error(ErrorKind::Usage, "size '{}': unknown unit (use B, KB, MB, GB, TB, KiB, MiB, GiB or TiB)", text);
-  if (n > UINT64_MAX / it->second) throw_error(ErrorKind::Usage, "size '{}' is too large", text);
-  if (n * it->second == 0) throw_error(ErrorKind::Usage, "size '{}' must be positive", text);
-  return n * it->second;
-}
 
 namespace {
 

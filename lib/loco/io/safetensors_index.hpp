@@ -16,9 +16,6 @@
 
 namespace loco::io {
 
-// "5GB" (10^9, as huggingface), "500MB", "64KB", "2GiB", "1MiB", "123" (bytes). Throws Error(Usage).
-std::uint64_t parse_byte_size(std::string_view text);
-
 // The safetensors output path, sharded when the tensors' bytes exceed max_shard_bytes: tensors go
 // to shards in plan order, a new shard starting when the next tensor would pass the budget (a
 // tensor larger than the budget gets a shard of its own). When everything fits in one shard the

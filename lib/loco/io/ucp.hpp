@@ -11,7 +11,7 @@
 // natural order of their names ("layers.2" before "layers.10"). The dict's scalar entries become
 // per-tensor attributes under their own names (vocab_tensor as 1); sub_param_shape becomes the
 // JSON string {"patterns": [...], "shape": [int or [int...]...], "partition_dim": int}. The step
-// becomes the int64 attribute "step" of the group "state" (format.md), with "ucp_step_type"
+// becomes the int64 attribute "step" of the group "state" (man 5 loco-format), with "ucp_step_type"
 // ("int", "float" or the dtype name of a rank-0 tensor) so that writing back reproduces it. Files
 // are opened when read, one at a time: memory is one row block, open files one.
 // zero/optimizer_state.pt and the mp_rank_* files are not read.

@@ -16,6 +16,7 @@
 #include "loco/core/error.hpp"
 #include "loco/core/log.hpp"
 #include "loco/core/rng.hpp"
+#include "loco/core/spec.hpp"
 #include "loco/core/tensor.hpp"
 #include "loco/io/loco_file.hpp"
 #include "loco/io/sink.hpp"
@@ -364,21 +365,7 @@ Setting parse_setting(std::string_view option, const std::vector<std::string>& s
       list = list.substr(colon + 1);
       if (c.filter.empty()) throw_error(ErrorKind::Usage, "{} '{}': empty filter before ':'", option, spec);
     }
-    for (std::size_t p = 0; p <= list.size();) {
-      const std::size_t q = std::min(list.find(',', p), list.size());
-      const std::string item(list.substr(p, q - p));
-      std::size_t used = 0;
-      double v = 0;
-      try {
-        v = std::stod(item, &used);
-      } catch (const std::exception&) {
-        used = 0;
-      }
-      if (item.empty() || used != item.size() || !std::isfinite(v))
-        throw_error(ErrorKind::Usage, "{} '{}': '{}' is not a finite number", option, spec, item);
-      c.values.push_back(v);
-      p = q + 1;
-    }
+    c.values = parse_reals(list, fmt::format("{} '{}'", option, spec));
     s.conds.push_back(std::move(c));
   }
   return s;

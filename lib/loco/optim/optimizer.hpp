@@ -56,7 +56,7 @@ namespace loco::optim {
 
 // Optimizer state: one TensorSet per named slot ("exp_avg", "exp_avg_sq", "momentum", ...),
 // each with the parameters' names and shapes, plus the update counter. On disk a slot is
-// /state/<slot>/<param name> and step is the int64 attribute "step" of /state (format.md).
+// /state/<slot>/<param name> and step is the int64 attribute "step" of /state (man 5 loco-format).
 struct OptimizerState {
   std::int64_t step = 0;
   std::map<std::string, TensorSet, std::less<>> slots;

@@ -1,14 +1,13 @@
 // Learning-rate schedules (formulas in schedule.hpp), their parser and canonical text.
 #include "loco/optim/schedule.hpp"
 
-#include <charconv>
 #include <cmath>
 #include <numbers>
-#include <system_error>
 
 #include <fmt/format.h>
 
 #include "loco/core/error.hpp"
+#include "loco/core/spec.hpp"
 
 namespace loco::optim {
 
@@ -21,28 +20,6 @@ std::string_view kind_name(ScheduleKind k) {
     case ScheduleKind::Cosine: return "cosine";
   }
   return "?";
-}
-
-std::string_view trim(std::string_view s) {
-  while (!s.empty() && (s.front() == ' ' || s.front() == '\t')) s.remove_prefix(1);
-  while (!s.empty() && (s.back() == ' ' || s.back() == '\t')) s.remove_suffix(1);
-  return s;
-}
-
-std::int64_t parse_steps(std::string_view key, std::string_view text) {
-  std::int64_t v = 0;
-  auto [ptr, ec] = std::from_chars(text.data(), text.data() + text.size(), v);
-  if (ec != std::errc() || ptr != text.data() + text.size() || text.empty())
-    throw_error(ErrorKind::Usage, "learning-rate schedule: {}={} is not an integer", key, text);
-  return v;
-}
-
-double parse_real(std::string_view key, std::string_view text) {
-  double v = 0;
-  auto [ptr, ec] = std::from_chars(text.data(), text.data() + text.size(), v);
-  if (ec != std::errc() || ptr != text.data() + text.size() || text.empty())
-    throw_error(ErrorKind::Usage, "learning-rate schedule: {}={} is not a number", key, text);
-  return v;
 }
 
 }  // namespace
@@ -58,9 +35,8 @@ void validate_schedule(const ScheduleSpec& s) {
 }
 
 ScheduleSpec parse_schedule(std::string_view text) {
-  text = trim(text);
-  const std::size_t colon = text.find(':');
-  const std::string_view name = trim(text.substr(0, colon));
+  Spec parsed(text, "learning-rate schedule");
+  const std::string& name = parsed.name();
   ScheduleSpec s;
   if (name == "constant")
     s.kind = ScheduleKind::Constant;
@@ -70,40 +46,13 @@ ScheduleSpec parse_schedule(std::string_view text) {
     s.kind = ScheduleKind::Cosine;
   else
     throw_error(ErrorKind::Usage, "unknown learning-rate schedule '{}' (known: constant, linear, cosine)", name);
-  bool have_warmup = false, have_total = false, have_min = false;
-  if (colon != std::string_view::npos) {
-    std::string_view rest = text.substr(colon + 1);
-    while (true) {
-      const std::size_t comma = rest.find(',');
-      const std::string_view item = trim(rest.substr(0, comma));
-      const std::size_t eq = item.find('=');
-      if (item.empty() || eq == std::string_view::npos)
-        throw_error(ErrorKind::Usage, "learning-rate schedule: option '{}' is not key=value", item);
-      const std::string_view key = trim(item.substr(0, eq));
-      const std::string_view value = trim(item.substr(eq + 1));
-      const bool decays = s.kind != ScheduleKind::Constant;
-      bool* seen = nullptr;
-      if (key == "warmup") {
-        seen = &have_warmup;
-        s.warmup_steps = parse_steps(key, value);
-      } else if (key == "total" && decays) {
-        seen = &have_total;
-        s.total_steps = parse_steps(key, value);
-      } else if (key == "min_lr" && decays) {
-        seen = &have_min;
-        s.min_lr = parse_real(key, value);
-      } else {
-        throw_error(ErrorKind::Usage, "learning-rate schedule {}: unknown option '{}' (options: {})", name, key,
-                    decays ? "warmup, total, min_lr" : "warmup");
-      }
-      if (*seen) throw_error(ErrorKind::Usage, "learning-rate schedule: option '{}' given twice", key);
-      *seen = true;
-      if (comma == std::string_view::npos) break;
-      rest = rest.substr(comma + 1);
-    }
+  s.warmup_steps = parsed.integer("warmup", s.warmup_steps, 0);
+  if (s.kind != ScheduleKind::Constant) {
+    parsed.require("total", "<steps>");
+    s.total_steps = *parsed.take_integer("total");
+    s.min_lr = parsed.real("min_lr", s.min_lr, Range::at_least(0));
   }
-  if (s.kind != ScheduleKind::Constant && !have_total)
-    throw_error(ErrorKind::Usage, "learning-rate schedule {} needs total=<steps>", name);
+  parsed.done();
   validate_schedule(s);
   return s;
 }

@@ -1,14 +1,13 @@
 // Optimizer options: named defaults, the "name:key=value,..." parser, canonical text, validation.
-#include <charconv>
 #include <cmath>
 #include <string>
-#include <system_error>
 #include <utility>
 #include <vector>
 
 #include <fmt/format.h>
 
 #include "loco/core/error.hpp"
+#include "loco/core/spec.hpp"
 #include "loco/optim/optimizer.hpp"
 
 namespace loco::optim {
@@ -166,49 +165,18 @@ const Descriptor* descriptor_of(const OptimizerSpec& spec) {
   return nullptr;
 }
 
-std::string_view trim(std::string_view s) {
-  while (!s.empty() && (s.front() == ' ' || s.front() == '\t')) s.remove_prefix(1);
-  while (!s.empty() && (s.back() == ' ' || s.back() == '\t')) s.remove_suffix(1);
-  return s;
-}
-
-double parse_double(std::string_view spec_name, std::string_view key, std::string_view text) {
-  double value = 0;
-  const char* first = text.data();
-  const char* last = text.data() + text.size();
-  if (!text.empty() && *first == '+') ++first;
-  auto [ptr, ec] = std::from_chars(first, last, value);
-  if (ec != std::errc() || ptr != last || text.empty())
-    throw_error(ErrorKind::Usage, "{}: {}={} is not a number", spec_name, key, text);
-  return value;
-}
-
-bool parse_bool(std::string_view spec_name, std::string_view key, std::string_view text) {
-  if (text == "true" || text == "1") return true;
-  if (text == "false" || text == "0") return false;
-  throw_error(ErrorKind::Usage, "{}: {}={} is not true or false", spec_name, key, text);
-}
-
-std::int64_t parse_int(std::string_view spec_name, std::string_view key, std::string_view text) {
-  std::int64_t value = 0;
-  auto [ptr, ec] = std::from_chars(text.data(), text.data() + text.size(), value);
-  if (ec != std::errc() || ptr != text.data() + text.size() || text.empty())
-    throw_error(ErrorKind::Usage, "{}: {}={} is not an integer", spec_name, key, text);
-  return value;
-}
-
-void set_field(OptimizerSpec& s, Field f, std::string_view key, std::string_view text) {
+void set_field(OptimizerSpec& s, Field f, Spec& spec, std::string_view key) {
   switch (f) {
-    case Field::Lr: s.lr = parse_double(s.name, key, text); break;
-    case Field::Momentum: s.momentum = parse_double(s.name, key, text); break;
-    case Field::Beta1: s.beta1 = parse_double(s.name, key, text); break;
-    case Field::Beta2: s.beta2 = parse_double(s.name, key, text); break;
-    case Field::Eps: s.eps = parse_double(s.name, key, text); break;
-    case Field::WeightDecay: s.weight_decay = parse_double(s.name, key, text); break;
-    case Field::Decoupled: s.decoupled_weight_decay = parse_bool(s.name, key, text); break;
-    case Field::EtaL: s.eta_l = parse_double(s.name, key, text); break;
-    case Field::BiasCorrection: s.bias_correction = parse_bool(s.name, key, text); break;
-    case Field::Period: s.period = parse_int(s.name, key, text); break;
+    case Field::Lr: s.lr = *spec.take_real(key); break;
+    case Field::Momentum: s.momentum = *spec.take_real(key); break;
+    case Field::Beta1: s.beta1 = *spec.take_real(key); break;
+    case Field::Beta2: s.beta2 = *spec.take_real(key); break;
+    case Field::Eps: s.eps = *spec.take_real(key); break;
+    case Field::WeightDecay: s.weight_decay = *spec.take_real(key); break;
+    case Field::Decoupled: s.decoupled_weight_decay = *spec.take_boolean(key); break;
+    case Field::EtaL: s.eta_l = *spec.take_real(key); break;
+    case Field::BiasCorrection: s.bias_correction = *spec.take_boolean(key); break;
+    case Field::Period: s.period = *spec.take_integer(key); break;
   }
 }
 
@@ -229,42 +197,28 @@ std::string field_text(const OptimizerSpec& s, Field f) {
 }
 
 OptimizerSpec parse_spec(std::string_view text, bool outer) {
-  text = trim(text);
-  const std::size_t colon = text.find(':');
-  const std::string_view name = trim(text.substr(0, colon));
-  const Descriptor d = find_descriptor(name, outer);
+  Spec parsed(text, outer ? "outer optimizer" : "inner optimizer");
+  const Descriptor d = find_descriptor(parsed.name(), outer);
   OptimizerSpec spec = d.defaults;
-  if (colon != std::string_view::npos) {
-    std::string_view rest = text.substr(colon + 1);
-    std::vector<Field> seen;
-    while (true) {
-      const std::size_t comma = rest.find(',');
-      const std::string_view item = trim(rest.substr(0, comma));
-      if (item.empty()) throw_error(ErrorKind::Usage, "{}: empty option in '{}'", name, text);
-      const std::size_t eq = item.find('=');
-      if (eq == std::string_view::npos)
-        throw_error(ErrorKind::Usage, "{}: option '{}' is not key=value", name, item);
-      const std::string_view key = trim(item.substr(0, eq));
-      const std::string_view value = trim(item.substr(eq + 1));
-      const Alias* alias = nullptr;
-      for (const auto& a : kAliases)
-        if (a.key == key) alias = &a;
-      bool allowed = false;
-      if (alias)
-        for (const auto& k : d.keys)
-          if (k.field == alias->field) allowed = true;
-      if (!allowed) {
-        std::string keys;
-        for (const auto& k : d.keys) keys += (keys.empty() ? "" : ", ") + std::string(k.name);
-        throw_error(ErrorKind::Usage, "{}: unknown option '{}' (options: {})", name, key, keys.empty() ? "none" : keys);
-      }
-      for (Field f : seen)
-        if (f == alias->field) throw_error(ErrorKind::Usage, "{}: option '{}' given twice", name, key);
-      seen.push_back(alias->field);
-      set_field(spec, alias->field, key, value);
-      if (comma == std::string_view::npos) break;
-      rest = rest.substr(comma + 1);
+  std::vector<Field> seen;
+  for (const auto& [key, value] : parsed.params()) {
+    const Alias* alias = nullptr;
+    for (const auto& a : kAliases)
+      if (a.key == key) alias = &a;
+    bool allowed = false;
+    if (alias)
+      for (const auto& k : d.keys)
+        if (k.field == alias->field) allowed = true;
+    if (!allowed) {
+      std::string keys;
+      for (const auto& k : d.keys) keys += (keys.empty() ? "" : ", ") + std::string(k.name);
+      throw_error(ErrorKind::Usage, "{}: unknown parameter '{}' ({})", parsed.where(), key,
+                  keys.empty() ? fmt::format("{} takes none", d.name) : "parameters: " + keys);
     }
+    for (Field f : seen)
+      if (f == alias->field) throw_error(ErrorKind::Usage, "{}: {} given twice (under another name)", parsed.where(), key);
+    seen.push_back(alias->field);
+    set_field(spec, alias->field, parsed, key);
   }
   validate_spec(spec);
   return spec;

@@ -2,14 +2,13 @@
 #include "loco/robust/attack.hpp"
 
 #include <algorithm>
-#include <charconv>
 #include <cmath>
-#include <map>
 #include <memory>
 
 #include "loco/core/dtype.hpp"
 #include "loco/core/error.hpp"
 #include "loco/core/rng.hpp"
+#include "loco/core/spec.hpp"
 #include "loco/io/loco_file.hpp"
 #include "loco/io/sink.hpp"
 #include "loco/io/source.hpp"
@@ -20,14 +19,6 @@ namespace loco::robust {
 namespace {
 
 constexpr std::uint64_t kGaussianStream = 0x61747461636b2d67ULL;  // "attack-g"
-
-double parse_real(std::string_view text, std::string_view key, std::string_view v) {
-  double x = 0;
-  auto [p, ec] = std::from_chars(v.data(), v.data() + v.size(), x);
-  if (ec != std::errc() || p != v.data() + v.size() || !std::isfinite(x))
-    throw_error(ErrorKind::Usage, "attack '{}': {}={} is not a finite number", text, key, v);
-  return x;
-}
 
 // Per coordinate: the attack value from mean and (population) standard deviation.
 struct Moments {
@@ -83,52 +74,29 @@ double attack_z(const AttackSpec& a, std::int64_t n, std::int64_t f) {
 }  // namespace
 
 AttackSpec parse_attack_spec(std::string_view text) {
-  const auto colon = text.find(':');
-  const std::string_view name = text.substr(0, colon);
-  std::map<std::string, std::string, std::less<>> kv;
-  if (colon != std::string_view::npos) {
-    std::string_view rest = text.substr(colon + 1);
-    for (;;) {
-      const auto comma = rest.find(',');
-      const std::string_view item = rest.substr(0, comma);
-      const auto eq = item.find('=');
-      if (eq == std::string_view::npos || eq == 0 || eq + 1 == item.size())
-        throw_error(ErrorKind::Usage, "attack '{}': '{}' is not key=value", text, item);
-      kv.emplace(std::string(item.substr(0, eq)), std::string(item.substr(eq + 1)));
-      if (comma == std::string_view::npos) break;
-      rest = rest.substr(comma + 1);
-    }
-  }
+  Spec spec(text, "attack");
+  const std::string& name = spec.name();
   AttackSpec a;
-  auto take = [&](std::string_view key) -> std::optional<double> {
-    auto it = kv.find(key);
-    if (it == kv.end()) return std::nullopt;
-    const double v = parse_real(text, key, it->second);
-    kv.erase(it);
-    return v;
-  };
   if (name == "sign-flip") {
     a.kind = AttackKind::SignFlip;
   } else if (name == "scaled") {
     a.kind = AttackKind::Scaled;
-    const auto s = take("s");
-    if (!s) throw_error(ErrorKind::Usage, "attack '{}' needs s= (e.g. scaled:s=-4)", text);
-    a.scale = *s;
+    spec.require("s", "S (e.g. scaled:s=-4)");
+    a.scale = *spec.take_real("s");
   } else if (name == "gaussian") {
     a.kind = AttackKind::Gaussian;
-    a.sigma = take("sigma").value_or(1.0);
-    if (a.sigma < 0) throw_error(ErrorKind::Usage, "attack '{}': sigma must be ≥ 0", text);
+    a.sigma = spec.real("sigma", 1.0, Range::at_least(0));
   } else if (name == "ipm") {
     a.kind = AttackKind::Ipm;
-    a.epsilon = take("eps").value_or(0.1);
+    a.epsilon = spec.real("eps", 0.1);
   } else if (name == "alie") {
     a.kind = AttackKind::Alie;
-    a.z = take("z");
+    a.z = spec.take_real("z");
   } else {
     throw_error(ErrorKind::Usage, "unknown attack '{}' (sign-flip, scaled:s=S, gaussian:sigma=S, ipm:eps=E, alie[:z=Z])",
                 name);
   }
-  if (!kv.empty()) throw_error(ErrorKind::Usage, "attack '{}': unknown parameter '{}'", text, kv.begin()->first);
+  spec.done();
   return a;
 }
 

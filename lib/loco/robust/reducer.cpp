@@ -1,5 +1,5 @@
 // Robust reducers: spec parsing, the Gram-space stage (selection, weights, mixing matrices) and the
-// block-wise coordinate stage (sorting networks across inputs), plus in-memory and file drivers.
+// block-wise coordinate stage (sorting networks across inputs), plus the in-memory driver.
 #include "loco/robust/reducer.hpp"
 #include "loco/core/detail/eigen.hpp"  // pins Eigen's product blocking
 
@@ -9,7 +9,6 @@
 #include <tbb/parallel_for.h>
 
 #include <algorithm>
-#include <charconv>
 #include <cmath>
 #include <cstring>
 #include <limits>
@@ -20,7 +19,7 @@
 #include "loco/core/dtype.hpp"
 #include "loco/core/error.hpp"
 #include "loco/core/rng.hpp"
-#include "loco/io/source.hpp"
+#include "loco/core/spec.hpp"
 
 namespace loco::robust {
 
@@ -33,77 +32,8 @@ constexpr std::uint64_t kBucketStream = 0x627563'6b6574ULL;  // "bucket"
 
 // ---------------------------------------------------------------- parsing
 
-struct Params {
-  std::string where;
-  std::vector<std::pair<std::string, std::string>> kv;
-  std::vector<bool> used;
-
-  std::optional<std::string> take(std::string_view key) {
-    for (std::size_t i = 0; i < kv.size(); ++i)
-      if (kv[i].first == key) {
-        used[i] = true;
-        return kv[i].second;
-      }
-    return std::nullopt;
-  }
-  double real(std::string_view key, double def, double lo, double hi) {
-    auto v = take(key);
-    if (!v) return def;
-    double x = 0;
-    auto [p, ec] = std::from_chars(v->data(), v->data() + v->size(), x);
-    if (ec != std::errc() || p != v->data() + v->size() || !std::isfinite(x) || x < lo || x > hi)
-      throw_error(ErrorKind::Usage, "reducer '{}': {}={} is not a number in [{}, {}]", where, key, *v, lo, hi);
-    return x;
-  }
-  std::int64_t integer(std::string_view key, std::int64_t def, std::int64_t lo) {
-    auto v = take(key);
-    if (!v) return def;
-    std::int64_t x = 0;
-    auto [p, ec] = std::from_chars(v->data(), v->data() + v->size(), x);
-    if (ec != std::errc() || p != v->data() + v->size() || x < lo)
-      throw_error(ErrorKind::Usage, "reducer '{}': {}={} is not an integer ≥ {}", where, key, *v, lo);
-    return x;
-  }
-  std::int64_t required(std::string_view key, std::int64_t lo) {
-    if (!std::any_of(kv.begin(), kv.end(), [&](const auto& e) { return e.first == key; }))
-      throw_error(ErrorKind::Usage, "reducer '{}' needs {}= (e.g. {}:{}=2)", where, key,
-                  where.substr(0, where.find(':')), key);
-    return integer(key, 0, lo);
-  }
-  void done() {
-    for (std::size_t i = 0; i < kv.size(); ++i)
-      if (!used[i]) throw_error(ErrorKind::Usage, "reducer '{}': unknown parameter '{}'", where, kv[i].first);
-  }
-};
-
-std::pair<std::string, Params> split_part(std::string_view part) {
-  Params p;
-  p.where = std::string(part);
-  const auto colon = part.find(':');
-  std::string name(part.substr(0, colon));
-  if (colon != std::string_view::npos) {
-    std::string_view rest = part.substr(colon + 1);
-    while (!rest.empty()) {
-      const auto comma = rest.find(',');
-      std::string_view item = rest.substr(0, comma);
-      const auto eq = item.find('=');
-      if (eq == std::string_view::npos || eq == 0 || eq + 1 == item.size())
-        throw_error(ErrorKind::Usage, "reducer '{}': '{}' is not key=value", part, item);
-      p.kv.emplace_back(std::string(item.substr(0, eq)), std::string(item.substr(eq + 1)));
-      rest = comma == std::string_view::npos ? std::string_view{} : rest.substr(comma + 1);
-      if (comma != std::string_view::npos && rest.empty())
-        throw_error(ErrorKind::Usage, "reducer '{}': trailing comma", part);
-    }
-  }
-  p.used.assign(p.kv.size(), false);
-  return {name, std::move(p)};
-}
-
-bool parse_variant(Params& p) {
-  auto v = p.take("variant");
-  if (!v || *v == "blanchard") return false;
-  if (*v == "byzfl") return true;
-  throw_error(ErrorKind::Usage, "reducer '{}': variant={} is not blanchard or byzfl", p.where, *v);
+bool parse_variant(Spec& p) {
+  return p.choice("variant", "blanchard", {"blanchard", "byzfl"}) == "byzfl";
 }
 
 std::string_view rule_name(Rule r) {
@@ -230,23 +160,16 @@ std::vector<std::string> reducer_names() {
 }
 
 ReducerSpec parse_reducer_spec(std::string_view text) {
-  if (text.empty()) throw_error(ErrorKind::Usage, "empty reducer spec");
-  std::vector<std::string_view> parts;
-  for (std::string_view rest = text;;) {
-    const auto plus = rest.find('+');
-    parts.push_back(rest.substr(0, plus));
-    if (plus == std::string_view::npos) break;
-    rest = rest.substr(plus + 1);
-  }
+  std::vector<Spec> parts = parse_spec_chain(text, "reducer");
   ReducerSpec spec;
   for (std::size_t i = 0; i < parts.size(); ++i) {
-    if (parts[i].empty()) throw_error(ErrorKind::Usage, "reducer '{}': empty part around '+'", text);
-    auto [name, p] = split_part(parts[i]);
+    Spec& p = parts[i];
+    const std::string& name = p.name();
     const bool last = i + 1 == parts.size();
     if (name == "nnm" || name == "bucket") {
       if (last)
         throw_error(ErrorKind::Usage, "reducer '{}': {} is a pre-aggregator; follow it with a rule (e.g. {}+median)",
-                    text, name, parts[i]);
+                    text, name, p.text());
       PreSpec pre;
       pre.kind = name == "nnm" ? PreKind::Nnm : PreKind::Bucket;
       if (pre.kind == PreKind::Nnm) pre.f = p.integer("f", -1, 0);
@@ -261,34 +184,33 @@ ReducerSpec parse_reducer_spec(std::string_view text) {
     else if (name == "median") spec.rule = Rule::Median;
     else if (name == "trimmed-mean") {
       spec.rule = Rule::TrimmedMean;
-      spec.beta = p.real("beta", 0.2, 0.0, 0.5);
+      spec.beta = p.real("beta", 0.2, Range::between(0, 0.5));
     } else if (name == "krum" || name == "multi-krum") {
       spec.rule = name == "krum" ? Rule::Krum : Rule::MultiKrum;
-      spec.f = p.required("f", 0);
+      p.require("f", fmt::format("F (e.g. {}:f=2)", name));
+      spec.f = *p.take_integer("f", 0);
       if (spec.rule == Rule::MultiKrum) spec.m = p.integer("m", 0, 1);
       spec.krum_byzfl = parse_variant(p);
     } else if (name == "bulyan") {
       spec.rule = Rule::Bulyan;
-      spec.f = p.required("f", 0);
+      p.require("f", "F (e.g. bulyan:f=2)");
+      spec.f = *p.take_integer("f", 0);
     } else if (name == "geomedian") {
       spec.rule = Rule::GeoMedian;
       spec.iters = p.integer("iters", 100, 1);
-      spec.nu = p.real("nu", 1e-6, 0.0, std::numeric_limits<double>::max());
-      spec.tol = p.real("tol", 1e-10, 0.0, 1.0);
-      if (spec.nu <= 0) throw_error(ErrorKind::Usage, "reducer '{}': nu must be > 0", parts[i]);
+      spec.nu = p.real("nu", 1e-6, Range::above(0));
+      spec.tol = p.real("tol", 1e-10, Range::between(0, 1));
     } else if (name == "centered-clip") {
       spec.rule = Rule::CenteredClip;
-      spec.tau = p.real("tau", 100, 0.0, std::numeric_limits<double>::max());
+      spec.tau = p.real("tau", 100, Range::above(0));
       spec.iters = p.integer("iters", 1, 1);
-      if (spec.tau <= 0) throw_error(ErrorKind::Usage, "reducer '{}': tau must be > 0", parts[i]);
     } else if (name == "median-norm") {
       spec.rule = Rule::MedianNorm;
     } else if (name == "flag") {
       spec.rule = Rule::Flag;
       spec.r = p.integer("r", 1, 1);
       spec.iters = p.integer("iters", 1, 0);
-      spec.eps = p.real("eps", 1e-6, 0.0, std::numeric_limits<double>::max());
-      if (spec.eps <= 0) throw_error(ErrorKind::Usage, "reducer '{}': eps must be > 0", parts[i]);
+      spec.eps = p.real("eps", 1e-6, Range::above(0));
     } else {
       throw_error(ErrorKind::Usage,
                   "unknown reducer '{}' (rules: mean, median, trimmed-mean, krum, multi-krum, geomedian, "
@@ -856,117 +778,6 @@ std::vector<float> reduce_vectors(const ReducerSpec& spec, const std::vector<std
   red.reduce(cols, len, out.data());
   if (info) *info = red.plan();
   return out;
-}
-
-namespace {
-
-bool all_finite(const float* p, std::size_t n) {
-  std::uint32_t bad = 0;
-  for (std::size_t i = 0; i < n; ++i) {
-    std::uint32_t b;
-    std::memcpy(&b, p + i, 4);
-    bad |= static_cast<std::uint32_t>((b & 0x7f800000u) == 0x7f800000u);
-  }
-  return bad == 0;
-}
-
-}  // namespace
-
-FileReduceReport reduce_sources(const std::vector<const io::TensorSource*>& inputs, const FileReduceOptions& options,
-                                const BlockSink& sink) {
-  if (inputs.empty()) throw_error(ErrorKind::Usage, "no inputs to reduce");
-  const std::size_t n = inputs.size();
-  const auto tensors = inputs[0]->group("tensors");
-  // infos[t][k]: tensor t of input k (k = n: the centre, nullptr when absent).
-  std::vector<std::vector<const io::TensorInfo*>> infos;
-  for (const io::TensorInfo* t : tensors) {
-    if (!is_floating(t->dtype))
-      throw_error(ErrorKind::BadInput, "{}: tensor {} is {}, a reducer needs floating-point tensors",
-                  inputs[0]->path(), t->name, dtype_name(t->dtype));
-    std::vector<const io::TensorInfo*> row;
-    for (const io::TensorSource* s : inputs) {
-      const io::TensorInfo* u = s->find(t->name);
-      if (!u) throw_error(ErrorKind::BadInput, "{}: tensor {} is missing (it is in {})", s->path(), t->name, inputs[0]->path());
-      if (u->shape != t->shape || !is_floating(u->dtype))
-        throw_error(ErrorKind::BadInput, "{}: tensor {} is {} {}, expected a float tensor of shape {}", s->path(), t->name,
-                    dtype_name(u->dtype), shape_string(u->shape), shape_string(t->shape));
-      row.push_back(u);
-    }
-    const io::TensorInfo* c = nullptr;
-    if (options.center && uses_center(options.spec)) {
-      c = options.center->find(t->name, options.center_group);
-      if (!c || c->shape != t->shape || !is_floating(c->dtype))
-        throw_error(ErrorKind::BadInput, "{}: the centre {}/{} is {}, expected a float tensor of shape {}",
-                    options.center->path(), options.center_group, t->name,
-                    c ? fmt::format("{} {}", dtype_name(c->dtype), shape_string(c->shape)) : std::string("missing"),
-                    shape_string(t->shape));
-    }
-    row.push_back(c);
-    infos.push_back(std::move(row));
-  }
-  for (const io::TensorSource* s : inputs)
-    if (s->group("tensors").size() != tensors.size())
-      throw_error(ErrorKind::BadInput, "{}: {} tensors, {} has {}", s->path(), s->group("tensors").size(),
-                  inputs[0]->path(), tensors.size());
-
-  Reducer red(options.spec, n, options.ctx);
-  const std::size_t cols = red.columns();
-  std::size_t max_block = 1;
-  for (const io::TensorInfo* t : tensors)
-    max_block = std::max(max_block, static_cast<std::size_t>(io::rows_per_block(*t, options.block_bytes) * t->row_elements()));
-  std::vector<std::vector<float>> buf(cols, std::vector<float>(max_block));
-  std::vector<std::byte> raw;
-  std::vector<float> out(max_block);
-  std::vector<const float*> ptr(cols);
-  for (std::size_t c = 0; c < cols; ++c) ptr[c] = buf[c].data();
-  FileReduceReport report;
-
-  auto read_block = [&](std::size_t t, std::int64_t row0, std::int64_t nrows) {
-    const std::size_t len = static_cast<std::size_t>(nrows * tensors[t]->row_elements());
-    for (std::size_t c = 0; c < cols; ++c) {
-      const io::TensorInfo* info = infos[t][c];
-      float* dst = buf[c].data();
-      if (!info) {
-        std::fill(dst, dst + len, 0.0f);
-        continue;
-      }
-      const io::TensorSource& src = c < n ? *inputs[c] : *options.center;
-      if (info->dtype == DType::F32) {
-        src.read_rows(*info, row0, nrows, std::as_writable_bytes(std::span<float>(dst, len)));
-      } else {
-        raw.resize(len * dtype_size(info->dtype));
-        src.read_rows(*info, row0, nrows, raw);
-        convert_elements(info->dtype, raw.data(), DType::F32, reinterpret_cast<std::byte*>(dst), len);
-      }
-      if (c < n) report.bytes_read += len * dtype_size(info->dtype);
-      if (!all_finite(dst, len))
-        throw_error(ErrorKind::BadInput, "{}: tensor {} holds NaN or Inf (rows {}..{}); drop it before a robust reduction",
-                    src.path(), info->name, row0, row0 + nrows - 1);
-    }
-    return len;
-  };
-  auto blocks = [&](auto&& body) {
-    for (std::size_t t = 0; t < tensors.size(); ++t) {
-      const std::int64_t step = io::rows_per_block(*tensors[t], options.block_bytes), rows = tensors[t]->rows();
-      if (tensors[t]->numel() == 0) continue;
-      for (std::int64_t r0 = 0; r0 < rows; r0 += step) body(t, r0, std::min(step, rows - r0));
-    }
-  };
-  if (red.needs_gram()) {
-    ++report.passes;
-    blocks([&](std::size_t t, std::int64_t r0, std::int64_t nr) { red.add_gram(ptr, read_block(t, r0, nr)); });
-    red.finish_gram();
-  }
-  ++report.passes;
-  for (std::size_t t = 0; t < tensors.size(); ++t)
-    if (tensors[t]->numel() == 0) sink(t, 0, tensors[t]->rows(), {});
-  blocks([&](std::size_t t, std::int64_t r0, std::int64_t nr) {
-    const std::size_t len = read_block(t, r0, nr);
-    red.reduce(ptr, len, out.data());
-    sink(t, r0, nr, std::span<const float>(out.data(), len));
-  });
-  report.plan = red.plan();
-  return report;
 }
 
 }  // namespace loco::robust

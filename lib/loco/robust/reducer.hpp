@@ -38,16 +38,11 @@
 
 #include <cstddef>
 #include <cstdint>
-#include <functional>
 #include <memory>
 #include <span>
 #include <string>
 #include <string_view>
 #include <vector>
-
-namespace loco::io {
-class TensorSource;
-}
 
 namespace loco::robust {
 
@@ -151,35 +146,5 @@ std::vector<std::vector<double>> mixing_matrix(const ReducerSpec& spec, std::siz
 std::vector<float> reduce_vectors(const ReducerSpec& spec, const std::vector<std::vector<float>>& x,
                                   const ReduceContext& ctx = {}, std::span<const float> center = {},
                                   PlanInfo* info = nullptr);
-
-// The rule over n delta files, tensor by tensor and row block by row block.
-struct FileReduceOptions {
-  ReducerSpec spec;
-  ReduceContext ctx;
-  std::size_t block_bytes = std::size_t{1} << 20;  // float32 bytes per block of each input
-  // Centered clipping's previous centre: tensors of this source's group `center_group` with the
-  // inputs' names and shapes (the aggregator keeps Δ̄ of the last round in the model's
-  // /state/robust_center and passes the model here). nullptr: v₀ = 0.
-  const io::TensorSource* center = nullptr;
-  std::string center_group = "tensors";
-};
-
-struct FileReduceReport {
-  PlanInfo plan;
-  std::int64_t passes = 0;          // 1, or 2 with a Gram pass
-  std::uint64_t bytes_read = 0;     // tensor bytes read from the inputs (both passes)
-};
-
-// Block callback: tensor index (into the inputs' /tensors group order), first row, row count and
-// the reduced float32 values of those rows.
-using BlockSink = std::function<void(std::size_t tensor, std::int64_t row0, std::int64_t nrows,
-                                     std::span<const float> values)>;
-
-// Reduces the /tensors of the inputs (all with the same tensor names and shapes as inputs[0], any
-// float dtype) and hands every reduced block to sink, tensors in inputs[0]'s order. Throws
-// Error(BadInput) naming the file and tensor for a missing tensor, another shape, a non-float
-// dtype or a non-finite value, and for a centre that does not match; Error(Usage) as Reducer.
-FileReduceReport reduce_sources(const std::vector<const io::TensorSource*>& inputs, const FileReduceOptions& options,
-                                const BlockSink& sink);
 
 }  // namespace loco::robust

@@ -3,7 +3,6 @@
 
 #include <unistd.h>
 
-#include <charconv>
 #include <chrono>
 #include <cmath>
 #include <cstdio>
@@ -14,6 +13,7 @@
 
 #include "loco/compress/encoded_file.hpp"
 #include "loco/core/error.hpp"
+#include "loco/core/spec.hpp"
 #include "loco/data/batch.hpp"
 #include "loco/io/loco_file.hpp"
 #include "loco/io/sink.hpp"
@@ -27,24 +27,8 @@
 namespace loco::train {
 namespace {
 
-double spec_real(std::string_view key, const std::string& text) {
-  double v = 0;
-  const auto [ptr, ec] = std::from_chars(text.data(), text.data() + text.size(), v);
-  if (ec != std::errc() || ptr != text.data() + text.size() || text.empty() || !std::isfinite(v))
-    throw_error(ErrorKind::Usage, "optimizer demo: {}={} is not a number", key, text);
-  return v;
-}
-
-std::int64_t spec_int(std::string_view key, const std::string& text) {
-  std::int64_t v = 0;
-  const auto [ptr, ec] = std::from_chars(text.data(), text.data() + text.size(), v);
-  if (ec != std::errc() || ptr != text.data() + text.size() || text.empty())
-    throw_error(ErrorKind::Usage, "optimizer demo: {}={} is not an integer", key, text);
-  return v;
-}
-
 // The worker's δ per tensor from its state file, checking model, worker and optimizer.
-std::int64_t read_demo_state(const std::string& path, const ModelFile& m, std::int64_t worker,
+std::int64_t read_demo_state(const std::string& path, const model::ModelFile& m, std::int64_t worker,
                              std::vector<std::pair<std::string, compress::TensorState>>& states) {
   auto src = open_worker_state(path, m, worker);
   const auto spec = src->attributes().get_string("inner_optimizer").value_or("");
@@ -56,7 +40,7 @@ std::int64_t read_demo_state(const std::string& path, const ModelFile& m, std::i
   return src->group_attributes("state").get_int(std::string(optim::kStepAttribute)).value_or(0);
 }
 
-void write_demo_state(const std::string& path, const ModelFile& m, std::int64_t worker, const DemoSpec& spec,
+void write_demo_state(const std::string& path, const model::ModelFile& m, std::int64_t worker, const DemoSpec& spec,
                       std::int64_t step, const std::vector<std::pair<std::string, compress::TensorState>>& states) {
   Attributes root;
   root.set("kind", std::string("state"));
@@ -84,22 +68,16 @@ void write_demo_state(const std::string& path, const ModelFile& m, std::int64_t 
 bool is_demo_optimizer(std::string_view spec) { return spec == "demo" || spec.starts_with("demo:"); }
 
 DemoSpec parse_demo_spec(std::string_view text) {
-  const auto stages = compress::parse_spec(text);
-  if (stages.size() != 1 || stages.front().name != "demo")
-    throw_error(ErrorKind::Usage, "optimizer spec '{}' is not demo[:key=value,...]", text);
+  Spec spec(text, "optimizer");
+  if (spec.name() != "demo") throw_error(ErrorKind::Usage, "optimizer spec '{}' is not demo[:key=value,...]", text);
   DemoSpec s;
-  for (const auto& [key, value] : stages.front().params) {
-    if (key == "lr") s.lr = spec_real(key, value);
-    else if (key == "beta") s.beta = spec_real(key, value);
-    else if (key == "chunk") s.chunk = spec_int(key, value);
-    else if (key == "k") s.k = spec_int(key, value);
-    else throw_error(ErrorKind::Usage, "optimizer demo: unknown option '{}' (options: lr, beta, chunk, k)", key);
-  }
-  if (!(s.lr >= 0)) throw_error(ErrorKind::Usage, "optimizer demo: lr={} is not ≥ 0", s.lr);
-  if (!(s.beta > 0 && s.beta <= 1)) throw_error(ErrorKind::Usage, "optimizer demo: beta={} is not in (0, 1]", s.beta);
-  if (s.chunk < 1 || s.chunk > 256) throw_error(ErrorKind::Usage, "optimizer demo: chunk={} is not in [1, 256]", s.chunk);
-  if (s.k < 1 || s.k > s.chunk * s.chunk)
-    throw_error(ErrorKind::Usage, "optimizer demo: k={} is not in [1, chunk²={}]", s.k, s.chunk * s.chunk);
+  s.lr = spec.real("lr", s.lr, Range::at_least(0));
+  s.beta = spec.real("beta", s.beta, Range::between(0, 1, true));
+  s.chunk = spec.integer("chunk", s.chunk, 1, 256);
+  s.k = spec.integer("k", s.k, 1);
+  spec.done();
+  if (s.k > s.chunk * s.chunk)
+    throw_error(ErrorKind::Usage, "{}: k={} is not in [1, chunk²={}]", spec.where(), s.k, s.chunk * s.chunk);
   return s;
 }
 
@@ -139,9 +117,9 @@ WorkerResult run_demo_worker(const WorkerOptions& o) {
   const auto memory = compress::parse_feedback(fmt::format("sparseloco:beta={}", spec.beta));
   const optim::ScheduleSpec sched = optim::parse_schedule(o.schedule);
 
-  const ModelFile global = read_model(o.model);
-  const DataFile shard = read_data(o.data);
-  check_fits(shard, global);
+  const model::ModelFile global = model::read_model(o.model);
+  const data::DataFile shard = data::read_data(o.data);
+  model::check_fits(shard, global);
   const std::int64_t worker = o.worker.value_or(shard.attributes.get_int("shard").value_or(0));
   std::vector<std::pair<std::string, compress::TensorState>> states;
   for (const auto& e : global.params) states.emplace_back(e.name, compress::TensorState{});

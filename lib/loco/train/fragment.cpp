@@ -2,6 +2,7 @@
 #include "loco/train/fragment.hpp"
 
 #include <algorithm>
+#include <charconv>
 #include <cmath>
 #include <map>
 #include <memory>
@@ -23,8 +24,12 @@ namespace {
 // 3), or nullopt when the name has another prefix.
 std::optional<std::int64_t> unit_of(const std::string& name, std::string_view prefix) {
   if (name.rfind(prefix, 0) != 0) return std::nullopt;
-  const std::size_t dot = name.find('.', prefix.size());
-  return std::stoll(name.substr(prefix.size(), dot - prefix.size()));
+  const std::size_t dot = std::min(name.find('.', prefix.size()), name.size());
+  std::int64_t unit = 0;
+  const char* first = name.data() + prefix.size();
+  const auto [end, ec] = std::from_chars(first, name.data() + dot, unit);
+  if (ec != std::errc() || end != name.data() + dot || end == first) return std::nullopt;
+  return unit;
 }
 
 // An opened model file with its parsed config; the parameter specs by name.

@@ -9,7 +9,7 @@
 #include <sstream>
 
 #include "loco/core/error.hpp"
-#include "loco/train/files.hpp"
+#include "loco/model/file.hpp"
 
 namespace fs = std::filesystem;
 
@@ -87,7 +87,7 @@ void init_model(const InitOptions& o) {
   extra.set("round", std::int64_t{0});
   extra.set("seed", static_cast<std::int64_t>(o.seed));
   extra.set("parameters", m.num_parameters());
-  write_model(o.output, cfg, params, extra);
+  model::write_model(o.output, cfg, params, extra);
 }
 
 }  // namespace loco::train

@@ -33,7 +33,7 @@ namespace {
 
 // Reads a worker state file into an optimizer state, checking it belongs to this model, worker
 // and optimizer.
-optim::OptimizerState read_state(const std::string& path, const ModelFile& m, std::int64_t worker,
+optim::OptimizerState read_state(const std::string& path, const model::ModelFile& m, std::int64_t worker,
                                  const optim::Optimizer& opt) {
   auto src = open_worker_state(path, m, worker);
   const auto spec = src->attributes().get_string("inner_optimizer").value_or("");
@@ -49,7 +49,7 @@ optim::OptimizerState read_state(const std::string& path, const ModelFile& m, st
   return st;
 }
 
-void write_state(const std::string& path, const ModelFile& m, std::int64_t worker, const optim::Optimizer& opt,
+void write_state(const std::string& path, const model::ModelFile& m, std::int64_t worker, const optim::Optimizer& opt,
                  const optim::OptimizerState& st) {
   Attributes root;
   root.set("kind", std::string("state"));
@@ -112,9 +112,9 @@ WorkerResult run_worker(const WorkerOptions& o) {
     throw_error(ErrorKind::Usage, "--scaffold-control needs --state: the client's control variate c_i lives there");
   if ((scaffold || o.prox_mu != 0.0) && (!o.mix.empty() || !o.delta_base.empty() || o.overlap != 0))
     throw_error(ErrorKind::Usage, "--prox-mu and --scaffold-control do not combine with the streaming options");
-  const ModelFile global = read_model(o.model);
-  const DataFile shard = read_data(o.data);
-  check_fits(shard, global);
+  const model::ModelFile global = model::read_model(o.model);
+  const data::DataFile shard = data::read_data(o.data);
+  model::check_fits(shard, global);
   const std::int64_t worker = o.worker.value_or(shard.attributes.get_int("shard").value_or(0));
   auto opt = optim::make_inner_optimizer(o.optimizer);
   if (scaffold && opt->spec().kind != optim::OptimizerKind::Sgd)
@@ -133,10 +133,10 @@ WorkerResult run_worker(const WorkerOptions& o) {
   const bool have_state = !o.state.empty() && ::access(o.state.c_str(), F_OK) == 0;
   optim::OptimizerState st = have_state ? read_state(o.state, global, worker, *opt) : opt->make_state(params);
   // SCAFFOLD: the server's c and the client's c_i (a state slot, zero before the first round).
-  std::optional<ModelFile> control;
+  std::optional<model::ModelFile> control;
   TensorSet* client_control = nullptr;
   if (scaffold) {
-    control = read_model(o.scaffold_control);
+    control = model::read_model(o.scaffold_control);
     if (control->config.canonical_json() != global.config.canonical_json())
       throw_error(ErrorKind::BadInput, "{}: control variate of another model (model_config {}), this model is {}",
                   o.scaffold_control, control->config.canonical_json(), global.config.canonical_json());
@@ -258,7 +258,7 @@ WorkerResult run_worker(const WorkerOptions& o) {
                             "loss_mean"})
       local.set(key, *root.find(key));
     local.set("round", global.round);
-    write_model(o.save_local, c, params, local);
+    model::write_model(o.save_local, c, params, local);
   }
   if (!o.state.empty()) write_state(o.state, global, worker, *opt, st);
   return r;

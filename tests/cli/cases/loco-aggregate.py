@@ -4,7 +4,7 @@ another optimizer, compressed deltas (contributor-mean over top-k selections, me
 payload bytes, refusals), robust rules against numpy (median, trimmed mean, a Byzantine delta that pulls
 the mean but not the median, Krum after NNM), QFedAvg, differential privacy (reproducible noise, σ = zC/m),
 the --watch loop on a folder filled while it runs, and usage errors. Inputs are made in each case's folder by this file run as a
-script (h5py in the format.md layout; base_checksum from loco-inspect --checksum --json)."""
+script (h5py in the layout of man 5 loco-format; base_checksum from loco-inspect --checksum --json)."""
 
 import json
 import subprocess

@@ -1,6 +1,6 @@
 """Cases for loco-attack (research tool): ALIE, sign flip, IPM, scaled and gaussian deltas checked
 against numpy, attributes of the written deltas, label flipping of a shard, and errors that leave
-no output. Inputs are made in each case's folder by this file run as a script (h5py, format.md)."""
+no output. Inputs are made in each case's folder by this file run as a script (h5py, man 5 loco-format)."""
 
 import json
 import sys

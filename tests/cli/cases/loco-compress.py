@@ -1,4 +1,4 @@
-"""Cases for loco-compress: the compressed-file layout of format.md with its byte counts, top-k
+"""Cases for loco-compress: the compressed-file layout of man 5 loco-format with its byte counts, top-k
 against a numpy reference (exactly k per tile, ties to the lower index, values kept exactly),
 scaled sign and 2-bit quantization against their definitions, pipes, identical bytes in two
 processes at different thread counts, and refusals (NaN/Inf exit 5, bad specs exit 2). Inputs are
@@ -186,7 +186,7 @@ SPARSELOCO = "topk:k=5,tile=64+quant:bits=2,block=8,range=sigma"
 RANDOM = "randk:density=0.3,rescale=true+quant:bits=4,block=16,rounding=stochastic"
 
 CASES = [
-    Case("topk then 2-bit quant: groups, attributes and byte counts of format.md", setup=[MAKE],
+    Case("topk then 2-bit quant: groups, attributes and byte counts of man 5 loco-format", setup=[MAKE],
          args=["d.h5", "-o", "c.h5", "--codec", SPARSELOCO, "--json"], check=layout_and_bytes, stderr_empty=True),
     Case("top-k per tile equals the numpy reference (ties to the lower index, exact values)", setup=[MAKE],
          sh="loco-compress d.h5 -o c.h5 --codec topk:k=7,tile=64 && loco-decompress c.h5 -o r.h5",

@@ -1,4 +1,4 @@
-// Tests of compressed loco files: the group layout and byte counts of format.md, tensor-by-tensor
+// Tests of compressed loco files: the group layout and byte counts of man 5 loco-format, tensor-by-tensor
 // round trips through compress_file/decompress_file, and refusals of bad inputs.
 #include <boost/test/unit_test.hpp>
 

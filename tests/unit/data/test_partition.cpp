@@ -500,10 +500,10 @@ BOOST_AUTO_TEST_CASE(spec_strings_parse_into_options) {
   BOOST_TEST((q.quantity.shape == ld::QuantityShape::Power));
   BOOST_TEST(q.quantity.exponent == 2.0);
   require_error([] { ld::parse_partition_spec("random"); }, ErrorKind::Usage, {"unknown partition scheme 'random'"});
-  require_error([] { ld::parse_partition_spec("dirichlet:beta=1"); }, ErrorKind::Usage, {"unknown key 'beta'"});
+  require_error([] { ld::parse_partition_spec("dirichlet:beta=1"); }, ErrorKind::Usage, {"unknown parameter 'beta'"});
   require_error([] { ld::parse_partition_spec("dirichlet:alpha=x"); }, ErrorKind::Usage, {"alpha=x", "a number"});
   require_error([] { ld::parse_partition_spec("shards:size"); }, ErrorKind::Usage, {"not key=value"});
-  require_error([] { ld::parse_partition_spec("iid:k=1"); }, ErrorKind::Usage, {"unknown key 'k'"});
+  require_error([] { ld::parse_partition_spec("iid:k=1"); }, ErrorKind::Usage, {"unknown parameter 'k'"});
   // The dispatcher runs the scheme asked.
   const std::vector<std::int32_t> labels = make_labels(std::vector<std::int64_t>(4, 25));
   const ld::IndexList pool = iota_list(100);

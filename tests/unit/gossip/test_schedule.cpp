@@ -30,7 +30,7 @@ BOOST_AUTO_TEST_CASE(formatting_and_refusals) {
   BOOST_CHECK_EQUAL(format_schedule(parse_schedule("late:from=0.9")), "late:from=0.9,period=0,dense_period=1");
   BOOST_CHECK_EQUAL(format_schedule(parse_schedule("every")), "every:period=1");
   test::require_error([] { parse_schedule("often"); }, ErrorKind::Usage, {"'often'", "unknown"});
-  test::require_error([] { parse_schedule("every:period=0"); }, ErrorKind::Usage, {"period must be at least 1"});
+  test::require_error([] { parse_schedule("every:period=0"); }, ErrorKind::Usage, {"period=0 is not ≥ 1"});
   test::require_error([] { parse_schedule("late"); }, ErrorKind::Usage, {"needs from=F"});
   test::require_error([] { parse_schedule("late:from=1.5"); }, ErrorKind::Usage, {"[0, 1]"});
   test::require_error([] { parse_schedule("window:start=0.8,length=0.4"); }, ErrorKind::Usage, {"at most 1"});

@@ -232,10 +232,10 @@ BOOST_AUTO_TEST_CASE(parsing) {
   test::require_error([] { parse_topology("star"); }, ErrorKind::Usage, {"'star'", "unknown"});
   test::require_error([] { parse_topology("ring:d=3"); }, ErrorKind::Usage, {"unknown parameter 'd'"});
   test::require_error([] { parse_topology("random-regular"); }, ErrorKind::Usage, {"needs d=D"});
-  test::require_error([] { parse_topology("random-regular:d=x"); }, ErrorKind::Usage, {"not a number"});
+  test::require_error([] { parse_topology("random-regular:d=x"); }, ErrorKind::Usage, {"d=x is not an integer"});
   test::require_error([] { parse_topology("random-regular:d=2.5"); }, ErrorKind::Usage, {"integer"});
   test::require_error([] { parse_topology("erdos-renyi:p=0"); }, ErrorKind::Usage, {"(0, 1]"});
-  test::require_error([] { parse_topology("erdos-renyi:p=0.5,redraw=2"); }, ErrorKind::Usage, {"0 or 1"});
+  test::require_error([] { parse_topology("erdos-renyi:p=0.5,redraw=2"); }, ErrorKind::Usage, {"redraw=2 is not a boolean"});
   test::require_error([] { parse_topology("torus:rows"); }, ErrorKind::Usage, {"key=value"});
   test::require_error([] { neighbours(parse_topology("ring"), 0, 0, 0); }, ErrorKind::Usage, {"at least 1 node"});
 }

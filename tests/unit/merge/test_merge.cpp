@@ -309,7 +309,7 @@ BOOST_AUTO_TEST_CASE(gradients_filters_and_layer_positions) {
   BOOST_TEST(*s.at("wte.weight", 0.3) == 0.25);  // no filter matches: the unconditioned value
   BOOST_TEST(!mg::parse_setting("--t", {"mlp:1"}).at("wte.weight", 0).has_value());
   BOOST_TEST(*mg::Setting(0.7).at("anything", 0.2) == 0.7);
-  require_error([] { mg::parse_setting("--t", {"mlp:1,x"}); }, ErrorKind::Usage, {"--t", "'x' is not a finite number"});
+  require_error([] { mg::parse_setting("--t", {"mlp:1,x"}); }, ErrorKind::Usage, {"--t 'mlp:1,x'", "'x' is not a number"});
   require_error([] { mg::parse_setting("--t", {":1"}); }, ErrorKind::Usage, {"empty filter"});
   // Positions: layer i of N at i/(N-1); before the first layer 0, after the last 1.
   const std::vector<std::string> names = {"wte.weight", "blocks.0.ln1.weight", "blocks.1.ln1.weight",

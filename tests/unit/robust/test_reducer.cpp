@@ -8,10 +8,7 @@
 #include <cmath>
 #include <random>
 
-#include "loco/core/attributes.hpp"
 #include "loco/core/tensor.hpp"
-#include "loco/io/sink.hpp"
-#include "loco/io/source.hpp"
 #include "loco/robust/reducer.hpp"
 #include "support.hpp"
 
@@ -344,73 +341,36 @@ BOOST_AUTO_TEST_CASE(thread_and_block_independence) {
   }
 }
 
-BOOST_AUTO_TEST_CASE(file_driver_matches_memory) {
-  test::TempDir dir("robust");
-  const std::size_t n = 5;
-  const Vecs x = random_vecs(n, 6 * 7 + 3, 21);
-  std::vector<std::string> paths;
-  for (std::size_t k = 0; k < n; ++k) {
-    TensorSet t;
-    t.add("w", Tensor::from_floats({6, 7}, std::span<const float>(x[k].data(), 42)));
-    t.add("b", Tensor::from_floats({3}, std::span<const float>(x[k].data() + 42, 3)));
-    Attributes a;
-    a.set("kind", std::string("delta"));
-    paths.push_back(dir / ("d" + std::to_string(k) + ".h5"));
-    io::write_tensor_set(paths.back(), a, t);
-  }
-  std::vector<std::unique_ptr<io::TensorSource>> src;
-  std::vector<const io::TensorSource*> ptr;
-  for (const auto& p : paths) src.push_back(io::open_source(p)), ptr.push_back(src.back().get());
-  const std::vector<float> center(45, 0.25f);
-  {
-    TensorSet t;
-    t.add("w", Tensor::from_floats({6, 7}, std::span<const float>(center.data(), 42)));
-    t.add("b", Tensor::from_floats({3}, std::span<const float>(center.data() + 42, 3)));
-    Attributes a;
-    a.set("kind", std::string("delta"));
-    io::write_tensor_set(dir / "c.h5", a, t);
-  }
-  auto csrc = io::open_source(dir / "c.h5");
+// The streaming use of Reducer that loco-aggregate makes (its robust pass): the inputs arrive as
+// several tensors cut into row blocks, the centre (centered clipping's v₀) as an extra column; a
+// Gram pass over every block, then the rule block by block, must give the in-memory result.
+BOOST_AUTO_TEST_CASE(streamed_blocks_with_a_centre_match_memory) {
+  const std::size_t n = 5, len = 6 * 7 + 3;  // a 6×7 tensor, then a 3-element one
+  const Vecs x = random_vecs(n, len, 21);
+  const std::vector<float> center(len, 0.25f);
+  // Row blocks of two rows of the first tensor, then the second tensor whole: [0,14) [14,28) [28,42) [42,45).
+  const std::vector<std::pair<std::size_t, std::size_t>> blocks = {{0, 14}, {14, 14}, {28, 14}, {42, 3}};
   for (const char* s : {"median", "krum:f=1", "geomedian", "centered-clip:tau=0.5,iters=2", "nnm:f=1+trimmed-mean:beta=0.2"}) {
-    FileReduceOptions o;
-    o.spec = parse_reducer_spec(s);
-    o.block_bytes = 7 * 4 * 2;  // two rows of w per block
-    o.center = csrc.get();
-    std::vector<float> got(45, std::nanf(""));
-    const auto rep = reduce_sources(ptr, o, [&](std::size_t t, std::int64_t r0, std::int64_t nr, std::span<const float> v) {
-      const std::size_t off = t == 0 ? static_cast<std::size_t>(r0) * 7 : 42 + static_cast<std::size_t>(r0);
-      BOOST_TEST(v.size() == static_cast<std::size_t>(nr) * (t == 0 ? 7u : 1u));
-      std::copy(v.begin(), v.end(), got.begin() + static_cast<std::ptrdiff_t>(off));
-    });
-    const auto want = reduce_vectors(o.spec, x, {}, center);
-    // Gram sums run over other blocks: float64 rounding of order 1e-16, far below float32's.
-    for (std::size_t j = 0; j < 45; ++j) BOOST_TEST(std::abs(got[j] - want[j]) <= 1e-6f * (1 + std::abs(want[j])), s << j);
-    BOOST_TEST(rep.passes == (std::string(s) == "median" ? 1 : 2));
+    const ReducerSpec spec = parse_reducer_spec(s);
+    Reducer red(spec, n);
+    BOOST_TEST(red.columns() == (uses_center(spec) ? n + 1 : n), s);
+    auto columns = [&](std::size_t e0) {
+      std::vector<const float*> c;
+      for (const auto& v : x) c.push_back(v.data() + e0);
+      if (red.columns() > n) c.push_back(center.data() + e0);
+      return c;
+    };
+    if (red.needs_gram()) {
+      for (const auto& [e0, m] : blocks) red.add_gram(columns(e0), m);
+      red.finish_gram();
+    }
+    BOOST_TEST(red.needs_gram() == (std::string(s) != "median"), s);
+    std::vector<float> got(len, std::nanf(""));
+    for (const auto& [e0, m] : blocks) red.reduce(columns(e0), m, got.data() + e0);
+    const auto want = reduce_vectors(spec, x, {}, center);
+    // The Gram sums run over other blocks: float64 rounding of order 1e-16, far below float32's.
+    for (std::size_t j = 0; j < len; ++j) BOOST_TEST(std::abs(got[j] - want[j]) <= 1e-6f * (1 + std::abs(want[j])), s << j);
   }
-  // A non-finite input and a mismatched shape are refused, naming the file.
-  {
-    TensorSet t;
-    std::vector<float> bad(42, 1.0f);
-    bad[5] = std::nanf("");
-    t.add("w", Tensor::from_floats({6, 7}, bad));
-    t.add("b", Tensor({3}));
-    Attributes a;
-    a.set("kind", std::string("delta"));
-    io::write_tensor_set(dir / "nan.h5", a, t);
-    TensorSet u;
-    u.add("w", Tensor({7, 6}));
-    u.add("b", Tensor({3}));
-    io::write_tensor_set(dir / "shape.h5", a, u);
-  }
-  auto nan = io::open_source(dir / "nan.h5");
-  auto shape = io::open_source(dir / "shape.h5");
-  FileReduceOptions o;
-  o.spec = parse_reducer_spec("median");
-  auto noop = [](std::size_t, std::int64_t, std::int64_t, std::span<const float>) {};
-  test::require_error([&] { reduce_sources({ptr[0], ptr[1], nan.get()}, o, noop); }, ErrorKind::BadInput,
-                      {"nan.h5", "tensor w", "NaN or Inf"});
-  test::require_error([&] { reduce_sources({ptr[0], shape.get()}, o, noop); }, ErrorKind::BadInput,
-                      {"shape.h5", "tensor w", "[6, 7]"});
 }
 
 BOOST_AUTO_TEST_SUITE_END()

@@ -23,10 +23,10 @@
 #include "loco/io/output.hpp"
 #include "loco/io/sink.hpp"
 #include "loco/io/source.hpp"
+#include "loco/model/file.hpp"
 #include "loco/model/model.hpp"
 #include "loco/optim/optimizer.hpp"
 #include "loco/optim/schedule.hpp"
-#include "loco/train/files.hpp"
 
 namespace loco::train::test {
 
@@ -75,7 +75,7 @@ inline void write_init_model(const std::string& path, const model::ModelConfig& 
     for (float& v : e.tensor.f32()) v = v * scale + shift;
   Attributes extra;
   extra.set("round", round);
-  write_model(path, cfg, p, extra);
+  model::write_model(path, cfg, p, extra);
   io::forget_inputs();
 }
 
@@ -83,7 +83,7 @@ inline void write_params_model(const std::string& path, const model::ModelConfig
                                std::int64_t round) {
   Attributes extra;
   extra.set("round", round);
-  write_model(path, cfg, p, extra);
+  model::write_model(path, cfg, p, extra);
   io::forget_inputs();
 }
 
@@ -176,14 +176,14 @@ struct Reference {
   double loss_sum = 0;
   std::int64_t samples = 0;
 
-  Reference(const ModelFile& m, const std::string& optimizer, const std::string& schedule)
+  Reference(const model::ModelFile& m, const std::string& optimizer, const std::string& schedule)
       : net(m.config), opt(optim::make_inner_optimizer(optimizer)), sched(optim::parse_schedule(schedule)) {
     for (const auto& e : m.params) params.add(e.name, e.tensor.clone());
     state = opt->make_state(params);
   }
 
   // Runs `steps` steps on data from the current cumulative step.
-  void run(const DataFile& d, std::int64_t steps, std::int64_t batch, std::uint64_t seed, std::int64_t worker) {
+  void run(const data::DataFile& d, std::int64_t steps, std::int64_t batch, std::uint64_t seed, std::int64_t worker) {
     TensorSet grads = net.make_params();
     const auto& c = net.config();
     for (std::int64_t s = 0; s < steps; ++s) {

@@ -27,7 +27,7 @@ double dct(int N, int k, int n) {
 }
 
 // The gradient of worker w's batch at cumulative step `step` at the model's parameters.
-TensorSet gradient_at(const ModelFile& m, const DataFile& d, int64_t step, int64_t batch, std::uint64_t seed, int64_t w) {
+TensorSet gradient_at(const model::ModelFile& m, const data::DataFile& d, int64_t step, int64_t batch, std::uint64_t seed, int64_t w) {
   model::Model net(m.config);
   TensorSet grads = net.make_params();
   const auto& c = m.config;
@@ -102,8 +102,8 @@ BOOST_AUTO_TEST_CASE(worker_output_and_state_over_two_rounds) {
   write_init_model(s.file("global.h5"), cfg, 3, /*round=*/4);
   write_tokens(s.file("shard.h5"), random_tokens(200, 64, 2), /*shard=*/2);
   auto o = demo_options(s);
-  const ModelFile global = read_model(o.model);
-  const DataFile shard = read_data(o.data);
+  const model::ModelFile global = model::read_model(o.model);
+  const data::DataFile shard = data::read_data(o.data);
   const auto codec = compress::Codec::parse("dct_topk:chunk=4,k=2,tile=2d");
   const auto memory = compress::parse_feedback("sparseloco:beta=0.9");
   const auto sched = optim::parse_schedule(o.schedule);

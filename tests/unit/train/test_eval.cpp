@@ -20,8 +20,8 @@ namespace {
 
 const char* kGpt = R"({"arch":"gpt","vocab":64,"ctx":8,"d_model":8,"layers":1,"heads":2})";
 
-DataFile token_data(const std::vector<std::uint8_t>& t) {
-  DataFile d;
+data::DataFile token_data(const std::vector<std::uint8_t>& t) {
+  data::DataFile d;
   d.path = "tokens";
   d.tokens = true;
   d.stream.tokens = t;
@@ -45,8 +45,8 @@ BOOST_AUTO_TEST_CASE(a_logreg_with_zero_weights_has_loss_ln_classes) {
       const auto cfg = config(R"({"arch":"logreg","features":4,"classes":)" + std::to_string(classes) + "}");
       write_init_model(s.file("m.h5"), cfg, 1);  // logreg initializes to zeros
       write_rows(s.file("d.h5"), 13, 4, classes, static_cast<std::uint64_t>(classes));
-      const ModelFile m = read_model(s.file("m.h5"));
-      const DataFile d = read_data(s.file("d.h5"));
+      const model::ModelFile m = model::read_model(s.file("m.h5"));
+      const data::DataFile d = data::read_data(s.file("d.h5"));
       io::forget_inputs();
       model::Model net(m.config);
       for (int64_t batch : {1, 4, 64}) {
@@ -81,7 +81,7 @@ BOOST_AUTO_TEST_CASE(gpt_windows_predict_every_token_after_the_first_exactly_onc
   for (int64_t len : {int64_t{2}, int64_t{3}, ctx, ctx + 1, ctx + 2, 2 * ctx, 2 * ctx + 1, 2 * ctx + 2, 3 * ctx + 5, int64_t{61}}) {
     BOOST_TEST_CONTEXT("length " << len) {
       const auto t = random_tokens(static_cast<std::size_t>(len), 64, static_cast<std::uint64_t>(len));
-      const DataFile d = token_data(t);
+      const data::DataFile d = token_data(t);
       // The cover by hand: windows starting at w·ctx of ctx+1 tokens, then a shorter last one.
       model::LossStats manual;
       int64_t start = 0;

@@ -149,9 +149,9 @@ BOOST_AUTO_TEST_CASE(scaffold_steps_and_control_update_follow_the_definition) {
   write_init_model(s.file("c.h5"), cfg, 8, 4, 0.5f, -0.125f);
   const double lr = 0.5;
   const int64_t K = 2;
-  const ModelFile global = read_model(s.file("g.h5"));
-  const ModelFile control = read_model(s.file("c.h5"));
-  const DataFile shard = read_data(s.file("shard.h5"));
+  const model::ModelFile global = model::read_model(s.file("g.h5"));
+  const model::ModelFile control = model::read_model(s.file("c.h5"));
+  const data::DataFile shard = data::read_data(s.file("shard.h5"));
   io::forget_inputs();
 
   // The definition, rebuilt: y ← y − η(g(y) − c_i + c) for K steps; c_i⁺ = c_i − c + (x − y)/(Kη).
@@ -186,7 +186,7 @@ BOOST_AUTO_TEST_CASE(scaffold_steps_and_control_update_follow_the_definition) {
       if (round == 1) {  // the global model moved: the worker starts round 2 from the file we write
         write_params_model(s.file("g.h5"), cfg, y, 1);
       }
-      const ModelFile x = read_model(s.file("g.h5"));
+      const model::ModelFile x = model::read_model(s.file("g.h5"));
       io::forget_inputs();
       reference_round(y);
       auto o = sgd_options(s, "d.h5", "state.h5", K);

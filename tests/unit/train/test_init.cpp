@@ -105,7 +105,7 @@ BOOST_AUTO_TEST_CASE(init_writes_the_seeded_model_with_the_names_and_shapes_of_m
   init_model(with_config(R"({"arch":"logreg","features":6,"classes":4})", s.file("l.h5"), 5));
   init_model(with_config(gpt + "}", s.file("g6.h5"), 6));
 
-  const ModelFile g = read_model(s.file("g.h5"));
+  const model::ModelFile g = model::read_model(s.file("g.h5"));
   BOOST_TEST(g.round == 0);
   BOOST_TEST(g.attributes.get_int("seed").value() == 5);
   BOOST_TEST(g.attributes.get_string("model_config").value() == g.config.canonical_json());
@@ -136,7 +136,7 @@ BOOST_AUTO_TEST_CASE(init_writes_the_seeded_model_with_the_names_and_shapes_of_m
   BOOST_TEST(g.attributes.get_int("parameters").value() == g.params.numel());
 
   // Tied: the same list without head.weight.
-  const ModelFile t = read_model(s.file("t.h5"));
+  const model::ModelFile t = model::read_model(s.file("t.h5"));
   BOOST_TEST(t.params.size() == g.params.size() - 1);
   BOOST_TEST(!t.params.contains("head.weight"));
 
@@ -146,7 +146,7 @@ BOOST_AUTO_TEST_CASE(init_writes_the_seeded_model_with_the_names_and_shapes_of_m
     TensorSet p = net.make_params();
     net.init(p, 5);
     require_bitwise_equal(g.params, p, "gpt init");
-    const ModelFile g6 = read_model(s.file("g6.h5"));
+    const model::ModelFile g6 = model::read_model(s.file("g6.h5"));
     BOOST_TEST(moments(difference(g.params, g6.params).at("wte.weight")).sd > 0.01);
   }
   // GPT-2 init: N(0, 0.02), residual projections N(0, 0.02/√(2·layers)), biases 0, LayerNorm 1/0.
@@ -167,7 +167,7 @@ BOOST_AUTO_TEST_CASE(init_writes_the_seeded_model_with_the_names_and_shapes_of_m
     }
   }
   // MLP: U(−1/√in, 1/√in) for weights and biases (sd bound/√3, and the extremes near the bound).
-  const ModelFile m = read_model(s.file("m.h5"));
+  const model::ModelFile m = model::read_model(s.file("m.h5"));
   for (const auto& e : m.params) {
     BOOST_TEST_CONTEXT(e.name) {
       const double in = e.name.starts_with("layers.0.") ? 300 : 200;
@@ -186,7 +186,7 @@ BOOST_AUTO_TEST_CASE(init_writes_the_seeded_model_with_the_names_and_shapes_of_m
   BOOST_TEST(mlp_names == (std::vector<std::string>{"layers.0.weight", "layers.0.bias", "layers.1.weight", "layers.1.bias"}),
              boost::test_tools::per_element());
   // logreg: zeros, weight (classes × features).
-  const ModelFile l = read_model(s.file("l.h5"));
+  const model::ModelFile l = model::read_model(s.file("l.h5"));
   BOOST_TEST((l.params.at("linear.weight").shape() == Shape{4, 6}));
   BOOST_TEST((l.params.at("linear.bias").shape() == Shape{4}));
   for (const auto& e : l.params) BOOST_TEST(all_equal(e.tensor, 0.0f));
@@ -213,27 +213,27 @@ BOOST_AUTO_TEST_CASE(read_model_and_read_data_refuse_malformed_files) {
     if (extra) v.emplace_back("linear.extra", Tensor({2}));
     return v;
   };
-  require_error([&] { read_model(write("missing.h5", tensors({2, 3}, false, false), model_root)); }, ErrorKind::BadInput,
+  require_error([&] { model::read_model(write("missing.h5", tensors({2, 3}, false, false), model_root)); }, ErrorKind::BadInput,
                 {"missing.h5", "linear.bias", "missing"});
-  require_error([&] { read_model(write("shape.h5", tensors({3, 2}, true, false), model_root)); }, ErrorKind::BadInput,
+  require_error([&] { model::read_model(write("shape.h5", tensors({3, 2}, true, false), model_root)); }, ErrorKind::BadInput,
                 {"shape.h5", "linear.weight", "[2, 3]"});
-  require_error([&] { read_model(write("extra.h5", tensors({2, 3}, true, true), model_root)); }, ErrorKind::BadInput,
+  require_error([&] { model::read_model(write("extra.h5", tensors({2, 3}, true, true), model_root)); }, ErrorKind::BadInput,
                 {"extra.h5", "linear.extra"});
   {
     auto v = tensors({2, 3}, true, false);
     v[0].second.f32()[4] = std::numeric_limits<float>::quiet_NaN();
-    require_error([&] { read_model(write("nan.h5", std::move(v), model_root)); }, ErrorKind::Numeric,
+    require_error([&] { model::read_model(write("nan.h5", std::move(v), model_root)); }, ErrorKind::Numeric,
                   {"nan.h5", "linear.weight", "NaN"});
   }
   Attributes no_cfg;
   no_cfg.set("kind", std::string("model"));
-  require_error([&] { read_model(write("nocfg.h5", tensors({2, 3}, true, false), no_cfg)); }, ErrorKind::BadInput,
+  require_error([&] { model::read_model(write("nocfg.h5", tensors({2, 3}, true, false), no_cfg)); }, ErrorKind::BadInput,
                 {"nocfg.h5", "model_config"});
   Attributes delta_root = model_root;
   delta_root.set("kind", std::string("delta"));
-  require_error([&] { read_model(write("delta.h5", tensors({2, 3}, true, false), delta_root)); }, ErrorKind::BadInput,
+  require_error([&] { model::read_model(write("delta.h5", tensors({2, 3}, true, false), delta_root)); }, ErrorKind::BadInput,
                 {"delta.h5", "delta"});
-  BOOST_TEST(read_model(write("ok.h5", tensors({2, 3}, true, false), model_root)).params.size() == 2);
+  BOOST_TEST(model::read_model(write("ok.h5", tensors({2, 3}, true, false), model_root)).params.size() == 2);
 
   // Data: labels outside [0, classes), no classes attribute, x and y of different lengths.
   auto data = [&](const std::string& name, int64_t nx, int64_t ny, std::int32_t label, bool classes) {
@@ -250,11 +250,11 @@ BOOST_AUTO_TEST_CASE(read_model_and_read_data_refuse_malformed_files) {
     sink->commit();
     return s.file(name);
   };
-  require_error([&] { read_data(data("label.h5", 4, 4, 2, true)); }, ErrorKind::BadInput, {"label.h5"});
-  require_error([&] { read_data(data("noclasses.h5", 4, 4, 0, false)); }, ErrorKind::BadInput, {"noclasses.h5", "classes"});
-  require_error([&] { read_data(data("rows.h5", 4, 5, 0, true)); }, ErrorKind::BadInput, {"rows.h5", "/data/x"});
-  require_error([&] { read_data(s.file("ok.h5")); }, ErrorKind::BadInput, {"ok.h5", "model"});
-  const DataFile d = read_data(data("good.h5", 4, 4, 1, true));
+  require_error([&] { data::read_data(data("label.h5", 4, 4, 2, true)); }, ErrorKind::BadInput, {"label.h5"});
+  require_error([&] { data::read_data(data("noclasses.h5", 4, 4, 0, false)); }, ErrorKind::BadInput, {"noclasses.h5", "classes"});
+  require_error([&] { data::read_data(data("rows.h5", 4, 5, 0, true)); }, ErrorKind::BadInput, {"rows.h5", "/data/x"});
+  require_error([&] { data::read_data(s.file("ok.h5")); }, ErrorKind::BadInput, {"ok.h5", "model"});
+  const data::DataFile d = data::read_data(data("good.h5", 4, 4, 1, true));
   BOOST_TEST(d.examples() == 4);
   BOOST_TEST(!d.tokens);
 }

@@ -68,8 +68,8 @@ BOOST_AUTO_TEST_CASE(delta_state_and_attributes_match_the_loop_rebuilt_from_the_
       const auto o = options(s, 3, 4);
       const WorkerResult r = run_worker(o);
 
-      const ModelFile global = read_model(o.model);
-      const DataFile shard = read_data(o.data);
+      const model::ModelFile global = model::read_model(o.model);
+      const data::DataFile shard = data::read_data(o.data);
       Reference ref(global, o.optimizer, o.schedule);
       ref.run(shard, o.steps, o.batch, o.seed, 3);
       io::forget_inputs();
@@ -126,7 +126,7 @@ BOOST_AUTO_TEST_CASE(a_token_shard_of_exactly_ctx_plus_one_tokens_is_one_window)
   run_worker(o);
   // One SGD step with lr 1 from θ: Δ = θ − (θ − 1·g) = g of the one window (up to the float
   // rounding of θ − (θ − g), so compare with the same float arithmetic).
-  const ModelFile global = read_model(o.model);
+  const model::ModelFile global = model::read_model(o.model);
   model::Model net(cfg);
   TensorSet g = net.make_params();
   std::vector<std::int32_t> w(toks.begin(), toks.end());
@@ -183,8 +183,8 @@ BOOST_AUTO_TEST_CASE(two_rounds_of_h_steps_with_the_state_carried_equal_one_run_
       // schedule runs over the cumulative step, so round 2 must continue at step H.
       auto o = options(s, H, 5);
       o.schedule = "cosine:warmup=2,total=8";
-      const ModelFile m0 = read_model(o.model);
-      const DataFile shard = read_data(o.data);
+      const model::ModelFile m0 = model::read_model(o.model);
+      const data::DataFile shard = data::read_data(o.data);
       io::forget_inputs();
 
       // One run of 2H steps, without a state file.
@@ -214,7 +214,7 @@ BOOST_AUTO_TEST_CASE(two_rounds_of_h_steps_with_the_state_carried_equal_one_run_
       BOOST_TEST(read_attributes(o1.output).get_int("round").value() == 1);
       BOOST_TEST(read_attributes(o1.state).get_int("step").value() == 2 * H);
 
-      TensorSet local_1 = read_model(o1.model).params;
+      TensorSet local_1 = model::read_model(o1.model).params;
       ref.run(shard, H, o.batch, o.seed, 0);  // the reference continues: steps H..2H−1
       io::forget_inputs();
       require_bitwise_equal(read_group(o1.output), difference(local_1, ref.params), "round 2 delta");
