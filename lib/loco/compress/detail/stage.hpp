@@ -1,6 +1,11 @@
-// The private interface of one codec stage (cast, topk, randk, quant, sign, qsgd) and its factory.
+// The private interface of one codec stage and its factory, and what every stage's file shares.
+// Each codec lives in its own file, stages/<name>.cpp, which defines its Stage subclass and
+// make_<name>_stage(); stages/stage.cpp lists them (make_stage, codec_names). A new codec is a new file,
+// one line in that list and one in CMakeLists.txt.
 #pragma once
 
+#include <algorithm>
+#include <cmath>
 #include <cstdint>
 #include <functional>
 #include <memory>
@@ -11,6 +16,7 @@
 #include <vector>
 
 #include "loco/compress/codec.hpp"
+#include "loco/core/rng.hpp"
 
 namespace loco::compress {
 
@@ -52,8 +58,62 @@ void require_finite(std::span<const float> x);
 // Builds a stage from its spec; throws Error(Usage) naming the stage and the offending key.
 std::unique_ptr<Stage> make_stage(const StageSpec& s);
 
+// The stages, one per file stages/<name>.cpp (make_stage dispatches on the name).
+std::unique_ptr<Stage> make_cast_stage(const StageSpec& s);
+std::unique_ptr<Stage> make_topk_stage(const StageSpec& s);
+std::unique_ptr<Stage> make_randk_stage(const StageSpec& s);
+std::unique_ptr<Stage> make_quant_stage(const StageSpec& s);
+std::unique_ptr<Stage> make_sign_stage(const StageSpec& s);
+std::unique_ptr<Stage> make_qsgd_stage(const StageSpec& s);
+std::unique_ptr<Stage> make_dct_topk_stage(const StageSpec& s);
+std::unique_ptr<Stage> make_sketch_stage(const StageSpec& s);
+std::unique_ptr<Stage> make_powersgd_stage(const StageSpec& s);
+
 // Exactly-k selection (exposed for tests): writes to idx, in ascending order, the positions of the
 // min(k, n) entries of x with the largest magnitude, ties broken towards the lower index.
 void topk_indices(std::span<const float> x, std::int64_t k, std::vector<std::int64_t>& idx);
+
+// What the stages' files share (defined in stages/stage.cpp).
+namespace detail {
+
+// Typed access to a stage's key=value parameters; unknown keys are refused at the end.
+class Params {
+ public:
+  explicit Params(const StageSpec& s) : s_(s), used_(s.params.size(), false) {}
+  const std::string* raw(std::string_view key);
+  bool has(std::string_view key) const;
+  // The integer value of key in [lo, hi], def when absent; Error(Usage) otherwise.
+  std::int64_t integer(std::string_view key, std::int64_t def, std::int64_t lo, std::int64_t hi);
+  // The finite number of key in (lo, hi], def when absent; Error(Usage) otherwise.
+  double real(std::string_view key, double def, double lo, double hi);
+  // One of allowed, def when absent; Error(Usage) otherwise.
+  std::string choice(std::string_view key, std::string def, std::initializer_list<std::string_view> allowed);
+  // Error(Usage) naming the first key no call above asked for.
+  void finish() const;
+
+ private:
+  const StageSpec& s_;
+  std::vector<bool> used_;
+};
+
+// A parameter value in canonical spelling ("{}" of the double).
+std::string real_text(double v);
+
+// Throws Error(BadInput) unless dataset t has n elements of dtype want.
+const Tensor& expect(const DatasetLookup& get, std::string_view name, std::int64_t n, DType want, std::string_view codec);
+
+inline std::int64_t ceil_div(std::int64_t a, std::int64_t b) { return b == 0 ? 0 : (a + b - 1) / b; }
+
+// A generator positioned at word i of stream (seed, stream).
+Rng rng_at(std::uint64_t seed, std::uint64_t stream, std::int64_t i);
+
+// Number of kept entries for n elements: k given (capped at n) or max(1, floor(density·n)).
+inline std::int64_t kept(std::int64_t n, std::int64_t k, double density) {
+  if (n == 0) return 0;
+  if (k > 0) return std::min(k, n);
+  return std::clamp<std::int64_t>(static_cast<std::int64_t>(std::floor(density * static_cast<double>(n))), 1, n);
+}
+
+}  // namespace detail
 
 }  // namespace loco::compress
