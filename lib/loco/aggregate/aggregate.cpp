@@ -19,12 +19,11 @@
 #include <map>
 #include <memory>
 #include <mutex>
-#include <charconv>
-#include <filesystem>
 #include <optional>
 
 #include "loco/compress/codec.hpp"
-#include "loco/compress/dct.hpp"
+#include "loco/compress/encoded_file.hpp"
+#include "loco/compress/feedback.hpp"
 #include "loco/core/dtype.hpp"
 #include "loco/core/error.hpp"
 #include "loco/core/log.hpp"
@@ -205,21 +204,18 @@ constexpr std::uint32_t kExpMask = 0x7f800000u;
 constexpr std::string_view kCenterGroup = "state/robust_center";  // centered clipping's centre
 constexpr std::string_view kClipAttribute = "dp_clip";             // /state: adaptive clipping's C
 
-// What the codec of one compressed tensor selects (aggregate.hpp, contributor-mean).
-struct Selection {
-  enum Kind { All, Indices, Dct } kind = All;  // every element; topk/randk indices; dct_topk coefficients
-  std::int64_t chunk = 0, k = 0;               // dct_topk's chunk and kept coefficients per chunk
-  std::vector<compress::StageSpec> stages;     // the parsed codec spec
-};
-
 struct Delta {
   std::string path;
   bool compressed = false;
   std::int64_t payload_bytes = 0;
   std::string codec = "dense";
-  std::vector<Selection> selections;  // per model tensor, compressed deltas only
+  // Per model tensor, compressed deltas only: what it selects (contributor-mean; All for ef21/econtrol,
+  // whose delta is the dense estimate) and its coefficient domain, if any.
+  std::vector<compress::Selection> selections;
+  std::vector<const compress::EncodedTensorInfo*> encoded;
   std::int64_t clipped_tensors = 0;
   std::unique_ptr<io::TensorSource> src;
+  std::unique_ptr<compress::EncodedReader> reader;  // compressed deltas (reads src)
   std::optional<std::int64_t> worker, samples, round;
   std::string base;
   std::int64_t staleness = 0;
@@ -231,11 +227,9 @@ struct Delta {
   double sq_norm = -1;     // ‖Δ_k‖² over the whole update (validation_pass), −1 before
   double dp_factor = 1;    // c_k of differential privacy
   double qffl_weight = 0;  // QFedAvg's w_k
-  // ef21/econtrol feedback (with ef21_state): the receiver's estimate g_i before this delta (null: zero)
-  // and the file that will hold g_i + decode(c_i).
+  // ef21/econtrol feedback (with ef21_state): the receiver's estimate g_i of the worker.
   bool ef21 = false;
-  std::unique_ptr<io::TensorSource> estimate;
-  std::string estimate_out;
+  std::unique_ptr<compress::ReceiverEstimate> estimate;
 };
 
 // Largest biased exponent field of the float32 values: kExpMask exactly when one is NaN or Inf.
@@ -303,39 +297,6 @@ bool round_to_float(const double* acc, float* dbar, std::size_t n) {
 }
 
 std::string opt_int(const std::optional<std::int64_t>& v) { return v ? std::to_string(*v) : "none"; }
-
-std::string spec_text(const std::vector<compress::StageSpec>& stages) {
-  std::string out;
-  for (const auto& st : stages) {
-    if (!out.empty()) out += '+';
-    out += st.name;
-    for (std::size_t i = 0; i < st.params.size(); ++i)
-      out += (i == 0 ? ":" : ",") + st.params[i].first + "=" + st.params[i].second;
-  }
-  return out;
-}
-
-std::int64_t stage_int(const compress::StageSpec& st, std::string_view key) {
-  for (const auto& [k, v] : st.params)
-    if (k == key) return std::stoll(v);
-  throw_error(ErrorKind::BadInput, "codec stage {} without its {} parameter", st.name, key);
-}
-
-// The shape and rank attributes Codec::encode records.
-void set_shape_attrs(Attributes& a, const Shape& shape) {
-  a.set("ndim", static_cast<std::int64_t>(shape.size()));
-  if (!shape.empty()) a.set("shape", std::vector<std::int64_t>(shape.begin(), shape.end()));
-}
-
-// The shape a compressed tensor's group records; nullopt when its attributes are inconsistent.
-std::optional<Shape> recorded_shape(const Attributes& a) {
-  const auto rank = a.get_int("ndim");
-  const auto* attr = a.find("shape");
-  const auto* v = attr ? std::get_if<std::vector<std::int64_t>>(attr) : nullptr;
-  if (rank && *rank == 0 && !v) return Shape{};
-  if (!rank || !v || *rank != static_cast<std::int64_t>(v->size())) return std::nullopt;
-  return Shape(v->begin(), v->end());
-}
 
 // One delta's tensor as the reduction sees it: values x in the reduction domain (the tensor, or the
 // chunk-padded DCT coefficients) and, for selecting codecs under contributor-mean, the selection mask
@@ -607,18 +568,19 @@ class Aggregator {
     d.src = io::open_source(path);
     d.compressed = io::file_kind(*d.src) == io::Kind::Compressed;
     if (d.compressed) {
-      const auto source_kind = d.src->attributes().get_string("source_kind").value_or("unknown");
+      d.reader = std::make_unique<compress::EncodedReader>(*d.src);
+      const std::string source_kind = d.reader->source_kind().empty() ? "unknown" : d.reader->source_kind();
       if (source_kind != "delta")
         throw_error(ErrorKind::BadInput, "{}: a compressed {} file, expected a compressed delta", path, source_kind);
-      const std::string fb = d.src->attributes().get_string("feedback").value_or("");
-      d.ef21 = fb.rfind("ef21", 0) == 0 || fb.rfind("econtrol", 0) == 0;
+      const compress::Feedback* fb = d.reader->feedback();
+      d.ef21 = fb && fb->receiver_keeps_estimate();
       if (d.ef21 && opt_.ef21_state.empty())
         throw_error(ErrorKind::BadInput,
                     "{}: compressed with {} error feedback: it holds the increment of the worker's estimate h, which "
                     "only a receiver keeping h can turn into the worker's delta; give --ef21-state DIR (the "
                     "aggregator's estimates), or compress without feedback or with ef14, sparseloco or dgc",
-                    path, fb);
-      d.codec = d.src->attributes().get_string("codec").value_or("unknown");
+                    path, fb->spec());
+      d.codec = d.reader->codec();
     } else {
       io::expect_kind(*d.src, {io::Kind::Delta});
     }
@@ -685,171 +647,79 @@ class Aggregator {
     deltas_.push_back(std::move(d));
   }
 
-  // The tensors of a compressed delta: one group per model tensor, recording the model's shape, a
-  // floating dtype and a codec spec; what each selects. payload_bytes from the root attribute (the
-  // datasets' bytes when absent).
+  // The tensors of a compressed delta (compress::EncodedReader checked their attributes): one per model
+  // tensor, of its shape; what each selects. payload_bytes from the root attribute (the datasets' bytes
+  // when absent).
   void open_compressed_tensors(Delta& d) {
     const std::string& path = d.path;
-    const auto names = compress::encoded_tensor_names(*d.src);
+    const auto& names = d.reader->tensors();
     if (names.size() != params_.size())
       throw_error(ErrorKind::BadInput, "{}: {} compressed tensors, the model {} has {}", path, names.size(),
                   summary_.model, params_.size());
-    std::int64_t payload = 0;
     for (const io::TensorInfo* p : params_) {
-      if (std::find(names.begin(), names.end(), p->name) == names.end())
+      const compress::EncodedTensorInfo* t = d.reader->find(p->name);
+      if (!t)
         throw_error(ErrorKind::BadInput, "{}: no compressed tensor {}, which the model {} has", path, p->name,
                     summary_.model);
-      const Attributes a = d.src->group_attributes("tensors/" + p->name);
-      const auto shape = recorded_shape(a);
-      const auto spec = a.get_string("spec");
-      const auto dt = parse_dtype(a.get_string("dtype").value_or(""));
-      if (!shape || !spec || !dt || !a.contains("codec"))
-        throw_error(ErrorKind::BadInput, "{}: /tensors/{} lacks the codec, spec, dtype and shape attributes of a compressed tensor",
-                    path, p->name);
-      if (*shape != p->shape)
+      if (t->shape != p->shape)
         throw_error(ErrorKind::BadInput, "{}: tensor {} has shape {}, the model's is {}", path, p->name,
-                    shape_string(*shape), shape_string(p->shape));
-      if (!is_floating(*dt))
-        throw_error(ErrorKind::BadInput, "{}: tensor {} is {}, expected a floating-point type", path, p->name,
-                    dtype_name(*dt));
-      Selection sel;
-      try {
-        compress::Codec::parse(*spec);
-        sel.stages = compress::parse_spec(*spec);
-      } catch (const Error& err) {
-        throw_error(ErrorKind::BadInput, "{}: tensor {}: unusable codec spec: {}", path, p->name, err.what());
-      }
-      const std::string& first = sel.stages.front().name;
-      if (first == "topk" || first == "randk") sel.kind = Selection::Indices;
-      if (first == "dct_topk") {
-        sel.kind = Selection::Dct;
-        sel.chunk = stage_int(sel.stages.front(), "chunk");
-        sel.k = stage_int(sel.stages.front(), "k");
-      }
-      if (d.ef21) sel.kind = Selection::All;  // the delta is the dense estimate g_i
-      d.selections.push_back(std::move(sel));
-      for (const io::TensorInfo* t : d.src->group("tensors/" + p->name))
-        payload += t->numel() * static_cast<std::int64_t>(dtype_size(t->dtype));
+                    shape_string(t->shape), shape_string(p->shape));
+      d.selections.push_back(d.ef21 ? compress::Selection::All : t->selection);  // ef21: the dense estimate g_i
+      d.encoded.push_back(t);
       d.tensors.push_back(nullptr);
       d.offsets.emplace_back();
     }
-    d.payload_bytes = d.src->attributes().get_int("payload_bytes").value_or(payload);
+    d.payload_bytes = d.reader->payload_bytes();
   }
 
-  // The aggregator's estimate g_i of an ef21/econtrol delta (aggregate.hpp, --ef21-state): the newest
-  // file DIR/worker-W-round-R.h5 with R below the delta's round (none: g_i = 0). A file for the delta's
-  // own round is the result of an earlier run of this round and is rewritten, identically.
+  // The aggregator's estimate g_i of an ef21/econtrol delta (aggregate.hpp, --ef21-state;
+  // compress::ReceiverEstimate keeps it).
   void open_estimate(Delta& d) {
-    namespace fs = std::filesystem;
-    if (!d.worker || !d.round)
-      throw_error(ErrorKind::BadInput, "{}: an ef21/econtrol delta needs worker and round attributes (the estimate "
-                                       "is kept per worker and round)", d.path);
-    std::error_code ec;
-    fs::create_directories(opt_.ef21_state, ec);
-    if (!fs::is_directory(opt_.ef21_state))
-      throw_error(ErrorKind::Io, "--ef21-state {}: not a folder and cannot be created", opt_.ef21_state);
-    const std::string prefix = fmt::format("worker-{}-round-", *d.worker);
-    std::int64_t best = -1;
-    for (const auto& e : fs::directory_iterator(opt_.ef21_state)) {
-      const std::string name = e.path().filename().string();
-      if (name.rfind(prefix, 0) != 0 || e.path().extension() != ".h5") continue;
-      const std::string num = name.substr(prefix.size(), name.size() - prefix.size() - 3);
-      std::int64_t r = -1;
-      auto [ptr, err] = std::from_chars(num.data(), num.data() + num.size(), r);
-      if (err != std::errc() || ptr != num.data() + num.size()) continue;
-      if (r < *d.round) best = std::max(best, r);
-    }
-    d.estimate_out = (fs::path(opt_.ef21_state) / fmt::format("{}{:06d}.h5", prefix, *d.round)).string();
-    if (best < 0) return;
-    const std::string in = (fs::path(opt_.ef21_state) / fmt::format("{}{:06d}.h5", prefix, best)).string();
-    d.estimate = io::open_source(in);
-    for (const io::TensorInfo* p : params_) {
-      const io::TensorInfo* t = d.estimate->find(p->name);
-      if (!t || t->shape != p->shape || t->dtype != DType::F32)
-        throw_error(ErrorKind::BadInput, "{}: the estimate of tensor {} is {}, expected float32 {}", in, p->name,
-                    t ? fmt::format("{} {}", dtype_name(t->dtype), shape_string(t->shape)) : std::string("missing"),
-                    shape_string(p->shape));
-    }
+    std::vector<std::pair<std::string, Shape>> tensors;
+    for (const io::TensorInfo* p : params_) tensors.emplace_back(p->name, p->shape);
+    d.estimate = std::make_unique<compress::ReceiverEstimate>(opt_.ef21_state, d.path, d.worker, d.round,
+                                                              d.reader->feedback()->spec(), std::move(tensors));
   }
 
   // Writes g_i = g_i(before) + decode(c_i) of every active ef21/econtrol delta, each atomically, after
-  // the model is committed; then removes the worker's estimates older than the one this round used.
+  // the model is committed (compress::ReceiverEstimate::commit also drops the worker's older estimates).
   void write_estimates(const std::vector<Delta*>& active) {
-    namespace fs = std::filesystem;
+    const auto model_config = model_->attributes().get_string("model_config");
     for (Delta* d : active) {
       if (!d->ef21) continue;
-      Attributes root;
-      root.set("kind", std::string("state"));
-      if (auto cfg = model_->attributes().get_string("model_config")) root.set("model_config", *cfg);
-      root.set("worker", *d->worker);
-      root.set("round", *d->round);
-      root.set("estimate", std::string("ef21"));
-      root.set("feedback", d->src->attributes().get_string("feedback").value_or(""));
-      std::vector<io::TensorInfo> plan;
-      for (const io::TensorInfo* p : params_) {
-        io::TensorInfo t;
-        t.name = p->name;
-        t.shape = p->shape;
-        t.dtype = DType::F32;
-        plan.push_back(std::move(t));
-      }
-      auto sink = io::create_sink(d->estimate_out, io::Format::Loco, root, std::move(plan));
       Loaded l;
-      for (std::size_t i = 0; i < params_.size(); ++i) {
-        load(*d, i, false, l);
-        sink->write_rows(i, 0, params_[i]->rows(), std::as_bytes(l.x.f32()));
-      }
-      sink->commit();
-      if (!d->estimate) continue;
-      const auto base_round = d->estimate->attributes().get_int("round");
-      d->estimate.reset();
-      if (!base_round) continue;
-      // Older estimates of this worker than the base are no longer needed (a rerun of this round
-      // still finds its base).
-      const std::string prefix = fmt::format("worker-{}-round-", *d->worker);
-      std::error_code ec;
-      std::vector<fs::path> old;
-      for (const auto& e : fs::directory_iterator(opt_.ef21_state, ec)) {
-        const std::string name = e.path().filename().string();
-        if (name.rfind(prefix, 0) != 0 || e.path().extension() != ".h5") continue;
-        const std::string num = name.substr(prefix.size(), name.size() - prefix.size() - 3);
-        std::int64_t r = -1;
-        auto [ptr, err] = std::from_chars(num.data(), num.data() + num.size(), r);
-        if (err == std::errc() && ptr == num.data() + num.size() && r < *base_round) old.push_back(e.path());
-      }
-      for (const auto& f : old) fs::remove(f, ec);
+      d->estimate->commit(
+          [&](std::size_t i) {
+            load(*d, i, false, l);
+            return std::move(l.x);
+          },
+          model_config);
     }
   }
 
-  // Under contributor-mean a tensor whose deltas use dct_topk is reduced over its DCT coefficients:
-  // every delta of it must then be dct_topk with one coefficient domain (chunk and tiling;
-  // compress/dct.hpp), whatever each keeps.
+  // Under contributor-mean a tensor whose deltas keep coefficients (dct_topk) is reduced over them:
+  // every delta of it must then keep coefficients of one domain (compress::CoefficientDomain: chunk and
+  // tiling), whatever each keeps.
   void plan_domains() {
-    coef_chunk_.assign(params_.size(), 0);
-    coef_stage_.assign(params_.size(), compress::StageSpec{});
+    coef_domain_.assign(params_.size(), std::nullopt);
     if (opt_.reduce != Reduction::ContributorMean) return;
+    const auto in_coefficients = [](const Delta& d, std::size_t i) {
+      return d.compressed && d.selections[i] == compress::Selection::Coefficients;
+    };
     for (std::size_t i = 0; i < params_.size(); ++i) {
       const Delta* dct = nullptr;
       for (const Delta& d : deltas_)
-        if (d.compressed && d.selections[i].kind == Selection::Dct) dct = &d;
+        if (in_coefficients(d, i)) dct = &d;
       if (!dct) continue;
-      const compress::DctDomain want = compress::dct_domain(dct->selections[i].stages.front(), params_[i]->shape);
-      for (const Delta& d : deltas_) {
-        bool same = d.compressed && d.selections[i].kind == Selection::Dct;
-        if (same) {
-          const auto have = compress::dct_domain(d.selections[i].stages.front(), params_[i]->shape);
-          same = have.tiles == want.tiles && have.tile_rows == want.tile_rows && have.tile_cols == want.tile_cols &&
-                 d.selections[i].chunk == dct->selections[i].chunk;
-        }
-        if (!same)
+      const compress::CoefficientDomain& want = *dct->encoded[i]->domain;
+      for (const Delta& d : deltas_)
+        if (!in_coefficients(d, i) || !(*d.encoded[i]->domain == want))
           throw_error(ErrorKind::BadInput,
                       "{} and {}: tensor {}: contributor-mean over DCT coefficients needs every delta of the tensor "
                       "compressed by dct_topk with one chunk size and tiling ({} has {}, {} has {})",
-                      dct->path, d.path, params_[i]->name, dct->path, spec_text({dct->selections[i].stages.front()}),
-                      d.path, d.compressed ? spec_text({d.selections[i].stages.front()}) : std::string("a dense tensor"));
-      }
-      coef_chunk_[i] = dct->selections[i].chunk;
-      coef_stage_[i] = dct->selections[i].stages.front();
+                      dct->path, d.path, params_[i]->name, dct->path, want.transform(), d.path,
+                      d.compressed ? d.encoded[i]->spec : std::string("a dense tensor"));
+      coef_domain_[i] = want;
     }
   }
 
@@ -1141,18 +1011,14 @@ class Aggregator {
 
   // The reduction domain of tensor i: the tensor, or its chunk-padded DCT coefficients (plan_domains).
   Shape domain_shape(std::size_t i) const {
-    if (coef_chunk_[i] == 0) return params_[i]->shape;
-    return {compress::dct_domain(coef_stage_[i], params_[i]->shape).size()};
+    if (!coef_domain_[i]) return params_[i]->shape;
+    return {coef_domain_[i]->size()};
   }
 
   // Reads delta d's tensor i into l.x in the reduction domain and, when want_mask and its codec selects,
-  // the selection mask into l.mask (else l.mask is left empty). Counts the bytes read.
-  //
-  // Values and mask come from the codec's own decoder: the dense values from the whole chain (for
-  // coefficients, with dct_topk read as the top-k over tiles of its chunk in the padded coefficient
-  // vector, which is exactly its layout: k uint16 indices per chunk, then the values), the mask from
-  // the sparsifier alone decoding all-ones values (topk scatters them to its indices, randk to the
-  // indices it regenerates from the recorded seed and stream).
+  // the selection mask into l.mask (else l.mask is left empty). Counts the bytes read. Values and mask
+  // are the codec's own (compress::EncodedReader::decode); an ef21/econtrol delta's values are the
+  // receiver's estimate g_i + decode(c_i).
   void load(Delta& d, std::size_t i, bool want_mask, Loaded& l) {
     const io::TensorInfo& p = *params_[i];
     l.mask = Tensor();
@@ -1164,50 +1030,15 @@ class Aggregator {
       summary_.bytes_read += bytes;
       return;
     }
-    const std::string what = fmt::format("{}: tensor {}", d.path, p.name);
-    try {
-      compress::Encoded e = compress::read_encoded(*d.src, p.name);
-      const auto bytes = static_cast<std::uint64_t>(e.payload_bytes());
-      summary_.delta_bytes_read += bytes;
-      summary_.bytes_read += bytes;
-      const Selection& sel = d.selections[i];
-      std::vector<compress::StageSpec> stages = sel.stages;
-      const Shape domain = domain_shape(i);
-      if (coef_chunk_[i] != 0) {
-        stages.front() = compress::dct_coefficient_stage(stages.front(), p.shape);
-        e.attrs.set("spec", spec_text(stages));
-        set_shape_attrs(e.attrs, domain);
-      }
-      l.x = compress::decode(e);
-      if (l.x.numel() != shape_numel(domain))
-        throw_error(ErrorKind::BadInput, "decodes to {} elements, expected {}", l.x.numel(), shape_numel(domain));
-      if (d.ef21 && d.estimate) {
-        // g_i + D in float32, element by element: the worker's own g ← g + D, so both sides hold the same bits.
-        const Tensor g = d.estimate->read(*d.estimate->find(p.name), DType::F32);
-        const auto gx = g.f32();
-        const auto x = l.x.f32();
-        for (std::size_t j = 0; j < x.size(); ++j) x[j] = gx[j] + x[j];
-        summary_.bytes_read += static_cast<std::uint64_t>(gx.size()) * 4;
-      }
-      if (!want_mask || sel.kind == Selection::All) return;
-      const std::vector<compress::StageSpec> first(stages.begin(), stages.begin() + 1);
-      const compress::Codec sparsifier = compress::Codec::parse(spec_text(first));
-      std::int64_t m = 0;
-      for (const auto& lay : sparsifier.layout(domain))
-        if (lay.name == "values") m = lay.shape[0];
-      compress::Encoded s;
-      s.attrs = std::move(e.attrs);
-      s.attrs.set("spec", sparsifier.spec());
-      for (auto& [name, t] : e.datasets)
-        if (name == "indices") s.datasets.emplace_back(name, std::move(t));
-      Tensor ones = Tensor::uninitialized({m});
-      std::fill(ones.f32().begin(), ones.f32().end(), 1.0f);
-      s.datasets.emplace_back("values", std::move(ones));
-      l.mask = compress::decode(s);
-    } catch (const Error& err) {
-      if (err.kind() != ErrorKind::BadInput) throw;
-      throw_error(ErrorKind::BadInput, "{}: {}", what, err.what());
-    }
+    const auto domain = coef_domain_[i] ? compress::Domain::Coefficients : compress::Domain::Tensor;
+    compress::DecodedTensor t =
+        d.reader->decode(p.name, domain, want_mask && d.selections[i] != compress::Selection::All);
+    const auto bytes = static_cast<std::uint64_t>(t.payload_bytes);
+    summary_.delta_bytes_read += bytes;
+    summary_.bytes_read += bytes;
+    l.x = std::move(t.values);
+    l.mask = std::move(t.mask);
+    if (d.estimate) summary_.bytes_read += d.estimate->add_base(p.name, l.x);
   }
 
   // The reduction and outer step tensor by tensor (aggregate.hpp: compressed deltas, contributor-mean,
@@ -1270,7 +1101,7 @@ class Aggregator {
           db[j] = !by_count ? static_cast<float>(acc[j])
                             : count[j] > 0.0f ? static_cast<float>(acc[j] / static_cast<double>(count[j])) : 0.0f;
       });
-      if (coef_chunk_[i] != 0) dbar = compress::dct_inverse(std::move(dbar), coef_stage_[i], p.shape);
+      if (coef_domain_[i]) dbar = coef_domain_[i]->inverse(std::move(dbar));
       if (sigma_ > 0) robust::add_dp_noise(dbar.f32(), sigma_, opt_.dp.seed, round_, i, 0);
       if (!all_finite(dbar.f32()))
         throw_error(ErrorKind::Numeric, "tensor {}: the reduced delta is not finite; nothing written", p.name);
@@ -1532,8 +1363,8 @@ class Aggregator {
   std::vector<Delta> deltas_;
   std::size_t max_delta_dtype_ = 4;
   bool tensorwise_ = false;              // the tensor-wise pass (compressed deltas or --clip)
-  std::vector<std::int64_t> coef_chunk_;  // per tensor: DCT chunk of a coefficient-domain reduction, else 0
-  std::vector<compress::StageSpec> coef_stage_;  // per tensor: its dct_topk stage when coef_chunk_ ≠ 0
+  // Per tensor: the coefficient domain of a reduction over coefficients (plan_domains), else nullopt.
+  std::vector<std::optional<compress::CoefficientDomain>> coef_domain_;
   bool any_converted_ = false;
   Staleness staleness_;
   bool needs_norms_ = false;  // DP or QFedAvg: whole-update norms before the reduction

@@ -9,6 +9,7 @@
 #include <cstdint>
 #include <functional>
 #include <memory>
+#include <optional>
 #include <span>
 #include <string>
 #include <string_view>
@@ -49,7 +50,25 @@ class Stage {
                       Datasets& out) const = 0;
   // Decodes into out (numel(shape) elements); validates the datasets' sizes against layout(shape).
   virtual void decode(const DatasetLookup& get, const Shape& shape, const RandomKey& key, std::span<float> out) const = 0;
+
+  // A transform stage (dct_topk) keeps coefficients, not elements. Over a tensor of this shape: the
+  // domain's identity (equal identities: the same coefficients), its size, and the sparsifier that
+  // reads this stage's datasets as a sparse vector over the coefficients. nullopt for other stages.
+  struct Coefficients {
+    std::vector<std::int64_t> identity;
+    std::int64_t size = 0;
+    StageSpec sparse;
+  };
+  virtual bool keeps_coefficients() const { return false; }
+  virtual std::optional<Coefficients> coefficients(const Shape& shape) const { return std::nullopt; }
+  // The tensor of this shape whose coefficients (float32, tile-major, the domain's size) are coef.
+  // Throws Error(BadInput) for another size or dtype, Error(Internal) for a stage without coefficients.
+  virtual Tensor inverse(Tensor coef, const Shape& shape) const;
 };
+
+// The shape an encoding's attributes record (shape and ndim, which agree; ndim 0 and no shape for a
+// scalar); nullopt when they are absent, disagree or give an invalid shape.
+std::optional<Shape> recorded_shape(const Attributes& a);
 
 // Returns when every element of x is finite; otherwise throws Error(Numeric) naming the first NaN
 // or Inf element ("element 12 is nan; codecs accept finite values only").

@@ -93,9 +93,32 @@ class DctTopkStage final : public Stage {
     g.kept = std::min(k_, g.tile);
     return g;
   }
-  std::int64_t chunk() const { return chunk_; }
-  std::int64_t k() const { return k_; }
-  bool tile2d() const { return tile2d_; }
+  bool keeps_coefficients() const override { return true; }
+  // The coefficients are read as "topk:k=KEPT,tile=TILE" over the padded coefficient vector, which is
+  // exactly dct_topk's layout (KEPT uint16 indices per tile, ascending, then the values).
+  std::optional<Coefficients> coefficients(const Shape& shape) const override {
+    const DctDomain g = domain(shape);
+    return Coefficients{{g.tiles, g.tile_rows, g.tile_cols, chunk_},
+                        g.size(),
+                        {"topk", {{"k", std::to_string(g.kept)}, {"tile", std::to_string(g.tile)}}}};
+  }
+  // dct_topk's own decoder with every coefficient of every tile kept.
+  Tensor inverse(Tensor coef, const Shape& shape) const override {
+    const DctDomain g = domain(shape);
+    if (coef.dtype() != DType::F32 || coef.numel() != g.size())
+      throw_error(ErrorKind::BadInput, "dct inverse: {} coefficients of {}, expected {} float32 for shape {}",
+                  coef.numel(), dtype_name(coef.dtype()), g.size(), shape_string(shape));
+    StageSpec all{"dct_topk", {{"chunk", std::to_string(chunk_)}, {"k", std::to_string(tile2d_ ? chunk_ * chunk_ : chunk_)}}};
+    if (tile2d_) all.params.emplace_back("tile", "2d");
+    const DctTopkStage full(all);
+    Tensor idx = Tensor::uninitialized({g.size()}, DType::U16);
+    auto* ip = idx.as<std::uint16_t>().data();
+    for (std::int64_t j = 0; j < g.size(); ++j) ip[j] = static_cast<std::uint16_t>(j % g.tile);
+    const DatasetLookup get = [&](std::string_view n) -> const Tensor& { return n == "indices" ? idx : coef; };
+    Tensor out = Tensor::uninitialized(shape);
+    full.decode(get, shape, RandomKey{}, out.f32());
+    return out;
+  }
 
   std::vector<DatasetLayout> layout(const Shape& shape) const override {
     const DctDomain g = domain(shape);
@@ -298,34 +321,11 @@ std::unique_ptr<DctTopkStage> dct_stage(const StageSpec& stage) {
 DctDomain dct_domain(const StageSpec& stage, const Shape& shape) { return dct_stage(stage)->domain(shape); }
 
 StageSpec dct_coefficient_stage(const StageSpec& stage, const Shape& shape) {
-  const DctDomain g = dct_domain(stage, shape);
-  return {"topk", {{"k", std::to_string(g.kept)}, {"tile", std::to_string(g.tile)}}};
+  return dct_stage(stage)->coefficients(shape)->sparse;
 }
 
 Tensor dct_inverse(Tensor coef, const StageSpec& stage, const Shape& shape) {
-  const auto dct = dct_stage(stage);
-  const DctDomain g = dct->domain(shape);
-  if (coef.dtype() != DType::F32 || coef.numel() != g.size())
-    throw_error(ErrorKind::BadInput, "dct inverse: {} coefficients of {}, expected {} float32 for shape {}", coef.numel(),
-                dtype_name(coef.dtype()), g.size(), shape_string(shape));
-  // dct_topk's own decoder with every coefficient of every tile kept.
-  const std::string spec = dct->tile2d() ? fmt::format("dct_topk:chunk={},k={},tile=2d", dct->chunk(), dct->chunk() * dct->chunk())
-                                         : fmt::format("dct_topk:chunk={},k={}", dct->chunk(), dct->chunk());
-  Encoded e;
-  e.attrs.set("codec", std::string("dct_topk"));
-  e.attrs.set("spec", spec);
-  e.attrs.set("seed", std::int64_t{0});
-  e.attrs.set("stream", std::int64_t{0});
-  e.attrs.set("shared_stream", std::int64_t{0});
-  e.attrs.set("ndim", static_cast<std::int64_t>(shape.size()));
-  if (!shape.empty()) e.attrs.set("shape", std::vector<std::int64_t>(shape.begin(), shape.end()));
-  e.attrs.set("dtype", std::string("f32"));
-  Tensor idx = Tensor::uninitialized({g.size()}, DType::U16);
-  auto* ip = idx.as<std::uint16_t>().data();
-  for (std::int64_t j = 0; j < g.size(); ++j) ip[j] = static_cast<std::uint16_t>(j % g.tile);
-  e.datasets.emplace_back("indices", std::move(idx));
-  e.datasets.emplace_back("values", std::move(coef));
-  return decode(e);
+  return dct_stage(stage)->inverse(std::move(coef), shape);
 }
 
 }  // namespace loco::compress

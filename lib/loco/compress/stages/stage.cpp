@@ -39,6 +39,10 @@ std::unique_ptr<Stage> make_stage(const StageSpec& s) {
   throw_error(ErrorKind::Usage, "unknown codec '{}' (known: {})", s.name, fmt::join(codec_names(), ", "));
 }
 
+Tensor Stage::inverse(Tensor, const Shape&) const {
+  throw_error(ErrorKind::Internal, "codec {} has no coefficient domain to invert", name());
+}
+
 namespace detail {
 
 const std::string* Params::raw(std::string_view key) {
