@@ -10,6 +10,7 @@
 
 #include "loco/aggregate/detail/aggregator.hpp"
 #include "loco/core/error.hpp"
+#include "loco/core/spec.hpp"
 
 namespace loco::aggregate {
 
@@ -51,60 +52,26 @@ double staleness_weight(std::int64_t staleness, double exponent) {
   return std::pow(1.0 + static_cast<double>(staleness), -exponent);
 }
 
-namespace {
-
-// "name:k=v,k=v" → name and its pairs; throws Error(Usage) naming `what` for a malformed pair.
-std::pair<std::string, std::vector<std::pair<std::string, std::string>>> split_spec(std::string_view text,
-                                                                                     std::string_view what) {
-  const auto colon = text.find(':');
-  std::pair<std::string, std::vector<std::pair<std::string, std::string>>> out{std::string(text.substr(0, colon)), {}};
-  if (colon == std::string_view::npos) return out;
-  std::string_view rest = text.substr(colon + 1);
-  for (;;) {
-    const auto comma = rest.find(',');
-    const std::string_view item = rest.substr(0, comma);
-    const auto eq = item.find('=');
-    if (eq == std::string_view::npos || eq == 0 || eq + 1 == item.size())
-      throw_error(ErrorKind::Usage, "{} '{}': '{}' is not key=value", what, text, item);
-    out.second.emplace_back(std::string(item.substr(0, eq)), std::string(item.substr(eq + 1)));
-    if (comma == std::string_view::npos) break;
-    rest = rest.substr(comma + 1);
-  }
-  return out;
-}
-
-// A finite number ≥ lo (> lo when strict) from a key=value pair.
-double spec_number(std::string_view what, const std::string& key, const std::string& value, double lo, bool strict) {
-  double x = 0;
-  std::size_t used = 0;
-  try {
-    x = std::stod(value, &used);
-  } catch (const std::exception&) {
-    used = 0;
-  }
-  if (used != value.size() || !std::isfinite(x) || x < lo || (strict && x == lo))
-    throw_error(ErrorKind::Usage, "{}: {}={} is not a finite number {} {}", what, key, value, strict ? ">" : "≥", lo);
-  return x;
-}
-
-}  // namespace
-
 Staleness parse_staleness(std::string_view text) {
-  auto [name, kv] = split_spec(text, "staleness rule");
+  Spec s(text, "staleness rule");
   Staleness st;
-  std::vector<std::string> keys;
-  if (name == "constant") st.rule = StalenessRule::Constant;
-  else if (name == "polynomial") st.rule = StalenessRule::Polynomial, st.a = 0.5, keys = {"a"};
-  else if (name == "hinge") st.rule = StalenessRule::Hinge, st.a = 10, st.b = 4, keys = {"a", "b"};
-  else if (name == "fedfix") st.rule = StalenessRule::FedFix;
-  else
+  const Range nonnegative = Range::at_least(0);
+  if (s.name() == "constant") {
+    st.rule = StalenessRule::Constant;
+  } else if (s.name() == "polynomial") {
+    st.rule = StalenessRule::Polynomial;
+    st.a = s.real("a", 0.5, nonnegative);
+  } else if (s.name() == "hinge") {
+    st.rule = StalenessRule::Hinge;
+    st.a = s.real("a", 10, nonnegative);
+    st.b = s.real("b", 4, nonnegative);
+  } else if (s.name() == "fedfix") {
+    st.rule = StalenessRule::FedFix;
+  } else {
     throw_error(ErrorKind::Usage, "staleness rule '{}' is not one of constant, polynomial[:a=A], hinge[:a=A,b=B], fedfix",
                 text);
-  for (const auto& [k, v] : kv) {
-    if (std::find(keys.begin(), keys.end(), k) == keys.end())
-      throw_error(ErrorKind::Usage, "staleness rule '{}': unknown parameter '{}'", text, k);
-    (k == "a" ? st.a : st.b) = spec_number("staleness rule", k, v, 0, false);
   }
+  s.done();
   return st;
 }
 
@@ -133,19 +100,11 @@ double staleness_gain(const Staleness& r, std::int64_t s) {
 robust::AdaptiveClipOptions parse_adaptive_clip(std::string_view text) {
   robust::AdaptiveClipOptions o;
   if (text.empty()) return o;
-  auto [first, kv] = split_spec(fmt::format("adaptive:{}", text), "--dp-adaptive");
-  for (const auto& [k, v] : kv) {
-    if (k == "quantile") {
-      o.quantile = spec_number("--dp-adaptive", k, v, 0, false);
-      if (o.quantile > 1) throw_error(ErrorKind::Usage, "--dp-adaptive: quantile={} is not in [0, 1]", v);
-    } else if (k == "lr") {
-      o.learning_rate = spec_number("--dp-adaptive", k, v, 0, false);
-    } else if (k == "count-stddev") {
-      o.count_stddev = spec_number("--dp-adaptive", k, v, 0, false);
-    } else {
-      throw_error(ErrorKind::Usage, "--dp-adaptive: unknown key '{}' (quantile, lr, count-stddev)", k);
-    }
-  }
+  Spec s(fmt::format("adaptive:{}", text), "--dp-adaptive");
+  o.quantile = s.real("quantile", o.quantile, Range::between(0, 1));
+  o.learning_rate = s.real("lr", o.learning_rate, Range::at_least(0));
+  o.count_stddev = s.real("count-stddev", o.count_stddev, Range::at_least(0));
+  s.done();
   return o;
 }
 
@@ -164,11 +123,10 @@ void parse_reduce(std::string_view text, AggregateOptions& o) {
   if (text == "qfedavg" || text.rfind("qfedavg:", 0) == 0) {
     o.reduce = Reduction::QFedAvg;
     o.qffl = QfflOptions{};
-    for (const auto& [k, v] : split_spec(text, "reduction").second) {
-      if (k == "q") o.qffl.q = spec_number("qfedavg", k, v, 0, false);
-      else if (k == "lr") o.qffl.lr = spec_number("qfedavg", k, v, 0, true);
-      else throw_error(ErrorKind::Usage, "qfedavg: unknown parameter '{}' (q, lr)", k);
-    }
+    Spec s(text, "reduction");
+    o.qffl.q = s.real("q", o.qffl.q, Range::at_least(0));
+    o.qffl.lr = s.real("lr", o.qffl.lr, Range::above(0));
+    s.done();
     return;
   }
   o.reduce = Reduction::Robust;

@@ -17,6 +17,7 @@
 #include "loco/core/checksum.hpp"
 #include "loco/core/error.hpp"
 #include "loco/core/log.hpp"
+#include "loco/core/spec.hpp"
 #include "loco/core/rng.hpp"
 #include "loco/io/loco_file.hpp"
 #include "loco/io/sink.hpp"
@@ -26,25 +27,6 @@ namespace loco::compress {
 namespace {
 
 constexpr std::uint64_t kStageStreamTag = 0x636f646563ull;  // "codec"
-
-std::string trim(std::string_view s) {
-  std::size_t b = 0, e = s.size();
-  while (b < e && (s[b] == ' ' || s[b] == '\t')) ++b;
-  while (e > b && (s[e - 1] == ' ' || s[e - 1] == '\t')) --e;
-  return std::string(s.substr(b, e - b));
-}
-
-std::vector<std::string> split(std::string_view s, char sep) {
-  std::vector<std::string> out;
-  std::size_t b = 0;
-  for (;;) {
-    const std::size_t e = s.find(sep, b);
-    out.push_back(std::string(s.substr(b, e == std::string_view::npos ? std::string_view::npos : e - b)));
-    if (e == std::string_view::npos) break;
-    b = e + 1;
-  }
-  return out;
-}
 
 // The random key of stage i of a chain: stage 0 uses the tensor's streams, later stages streams
 // of their own, so a value stage never reuses the sparsifier's numbers.
@@ -111,28 +93,7 @@ std::string format_spec(const std::vector<StageSpec>& stages) {
 
 std::vector<StageSpec> parse_spec(std::string_view spec) {
   std::vector<StageSpec> stages;
-  for (const std::string& part : split(spec, '+')) {
-    const std::string st = trim(part);
-    if (st.empty()) throw_error(ErrorKind::Usage, "codec spec '{}': empty stage", spec);
-    StageSpec s;
-    const std::size_t colon = st.find(':');
-    s.name = trim(st.substr(0, colon));
-    if (s.name.empty()) throw_error(ErrorKind::Usage, "codec spec '{}': a stage without a name", spec);
-    if (colon != std::string::npos) {
-      for (const std::string& kv : split(std::string_view(st).substr(colon + 1), ',')) {
-        const std::size_t eq = kv.find('=');
-        if (eq == std::string::npos)
-          throw_error(ErrorKind::Usage, "codec spec '{}': '{}' is not key=value", spec, trim(kv));
-        std::string key = trim(kv.substr(0, eq)), value = trim(kv.substr(eq + 1));
-        if (key.empty() || value.empty())
-          throw_error(ErrorKind::Usage, "codec spec '{}': '{}' needs a key and a value", spec, trim(kv));
-        for (const auto& p : s.params)
-          if (p.first == key) throw_error(ErrorKind::Usage, "codec spec '{}': {} given twice for {}", spec, key, s.name);
-        s.params.emplace_back(std::move(key), std::move(value));
-      }
-    }
-    stages.push_back(std::move(s));
-  }
+  for (const Spec& s : parse_spec_chain(spec, "codec")) stages.push_back({s.name(), s.params()});
   return stages;
 }
 

@@ -11,6 +11,7 @@
 #include <span>
 
 #include "loco/core/error.hpp"
+#include "loco/core/spec.hpp"
 #include "loco/io/sink.hpp"
 #include "loco/io/source.hpp"
 
@@ -18,23 +19,6 @@ namespace loco::compress {
 namespace {
 
 std::string real_text(double v) { return fmt::format("{}", v); }
-
-double parse_real(std::string_view kind, const std::string& key, const std::string& value) {
-  double v = 0;
-  const auto* end = value.data() + value.size();
-  const auto [p, ec] = std::from_chars(value.data(), end, v);
-  if (ec != std::errc() || p != end || !std::isfinite(v))
-    throw_error(ErrorKind::Usage, "--ef {}: {}={} is not a number", kind, key, value);
-  return v;
-}
-
-std::int64_t parse_int(std::string_view kind, const std::string& key, const std::string& value) {
-  std::int64_t v = 0;
-  const auto* end = value.data() + value.size();
-  const auto [p, ec] = std::from_chars(value.data(), end, v);
-  if (ec != std::errc() || p != end) throw_error(ErrorKind::Usage, "--ef {}: {}={} is not an integer", kind, key, value);
-  return v;
-}
 
 // The slot as a float32 span of delta's shape, created as zeros when absent.
 std::span<float> slot(TensorState& st, const std::string& name, const Tensor& delta, std::string_view what) {
@@ -214,54 +198,21 @@ double warmup_density(double rho, std::int64_t round, std::int64_t warmup) {
 }
 
 std::unique_ptr<Feedback> parse_feedback(std::string_view kind) {
-  const auto stages = parse_spec(kind);
-  if (stages.size() != 1) throw_error(ErrorKind::Usage, "--ef {}: one kind expected (ef14, ef21, econtrol, sparseloco, dgc)", kind);
-  const auto& s = stages[0];
-  const auto no_params = [&] {
-    if (!s.params.empty()) throw_error(ErrorKind::Usage, "--ef {}: {} takes no parameters", kind, s.name);
-  };
-  if (s.name == "ef14") {
-    no_params();
-    return std::make_unique<Accumulator>(false, 1.0);
+  Spec s(kind, "--ef");
+  std::unique_ptr<Feedback> fb;
+  if (s.name() == "ef14") fb = std::make_unique<Accumulator>(false, 1.0);
+  else if (s.name() == "ef21") fb = std::make_unique<Ef21>();
+  else if (s.name() == "econtrol") fb = std::make_unique<EControl>(s.real("eta", 0.1, Range::between(0.0, 1.0)));
+  else if (s.name() == "sparseloco")
+    fb = std::make_unique<Accumulator>(true, s.real("beta", 0.95, Range::between(0.0, 1.0, true)));
+  else if (s.name() == "dgc") {
+    const double m = s.real("momentum", 0.9, Range::between(0.0, 1.0, false, true));
+    fb = std::make_unique<Dgc>(m, s.integer("warmup", 0, 0, 1000000));
+  } else {
+    throw_error(ErrorKind::Usage, "--ef {}: unknown kind {}; use ef14, ef21, econtrol, sparseloco or dgc", kind, s.name());
   }
-  if (s.name == "ef21") {
-    no_params();
-    return std::make_unique<Ef21>();
-  }
-  if (s.name == "econtrol") {
-    double eta = 0.1;
-    for (const auto& [k, v] : s.params) {
-      if (k != "eta") throw_error(ErrorKind::Usage, "--ef {}: econtrol has no parameter {} (eta)", kind, k);
-      eta = parse_real(kind, k, v);
-    }
-    if (!(eta >= 0.0 && eta <= 1.0)) throw_error(ErrorKind::Usage, "--ef {}: eta must be in [0, 1]", kind);
-    return std::make_unique<EControl>(eta);
-  }
-  if (s.name == "sparseloco") {
-    double beta = 0.95;
-    for (const auto& [k, v] : s.params) {
-      if (k != "beta") throw_error(ErrorKind::Usage, "--ef {}: sparseloco has no parameter {} (beta)", kind, k);
-      beta = parse_real(kind, k, v);
-    }
-    if (!(beta > 0.0 && beta <= 1.0)) throw_error(ErrorKind::Usage, "--ef {}: beta must be in (0, 1]", kind);
-    return std::make_unique<Accumulator>(true, beta);
-  }
-  if (s.name == "dgc") {
-    double m = 0.9;
-    std::int64_t w = 0;
-    for (const auto& [k, v] : s.params) {
-      if (k == "momentum")
-        m = parse_real(kind, k, v);
-      else if (k == "warmup")
-        w = parse_int(kind, k, v);
-      else
-        throw_error(ErrorKind::Usage, "--ef {}: dgc has no parameter {} (momentum, warmup)", kind, k);
-    }
-    if (!(m >= 0.0 && m < 1.0)) throw_error(ErrorKind::Usage, "--ef {}: momentum must be in [0, 1)", kind);
-    if (w < 0 || w > 1000000) throw_error(ErrorKind::Usage, "--ef {}: warmup must be in [0, 1000000] rounds", kind);
-    return std::make_unique<Dgc>(m, w);
-  }
-  throw_error(ErrorKind::Usage, "--ef {}: unknown kind {}; use ef14, ef21, econtrol, sparseloco or dgc", kind, s.name);
+  s.done();
+  return fb;
 }
 
 namespace {

@@ -18,6 +18,7 @@
 
 #include "loco/compress/codec.hpp"
 #include "loco/core/rng.hpp"
+#include "loco/core/spec.hpp"
 
 namespace loco::compress {
 
@@ -95,25 +96,9 @@ void topk_indices(std::span<const float> x, std::int64_t k, std::vector<std::int
 // What the stages' files share (defined in stages/stage.cpp).
 namespace detail {
 
-// Typed access to a stage's key=value parameters; unknown keys are refused at the end.
-class Params {
- public:
-  explicit Params(const StageSpec& s) : s_(s), used_(s.params.size(), false) {}
-  const std::string* raw(std::string_view key);
-  bool has(std::string_view key) const;
-  // The integer value of key in [lo, hi], def when absent; Error(Usage) otherwise.
-  std::int64_t integer(std::string_view key, std::int64_t def, std::int64_t lo, std::int64_t hi);
-  // The finite number of key in (lo, hi], def when absent; Error(Usage) otherwise.
-  double real(std::string_view key, double def, double lo, double hi);
-  // One of allowed, def when absent; Error(Usage) otherwise.
-  std::string choice(std::string_view key, std::string def, std::initializer_list<std::string_view> allowed);
-  // Error(Usage) naming the first key no call above asked for.
-  void finish() const;
-
- private:
-  const StageSpec& s_;
-  std::vector<bool> used_;
-};
+// A stage's key=value parameters for its typed getters (loco::Spec; messages read "codec '<stage>': ...").
+// The stage reads what it knows and calls done(), which refuses the other keys.
+Spec stage_params(const StageSpec& s);
 
 // A parameter value in canonical spelling ("{}" of the double).
 std::string real_text(double v);

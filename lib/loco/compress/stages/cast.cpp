@@ -39,9 +39,9 @@ inline float half_bits_to_float(std::uint16_t h) {
 class CastStage final : public Stage {
  public:
   explicit CastStage(const StageSpec& s) {
-    Params p(s);
+    Spec p = stage_params(s);
     dtype_ = p.choice("dtype", "bf16", {"f16", "bf16"}) == "f16" ? DType::F16 : DType::BF16;
-    p.finish();
+    p.done();
   }
   std::string_view name() const override { return "cast"; }
   bool screens_finite() const override { return true; }

@@ -41,11 +41,11 @@ std::vector<float> dct_basis(std::int64_t N) {
 class DctTopkStage final : public Stage {
  public:
   explicit DctTopkStage(const StageSpec& s) {
-    Params p(s);
+    Spec p = stage_params(s);
     tile2d_ = p.choice("tile", "1d", {"1d", "2d"}) == "2d";
     chunk_ = p.integer("chunk", 64, 1, tile2d_ ? 256 : 4096);
     k_ = p.integer("k", 4, 1, tile2d_ ? 65536 : 4096);
-    p.finish();
+    p.done();
     if (!tile2d_ && k_ > chunk_) throw_error(ErrorKind::Usage, "codec dct_topk: k={} exceeds chunk={}", k_, chunk_);
     if (tile2d_ && k_ > chunk_ * chunk_)
       throw_error(ErrorKind::Usage, "codec dct_topk: k={} exceeds chunk²={} (the largest tile)", k_, chunk_ * chunk_);

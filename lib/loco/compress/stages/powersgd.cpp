@@ -22,10 +22,10 @@ using namespace detail;
 class PowersgdStage final : public Stage {
  public:
   explicit PowersgdStage(const StageSpec& s) {
-    Params p(s);
+    Spec p = stage_params(s);
     rank_ = p.integer("rank", 4, 1, 1 << 16);
-    min_rate_ = p.real("min_rate", 2.0, 0.0, 1e12);
-    p.finish();
+    min_rate_ = p.real("min_rate", 2.0, Range::between(0.0, 1e12, true));
+    p.done();
   }
   std::string_view name() const override { return "powersgd"; }
   bool stateful() const override { return true; }

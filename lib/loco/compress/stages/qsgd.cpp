@@ -15,12 +15,12 @@ using namespace detail;
 class QsgdStage final : public Stage {
  public:
   explicit QsgdStage(const StageSpec& s) {
-    Params p(s);
+    Spec p = stage_params(s);
     levels_ = p.integer("levels", 127, 1, 32767);
     bucket_ = p.integer("bucket", 512, 4, std::int64_t{1} << 40);
     if (bucket_ % 4 != 0) throw_error(ErrorKind::Usage, "codec qsgd: bucket={} is not a multiple of 4", bucket_);
     l2_ = p.choice("norm", "max", {"max", "l2"}) == "l2";
-    p.finish();
+    p.done();
   }
   std::string_view name() const override { return "qsgd"; }
   std::vector<std::pair<std::string, std::string>> canonical() const override {

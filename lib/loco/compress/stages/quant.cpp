@@ -118,7 +118,7 @@ void unpack_block(const std::uint8_t* src, std::int64_t n, float o, float s, flo
 class QuantStage final : public Stage {
  public:
   explicit QuantStage(const StageSpec& s) {
-    Params p(s);
+    Spec p = stage_params(s);
     bits_ = static_cast<int>(p.integer("bits", 8, 1, 8));
     if (bits_ != 1 && bits_ != 2 && bits_ != 4 && bits_ != 8)
       throw_error(ErrorKind::Usage, "codec quant: bits={} is not one of 1, 2, 4, 8", bits_);
@@ -126,7 +126,7 @@ class QuantStage final : public Stage {
     if (block_ % 8 != 0) throw_error(ErrorKind::Usage, "codec quant: block={} is not a multiple of 8", block_);
     stochastic_ = p.choice("rounding", "nearest", {"nearest", "stochastic"}) == "stochastic";
     sigma_ = p.choice("range", "minmax", {"minmax", "sigma"}) == "sigma";
-    p.finish();
+    p.done();
   }
   std::string_view name() const override { return "quant"; }
   bool screens_finite() const override { return true; }

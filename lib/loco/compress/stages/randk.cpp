@@ -36,12 +36,12 @@ std::vector<std::int64_t> random_indices(std::int64_t d, std::int64_t k, std::ui
 class RandkStage final : public Stage {
  public:
   explicit RandkStage(const StageSpec& s) {
-    Params p(s);
+    Spec p = stage_params(s);
     if (p.has("k") && p.has("density")) throw_error(ErrorKind::Usage, "codec randk: give k or density, not both");
     k_ = p.integer("k", 0, 1, std::numeric_limits<std::int64_t>::max());
-    density_ = k_ > 0 ? 0.0 : p.real("density", 0.01, 0.0, 1.0);
+    density_ = k_ > 0 ? 0.0 : p.real("density", 0.01, Range::between(0.0, 1.0, true));
     rescale_ = p.choice("rescale", "false", {"true", "false"}) == "true";
-    p.finish();
+    p.done();
   }
   std::string_view name() const override { return "randk"; }
   std::vector<std::pair<std::string, std::string>> canonical() const override {

@@ -15,10 +15,10 @@ using namespace detail;
 class SignStage final : public Stage {
  public:
   explicit SignStage(const StageSpec& s) {
-    Params p(s);
+    Spec p = stage_params(s);
     block_ = p.integer("block", 0, 0, std::int64_t{1} << 40);
     if (block_ % 8 != 0) throw_error(ErrorKind::Usage, "codec sign: block={} is not a multiple of 8 (0: whole tensor)", block_);
-    p.finish();
+    p.done();
   }
   std::string_view name() const override { return "sign"; }
   bool screens_finite() const override { return true; }

@@ -52,11 +52,11 @@ struct RowHash {
 class SketchStage final : public Stage {
  public:
   explicit SketchStage(const StageSpec& s) {
-    Params p(s);
+    Spec p = stage_params(s);
     rows_ = p.integer("rows", 5, 1, 64);
     cols_ = p.integer("cols", 65536, 1, std::int64_t{1} << 40);
     k_ = p.integer("k", 0, 0, std::numeric_limits<std::int64_t>::max());
-    p.finish();
+    p.done();
   }
   std::string_view name() const override { return "sketch"; }
   std::vector<std::pair<std::string, std::string>> canonical() const override {

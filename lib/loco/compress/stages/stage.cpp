@@ -2,8 +2,6 @@
 #include <fmt/format.h>
 #include <fmt/ranges.h>
 
-#include <exception>
-
 #include "loco/compress/detail/stage.hpp"
 #include "loco/core/dtype.hpp"
 #include "loco/core/error.hpp"
@@ -45,67 +43,7 @@ Tensor Stage::inverse(Tensor, const Shape&) const {
 
 namespace detail {
 
-const std::string* Params::raw(std::string_view key) {
-  for (std::size_t i = 0; i < s_.params.size(); ++i)
-    if (s_.params[i].first == key) {
-      used_[i] = true;
-      return &s_.params[i].second;
-    }
-  return nullptr;
-}
-
-bool Params::has(std::string_view key) const {
-  for (const auto& p : s_.params)
-    if (p.first == key) return true;
-  return false;
-}
-
-std::int64_t Params::integer(std::string_view key, std::int64_t def, std::int64_t lo, std::int64_t hi) {
-  const std::string* v = raw(key);
-  if (v == nullptr) return def;
-  std::size_t pos = 0;
-  long long r = 0;
-  try {
-    r = std::stoll(*v, &pos);
-  } catch (const std::exception&) {
-    pos = 0;
-  }
-  if (pos == 0 || pos != v->size())
-    throw_error(ErrorKind::Usage, "codec {}: {}={} is not an integer", s_.name, key, *v);
-  if (r < lo || r > hi) throw_error(ErrorKind::Usage, "codec {}: {}={} is outside [{}, {}]", s_.name, key, *v, lo, hi);
-  return r;
-}
-
-double Params::real(std::string_view key, double def, double lo, double hi) {
-  const std::string* v = raw(key);
-  if (v == nullptr) return def;
-  std::size_t pos = 0;
-  double r = 0;
-  try {
-    r = std::stod(*v, &pos);
-  } catch (const std::exception&) {
-    pos = 0;
-  }
-  if (pos == 0 || pos != v->size() || !std::isfinite(r))
-    throw_error(ErrorKind::Usage, "codec {}: {}={} is not a number", s_.name, key, *v);
-  if (!(r > lo && r <= hi)) throw_error(ErrorKind::Usage, "codec {}: {}={} is outside ({}, {}]", s_.name, key, *v, lo, hi);
-  return r;
-}
-
-std::string Params::choice(std::string_view key, std::string def, std::initializer_list<std::string_view> allowed) {
-  const std::string* v = raw(key);
-  if (v == nullptr) return def;
-  for (auto a : allowed)
-    if (*v == a) return *v;
-  std::string list;
-  for (auto a : allowed) list += (list.empty() ? "" : ", ") + std::string(a);
-  throw_error(ErrorKind::Usage, "codec {}: {}={} is not one of {}", s_.name, key, *v, list);
-}
-
-void Params::finish() const {
-  for (std::size_t i = 0; i < used_.size(); ++i)
-    if (!used_[i]) throw_error(ErrorKind::Usage, "codec {}: unknown parameter '{}'", s_.name, s_.params[i].first);
-}
+Spec stage_params(const StageSpec& s) { return Spec(format_spec({s}), "codec"); }
 
 std::string real_text(double v) { return fmt::format("{}", v); }
 

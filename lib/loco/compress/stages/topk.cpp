@@ -120,12 +120,12 @@ void topk_parallel(std::span<const float> x, std::int64_t k, std::int64_t* idx) 
 class TopkStage final : public Stage {
  public:
   explicit TopkStage(const StageSpec& s) {
-    Params p(s);
+    Spec p = stage_params(s);
     if (p.has("k") && p.has("density")) throw_error(ErrorKind::Usage, "codec topk: give k or density, not both");
     k_ = p.integer("k", 0, 1, std::numeric_limits<std::int64_t>::max());
-    density_ = k_ > 0 ? 0.0 : p.real("density", 0.01, 0.0, 1.0);
+    density_ = k_ > 0 ? 0.0 : p.real("density", 0.01, Range::between(0.0, 1.0, true));
     tile_ = p.integer("tile", 0, 0, std::int64_t{1} << 40);
-    p.finish();
+    p.done();
   }
   std::string_view name() const override { return "topk"; }
   std::vector<std::pair<std::string, std::string>> canonical() const override {
