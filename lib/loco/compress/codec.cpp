@@ -12,10 +12,12 @@
 #include <optional>
 
 #include "loco/compress/detail/stage.hpp"
+#include "loco/compress/encoded_file.hpp"
 #include "loco/compress/feedback.hpp"
 #include "loco/core/checksum.hpp"
 #include "loco/core/error.hpp"
 #include "loco/core/log.hpp"
+#include "loco/core/spec.hpp"
 #include "loco/core/rng.hpp"
 #include "loco/io/loco_file.hpp"
 #include "loco/io/sink.hpp"
@@ -25,25 +27,6 @@ namespace loco::compress {
 namespace {
 
 constexpr std::uint64_t kStageStreamTag = 0x636f646563ull;  // "codec"
-
-std::string trim(std::string_view s) {
-  std::size_t b = 0, e = s.size();
-  while (b < e && (s[b] == ' ' || s[b] == '\t')) ++b;
-  while (e > b && (s[e - 1] == ' ' || s[e - 1] == '\t')) --e;
-  return std::string(s.substr(b, e - b));
-}
-
-std::vector<std::string> split(std::string_view s, char sep) {
-  std::vector<std::string> out;
-  std::size_t b = 0;
-  for (;;) {
-    const std::size_t e = s.find(sep, b);
-    out.push_back(std::string(s.substr(b, e == std::string_view::npos ? std::string_view::npos : e - b)));
-    if (e == std::string_view::npos) break;
-    b = e + 1;
-  }
-  return out;
-}
 
 // The random key of stage i of a chain: stage 0 uses the tensor's streams, later stages streams
 // of their own, so a value stage never reuses the sparsifier's numbers.
@@ -78,46 +61,39 @@ namespace {
 std::int64_t as_int64(std::uint64_t v) { return std::bit_cast<std::int64_t>(v); }
 std::uint64_t as_uint64(std::int64_t v) { return std::bit_cast<std::uint64_t>(v); }
 
-// The shape recorded by Codec::encode: the shape attribute, or ndim = 0 without one.
-Shape recorded_shape(const Attributes& a) {
+}  // namespace
+
+std::optional<Shape> recorded_shape(const Attributes& a) {
   const auto* attr = a.find("shape");
   const auto* v = attr ? std::get_if<std::vector<std::int64_t>>(attr) : nullptr;
   const auto rank = a.get_int("ndim");
   if (v && rank && *rank == static_cast<std::int64_t>(v->size())) {
     Shape s(v->begin(), v->end());
-    shape_numel(s);
+    try {
+      shape_numel(s);
+    } catch (const Error&) {
+      return std::nullopt;
+    }
     return s;
   }
-  if (!v && rank && *rank == 0) return {};
-  throw_error(ErrorKind::BadInput, "compressed tensor without consistent ndim and shape attributes");
+  if (!v && rank && *rank == 0) return Shape{};
+  return std::nullopt;
 }
 
-}  // namespace
+std::string format_spec(const std::vector<StageSpec>& stages) {
+  std::string out;
+  for (const auto& st : stages) {
+    if (!out.empty()) out += '+';
+    out += st.name;
+    for (std::size_t i = 0; i < st.params.size(); ++i)
+      out += (i == 0 ? ":" : ",") + st.params[i].first + "=" + st.params[i].second;
+  }
+  return out;
+}
 
 std::vector<StageSpec> parse_spec(std::string_view spec) {
   std::vector<StageSpec> stages;
-  for (const std::string& part : split(spec, '+')) {
-    const std::string st = trim(part);
-    if (st.empty()) throw_error(ErrorKind::Usage, "codec spec '{}': empty stage", spec);
-    StageSpec s;
-    const std::size_t colon = st.find(':');
-    s.name = trim(st.substr(0, colon));
-    if (s.name.empty()) throw_error(ErrorKind::Usage, "codec spec '{}': a stage without a name", spec);
-    if (colon != std::string::npos) {
-      for (const std::string& kv : split(std::string_view(st).substr(colon + 1), ',')) {
-        const std::size_t eq = kv.find('=');
-        if (eq == std::string::npos)
-          throw_error(ErrorKind::Usage, "codec spec '{}': '{}' is not key=value", spec, trim(kv));
-        std::string key = trim(kv.substr(0, eq)), value = trim(kv.substr(eq + 1));
-        if (key.empty() || value.empty())
-          throw_error(ErrorKind::Usage, "codec spec '{}': '{}' needs a key and a value", spec, trim(kv));
-        for (const auto& p : s.params)
-          if (p.first == key) throw_error(ErrorKind::Usage, "codec spec '{}': {} given twice for {}", spec, key, s.name);
-        s.params.emplace_back(std::move(key), std::move(value));
-      }
-    }
-    stages.push_back(std::move(s));
-  }
+  for (const Spec& s : parse_spec_chain(spec, "codec")) stages.push_back({s.name(), s.params()});
   return stages;
 }
 
@@ -176,15 +152,31 @@ Codec Codec::parse(std::string_view spec) {
       throw_error(ErrorKind::Usage, "codec spec '{}': {} cannot encode the values of {}; use cast, quant, sign or qsgd", spec,
                   c.stages_[1]->name(), c.stages_[0]->name());
   }
-  for (const auto& st : c.stages_) {
-    if (!c.spec_.empty()) c.spec_ += '+';
-    c.spec_ += st->name();
-    const auto params = st->canonical();
-    for (std::size_t i = 0; i < params.size(); ++i)
-      c.spec_ += (i == 0 ? ":" : ",") + params[i].first + "=" + params[i].second;
-  }
+  std::vector<StageSpec> canonical;
+  for (const auto& st : c.stages_) canonical.push_back({std::string(st->name()), st->canonical()});
+  c.spec_ = format_spec(canonical);
   return c;
 }
+
+Selection Codec::selection() const {
+  if (!stages_[0]->sparsifier()) return Selection::All;
+  return stages_[0]->keeps_coefficients() ? Selection::Coefficients : Selection::Elements;
+}
+
+std::optional<CoefficientDomain> Codec::coefficient_domain(const Shape& shape) const {
+  auto c = stages_[0]->coefficients(shape);
+  if (!c) return std::nullopt;
+  const StageSpec transform{std::string(stages_[0]->name()), stages_[0]->canonical()};
+  CoefficientDomain d;
+  d.stage_ = make_stage(transform);
+  d.shape_ = shape;
+  d.transform_ = format_spec({transform});
+  d.size_ = c->size;
+  d.identity_ = std::move(c->identity);
+  return d;
+}
+
+Tensor CoefficientDomain::inverse(Tensor coef) const { return stage_->inverse(std::move(coef), shape_); }
 
 bool Codec::stateful() const {
   return std::any_of(stages_.begin(), stages_.end(), [](const auto& st) { return st->stateful(); });
@@ -250,34 +242,86 @@ Encoded Codec::encode(const Tensor& x, const RandomKey& key, DType decoded_dtype
   return e;
 }
 
-Tensor decode(const Encoded& e) {
+namespace {
+
+// The codec, shape and key an encoding records; Error(BadInput) when they are missing or unusable.
+Codec recorded_codec(const Encoded& e, Shape& shape, RandomKey& key) {
   const auto spec = e.attrs.get_string("spec");
   const auto seed = e.attrs.get_int("seed"), stream = e.attrs.get_int("stream"), shared = e.attrs.get_int("shared_stream");
   if (!spec || !seed || !stream || !shared)
     throw_error(ErrorKind::BadInput, "compressed tensor without its spec, seed, stream and shared_stream attributes");
-  const Shape shape = recorded_shape(e.attrs);
-  Codec c;
+  const auto s = recorded_shape(e.attrs);
+  if (!s) throw_error(ErrorKind::BadInput, "compressed tensor without consistent ndim and shape attributes");
+  shape = *s;
+  key = {as_uint64(*seed), as_uint64(*stream), as_uint64(*shared)};
   try {
-    c = Codec::parse(*spec);
+    return Codec::parse(*spec);
   } catch (const Error& err) {
     throw_error(ErrorKind::BadInput, "compressed tensor with an unusable spec: {}", err.what());
   }
-  // Every stage writes all d elements (sparsifiers zero the rest themselves).
-  Tensor out = Tensor::uninitialized(shape);
-  const RandomKey key{as_uint64(*seed), as_uint64(*stream), as_uint64(*shared)};
+}
+
+}  // namespace
+
+Tensor Codec::decode_as(const Encoded& e, const Shape& shape, const RandomKey& key, Domain domain, bool mask) const {
+  // In the coefficient domain the first stage is the sparsifier that reads the transform's datasets
+  // as a sparse vector over the coefficients (the same layout); any value stage is unchanged.
+  const Stage* first = stages_[0].get();
+  std::unique_ptr<Stage> sparse;
+  Shape dshape = shape;
+  if (domain == Domain::Coefficients) {
+    auto c = first->coefficients(shape);
+    if (!c) throw_error(ErrorKind::BadInput, "codec {} keeps no coefficients of a transform", spec_);
+    sparse = make_stage(c->sparse);
+    first = sparse.get();
+    dshape = {c->size};
+  } else if (mask && first->keeps_coefficients()) {
+    throw_error(ErrorKind::Usage, "codec {} selects coefficients: its selection mask is over its coefficient domain",
+                spec_);
+  }
   const DatasetLookup lookup = [&](std::string_view n) -> const Tensor& { return e.get(n); };
-  if (c.stages_.size() == 1) {
-    c.stages_[0]->decode(lookup, shape, key, out.f32());
+  // The number of values the first stage writes (a chain's value stage encodes them).
+  const auto values_of = [&] {
+    const auto lay = first->layout(dshape);
+    const auto it = std::find_if(lay.begin(), lay.end(), [](const DatasetLayout& l) { return l.name == "values"; });
+    return it->shape[0];
+  };
+  // Every stage writes all elements of out (sparsifiers zero the rest themselves).
+  Tensor out = Tensor::uninitialized(dshape);
+  if (mask) {
+    if (!first->sparsifier()) return Tensor();
+    Tensor ones = Tensor::uninitialized({values_of()});
+    std::fill(ones.f32().begin(), ones.f32().end(), 1.0f);
+    const DatasetLookup with_ones = [&](std::string_view n) -> const Tensor& { return n == "values" ? ones : e.get(n); };
+    first->decode(with_ones, dshape, key, out.f32());
+    return out;
+  }
+  if (stages_.size() == 1) {
+    first->decode(lookup, dshape, key, out.f32());
     return out;
   }
   // A chain: decode the values first, then the sparsifier with them.
-  const auto first = c.stages_[0]->layout(shape);
-  const auto it = std::find_if(first.begin(), first.end(), [](const DatasetLayout& l) { return l.name == "values"; });
-  Tensor values = Tensor::uninitialized({it->shape[0]});
-  c.stages_[1]->decode(lookup, values.shape(), stage_key(key, 1), values.f32());
+  Tensor values = Tensor::uninitialized({values_of()});
+  stages_[1]->decode(lookup, values.shape(), stage_key(key, 1), values.f32());
   const DatasetLookup chained = [&](std::string_view n) -> const Tensor& { return n == "values" ? values : e.get(n); };
-  c.stages_[0]->decode(chained, shape, key, out.f32());
+  first->decode(chained, dshape, key, out.f32());
   return out;
+}
+
+Tensor decode(const Encoded& e) { return decode(e, Domain::Tensor); }
+
+Tensor decode(const Encoded& e, Domain domain) {
+  Shape shape;
+  RandomKey key;
+  const Codec c = recorded_codec(e, shape, key);
+  return c.decode_as(e, shape, key, domain, false);
+}
+
+Tensor selection_mask(const Encoded& e, Domain domain) {
+  Shape shape;
+  RandomKey key;
+  const Codec c = recorded_codec(e, shape, key);
+  return c.decode_as(e, shape, key, domain, true);
 }
 
 std::vector<std::string> encoded_tensor_names(const io::TensorSource& src) {
@@ -475,26 +519,17 @@ CompressSummary compress_file(const std::string& in, const std::string& out, con
 
 void decompress_file(const std::string& in, const std::string& out) {
   auto src = io::open_source(in);
-  io::expect_kind(*src, {io::Kind::Compressed});
-  const auto names = encoded_tensor_names(*src);
+  const EncodedReader reader(*src);
   std::vector<io::TensorInfo> plan;
-  for (const auto& n : names) {
-    const Attributes a = src->group_attributes("tensors/" + n);
-    const auto dt = parse_dtype(a.get_string("dtype").value_or(""));
-    if (!a.contains("codec") || !dt || !is_floating(*dt))
-      throw_error(ErrorKind::BadInput, "{}: /tensors/{} lacks the codec and dtype attributes of a compressed tensor", in, n);
+  for (const auto& t : reader.tensors()) {
     io::TensorInfo o;
-    o.name = n;
-    try {
-      o.shape = recorded_shape(a);
-    } catch (const Error& err) {
-      throw_error(ErrorKind::BadInput, "{}: /tensors/{}: {}", in, n, err.what());
-    }
-    o.dtype = *dt;
+    o.name = t.name;
+    o.shape = t.shape;
+    o.dtype = t.dtype;
     plan.push_back(std::move(o));
   }
   Attributes root;
-  const std::string source_kind = src->attributes().get_string("source_kind").value_or("delta");
+  const std::string source_kind = reader.source_kind().empty() ? "delta" : reader.source_kind();
   const auto k = io::parse_kind(source_kind);
   if (!k || *k == io::Kind::Compressed)
     throw_error(ErrorKind::BadInput, "{}: source_kind '{}' is not a dense kind", in, source_kind);
@@ -505,19 +540,7 @@ void decompress_file(const std::string& in, const std::string& out) {
   }
   root.set("kind", source_kind);
   auto sink = io::create_sink(out, io::Format::Loco, root, plan);
-  for (std::size_t i = 0; i < names.size(); ++i) {
-    Tensor x;
-    try {
-      x = decode(read_encoded(*src, names[i]));
-    } catch (const Error& e) {
-      if (e.kind() != ErrorKind::BadInput) throw;
-      throw_error(ErrorKind::BadInput, "{}: tensor {}: {}", in, names[i], e.what());
-    }
-    if (x.shape() != plan[i].shape)
-      throw_error(ErrorKind::BadInput, "{}: tensor {} decodes to {} elements, its shape says {}", in, names[i], x.numel(),
-                  shape_string(plan[i].shape));
-    sink->write(i, x);
-  }
+  for (std::size_t i = 0; i < plan.size(); ++i) sink->write(i, reader.decode(plan[i].name).values);
   sink->commit();
 }
 

@@ -4,6 +4,7 @@
 
 #include <cstdint>
 #include <memory>
+#include <optional>
 #include <span>
 #include <string>
 #include <string_view>
@@ -28,6 +29,9 @@ struct StageSpec {
 // Splits SPEC = stage('+'stage)* into stages. Throws Error(Usage) on empty stages, names or keys,
 // a key without '=', or a key given twice. Names and keys are not checked here (Codec does).
 std::vector<StageSpec> parse_spec(std::string_view spec);
+// The SPEC of the stages: "name:key=value,...+name..." in the order given, nothing else (parse_spec
+// reads it back as the same stages).
+std::string format_spec(const std::vector<StageSpec>& stages);
 // The stage names a SPEC may use (the help, the bash completion).
 const std::vector<std::string>& codec_names();
 
@@ -71,6 +75,40 @@ struct TensorState {
 class Stage;
 class Feedback;
 
+// What a codec's encoding of a tensor keeps: every element (cast, quant, sign, qsgd, sketch, powersgd),
+// some elements (a leading topk or randk: the indices kept; a kept value that decodes to 0 still
+// counts), or some coefficients of a transform (a leading dct_topk).
+enum class Selection { All, Elements, Coefficients };
+
+// Where a decoded tensor lives: the tensor itself, or the coefficient domain of a transform codec.
+enum class Domain { Tensor, Coefficients };
+
+// The coefficient domain of a transform codec over tensors of one shape (dct_topk: DctDomain in
+// dct.hpp, the coefficients tile-major). Encodings with equal domains can be combined coefficient by
+// coefficient and transformed back once.
+class CoefficientDomain {
+ public:
+  // Number of coefficients (padded: tiles × tile).
+  std::int64_t size() const noexcept { return size_; }
+  // The transform stage's canonical spec ("dct_topk:chunk=64,k=4").
+  const std::string& transform() const noexcept { return transform_; }
+  // The same coefficients (dct_topk: the same chunk and tiling of the same shape), whatever each keeps.
+  bool operator==(const CoefficientDomain& o) const noexcept { return shape_ == o.shape_ && identity_ == o.identity_; }
+  // The tensor whose coefficients are coef (float32, size() of them; dct_topk: its orthonormal inverse
+  // DCT, dropping the padding). Throws Error(BadInput) when coef has another size or dtype.
+  Tensor inverse(Tensor coef) const;
+
+ private:
+  friend class Codec;
+  CoefficientDomain() = default;
+  std::shared_ptr<const Stage> stage_;
+  Shape shape_;
+  std::string transform_;
+  std::int64_t size_ = 0;
+  std::vector<std::int64_t> identity_;
+};
+
+
 // A chain of codec stages. Stage names: cast, topk, randk, quant, sign, qsgd, dct_topk, sketch,
 // powersgd. A chain is one stage, or a sparsifier (topk, randk, dct_topk) followed by one value
 // codec (cast, quant, sign, qsgd) that encodes the kept values, e.g.
@@ -89,6 +127,11 @@ class Codec {
   std::string name() const;
   // True when a stage keeps per-tensor state across rounds (powersgd).
   bool stateful() const;
+  // What an encoding keeps: every element, elements (a leading topk or randk) or coefficients (a
+  // leading dct_topk).
+  Selection selection() const;
+  // The coefficient domain of a tensor of this shape for a codec that keeps coefficients, else nullopt.
+  std::optional<CoefficientDomain> coefficient_domain(const Shape& shape) const;
 
   // The datasets encode() writes for a tensor of this shape, in order.
   std::vector<DatasetLayout> layout(const Shape& shape) const;
@@ -104,13 +147,26 @@ class Codec {
   Codec();
   std::string spec_;
   std::vector<std::unique_ptr<Stage>> stages_;
-  friend Tensor decode(const Encoded&);
+  // decode() and selection_mask() of an encoding of this codec with the recorded shape and key.
+  Tensor decode_as(const Encoded& e, const Shape& shape, const RandomKey& key, Domain domain, bool mask) const;
+  friend Tensor decode(const Encoded&, Domain);
+  friend Tensor selection_mask(const Encoded&, Domain);
 };
 
 // Decodes an encoded tensor to float32 of its recorded shape, using only what Encoded holds
 // (the spec, shape, seed and stream attributes and the datasets). Throws Error(BadInput) when
 // attributes or datasets are missing or of the wrong size.
 Tensor decode(const Encoded& e);
+// In Domain::Coefficients, the kept coefficients of an encoding whose codec keeps coefficients, as a
+// float32 vector over its coefficient domain (zeros elsewhere); any value stage is decoded as usual.
+// Throws Error(BadInput) also for a codec without coefficients.
+Tensor decode(const Encoded& e, Domain domain);
+// What the encoding selected, over the same domain as decode(e, domain): 1 where its sparsifier kept
+// an element (or coefficient), 0 elsewhere, computed by the sparsifier's own decoder scattering ones
+// (topk to its stored indices, randk to the indices regenerated from the recorded key); an empty
+// tensor when the codec keeps every element. Throws Error(Usage) for a codec that keeps coefficients
+// in Domain::Tensor, Error(BadInput) as decode.
+Tensor selection_mask(const Encoded& e, Domain domain);
 
 // Summary of a compress_file run.
 struct CompressSummary {

@@ -1,6 +1,8 @@
 // DeMo's DCT tiling as the dct_topk codec applies it, and the view of a dct_topk encoding as a
-// sparse vector over its coefficient domain, for reducers that average dct_topk tensors coefficient
-// by coefficient (DeMo's scatter mean over the workers that chose an index) and then invert.
+// sparse vector over its coefficient domain. Reducers that average dct_topk tensors coefficient by
+// coefficient (DeMo's scatter mean over the workers that chose an index) and then invert use the
+// codec-neutral form of this: CoefficientDomain, decode(e, Domain::Coefficients) and selection_mask
+// (codec.hpp), or EncodedReader (encoded_file.hpp).
 #pragma once
 
 #include <cstdint>

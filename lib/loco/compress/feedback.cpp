@@ -1,36 +1,24 @@
 // Error-feedback memories (EF14, EF21, EControl, SparseLoCo's decayed accumulator, DGC momentum
-// correction) and their KIND parser.
+// correction), their KIND parser, and the receiver's EF21/EControl estimates.
 #include "loco/compress/feedback.hpp"
 
 #include <fmt/format.h>
 
+#include <algorithm>
 #include <charconv>
 #include <cmath>
+#include <filesystem>
 #include <span>
 
 #include "loco/core/error.hpp"
+#include "loco/core/spec.hpp"
+#include "loco/io/sink.hpp"
+#include "loco/io/source.hpp"
 
 namespace loco::compress {
 namespace {
 
 std::string real_text(double v) { return fmt::format("{}", v); }
-
-double parse_real(std::string_view kind, const std::string& key, const std::string& value) {
-  double v = 0;
-  const auto* end = value.data() + value.size();
-  const auto [p, ec] = std::from_chars(value.data(), end, v);
-  if (ec != std::errc() || p != end || !std::isfinite(v))
-    throw_error(ErrorKind::Usage, "--ef {}: {}={} is not a number", kind, key, value);
-  return v;
-}
-
-std::int64_t parse_int(std::string_view kind, const std::string& key, const std::string& value) {
-  std::int64_t v = 0;
-  const auto* end = value.data() + value.size();
-  const auto [p, ec] = std::from_chars(value.data(), end, v);
-  if (ec != std::errc() || p != end) throw_error(ErrorKind::Usage, "--ef {}: {}={} is not an integer", kind, key, value);
-  return v;
-}
 
 // The slot as a float32 span of delta's shape, created as zeros when absent.
 std::span<float> slot(TensorState& st, const std::string& name, const Tensor& delta, std::string_view what) {
@@ -97,6 +85,7 @@ class Ef21 final : public Feedback {
   std::string_view kind() const override { return "ef21"; }
   std::string spec() const override { return "ef21"; }
   std::vector<std::string> slots() const override { return {"ef21_g"}; }
+  bool receiver_keeps_estimate() const override { return true; }
   Tensor input(const Tensor& delta, TensorState& st, std::string_view what) const override {
     const auto g = slot(st, "ef21_g", delta, what);
     const auto d = delta.f32();
@@ -121,6 +110,7 @@ class EControl final : public Feedback {
   std::string_view kind() const override { return "econtrol"; }
   std::string spec() const override { return "econtrol:eta=" + real_text(eta_); }
   std::vector<std::string> slots() const override { return {"econtrol_e", "econtrol_h"}; }
+  bool receiver_keeps_estimate() const override { return true; }
   Tensor input(const Tensor& delta, TensorState& st, std::string_view what) const override {
     const auto e = slot(st, "econtrol_e", delta, what);
     const auto h = slot(st, "econtrol_h", delta, what);
@@ -186,18 +176,11 @@ class Dgc final : public Feedback {
   Codec codec_for_round(const Codec& codec, std::int64_t round) const override {
     if (round >= warmup_) return Codec::parse(codec.spec());
     auto stages = parse_spec(codec.spec());
-    std::string spec;
-    for (std::size_t s = 0; s < stages.size(); ++s) {
-      auto& st = stages[s];
-      if (s == 0 && (st.name == "topk" || st.name == "randk"))
-        for (auto& [key, value] : st.params)
-          if (key == "density") value = real_text(warmup_density(std::stod(value), round, warmup_));
-      if (!spec.empty()) spec += '+';
-      spec += st.name;
-      for (std::size_t i = 0; i < st.params.size(); ++i)
-        spec += (i == 0 ? ":" : ",") + st.params[i].first + "=" + st.params[i].second;
-    }
-    return Codec::parse(spec);
+    auto& st = stages.front();
+    if (st.name == "topk" || st.name == "randk")
+      for (auto& [key, value] : st.params)
+        if (key == "density") value = real_text(warmup_density(std::stod(value), round, warmup_));
+    return Codec::parse(format_spec(stages));
   }
 
  private:
@@ -215,54 +198,120 @@ double warmup_density(double rho, std::int64_t round, std::int64_t warmup) {
 }
 
 std::unique_ptr<Feedback> parse_feedback(std::string_view kind) {
-  const auto stages = parse_spec(kind);
-  if (stages.size() != 1) throw_error(ErrorKind::Usage, "--ef {}: one kind expected (ef14, ef21, econtrol, sparseloco, dgc)", kind);
-  const auto& s = stages[0];
-  const auto no_params = [&] {
-    if (!s.params.empty()) throw_error(ErrorKind::Usage, "--ef {}: {} takes no parameters", kind, s.name);
-  };
-  if (s.name == "ef14") {
-    no_params();
-    return std::make_unique<Accumulator>(false, 1.0);
+  Spec s(kind, "--ef");
+  std::unique_ptr<Feedback> fb;
+  if (s.name() == "ef14") fb = std::make_unique<Accumulator>(false, 1.0);
+  else if (s.name() == "ef21") fb = std::make_unique<Ef21>();
+  else if (s.name() == "econtrol") fb = std::make_unique<EControl>(s.real("eta", 0.1, Range::between(0.0, 1.0)));
+  else if (s.name() == "sparseloco")
+    fb = std::make_unique<Accumulator>(true, s.real("beta", 0.95, Range::between(0.0, 1.0, true)));
+  else if (s.name() == "dgc") {
+    const double m = s.real("momentum", 0.9, Range::between(0.0, 1.0, false, true));
+    fb = std::make_unique<Dgc>(m, s.integer("warmup", 0, 0, 1000000));
+  } else {
+    throw_error(ErrorKind::Usage, "--ef {}: unknown kind {}; use ef14, ef21, econtrol, sparseloco or dgc", kind, s.name());
   }
-  if (s.name == "ef21") {
-    no_params();
-    return std::make_unique<Ef21>();
+  s.done();
+  return fb;
+}
+
+namespace {
+
+// The round of DIR/<prefix>RRRRRR.h5, or nullopt for another file name.
+std::optional<std::int64_t> estimate_round(const std::filesystem::path& file, const std::string& prefix) {
+  const std::string name = file.filename().string();
+  if (name.rfind(prefix, 0) != 0 || file.extension() != ".h5") return std::nullopt;
+  const std::string num = name.substr(prefix.size(), name.size() - prefix.size() - 3);
+  std::int64_t r = -1;
+  auto [ptr, err] = std::from_chars(num.data(), num.data() + num.size(), r);
+  if (err != std::errc() || ptr != num.data() + num.size()) return std::nullopt;
+  return r;
+}
+
+}  // namespace
+
+ReceiverEstimate::ReceiverEstimate(const std::string& dir, const std::string& what, std::optional<std::int64_t> worker,
+                                   std::optional<std::int64_t> round, std::string feedback,
+                                   std::vector<std::pair<std::string, Shape>> tensors)
+    : dir_(dir), feedback_(std::move(feedback)), tensors_(std::move(tensors)) {
+  namespace fs = std::filesystem;
+  if (!worker || !round)
+    throw_error(ErrorKind::BadInput, "{}: an ef21/econtrol delta needs worker and round attributes (the estimate "
+                                     "is kept per worker and round)", what);
+  worker_ = *worker;
+  round_ = *round;
+  std::error_code ec;
+  fs::create_directories(dir_, ec);
+  if (!fs::is_directory(dir_)) throw_error(ErrorKind::Io, "--ef21-state {}: not a folder and cannot be created", dir_);
+  const std::string prefix = fmt::format("worker-{}-round-", worker_);
+  std::int64_t best = -1;
+  for (const auto& e : fs::directory_iterator(dir_))
+    if (const auto r = estimate_round(e.path(), prefix); r && *r < round_) best = std::max(best, *r);
+  out_ = (fs::path(dir_) / fmt::format("{}{:06d}.h5", prefix, round_)).string();
+  if (best < 0) return;
+  const std::string in = (fs::path(dir_) / fmt::format("{}{:06d}.h5", prefix, best)).string();
+  base_ = io::open_source(in);
+  for (const auto& [name, shape] : tensors_) {
+    const io::TensorInfo* t = base_->find(name);
+    if (!t || t->shape != shape || t->dtype != DType::F32)
+      throw_error(ErrorKind::BadInput, "{}: the estimate of tensor {} is {}, expected float32 {}", in, name,
+                  t ? fmt::format("{} {}", dtype_name(t->dtype), shape_string(t->shape)) : std::string("missing"),
+                  shape_string(shape));
   }
-  if (s.name == "econtrol") {
-    double eta = 0.1;
-    for (const auto& [k, v] : s.params) {
-      if (k != "eta") throw_error(ErrorKind::Usage, "--ef {}: econtrol has no parameter {} (eta)", kind, k);
-      eta = parse_real(kind, k, v);
-    }
-    if (!(eta >= 0.0 && eta <= 1.0)) throw_error(ErrorKind::Usage, "--ef {}: eta must be in [0, 1]", kind);
-    return std::make_unique<EControl>(eta);
+}
+
+ReceiverEstimate::ReceiverEstimate(ReceiverEstimate&&) noexcept = default;
+ReceiverEstimate& ReceiverEstimate::operator=(ReceiverEstimate&&) noexcept = default;
+ReceiverEstimate::~ReceiverEstimate() = default;
+
+std::uint64_t ReceiverEstimate::add_base(std::string_view name, Tensor& x) const {
+  if (!base_) return 0;
+  // g_i + D in float32, element by element: the worker's own g ← g + D, so both sides hold the same bits.
+  const Tensor g = base_->read(*base_->find(name), DType::F32);
+  const auto gx = g.f32();
+  const auto v = x.f32();
+  if (gx.size() != v.size())
+    throw_error(ErrorKind::Internal, "receiver estimate of {}: {} elements, the increment {}", name, gx.size(), v.size());
+  for (std::size_t j = 0; j < v.size(); ++j) v[j] = gx[j] + v[j];
+  return static_cast<std::uint64_t>(gx.size()) * 4;
+}
+
+void ReceiverEstimate::commit(const std::function<Tensor(std::size_t)>& next,
+                              const std::optional<std::string>& model_config) {
+  namespace fs = std::filesystem;
+  Attributes root;
+  root.set("kind", std::string("state"));
+  if (model_config) root.set("model_config", *model_config);
+  root.set("worker", worker_);
+  root.set("round", round_);
+  root.set("estimate", std::string("ef21"));
+  root.set("feedback", feedback_);
+  std::vector<io::TensorInfo> plan;
+  for (const auto& [name, shape] : tensors_) {
+    io::TensorInfo t;
+    t.name = name;
+    t.shape = shape;
+    t.dtype = DType::F32;
+    plan.push_back(std::move(t));
   }
-  if (s.name == "sparseloco") {
-    double beta = 0.95;
-    for (const auto& [k, v] : s.params) {
-      if (k != "beta") throw_error(ErrorKind::Usage, "--ef {}: sparseloco has no parameter {} (beta)", kind, k);
-      beta = parse_real(kind, k, v);
-    }
-    if (!(beta > 0.0 && beta <= 1.0)) throw_error(ErrorKind::Usage, "--ef {}: beta must be in (0, 1]", kind);
-    return std::make_unique<Accumulator>(true, beta);
+  auto sink = io::create_sink(out_, io::Format::Loco, root, std::move(plan));
+  for (std::size_t i = 0; i < tensors_.size(); ++i) {
+    const Tensor g = next(i);
+    sink->write_rows(i, 0, sink->plan()[i].rows(), std::as_bytes(g.f32()));
   }
-  if (s.name == "dgc") {
-    double m = 0.9;
-    std::int64_t w = 0;
-    for (const auto& [k, v] : s.params) {
-      if (k == "momentum")
-        m = parse_real(kind, k, v);
-      else if (k == "warmup")
-        w = parse_int(kind, k, v);
-      else
-        throw_error(ErrorKind::Usage, "--ef {}: dgc has no parameter {} (momentum, warmup)", kind, k);
-    }
-    if (!(m >= 0.0 && m < 1.0)) throw_error(ErrorKind::Usage, "--ef {}: momentum must be in [0, 1)", kind);
-    if (w < 0 || w > 1000000) throw_error(ErrorKind::Usage, "--ef {}: warmup must be in [0, 1000000] rounds", kind);
-    return std::make_unique<Dgc>(m, w);
-  }
-  throw_error(ErrorKind::Usage, "--ef {}: unknown kind {}; use ef14, ef21, econtrol, sparseloco or dgc", kind, s.name);
+  sink->commit();
+  if (!base_) return;
+  const auto base_round = base_->attributes().get_int("round");
+  base_.reset();
+  if (!base_round) return;
+  // Older estimates of this worker than the base are no longer needed (a rerun of this round still finds
+  // its base).
+  const std::string prefix = fmt::format("worker-{}-round-", worker_);
+  std::error_code ec;
+  std::vector<fs::path> old;
+  for (const auto& e : fs::directory_iterator(dir_, ec))
+    if (const auto r = estimate_round(e.path(), prefix); r && *r < *base_round) old.push_back(e.path());
+  for (const auto& f : old) fs::remove(f, ec);
 }
 
 }  // namespace loco::compress

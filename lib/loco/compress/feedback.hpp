@@ -1,15 +1,23 @@
 // Error feedback for the codecs: per-worker memories (EF14 residual, EF21 estimate, EControl's error and
 // estimate, SparseLoCo's decayed accumulator, DGC momentum correction) that choose what a codec
-// compresses and keep what it lost.
+// compresses and keep what it lost; and the receiver's copy of the EF21/EControl estimates.
 #pragma once
 
+#include <cstdint>
+#include <functional>
 #include <memory>
+#include <optional>
 #include <string>
 #include <string_view>
+#include <utility>
 #include <vector>
 
 #include "loco/compress/codec.hpp"
 #include "loco/core/tensor.hpp"
+
+namespace loco::io {
+class TensorSource;
+}
 
 namespace loco::compress {
 
@@ -36,6 +44,9 @@ class Feedback {
   // The codec to use in round `round` (0-based) given the user's codec: the same codec except for
   // DGC's warm-up, which lowers the density of a leading topk or randk stage.
   virtual Codec codec_for_round(const Codec& codec, std::int64_t round) const;
+  // True when a file sent holds the increment of an estimate that the receiver must keep too to turn
+  // it into the worker's delta (ef21, econtrol: ReceiverEstimate below).
+  virtual bool receiver_keeps_estimate() const { return false; }
 };
 
 // Parses KIND = name[:key=value[,key=value]]:
@@ -70,5 +81,41 @@ std::unique_ptr<Feedback> parse_feedback(std::string_view kind);
 // The DGC warm-up density of round r < warmup for the final density rho: rho^((r+1)/(warmup+1)),
 // computed in double; rho itself for r >= warmup.
 double warmup_density(double rho, std::int64_t round, std::int64_t warmup);
+
+// The receiver's half of ef21 and econtrol (Feedback::receiver_keeps_estimate): a file compressed with
+// them holds c_i, the increment of worker i's estimate g_i, and only a receiver keeping g_i can turn it
+// into the worker's delta g_i ← g_i + decode(c_i) (float32, element by element, the worker's own
+// arithmetic, so both sides hold the same bits). The estimates live in a folder DIR as
+// DIR/worker-W-round-RRRRRR.h5 (kind state, /tensors float32: g_i after applying worker W's increment of
+// round R, root attributes model_config, worker, round, estimate=ef21, feedback). The base of round R is
+// the worker's newest file of an earlier round (none: g_i = 0); a file for round R itself is the result of
+// an earlier run of this round and is rewritten, identically.
+class ReceiverEstimate {
+ public:
+  // Opens the base estimate of worker `worker`'s increment of round `round` for the tensors given (name and
+  // shape, in the order commit() writes them), creating DIR when absent. `what` names the compressed file.
+  // Throws Error(BadInput) naming `what` when worker or round is missing, naming the estimate file when one
+  // of its tensors is absent or not float32 of the shape; Error(Io) when DIR is not a folder.
+  ReceiverEstimate(const std::string& dir, const std::string& what, std::optional<std::int64_t> worker,
+                   std::optional<std::int64_t> round, std::string feedback,
+                   std::vector<std::pair<std::string, Shape>> tensors);
+  ReceiverEstimate(ReceiverEstimate&&) noexcept;
+  ReceiverEstimate& operator=(ReceiverEstimate&&) noexcept;
+  ~ReceiverEstimate();
+
+  // Turns the decoded increment of tensor `name` into the worker's delta: x ← g_i + x, element by element
+  // in float32 (nothing to add without a base). Returns the bytes of g_i read.
+  std::uint64_t add_base(std::string_view name, Tensor& x) const;
+  // Writes the new estimate atomically, tensor t being next(t) (float32 of its shape; what add_base made),
+  // with model_config (when given); then removes the worker's files older than the base, so a rerun
+  // of this round still finds its base.
+  void commit(const std::function<Tensor(std::size_t)>& next, const std::optional<std::string>& model_config);
+
+ private:
+  std::string dir_, out_, feedback_;
+  std::int64_t worker_ = 0, round_ = 0;
+  std::vector<std::pair<std::string, Shape>> tensors_;
+  std::unique_ptr<io::TensorSource> base_;
+};
 
 }  // namespace loco::compress
