@@ -684,7 +684,7 @@ BOOST_AUTO_TEST_SUITE(powersgd)
 // is named by its first element, in the matrix path (several row blocks) and the dense one.
 BOOST_AUTO_TEST_CASE(non_finite_input_is_named) {
   for (float bad : {NAN, INFINITY, -INFINITY}) {
-    for (const loco::Shape shape : {loco::Shape{300, 50}, loco::Shape{3, 4}}) {
+    for (const loco::Shape& shape : {loco::Shape{300, 50}, loco::Shape{3, 4}}) {
       std::vector<float> v(static_cast<std::size_t>(shape[0] * shape[1]), 0.5f);
       const std::size_t at = v.size() * 3 / 4;
       v[at] = bad;
