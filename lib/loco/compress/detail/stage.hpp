@@ -9,6 +9,7 @@
 #include <cstdint>
 #include <functional>
 #include <memory>
+#include <optional>
 #include <span>
 #include <string>
 #include <string_view>
@@ -49,6 +50,12 @@ class Stage {
                       Datasets& out) const = 0;
   // Decodes into out (numel(shape) elements); validates the datasets' sizes against layout(shape).
   virtual void decode(const DatasetLookup& get, const Shape& shape, const RandomKey& key, std::span<float> out) const = 0;
+  // What SparseLoCo's reference implementation, templar, sends for this encoding (out as encode()
+  // wrote it), in bytes: a sparsifier's indices only, a value stage's values and their parameters
+  // (detail/templar.hpp). nullopt for stages templar has no counterpart of.
+  virtual std::optional<std::int64_t> templar_bytes(const Datasets& /*out*/, const Shape& /*shape*/) const {
+    return std::nullopt;
+  }
 };
 
 // Returns when every element of x is finite; otherwise throws Error(Numeric) naming the first NaN
@@ -68,6 +75,9 @@ std::unique_ptr<Stage> make_qsgd_stage(const StageSpec& s);
 std::unique_ptr<Stage> make_dct_topk_stage(const StageSpec& s);
 std::unique_ptr<Stage> make_sketch_stage(const StageSpec& s);
 std::unique_ptr<Stage> make_powersgd_stage(const StageSpec& s);
+std::unique_ptr<Stage> make_terngrad_stage(const StageSpec& s);
+// quant:range=templar (stages/quant_templar.cpp), made by make_quant_stage.
+std::unique_ptr<Stage> make_quant_templar_stage(const StageSpec& s);
 
 // Exactly-k selection (exposed for tests): writes to idx, in ascending order, the positions of the
 // min(k, n) entries of x with the largest magnitude, ties broken towards the lower index.
