@@ -72,6 +72,8 @@ def cmd_worker(a):
         "payload_bytes": payload_bytes(ins),
         "wall_seconds": round(a.wall, 6),
     }
+    if "templar_bytes" in attrs:  # what templar would send for the same selection (loco-compress(1))
+        rec["templar_bytes"] = int(attrs["templar_bytes"])
     if a.stage is not None:
         rec["stage"] = a.stage
     write_atomic(a.output, json.dumps(rec, sort_keys=True) + "\n")
@@ -139,6 +141,8 @@ def cmd_round(a):
             aggregate_seconds=round(sum(a.aggregate_wall or [0.0]), 6),
         )
         rec["cum_bytes_per_worker"] = rec["cum_bytes_sent_per_worker"] + rec["cum_bytes_received_per_worker"]
+        if a.accounting == "diloco" and all("templar_bytes" in r for r in recs):
+            rec["templar_bytes_sent_per_worker"] = max(r["templar_bytes"] for r in recs)
         if len(aggs) == 1 and "update_norm" in aggs[0]:
             rec["update_norm"] = aggs[0]["update_norm"]
         elif aggs and all("update_norm" in g for g in aggs):

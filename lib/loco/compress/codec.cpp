@@ -149,7 +149,7 @@ Codec Codec::parse(std::string_view spec) {
     if (!c.stages_[0]->sparsifier())
       throw_error(ErrorKind::Usage, "codec spec '{}': only a sparsifier (topk, randk, dct_topk) can be followed by another stage", spec);
     if (c.stages_[1]->sparsifier())
-      throw_error(ErrorKind::Usage, "codec spec '{}': {} cannot encode the values of {}; use cast, quant, sign or qsgd", spec,
+      throw_error(ErrorKind::Usage, "codec spec '{}': {} cannot encode the values of {}; use cast, quant, sign, qsgd or terngrad", spec,
                   c.stages_[1]->name(), c.stages_[0]->name());
   }
   std::vector<StageSpec> canonical;
@@ -239,6 +239,15 @@ Encoded Codec::encode(const Tensor& x, const RandomKey& key, DType decoded_dtype
     e.datasets.erase(it);
     stages_[1]->encode(values.f32(), values.shape(), stage_key(key, 1), state, e.datasets);
   }
+  // templar's accounting (detail/stage.hpp): the indices, plus float32 values or the value stage's bytes.
+  std::optional<std::int64_t> templar =
+      stages_[0]->sparsifier() ? stages_[0]->templar_bytes(e.datasets, x.shape()) : std::nullopt;
+  if (templar && stages_.size() == 1) *templar += static_cast<std::int64_t>(e.get("values").nbytes());
+  if (templar && stages_.size() == 2) {
+    const auto vb = stages_[1]->templar_bytes(e.datasets, {e.get("indices").numel()});
+    templar = vb ? std::optional(*templar + *vb) : std::nullopt;
+  }
+  if (templar) e.attrs.set("templar_bytes", *templar);
   return e;
 }
 
@@ -499,10 +508,14 @@ CompressSummary compress_file(const std::string& in, const std::string& out, con
     for (const auto& [name, data] : e.datasets) sink->write(index++, data);
     sum.raw_bytes += t->numel() * static_cast<std::int64_t>(dtype_size(t->dtype));
     sum.payload_bytes += e.payload_bytes();
+    const auto tb = e.attrs.get_int("templar_bytes");
+    sum.templar_bytes = tb && (sum.tensors == 0 || sum.templar_bytes) ? std::optional(sum.templar_bytes.value_or(0) + *tb)
+                                                                     : std::nullopt;
     ++sum.tensors;
   }
   sink->set_attribute("raw_bytes", sum.raw_bytes);
   sink->set_attribute("payload_bytes", sum.payload_bytes);
+  if (sum.templar_bytes) sink->set_attribute("templar_bytes", *sum.templar_bytes);
   sink->commit();
   // The output first, then the state: a crash in between leaves the old state, and a rerun then
   // writes the same output again.

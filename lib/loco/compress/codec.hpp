@@ -110,9 +110,11 @@ class CoefficientDomain {
 
 
 // A chain of codec stages. Stage names: cast, topk, randk, quant, sign, qsgd, dct_topk, sketch,
-// powersgd. A chain is one stage, or a sparsifier (topk, randk, dct_topk) followed by one value
-// codec (cast, quant, sign, qsgd) that encodes the kept values, e.g.
-// "topk:density=0.02,tile=4096+quant:bits=2".
+// powersgd, terngrad. A chain is one stage, or a sparsifier (topk, randk, dct_topk) followed by one value
+// codec (cast, quant, sign, qsgd, terngrad) that encodes the kept values, e.g.
+// "topk:density=0.02,tile=4096+quant:bits=2". templar's compressor (SparseLoCo's reference) is
+// "topk:k=64,tile=2d+quant:bits=2,range=templar"; its encodings record templar_bytes, the bytes
+// templar sends for the same selection (detail/templar.hpp).
 class Codec {
  public:
   // Parses and validates SPEC; throws Error(Usage) naming the stage and key that is wrong.
@@ -173,6 +175,8 @@ struct CompressSummary {
   std::int64_t tensors = 0;
   std::int64_t raw_bytes = 0;
   std::int64_t payload_bytes = 0;
+  // What templar would send (Encoded's templar_bytes attribute) when every tensor records it.
+  std::optional<std::int64_t> templar_bytes;
 };
 
 // Reads the compressed tensor /tensors/<name> of a compressed file (group attributes and datasets).

@@ -446,3 +446,40 @@ CASES = [
 
 if __name__ == "__main__":
     make(sys.argv[1], sys.argv[2])
+
+# Issue 16.2: templar's compressor (topk tile=2d + quant range=templar) read through the compress API.
+TEMPLAR = "topk:k=2,tile=2d,chunk=3+quant:bits=2,range=templar"
+
+
+def templar_contributor_mean(ctx, r):
+    """w (6, 3) in two 3 × 3 tiles and b (3,) in one tile of 3, 2 kept per tile; the aggregate is θ minus
+    the contributor mean of loco-decompress's values over each delta's selection (from its indices)."""
+    import h5py
+    got, attrs, _ = read(ctx.tmp / "g1.h5")
+    theta = values(0)
+    for n, (rows, cols, th, tw) in {"w": (6, 3, 3, 3), "b": (1, 3, 1, 3)}.items():
+        total, count = np.zeros((rows, cols)), np.zeros((rows, cols))
+        for k in range(3):
+            dec, _, _ = read(ctx.tmp / f"u{k}.h5")
+            with h5py.File(ctx.tmp / f"t{k}.h5", "r") as f:
+                idx = f[f"tensors/{n}/indices"][()]
+                assert f[f"tensors/{n}"].attrs["templar_bytes"] > 0
+            v = dec[n].reshape(rows, cols)
+            for t, i in enumerate(idx):
+                tile = t // 2  # 2 kept per tile, tiles row-major over the grid
+                r0, c0 = (tile // (cols // tw)) * th, (tile % (cols // tw)) * tw
+                rr, cc = r0 + int(i) // tw, c0 + int(i) % tw
+                total[rr, cc] += v[rr, cc]
+                count[rr, cc] += 1
+        dbar = np.where(count > 0, total / np.maximum(count, 1), 0.0).reshape(SHAPES[n])
+        assert np.max(np.abs(got[n] - (theta[n] - dbar))) < 1e-6, (n, got[n], theta[n] - dbar)
+    assert attrs["reduction"] == "contributor-mean", attrs
+
+
+CASES += [
+    Case("contributor-mean over templar-compressed deltas (2-D tiles, bin-mean values)", setup=[MAKE],
+         sh=" && ".join([f"loco-compress d{k}.h5 -o t{k}.h5 --codec {TEMPLAR} && loco-decompress t{k}.h5 -o u{k}.h5"
+                         for k in range(3)]) +
+            " && loco-aggregate --model g0.h5 -o g1.h5 --outer sgd --reduce contributor-mean t0.h5 t1.h5 t2.h5",
+         check=templar_contributor_mean),
+]

@@ -65,6 +65,12 @@ class Stage {
   // The tensor of this shape whose coefficients (float32, tile-major, the domain's size) are coef.
   // Throws Error(BadInput) for another size or dtype, Error(Internal) for a stage without coefficients.
   virtual Tensor inverse(Tensor coef, const Shape& shape) const;
+  // What SparseLoCo's reference implementation, templar, sends for this encoding (out as encode()
+  // wrote it), in bytes: a sparsifier's indices only, a value stage's values and their parameters
+  // (detail/templar.hpp). nullopt for stages templar has no counterpart of.
+  virtual std::optional<std::int64_t> templar_bytes(const Datasets& /*out*/, const Shape& /*shape*/) const {
+    return std::nullopt;
+  }
 };
 
 // The shape an encoding's attributes record (shape and ndim, which agree; ndim 0 and no shape for a
@@ -88,6 +94,9 @@ std::unique_ptr<Stage> make_qsgd_stage(const StageSpec& s);
 std::unique_ptr<Stage> make_dct_topk_stage(const StageSpec& s);
 std::unique_ptr<Stage> make_sketch_stage(const StageSpec& s);
 std::unique_ptr<Stage> make_powersgd_stage(const StageSpec& s);
+std::unique_ptr<Stage> make_terngrad_stage(const StageSpec& s);
+// quant:range=templar (stages/quant_templar.cpp), made by make_quant_stage.
+std::unique_ptr<Stage> make_quant_templar_stage(const StageSpec& s);
 
 // Exactly-k selection (exposed for tests): writes to idx, in ascending order, the positions of the
 // min(k, n) entries of x with the largest magnitude, ties broken towards the lower index.

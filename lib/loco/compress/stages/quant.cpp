@@ -1,5 +1,5 @@
 // The quant stage: n-bit block quantization (min-max or the 6-sigma SparseLoCo range), nearest or
-// stochastic rounding.
+// stochastic rounding; range=templar is templar's per-tensor quantizer (quant_templar.cpp).
 #if defined(__SSE2__)
 #include <immintrin.h>
 #endif
@@ -125,7 +125,7 @@ class QuantStage final : public Stage {
     block_ = p.integer("block", 256, 8, std::int64_t{1} << 40);
     if (block_ % 8 != 0) throw_error(ErrorKind::Usage, "codec quant: block={} is not a multiple of 8", block_);
     stochastic_ = p.choice("rounding", "nearest", {"nearest", "stochastic"}) == "stochastic";
-    sigma_ = p.choice("range", "minmax", {"minmax", "sigma"}) == "sigma";
+    sigma_ = p.choice("range", "minmax", {"minmax", "sigma", "templar"}) == "sigma";  // templar: quant_templar.cpp
     p.done();
   }
   std::string_view name() const override { return "quant"; }
@@ -238,6 +238,10 @@ class QuantStage final : public Stage {
 
 }  // namespace
 
-std::unique_ptr<Stage> make_quant_stage(const StageSpec& s) { return std::make_unique<QuantStage>(s); }
+std::unique_ptr<Stage> make_quant_stage(const StageSpec& s) {
+  for (const auto& [key, value] : s.params)
+    if (key == "range" && value == "templar") return make_quant_templar_stage(s);
+  return std::make_unique<QuantStage>(s);
+}
 
 }  // namespace loco::compress

@@ -18,6 +18,7 @@ constexpr Entry kStages[] = {
     {"cast", make_cast_stage},         {"topk", make_topk_stage},   {"randk", make_randk_stage},
     {"quant", make_quant_stage},       {"sign", make_sign_stage},   {"qsgd", make_qsgd_stage},
     {"dct_topk", make_dct_topk_stage}, {"sketch", make_sketch_stage}, {"powersgd", make_powersgd_stage},
+    {"terngrad", make_terngrad_stage},
 };
 
 }  // namespace

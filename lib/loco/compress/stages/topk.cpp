@@ -1,12 +1,15 @@
-// The topk stage: exact top-k by magnitude, per tensor or per tile, and the parallel exact
-// selection it and topk_indices use.
+// The topk stage: exact top-k by magnitude, per tensor, per flat tile or per 2-D tile (templar's
+// tiling), and the parallel exact selection it and topk_indices use.
 #include <algorithm>
 #include <atomic>
 #include <cmath>
 #include <limits>
+#include <optional>
 
 #include "loco/compress/detail/parallel.hpp"
+#include "loco/compress/dct.hpp"
 #include "loco/compress/detail/stage.hpp"
+#include "loco/compress/detail/templar.hpp"
 #include "loco/compress/detail/topk_select.hpp"
 #include "loco/core/error.hpp"
 
@@ -117,14 +120,36 @@ void topk_parallel(std::span<const float> x, std::int64_t k, std::int64_t* idx) 
   if (o != k) throw_error(ErrorKind::Internal, "top-k selected {} entries instead of {}", o, k);
 }
 
+// tile=2d: templar's tiling (SparseLoCo's reference, tplr-ai/templar src/tplr/compress/topk.py,
+// ChunkingTransformer.encode and TopKCompressor.compress/_clamp_topk). The tensor is read as a
+// rows × cols matrix (rank ≥ 2: shape[0] × the product of the rest, where templar handles rank 2
+// only; rank ≤ 1: 1 × numel, templar's "(x w) -> x w"), cut into tile_rows × tile_cols tiles with
+// tile_rows = dct_tile_size(rows, chunk), tile_cols = dct_tile_size(cols, chunk) (templar's
+// _get_smaller_split: the largest divisor ≤ chunk, the dimension itself when ≤ chunk), tiles in
+// row-major order of the tile grid ("(y h) (x w) -> y x h w"), element (r, c) of a tile at local index
+// r·tile_cols + c ("y x (h w)"). Per tile templar's _clamp_topk of k: min(k, tile), at least 2, then
+// made even; a one-element tile (templar's torch.topk would fail) keeps its element.
+struct Grid {
+  std::int64_t rows = 0, cols = 0, tile_rows = 1, tile_cols = 1, tiles = 0, tile = 1, kept = 0;
+};
+
 class TopkStage final : public Stage {
  public:
   explicit TopkStage(const StageSpec& s) {
     Spec p = stage_params(s);
     if (p.has("k") && p.has("density")) throw_error(ErrorKind::Usage, "codec topk: give k or density, not both");
-    k_ = p.integer("k", 0, 1, std::numeric_limits<std::int64_t>::max());
-    density_ = k_ > 0 ? 0.0 : p.real("density", 0.01, Range::between(0.0, 1.0, true));
-    tile_ = p.integer("tile", 0, 0, std::int64_t{1} << 40);
+    const std::optional<std::string> tile = p.take("tile");
+    tile2d_ = tile && *tile == "2d";
+    if (tile2d_) {
+      if (p.has("density")) throw_error(ErrorKind::Usage, "codec topk: tile=2d keeps k per tile (templar's topk); give k, not density");
+      k_ = p.integer("k", 64, 1, std::int64_t{1} << 16);
+      chunk_ = p.integer("chunk", 64, 1, 256);
+    } else {
+      if (p.has("chunk")) throw_error(ErrorKind::Usage, "codec topk: chunk is a parameter of tile=2d");
+      k_ = p.integer("k", 0, 1, std::numeric_limits<std::int64_t>::max());
+      density_ = k_ > 0 ? 0.0 : p.real("density", 0.01, Range::between(0.0, 1.0, true));
+      tile_ = p.integer("tile", 0, 0, std::int64_t{1} << 40);
+    }
     p.done();
   }
   std::string_view name() const override { return "topk"; }
@@ -132,38 +157,131 @@ class TopkStage final : public Stage {
     std::vector<std::pair<std::string, std::string>> c;
     if (k_ > 0) c.emplace_back("k", std::to_string(k_));
     else c.emplace_back("density", real_text(density_));
-    c.emplace_back("tile", std::to_string(tile_));
+    if (tile2d_) {
+      c.emplace_back("tile", "2d");
+      c.emplace_back("chunk", std::to_string(chunk_));
+    } else {
+      c.emplace_back("tile", std::to_string(tile_));
+    }
     return c;
   }
   void record(Attributes& a, const std::string& prefix) const override {
     if (k_ > 0) a.set(prefix + "k", k_);
     else a.set(prefix + "density", density_);
-    a.set(prefix + "tile", tile_);
+    if (tile2d_) {
+      a.set(prefix + "tile", std::string("2d"));
+      a.set(prefix + "chunk", chunk_);
+    } else {
+      a.set(prefix + "tile", tile_);
+    }
   }
   bool sparsifier() const override { return true; }
 
+  Grid grid(const Shape& shape) const {
+    Grid g;
+    const std::int64_t d = shape_numel(shape);
+    if (d == 0) return g;
+    g.rows = shape.size() >= 2 ? shape[0] : 1;
+    g.cols = d / g.rows;
+    g.tile_rows = dct_tile_size(g.rows, chunk_);
+    g.tile_cols = dct_tile_size(g.cols, chunk_);
+    g.tile = g.tile_rows * g.tile_cols;
+    g.tiles = (g.rows / g.tile_rows) * (g.cols / g.tile_cols);
+    g.kept = templar_tile_k(k_, g.tile);
+    return g;
+  }
+
   std::int64_t tile_len(std::int64_t d) const { return tile_ > 0 ? tile_ : d; }
-  std::int64_t total_kept(std::int64_t d) const {
+  std::int64_t total_kept(const Shape& shape) const {
+    const std::int64_t d = shape_numel(shape);
     if (d == 0) return 0;
+    if (tile2d_) {
+      const Grid g = grid(shape);
+      return g.tiles * g.kept;
+    }
     const std::int64_t t = tile_len(d), full = d / t, rest = d % t;
     return full * kept(t, k_, density_) + kept(rest, k_, density_);
   }
   DType index_dtype(std::int64_t d) const {
-    if (tile_ > 0 && tile_ <= 65536) return DType::U16;
+    if (tile2d_ || (tile_ > 0 && tile_ <= 65536)) return DType::U16;  // a 2-D tile holds at most 256² entries
     return tile_len(d) <= (std::int64_t{1} << 32) ? DType::U32 : DType::U64;
   }
   std::vector<DatasetLayout> layout(const Shape& shape) const override {
     const std::int64_t d = shape_numel(shape);
-    const std::int64_t k = total_kept(d);
+    const std::int64_t k = total_kept(shape);
     return {{"indices", {k}, index_dtype(d)}, {"values", {k}, DType::F32}};
   }
 
-  void encode(std::span<const float> x, const Shape&, const RandomKey&, TensorState*, Datasets& out) const override {
-    const std::int64_t d = static_cast<std::int64_t>(x.size()), k = total_kept(d), t = tile_len(d);
+  std::optional<std::int64_t> templar_bytes(const Datasets& out, const Shape& shape) const override {
+    if (!tile2d_) return std::nullopt;
+    const Grid g = grid(shape);
+    if (g.tiles == 0) return 0;
+    const auto it = std::find_if(out.begin(), out.end(), [](const auto& p) { return p.first == "indices"; });
+    if (it == out.end() || it->second.dtype() != DType::U16) return std::nullopt;
+    return templar_index_bytes(it->second.as<std::uint16_t>(), g.tiles, g.kept, g.tile);
+  }
+
+  void encode_2d(std::span<const float> x, const Shape& shape, std::uint16_t* ind, float* v) const {
+    const Grid g = grid(shape);
+    const std::int64_t per_row = g.cols / g.tile_cols;
+    parallel_chunks(g.tiles, std::max<std::int64_t>(1, (1 << 16) / g.tile), [&](std::int64_t tb, std::int64_t te) {
+      std::vector<float> buf(static_cast<std::size_t>(g.tile));
+      std::vector<std::uint32_t> hist;
+      std::vector<Cand> cand, scratch;
+      for (std::int64_t t = tb; t < te; ++t) {
+        const std::int64_t r0 = (t / per_row) * g.tile_rows, c0 = (t % per_row) * g.tile_cols;
+        for (std::int64_t r = 0; r < g.tile_rows; ++r)
+          std::copy_n(x.data() + (r0 + r) * g.cols + c0, g.tile_cols, buf.data() + r * g.tile_cols);
+        std::int64_t o = t * g.kept;
+        const auto put = [&](std::int64_t i) {
+          ind[o] = static_cast<std::uint16_t>(i);
+          v[o++] = buf[static_cast<std::size_t>(i)];
+        };
+        if (g.kept == g.tile) {
+          for (std::int64_t i = 0; i < g.tile; ++i) put(i);
+        } else {
+          topk_serial(buf.data(), g.tile, g.kept, hist, cand, scratch, put);
+        }
+      }
+    });
+  }
+
+  void decode_2d(const std::uint16_t* ind, const float* v, const Shape& shape, std::span<float> out) const {
+    const Grid g = grid(shape);
+    const std::int64_t per_row = g.cols / g.tile_cols;
+    std::atomic<bool> bad{false};
+    parallel_chunks(g.tiles, std::max<std::int64_t>(1, (1 << 16) / g.tile), [&](std::int64_t tb, std::int64_t te) {
+      for (std::int64_t t = tb; t < te; ++t) {
+        const std::int64_t r0 = (t / per_row) * g.tile_rows, c0 = (t % per_row) * g.tile_cols;
+        for (std::int64_t j = t * g.kept, e = (t + 1) * g.kept; j < e; ++j) {
+          const std::int64_t i = ind[j];
+          // Ascending within a tile (loco-format(5)), as the flat tiles are.
+          if (i >= g.tile || (j > t * g.kept && i <= ind[j - 1])) {
+            bad = true;
+            continue;
+          }
+          out[(r0 + i / g.tile_cols) * g.cols + c0 + i % g.tile_cols] = v[j];
+        }
+      }
+    });
+    if (bad)
+      throw_error(ErrorKind::BadInput,
+                  "codec topk: an index is past the end of its {}x{} tile, or a tile's indices are not strictly increasing",
+                  g.tile_rows, g.tile_cols);
+  }
+
+  void encode(std::span<const float> x, const Shape& shape, const RandomKey&, TensorState*, Datasets& out) const override {
+    const std::int64_t d = static_cast<std::int64_t>(x.size()), k = total_kept(shape), t = tile_len(d);
     const DType idt = index_dtype(d);
     Tensor ind = Tensor::uninitialized({k}, idt), val = Tensor::uninitialized({k}, DType::F32);
     float* v = val.f32().data();
     std::byte* ib = ind.bytes().data();
+    if (tile2d_) {
+      if (k > 0) encode_2d(x, shape, reinterpret_cast<std::uint16_t*>(ib), v);
+      out.emplace_back("indices", std::move(ind));
+      out.emplace_back("values", std::move(val));
+      return;
+    }
     auto put = [&](std::int64_t o, std::int64_t local) {
       if (idt == DType::U16) reinterpret_cast<std::uint16_t*>(ib)[o] = static_cast<std::uint16_t>(local);
       else if (idt == DType::U32) reinterpret_cast<std::uint32_t*>(ib)[o] = static_cast<std::uint32_t>(local);
@@ -198,10 +316,15 @@ class TopkStage final : public Stage {
     out.emplace_back("values", std::move(val));
   }
 
-  void decode(const DatasetLookup& get, const Shape&, const RandomKey&, std::span<float> out) const override {
-    const std::int64_t d = static_cast<std::int64_t>(out.size()), k = total_kept(d), t = tile_len(d);
+  void decode(const DatasetLookup& get, const Shape& shape, const RandomKey&, std::span<float> out) const override {
+    const std::int64_t d = static_cast<std::int64_t>(out.size()), k = total_kept(shape), t = tile_len(d);
     const Tensor& ind = expect(get, "indices", k, index_dtype(d), "topk");
     const float* v = expect(get, "values", k, DType::F32, "topk").f32().data();
+    if (tile2d_) {
+      std::fill(out.begin(), out.end(), 0.0f);
+      if (k > 0) decode_2d(ind.as<std::uint16_t>().data(), v, shape, out);
+      return;
+    }
     const std::byte* ib = ind.bytes().data();
     const DType idt = ind.dtype();
     auto at = [&](std::int64_t j) -> std::uint64_t {
@@ -239,6 +362,8 @@ class TopkStage final : public Stage {
   std::int64_t k_ = 0;
   double density_ = 0.01;
   std::int64_t tile_ = 0;
+  bool tile2d_ = false;
+  std::int64_t chunk_ = 64;
 };
 
 }  // namespace
