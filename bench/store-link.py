@@ -28,7 +28,7 @@ sys.path.insert(0, str(ROOT / "tests" / "pipeline"))
 sys.path.insert(0, str(ROOT / "scripts" / "lib"))
 import linkmodel  # noqa: E402
 from pipetest import SCRIPTS, make_text  # noqa: E402
-from test_store import S3, finish, s3rver_bin, site  # noqa: E402  the tests' s3rver on 127.0.0.1
+from storetest import S3, finish, s3_env, s3rver_bin, site  # noqa: E402  the tests' s3rver on 127.0.0.1
 
 RCLONE_UNITS = {"k": 1024, "m": 1024 ** 2, "g": 1024 ** 3}
 
@@ -68,17 +68,13 @@ def main():
         sys.exit("store-link: s3rver is not installed (scripts/setup-test-services installs it)")
     work = a.work.resolve()
     shutil.rmtree(work, ignore_errors=True)
-    (work / "home").mkdir(parents=True)
+    work.mkdir(parents=True)
     text = work / "text.txt"
     make_text(text)
     opts = ["--data", text, "--preset", a.preset, "--workers", "2", "--rounds", str(a.rounds), "--inner-steps", "4",
             "--batch", "4", "--lr", "3e-3", "--eval-batch", "16", "--threads", "1", "--tools", a.bin.resolve()]
     s3 = S3(exe, work / "s3")
-    home = work / "home"
-    env = dict(os.environ, LOCO_THREADS="1", HOME=str(home), XDG_CONFIG_HOME=str(home / ".config"),
-               RCLONE_CONFIG=str(home / "no-rclone.conf"), RCLONE_CONFIG_LOCO_TYPE="s3",
-               RCLONE_CONFIG_LOCO_PROVIDER="Other", RCLONE_CONFIG_LOCO_ENDPOINT=f"http://127.0.0.1:{s3.port}",
-               RCLONE_CONFIG_LOCO_ACCESS_KEY_ID="S3RVER", RCLONE_CONFIG_LOCO_SECRET_ACCESS_KEY="bench-not-a-secret")
+    env = s3_env(dict(os.environ, LOCO_THREADS="1"), work, s3)
     try:
         rows, span = one_run(work, "unlimited", opts, env, None)
         trained = [r for r in rows if r["round"] > 0]
