@@ -43,8 +43,10 @@ int main(int argc, char** argv) {
                    "Byzantine-robust: nearest-neighbour mixing, then Krum with f = 2.");
   tool.add_example("loco-aggregate --model g.h5 -o g2.h5 --outer sgd --dp-clip 1 --dp-noise 0.5 --dp-seed 7 d*.h5",
                    "Central DP: clip to norm 1, noise sigma = 0.5/m.");
-  tool.add_example("loco-aggregate --watch inbox --model g0.h5 -o models --outer sgd:lr=0.9 --staleness "
-                   "polynomial:a=0.5 --until inbox/STOP", "FedAsync on every arriving delta.");
+  tool.add_example(
+      "loco-aggregate --watch inbox --model g0.h5 -o models --outer sgd:lr=0.9 --staleness "
+      "polynomial:a=0.5 --until inbox/STOP",
+      "FedAsync on every arriving delta.");
   auto& app = tool.app();
   std::string model, out, reduce = "mean", clip = "none", outer = "nesterov", summary, staleness, adaptive, watch_dir,
                           until, ef21_state;
@@ -60,42 +62,54 @@ int main(int argc, char** argv) {
   app.add_option("--reduce", reduce,
                  "mean, weighted-mean, contributor-mean, qfedavg[:q=0.2,lr=0.1], or a robust rule such as median, "
                  "trimmed-mean:beta=0.2, krum:f=F, multi-krum:f=F,m=M, geomedian, centered-clip:tau=T,iters=L, "
-                 "bulyan:f=F, median-norm, flag[:r=R], with nnm[:f=F]+ or bucket:s=S+ before it")->capture_default_str();
+                 "bulyan:f=F, median-norm, flag[:r=R], with nnm[:f=F]+ or bucket:s=S+ before it")
+      ->capture_default_str();
   app.add_option("--clip", clip, "Per-tensor clipping before a mean: none, or median-norm (scale to the median norm)")
-      ->check(CLI::IsMember({"none", "median-norm"}))->capture_default_str();
-  app.add_option("--outer", outer, "Outer optimizer: sgd, momentum, nesterov, adam, fedavgm, fedadagrad, fedadam, "
-                 "fedyogi, delayed_nesterov, sign (DeMo), or a spec such as nesterov:lr=0.7,momentum=0.9")->capture_default_str();
+      ->check(CLI::IsMember({"none", "median-norm"}))
+      ->capture_default_str();
+  app.add_option("--outer", outer,
+                 "Outer optimizer: sgd, momentum, nesterov, adam, fedavgm, fedadagrad, fedadam, "
+                 "fedyogi, delayed_nesterov, sign (DeMo), or a spec such as nesterov:lr=0.7,momentum=0.9")
+      ->capture_default_str();
   app.add_option("--outer-lr", outer_lr, "Outer learning rate (overrides the spec's)")->check(CLI::NonNegativeNumber);
   app.add_option("--momentum", momentum, "Outer momentum (overrides the spec's)")->check(CLI::Range(0.0, 1.0));
   app.add_option("--min-deltas", min_deltas, "Quorum: fail (exit 1, nothing written) with fewer valid deltas")
-      ->check(CLI::PositiveNumber)->capture_default_str();
+      ->check(CLI::PositiveNumber)
+      ->capture_default_str();
   app.add_flag("--allow-stale", allow_stale, "Accept deltas from older rounds, weighted by the staleness rule");
   app.add_option("--staleness", staleness, "Staleness rule: constant, polynomial[:a=0.5], hinge[:a=10,b=4], fedfix");
   app.add_option("--seed", seed, "Seed of randomized pre-aggregators (bucket)")->capture_default_str();
-  app.add_option("--dp-clip", dp_clip, "DP: clip each delta to this L2 norm over the whole update (first C with "
-                 "--dp-adaptive)")->check(CLI::PositiveNumber);
+  app.add_option("--dp-clip", dp_clip,
+                 "DP: clip each delta to this L2 norm over the whole update (first C with "
+                 "--dp-adaptive)")
+      ->check(CLI::PositiveNumber);
   app.add_option("--dp-noise", dp_noise, "DP noise multiplier z: sigma = z*C/m")->check(CLI::NonNegativeNumber);
   app.add_option("--dp-seed", dp_seed, "Seed of the DP noise (with the model's round and the tensor)")
       ->capture_default_str();
   app.add_option("--dp-clients", dp_clients, "DP: m, the number of sampled clients (default: the valid deltas)")
       ->check(CLI::NonNegativeNumber);
   app.add_option("--dp-adaptive", adaptive, "Adaptive clipping quantile=G,lr=E[,count-stddev=S] (0.5, 0.2, m/20)");
-  loco::cli::output_path(app.add_option("--ef21-state", ef21_state, "Folder of the aggregator's per-worker estimates g_i, which makes deltas "
-                 "compressed with ef21 or econtrol feedback usable (g_i <- g_i + decoded delta)"));
+  loco::cli::output_path(
+      app.add_option("--ef21-state", ef21_state,
+                     "Folder of the aggregator's per-worker estimates g_i, which makes deltas "
+                     "compressed with ef21 or econtrol feedback usable (g_i <- g_i + decoded delta)"));
   app.add_option("--watch", watch_dir, "Apply the delta files appearing in this folder as they arrive");
-  app.add_option("--buffer", buffer, "--watch: deltas per update (FedBuff K)")->check(CLI::PositiveNumber)
+  app.add_option("--buffer", buffer, "--watch: deltas per update (FedBuff K)")
+      ->check(CLI::PositiveNumber)
       ->capture_default_str();
   app.add_option("--period", period, "--watch: update every this many seconds with what arrived (FedFix)")
       ->check(CLI::NonNegativeNumber);
   app.add_option("--max-updates", max_updates, "--watch: stop once the ledger holds this many updates")
       ->check(CLI::PositiveNumber);
   app.add_option("--until", until, "--watch: stop when this file exists (after applying what is there)");
-  app.add_option("--poll", poll, "--watch: seconds between scans of the folder")->check(CLI::PositiveNumber)
+  app.add_option("--poll", poll, "--watch: seconds between scans of the folder")
+      ->check(CLI::PositiveNumber)
       ->capture_default_str();
   app.add_flag("--json", json, "Print the summary as JSON on stdout (--watch: one line per update)");
   loco::cli::output_path(app.add_option("--summary", summary, "Write the JSON summary to this file"));
   app.add_option("--block-bytes", block_bytes, "Bytes of each delta read at a time (does not change the result)")
-      ->check(CLI::PositiveNumber)->capture_default_str();
+      ->check(CLI::PositiveNumber)
+      ->capture_default_str();
   tool.group(loco::cli::Group::Inputs, {"--model", "--ef21-state"});
   tool.group(loco::cli::Group::Outputs, {"--json", "--summary"});
   tool.group(loco::cli::Group::Execution, {"--watch", "--until", "--poll", "--max-updates", "--block-bytes"});
@@ -129,7 +143,8 @@ int main(int argc, char** argv) {
     opt.ef21_state = ef21_state;
     if (!summary.empty()) loco::io::check_not_input(summary);
     if (!watch_dir.empty()) {
-      if (!deltas.empty()) throw Error(ErrorKind::Usage, "--watch takes its deltas from the folder, not DELTA arguments");
+      if (!deltas.empty())
+        throw Error(ErrorKind::Usage, "--watch takes its deltas from the folder, not DELTA arguments");
       agg::WatchOptions w{watch_dir, model, out, opt, buffer, period, max_updates, until, poll};
       if (period > 0 && !opt.staleness) w.aggregate.staleness = agg::parse_staleness("fedfix");
       const agg::WatchReport r = agg::watch(w, json ? &std::cout : nullptr);

@@ -13,10 +13,13 @@ int main(int argc, char** argv) {
       "-o, as valid delta files (the first honest delta's attributes, worker ids after the honest ones, samples and "
       "loss_* the honest means, and an 'attack' attribute naming the attack). Attacks (h = honest deltas): sign-flip "
       "-mean(h); scaled:s=S S*mean(h); gaussian:sigma=S N(0,S^2) per coordinate, one draw per attacker from --seed; "
-      "ipm:eps=E -E*mean(h) (default E 0.1); alie[:z=Z] mean(h) - Z*std(h) per coordinate (population std), Z by default "
-      "z_max of Baruch et al. 2019 (Algorithm 3): s = floor(n/2+1) - f, Z = PhiInverse((n-s)/n), n = --workers (default "
+      "ipm:eps=E -E*mean(h) (default E 0.1); alie[:z=Z] mean(h) - Z*std(h) per coordinate (population std), Z by "
+      "default "
+      "z_max of Baruch et al. 2019 (Algorithm 3): s = floor(n/2+1) - f, Z = PhiInverse((n-s)/n), n = --workers "
+      "(default "
       "honest + attackers), f = the number of outputs; a Z of 0 is refused (the attackers would send the honest mean), "
-      "and the Z used is written as the attribute attack_z. Streams block by block. With --label-flip, reads one classification shard "
+      "and the Z used is written as the attribute attack_z. Streams block by block. With --label-flip, reads one "
+      "classification shard "
       "and writes it with labels y -> C-1-y.");
   tool.add_example("loco-attack --attack alie -o bad-8.h5 -o bad-9.h5 delta-0*.h5",
                    "Two ALIE attackers among 10 workers (8 honest deltas).");
@@ -32,7 +35,8 @@ int main(int argc, char** argv) {
   app.add_option("--attack", attack, "sign-flip, scaled:s=S, gaussian[:sigma=S], ipm[:eps=E] or alie[:z=Z]");
   app.add_flag("--label-flip", flip, "Flip the labels of one classification shard (y -> C-1-y) instead");
   loco::cli::output_path(app.add_option("-o,--output", outputs, "Output file, once per attacker (one for --label-flip)")
-      ->required()->allow_extra_args(false));
+                             ->required()
+                             ->allow_extra_args(false));
   app.add_option("INPUT", inputs, "Honest delta files (or the shard for --label-flip)")->required();
   app.add_option("--workers", workers, "n, all workers including the attackers (default: honest + attackers)")
       ->check(CLI::PositiveNumber);
@@ -47,7 +51,9 @@ int main(int argc, char** argv) {
       if (inputs.size() != 1 || outputs.size() != 1)
         throw loco::Error(loco::ErrorKind::Usage, "--label-flip takes one shard and one -o");
       const auto r = rb::label_flip(inputs[0], outputs[0]);
-      if (json) std::cout << fmt::format(R"({{"attack":"label-flip","examples":{},"classes":{}}})", r.examples, r.classes) << '\n';
+      if (json)
+        std::cout << fmt::format(R"({{"attack":"label-flip","examples":{},"classes":{}}})", r.examples, r.classes)
+                  << '\n';
       return 0;
     }
     if (attack.empty()) throw loco::Error(loco::ErrorKind::Usage, "give --attack (or --label-flip)");
@@ -58,8 +64,8 @@ int main(int argc, char** argv) {
     o.seed = seed;
     const auto r = rb::write_attack(inputs, outputs, o);
     if (json)
-      std::cout << fmt::format(R"({{"attack":"{}","n":{},"f":{},"honest":{},"z":{},"workers":[{}]}})", r.attack, r.n, r.f,
-                               r.honest, r.z, fmt::join(r.workers, ","))
+      std::cout << fmt::format(R"({{"attack":"{}","n":{},"f":{},"honest":{},"z":{},"workers":[{}]}})", r.attack, r.n,
+                               r.f, r.honest, r.z, fmt::join(r.workers, ","))
                 << '\n';
     return 0;
   });

@@ -5,7 +5,8 @@
 int main(int argc, char** argv) {
   loco::cli::Tool tool("loco-decompress", "Decode a compressed file into a dense delta or model file");
   tool.set_description(
-      "Reads the codec chain, shape, dtype and seed recorded in each group /tensors/NAME of a compressed file and writes "
+      "Reads the codec chain, shape, dtype and seed recorded in each group /tensors/NAME of a compressed file and "
+      "writes "
       "the decoded tensor as /tensors/NAME of a dense file of the kind the input was made from (source_kind), with the "
       "input's root attributes. Tensors are decoded one at a time.");
   tool.add_example("loco-decompress delta.c.h5 -o delta.d.h5", "Decode for loco-aggregate or loco-inspect.");

@@ -14,7 +14,8 @@ int main(int argc, char** argv) {
       "the same name with the same shape, and nothing else (a local model_config, when present, must match); "
       "bfloat16 and float16 widen exactly to float32, float64 differences are rounded once. The delta records "
       "kind delta, the global model's model_config, round (default: the global model's), worker, samples, "
-      "inner_steps, step and base_checksum, the checksum loco-aggregate compares with its model. A non-finite difference "
+      "inner_steps, step and base_checksum, the checksum loco-aggregate compares with its model. A non-finite "
+      "difference "
       "stops with exit 5 and nothing written. See docs/your-trainer.md.");
   tool.add_example("loco-delta --base round-3.h5 --local local.safetensors --worker 2 --samples 8192 -o d2.h5",
                    "After a PyTorch worker saved its model with safetensors.");

@@ -9,7 +9,8 @@
 #include "loco/train/fragment.hpp"
 
 int main(int argc, char** argv) {
-  loco::cli::Tool tool("loco-fragment", "Split a model into strided fragments, list them, or join fragments into a model");
+  loco::cli::Tool tool("loco-fragment",
+                       "Split a model into strided fragments, list them, or join fragments into a model");
   tool.set_description(
       "Streaming DiLoCo synchronises one fragment of the model at a time. Fragment p of P holds the transformer "
       "blocks (MLP layers) p, p+P, p+2P, ...; a GPT's embeddings go with block 0 and its final norm and head with "
@@ -31,16 +32,21 @@ int main(int argc, char** argv) {
   std::string out, mix;
   std::vector<std::string> files;
   app.add_option("--fragments", fragments, "Number of fragments P (at most the model's blocks or layers)")
-      ->check(CLI::PositiveNumber)->type_name("P");
-  app.add_option("--index", index, "Split: the fragment to write, 0 to P-1")->check(CLI::NonNegativeNumber)->type_name("p");
+      ->check(CLI::PositiveNumber)
+      ->type_name("P");
+  app.add_option("--index", index, "Split: the fragment to write, 0 to P-1")
+      ->check(CLI::NonNegativeNumber)
+      ->type_name("p");
   app.add_flag("--list", list, "Print the assignment: fragment, tensor, shape, parameters; then each fragment's total");
   app.add_flag("--join", join, "Join the fragment files FILE... into one model file");
   app.add_option("--mix", mix, "Mix this fragment file's values into the model FILE (Streaming DiLoCo's merge)")
       ->type_name("FRAGMENT");
-  auto* mixing_opt = app.add_option("--mixing", mixing, "With --mix: the weight ALPHA of the model's own values, in [0, 1]")
-                         ->type_name("ALPHA");
-  loco::cli::output_path(app.add_option("-o,--output", out, "The fragment or joined model file ('-' for stdout); written atomically")
-      ->type_name("FILE"));
+  auto* mixing_opt =
+      app.add_option("--mixing", mixing, "With --mix: the weight ALPHA of the model's own values, in [0, 1]")
+          ->type_name("ALPHA");
+  loco::cli::output_path(
+      app.add_option("-o,--output", out, "The fragment or joined model file ('-' for stdout); written atomically")
+          ->type_name("FILE"));
   app.add_option("FILE", files, "The model to split or list, or the fragment files to join")->required();
   return tool.run(argc, argv, [&] {
     using loco::ErrorKind;

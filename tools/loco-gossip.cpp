@@ -21,9 +21,14 @@ int describe(const g::Topology& t, std::int64_t n, std::uint64_t seed, std::int6
   g::check_spectral_nodes(n);
   const auto w = g::mixing_matrix(t, n, seed, round);
   const double rho = g::mixing_rho(w);
-  nlohmann::json j = {{"topology", g::format_topology(t)}, {"nodes", n},  {"round", round}, {"seed", seed},
-                      {"symmetric", g::symmetric(t)},      {"time_varying", g::time_varying(t)},
-                      {"rho", rho},                        {"spectral_gap", 1.0 - rho}};
+  nlohmann::json j = {{"topology", g::format_topology(t)},
+                      {"nodes", n},
+                      {"round", round},
+                      {"seed", seed},
+                      {"symmetric", g::symmetric(t)},
+                      {"time_varying", g::time_varying(t)},
+                      {"rho", rho},
+                      {"spectral_gap", 1.0 - rho}};
   if (t.kind == g::TopologyKind::Torus) {
     const auto [r, c] = g::torus_shape(t, n);
     j["torus"] = {r, c};
@@ -41,14 +46,16 @@ int describe(const g::Topology& t, std::int64_t n, std::uint64_t seed, std::int6
     return 0;
   }
   fmt::print("topology      {}\nnodes         {}\n", g::format_topology(t), n);
-  if (t.kind == g::TopologyKind::Torus) fmt::print("torus         {} x {}\n", j["torus"][0].get<std::int64_t>(), j["torus"][1].get<std::int64_t>());
+  if (t.kind == g::TopologyKind::Torus)
+    fmt::print("torus         {} x {}\n", j["torus"][0].get<std::int64_t>(), j["torus"][1].get<std::int64_t>());
   fmt::print("round         {}{}\nrho           {:.10g}\nspectral_gap  {:.10g}\n", round,
              g::time_varying(t) ? " (the graph changes with the round)" : "", rho, 1.0 - rho);
   for (std::int64_t i = 0; i < n; ++i) {
     std::vector<std::string> items;
     for (const auto& e : w.rows[i])
       if (e.node != i) items.push_back(fmt::format("{}:{:.6g}", e.node, e.w));
-    fmt::print("node {:<4} self {:.6g}  neighbours {}\n", i, w.at(i, i), items.empty() ? "-" : fmt::format("{}", fmt::join(items, " ")));
+    fmt::print("node {:<4} self {:.6g}  neighbours {}\n", i, w.at(i, i),
+               items.empty() ? "-" : fmt::format("{}", fmt::join(items, " ")));
   }
   return 0;
 }
@@ -95,11 +102,13 @@ int main(int argc, char** argv) {
       ->check(CLI::NonNegativeNumber);
   app.add_option("--seed", seed, "Seed of the random graphs")->capture_default_str();
   app.add_flag("--describe", describe_flag, "Print the topology's neighbours, weights and spectral gap, and exit");
-  app.add_option("--schedule", schedule, "Print the rounds a communication schedule gossips in (needs --rounds), and exit");
+  app.add_option("--schedule", schedule,
+                 "Print the rounds a communication schedule gossips in (needs --rounds), and exit");
   app.add_option("--rounds", rounds, "Number of rounds, for --schedule")->check(CLI::PositiveNumber);
   app.add_flag("--json", json, "--describe, --schedule, mixing: print JSON (one line)");
   loco::cli::output_path(
-      app.add_option("-o,--output", out, "Mixed model of node I (.h5 or .safetensors; '-' for stdout)")->type_name("FILE"));
+      app.add_option("-o,--output", out, "Mixed model of node I (.h5 or .safetensors; '-' for stdout)")
+          ->type_name("FILE"));
   app.add_option("MODEL", models, "Node I's model, then its neighbours' models of the same round");
   tool.group(loco::cli::Group::Outputs, {"--json"});
   tool.complete_words("--topology", loco::gossip::topology_names());
@@ -111,7 +120,10 @@ int main(int argc, char** argv) {
         throw loco::Error(ErrorKind::Usage, "--schedule takes only --rounds (and --json)");
       const auto s = g::parse_schedule(schedule);
       const auto r = g::communicating_rounds(s, rounds);
-      if (json) fmt::print("{}\n", nlohmann::json{{"schedule", g::format_schedule(s)}, {"rounds", rounds}, {"gossip_rounds", r}}.dump());
+      if (json)
+        fmt::print(
+            "{}\n",
+            nlohmann::json{{"schedule", g::format_schedule(s)}, {"rounds", rounds}, {"gossip_rounds", r}}.dump());
       else fmt::print("{}\n", fmt::join(r, " "));
       return 0;
     }
@@ -119,7 +131,8 @@ int main(int argc, char** argv) {
     const auto t = g::parse_topology(topology);
     if (nodes < 1) throw loco::Error(ErrorKind::Usage, "--nodes N is required");
     if (describe_flag) {
-      if (!models.empty() || !out.empty()) throw loco::Error(ErrorKind::Usage, "--describe takes no models and no --output");
+      if (!models.empty() || !out.empty())
+        throw loco::Error(ErrorKind::Usage, "--describe takes no models and no --output");
       return describe(t, nodes, seed, round.value_or(0), json);
     }
     if (node < 0) throw loco::Error(ErrorKind::Usage, "--node I is required to mix");

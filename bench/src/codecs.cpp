@@ -47,11 +47,14 @@ Stats timed(int reps, F&& f) {
   return stats(std::move(t));
 }
 
-void emit(const std::string& name, const std::string& op, const Stats& s, std::int64_t bytes_in, const std::string& extra = "") {
-  std::printf("%s\n", fmt::format(R"({{"name":"{}","op":"{}","median_ms":{:.3f},"min_ms":{:.3f},"max_ms":{:.3f},"gbs_in":{:.3f}{}}})",
-                                  name, op, s.median * 1e3, s.min * 1e3, s.max * 1e3,
-                                  static_cast<double>(bytes_in) / s.median / 1e9, extra)
-                          .c_str());
+void emit(const std::string& name, const std::string& op, const Stats& s, std::int64_t bytes_in,
+          const std::string& extra = "") {
+  std::printf(
+      "%s\n",
+      fmt::format(R"({{"name":"{}","op":"{}","median_ms":{:.3f},"min_ms":{:.3f},"max_ms":{:.3f},"gbs_in":{:.3f}{}}})",
+                  name, op, s.median * 1e3, s.min * 1e3, s.max * 1e3, static_cast<double>(bytes_in) / s.median / 1e9,
+                  extra)
+          .c_str());
   std::fflush(stdout);
 }
 
@@ -78,15 +81,19 @@ int main(int argc, char** argv) {
     const int threads = std::max(1, env ? std::atoi(env) : static_cast<int>(std::thread::hardware_concurrency()));
     std::vector<float> dst(static_cast<std::size_t>(numel), 0.0f);
     const float* src = x.f32().data();
-    emit("memcpy", "copy", timed(reps, [&] {
-      std::vector<std::thread> pool;
-      const std::int64_t part = (numel + threads - 1) / threads;
-      for (int t = 0; t < threads; ++t) {
-        const std::int64_t b = std::min(numel, t * part), e = std::min(numel, b + part);
-        pool.emplace_back([&, b, e] { std::memcpy(dst.data() + b, src + b, static_cast<std::size_t>(e - b) * 4); });
-      }
-      for (auto& th : pool) th.join();
-    }), bytes, fmt::format(R"(,"threads":{})", threads));
+    emit("memcpy", "copy",
+         timed(reps,
+               [&] {
+                 std::vector<std::thread> pool;
+                 const std::int64_t part = (numel + threads - 1) / threads;
+                 for (int t = 0; t < threads; ++t) {
+                   const std::int64_t b = std::min(numel, t * part), e = std::min(numel, b + part);
+                   pool.emplace_back(
+                       [&, b, e] { std::memcpy(dst.data() + b, src + b, static_cast<std::size_t>(e - b) * 4); });
+                 }
+                 for (auto& th : pool) th.join();
+               }),
+         bytes, fmt::format(R"(,"threads":{})", threads));
 
     for (const std::string& spec : specs) {
       const loco::compress::Codec codec = loco::compress::Codec::parse(spec);

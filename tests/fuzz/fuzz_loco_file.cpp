@@ -11,7 +11,8 @@
 #include "loco/io/loco_file.hpp"
 
 extern "C" int LLVMFuzzerTestOneInput(const std::uint8_t* data, std::size_t size) {
-  std::vector<std::byte> bytes(reinterpret_cast<const std::byte*>(data), reinterpret_cast<const std::byte*>(data) + size);
+  std::vector<std::byte> bytes(reinterpret_cast<const std::byte*>(data),
+                               reinterpret_cast<const std::byte*>(data) + size);
   try {
     auto src = loco::io::open_loco(loco::io::memory_bytes(std::move(bytes), "<fuzz>"));
     for (const auto& t : src->tensors()) {

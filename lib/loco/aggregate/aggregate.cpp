@@ -68,8 +68,8 @@ Staleness parse_staleness(std::string_view text) {
   } else if (s.name() == "fedfix") {
     st.rule = StalenessRule::FedFix;
   } else {
-    throw_error(ErrorKind::Usage, "staleness rule '{}' is not one of constant, polynomial[:a=A], hinge[:a=A,b=B], fedfix",
-                text);
+    throw_error(ErrorKind::Usage,
+                "staleness rule '{}' is not one of constant, polynomial[:a=A], hinge[:a=A,b=B], fedfix", text);
   }
   s.done();
   return st;

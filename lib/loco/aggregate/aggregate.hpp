@@ -164,7 +164,7 @@ struct DpOptions {
   double clip = 0;              // C; 0 turns DP off. With adaptive: C of the first round
   double noise_multiplier = 0;  // z
   std::uint64_t seed = 0;
-  std::int64_t clients = 0;     // m; 0: the number of valid deltas
+  std::int64_t clients = 0;  // m; 0: the number of valid deltas
   bool adaptive = false;
   robust::AdaptiveClipOptions adaptive_options;
 };
@@ -216,24 +216,24 @@ struct Contributor {
   std::optional<std::int64_t> round;
   std::int64_t staleness = 0;
   double weight = 0;  // w_k in Δ̄ = Σ w_k·Δ_k (contributor-mean: g_k, each element then divided by |S_j|)
-  std::int64_t payload_bytes = 0;  // bytes that crossed the network: a compressed file's payload_bytes,
-                                   // a dense delta's tensor bytes
-  std::string codec;               // the compressed file's codec spec, "dense" for a dense delta
+  std::int64_t payload_bytes = 0;    // bytes that crossed the network: a compressed file's payload_bytes,
+                                     // a dense delta's tensor bytes
+  std::string codec;                 // the compressed file's codec spec, "dense" for a dense delta
   std::int64_t clipped_tensors = 0;  // tensors whose values --clip scaled down (c_k < 1)
-  double norm = -1;        // ‖x_k‖₂ over the whole update when computed (DP, QFedAvg), else −1
-  double dp_factor = 1;    // DP clip factor c_k
-  std::optional<double> loss;  // loss_first (QFedAvg)
-  bool selected = false;   // picked by Krum, Multi-Krum or Bulyan (without pre-aggregators)
+  double norm = -1;                  // ‖x_k‖₂ over the whole update when computed (DP, QFedAvg), else −1
+  double dp_factor = 1;              // DP clip factor c_k
+  std::optional<double> loss;        // loss_first (QFedAvg)
+  bool selected = false;             // picked by Krum, Multi-Krum or Bulyan (without pre-aggregators)
 };
 
 struct DpSummary {
   bool enabled = false;
-  double clip = 0;              // C used this round
-  double noise_multiplier = 0;  // z given
+  double clip = 0;                        // C used this round
+  double noise_multiplier = 0;            // z given
   double effective_noise_multiplier = 0;  // z (z_Δ with adaptive clipping)
-  double sigma = 0;             // σ = z_eff·C/m
+  double sigma = 0;                       // σ = z_eff·C/m
   std::int64_t m = 0;
-  std::int64_t clipped = 0;     // deltas with ‖x_k‖ > C
+  std::int64_t clipped = 0;  // deltas with ‖x_k‖ > C
   std::uint64_t seed = 0;
   bool adaptive = false;
   double unclipped_fraction = 0, next_clip = 0;  // adaptive: b̄ and C of the next round
@@ -253,15 +253,15 @@ struct AggregateSummary {
   std::string reduce;           // "mean", "weighted-mean", "contributor-mean", a robust spec, "qfedavg:q=..,lr=.."
   std::vector<double> robust_coefficients;  // linear robust rules: Δ̄ = Σ a_c x_c (then v₀'s for centered-clip)
   std::int64_t robust_iterations = 0;
-  std::int64_t robust_passes = 0;           // 1, or 2 with a Gram pass
+  std::int64_t robust_passes = 0;  // 1, or 2 with a Gram pass
   DpSummary dp;
-  std::string clip;             // "none" or "median-norm"
-  std::string outer;            // format_spec of the outer optimizer
-  std::string staleness_rule;   // "polynomial:a=0.5" with allow_stale, else "none"
+  std::string clip;                       // "none" or "median-norm"
+  std::string outer;                      // format_spec of the outer optimizer
+  std::string staleness_rule;             // "polynomial:a=0.5" with allow_stale, else "none"
   std::vector<Contributor> contributors;  // in reduction order
   std::vector<DroppedDelta> dropped;
-  double update_norm = 0;  // ‖Δ̄‖₂ (of the float32 Δ̄)
-  double step_norm = 0;    // ‖θ_new − θ‖₂
+  double update_norm = 0;              // ‖Δ̄‖₂ (of the float32 Δ̄)
+  double step_norm = 0;                // ‖θ_new − θ‖₂
   std::uint64_t bytes_read = 0;        // every byte of tensor data read (model, state, deltas, checksum)
   std::uint64_t delta_bytes_read = 0;  // the deltas' share
   std::int64_t payload_bytes = 0;      // Σ payload_bytes of every delta given (contributors and dropped)

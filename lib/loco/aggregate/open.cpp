@@ -52,18 +52,20 @@ Aggregator::Aggregator(const std::string& model_path, const std::vector<std::str
 
 // Refuses option combinations the rules do not define.
 void Aggregator::check_rule_options(const AggregateOptions& o) const {
-  const bool meanlike = o.reduce == Reduction::Mean || o.reduce == Reduction::WeightedMean ||
-                        o.reduce == Reduction::ContributorMean;
+  const bool meanlike =
+      o.reduce == Reduction::Mean || o.reduce == Reduction::WeightedMean || o.reduce == Reduction::ContributorMean;
   if (o.clip != Clip::None && !meanlike)
-    throw_error(ErrorKind::Usage, "--clip {} applies to mean, weighted-mean and contributor-mean, not to {} (use "
-                                  "--reduce median-norm for clipping over whole updates)",
+    throw_error(ErrorKind::Usage,
+                "--clip {} applies to mean, weighted-mean and contributor-mean, not to {} (use "
+                "--reduce median-norm for clipping over whole updates)",
                 clip_name(o.clip), summary_.reduce);
   if (o.dp.clip < 0 || !std::isfinite(o.dp.clip))
     throw_error(ErrorKind::Usage, "--dp-clip {} is not a finite number > 0", o.dp.clip);
   if (o.dp.clip > 0) {
     if (o.reduce != Reduction::Mean)
-      throw_error(ErrorKind::Usage, "differential privacy needs --reduce mean (σ = zC/m is calibrated to the "
-                                    "sensitivity C/m of the mean of clipped updates), not {}",
+      throw_error(ErrorKind::Usage,
+                  "differential privacy needs --reduce mean (σ = zC/m is calibrated to the "
+                  "sensitivity C/m of the mean of clipped updates), not {}",
                   summary_.reduce);
     if (o.dp.noise_multiplier < 0 || !std::isfinite(o.dp.noise_multiplier))
       throw_error(ErrorKind::Usage, "--dp-noise {} is not a finite number ≥ 0", o.dp.noise_multiplier);
@@ -320,8 +322,8 @@ void Aggregator::order_deltas() {
     const Delta& b = deltas_[i];
     if (a.path == b.path) throw_error(ErrorKind::Usage, "{}: delta listed twice", a.path);
     if (!opt_.allow_same_worker && a.worker && b.worker && *a.worker == *b.worker && a.base == b.base)
-      throw_error(ErrorKind::BadInput, "{} and {}: two deltas from worker {} on the same global model", a.path,
-                  b.path, *a.worker);
+      throw_error(ErrorKind::BadInput, "{} and {}: two deltas from worker {} on the same global model", a.path, b.path,
+                  *a.worker);
   }
 }
 

@@ -132,11 +132,12 @@ bool Aggregator::reduce_pass(const std::vector<Delta*>& active) {
 
   for (std::size_t i = 0; i < params_.size(); ++i) {
     const io::TensorInfo& p = *params_[i];
-    for (std::size_t k = 0; k < n_deltas; ++k) feeds[k] = {active[k]->src.get(), active[k]->tensors[i], active[k]->offsets[i]};
+    for (std::size_t k = 0; k < n_deltas; ++k)
+      feeds[k] = {active[k]->src.get(), active[k]->tensors[i], active[k]->offsets[i]};
     param_feed = {model_.get(), &p, param_offsets_[i]};
     for (std::size_t sl = 0; sl < slots_.size(); ++sl)
-      state_feeds[sl] = state_[sl].empty() || !state_[sl][i] ? Feed{}
-                                                            : Feed{model_.get(), state_[sl][i], state_offsets_[sl][i]};
+      state_feeds[sl] =
+          state_[sl].empty() || !state_[sl][i] ? Feed{} : Feed{model_.get(), state_[sl][i], state_offsets_[sl][i]};
     const auto row_el = static_cast<std::size_t>(p.row_elements());
     const std::int64_t step_rows = rows_per_block(p, opt_.block_bytes);
     const std::size_t piece = piece_elements(i, active);
@@ -149,7 +150,8 @@ bool Aggregator::reduce_pass(const std::vector<Delta*>& active) {
       for (std::size_t b = r.begin(); b != r.end() && !bad.load(std::memory_order_relaxed); ++b) {
         const std::int64_t r0 = static_cast<std::int64_t>(b) * step_rows;
         const std::int64_t nrows = std::min(step_rows, p.rows() - r0);
-        const std::size_t n = static_cast<std::size_t>(nrows) * row_el, block_e0 = static_cast<std::size_t>(r0) * row_el;
+        const std::size_t n = static_cast<std::size_t>(nrows) * row_el,
+                          block_e0 = static_cast<std::size_t>(r0) * row_el;
         double sq_u = 0, sq_s = 0;
         for (std::size_t lo = 0; lo < n; lo += piece) {
           const std::size_t len = std::min(piece, n - lo), e0 = block_e0 + lo;
@@ -283,8 +285,9 @@ bool Aggregator::tensor_pass(const std::vector<Delta*>& active) {
     const auto db = dbar.f32();
     tbb::parallel_for(tbb::blocked_range<std::size_t>(0, D, kPieceElements), [&](const auto& r) {
       for (std::size_t j = r.begin(); j != r.end(); ++j)
-        db[j] = !by_count ? static_cast<float>(acc[j])
-                          : count[j] > 0.0f ? static_cast<float>(acc[j] / static_cast<double>(count[j])) : 0.0f;
+        db[j] = !by_count         ? static_cast<float>(acc[j])
+                : count[j] > 0.0f ? static_cast<float>(acc[j] / static_cast<double>(count[j]))
+                                  : 0.0f;
     });
     if (coef_domain_[i]) dbar = coef_domain_[i]->inverse(std::move(dbar));
     if (sigma_ > 0) robust::add_dp_noise(dbar.f32(), sigma_, opt_.dp.seed, round_, i, 0);
@@ -458,8 +461,7 @@ void Aggregator::outer_block(std::size_t i, std::int64_t r0, std::int64_t nrows,
     for (std::size_t sl = 0; sl < slots_.size(); ++sl) {
       if (!state_[sl].empty() && state_[sl][i])
         fetch(Feed{model_.get(), state_[sl][i], state_offsets_[sl][i]}, e0, n, sc.slots[sl].data(), sc);
-      else
-        std::fill_n(sc.slots[sl].data(), n, 0.0f);
+      else std::fill_n(sc.slots[sl].data(), n, 0.0f);
       spans[sl] = std::span(sc.slots[sl].data(), n);
     }
     std::memcpy(sc.old.data(), sc.theta.data(), n * 4);

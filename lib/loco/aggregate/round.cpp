@@ -36,8 +36,9 @@ AggregateSummary Aggregator::run(Clock::time_point t0) {
     // A non-finite block: find every non-finite delta in one streaming pass, then start over.
     validation_pass(active);
     if (!drop_bad(active))
-      throw_error(ErrorKind::Numeric, "the reduced delta is not finite although every delta is (weights too "
-                                      "large for float32?); nothing written");
+      throw_error(ErrorKind::Numeric,
+                  "the reduced delta is not finite although every delta is (weights too "
+                  "large for float32?); nothing written");
   }
   summary_.seconds_reduce = seconds_since(t1);
   const auto t2 = Clock::now();
@@ -89,7 +90,8 @@ void Aggregator::prepare_round(const std::vector<Delta*>& active) {
       dp.unclipped_fraction = st.unclipped_fraction;
       dp.next_clip = st.next_clip;
       const double sb = ao.count_stddev < 0 ? static_cast<double>(dp.m) / 20.0 : ao.count_stddev;
-      if (dp.noise_multiplier > 0) dp.effective_noise_multiplier = robust::adaptive_noise_multiplier(dp.noise_multiplier, sb);
+      if (dp.noise_multiplier > 0)
+        dp.effective_noise_multiplier = robust::adaptive_noise_multiplier(dp.noise_multiplier, sb);
     }
     dp.sigma = robust::dp_noise_stddev(dp.effective_noise_multiplier, dp.clip, dp.m);
     dp.clipped = 0;
@@ -130,7 +132,8 @@ void Aggregator::write_estimates(const std::vector<Delta*>& active) {
 
 void Aggregator::check_quorum(const std::vector<Delta*>& active) const {
   if (static_cast<std::int64_t>(active.size()) >= opt_.min_deltas) return;
-  throw_error(ErrorKind::Check, "quorum not reached: {} valid deltas of {} given ({} dropped), --min-deltas {}; nothing written",
+  throw_error(ErrorKind::Check,
+              "quorum not reached: {} valid deltas of {} given ({} dropped), --min-deltas {}; nothing written",
               active.size(), deltas_.size(), deltas_.size() - active.size(), opt_.min_deltas);
 }
 
@@ -138,8 +141,8 @@ void Aggregator::make_sink(const std::vector<Delta*>& active) {
   Attributes root;
   root.set("kind", std::string("model"));
   for (const auto& e : model_->attributes()) {
-    static constexpr std::string_view skip[] = {"loco_format", "loco_version", "producer", "created", "kind",
-                                                "base_checksum", "worker", "samples"};
+    static constexpr std::string_view skip[] = {"loco_format", "loco_version",  "producer", "created",
+                                                "kind",        "base_checksum", "worker",   "samples"};
     if (std::find(std::begin(skip), std::end(skip), e.name) == std::end(skip)) root.set(e.name, e.value);
   }
   root.set("round", round_ + 1);
@@ -181,7 +184,8 @@ void Aggregator::make_sink(const std::vector<Delta*>& active) {
   sink_ = io::create_sink(output_, io::Format::Loco, root, std::move(plan));
   sink_->set_group_attribute("state", optim::kStepAttribute, step_ + 1);
   sink_->set_group_attribute("state", "optimizer", summary_.outer);
-  if (summary_.dp.enabled && summary_.dp.adaptive) sink_->set_group_attribute("state", kClipAttribute, summary_.dp.next_clip);
+  if (summary_.dp.enabled && summary_.dp.adaptive)
+    sink_->set_group_attribute("state", kClipAttribute, summary_.dp.next_clip);
   else if (state_clip_) sink_->set_group_attribute("state", kClipAttribute, *state_clip_);
 }
 

@@ -80,7 +80,8 @@ class Watcher {
           if (!pending().empty()) update(pending().size());
         }
       } else {
-        while (!done() && pending().size() >= static_cast<std::size_t>(o_.buffer)) update(static_cast<std::size_t>(o_.buffer));
+        while (!done() && pending().size() >= static_cast<std::size_t>(o_.buffer))
+          update(static_cast<std::size_t>(o_.buffer));
       }
       if (done()) break;
       if (!o_.until_file.empty() && fs::exists(o_.until_file)) break;
@@ -100,9 +101,7 @@ class Watcher {
  private:
   bool done() const { return o_.max_updates > 0 && ledger_["updates"].get<std::int64_t>() >= o_.max_updates; }
   json& pending() { return ledger_["pending"]; }
-  std::string current_model() const {
-    return (fs::path(o_.outdir) / ledger_["model"].get<std::string>()).string();
-  }
+  std::string current_model() const { return (fs::path(o_.outdir) / ledger_["model"].get<std::string>()).string(); }
 
   // Reads the ledger, or starts one from the initial model (copied into the output folder).
   void open_ledger() {
@@ -117,7 +116,8 @@ class Watcher {
       ledger_ = parse_json(text.str(), ledger_path_ + ": ledger");
       try {
         if (ledger_.value("format", "") != kLedgerFormat) throw std::runtime_error("not a loco-aggregate ledger");
-        for (const char* key : {"updates", "round", "model", "initial_round", "checksums", "pending", "applied", "rejected"})
+        for (const char* key :
+             {"updates", "round", "model", "initial_round", "checksums", "pending", "applied", "rejected"})
           if (!ledger_.contains(key)) throw std::runtime_error(fmt::format("no '{}'", key));
       } catch (const std::exception& e) {
         throw_error(ErrorKind::BadInput, "{}: corrupt ledger: {}", ledger_path_, e.what());
@@ -211,9 +211,8 @@ class Watcher {
     }
     if (ec) throw_error(ErrorKind::Io, "{}: cannot list the folder: {}", o_.dir, ec.message());
     if (fresh.empty()) return;
-    std::sort(fresh.begin(), fresh.end(), [](const Entry& a, const Entry& b) {
-      return a.time != b.time ? a.time < b.time : a.name < b.name;
-    });
+    std::sort(fresh.begin(), fresh.end(),
+              [](const Entry& a, const Entry& b) { return a.time != b.time ? a.time < b.time : a.name < b.name; });
     for (const Entry& e : fresh) {
       const std::string path = (fs::path(o_.dir) / e.name).string();
       std::string why;

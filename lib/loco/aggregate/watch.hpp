@@ -38,23 +38,23 @@
 namespace loco::aggregate {
 
 struct WatchOptions {
-  std::string dir;     // watched folder of delta files
-  std::string model;   // initial global model (read when OUTDIR holds no ledger yet)
-  std::string outdir;  // model versions, ledger.json, latest, latest.h5
-  AggregateOptions aggregate;  // reduction, outer optimizer, staleness rule
-  std::int64_t buffer = 1;     // K deltas per update (FedBuff); 1: each arrival (FedAsync, delayed Nesterov)
-  double period_seconds = 0;   // > 0: FedFix, an update every period with what arrived (buffer ignored)
+  std::string dir;               // watched folder of delta files
+  std::string model;             // initial global model (read when OUTDIR holds no ledger yet)
+  std::string outdir;            // model versions, ledger.json, latest, latest.h5
+  AggregateOptions aggregate;    // reduction, outer optimizer, staleness rule
+  std::int64_t buffer = 1;       // K deltas per update (FedBuff); 1: each arrival (FedAsync, delayed Nesterov)
+  double period_seconds = 0;     // > 0: FedFix, an update every period with what arrived (buffer ignored)
   std::int64_t max_updates = 0;  // stop once the ledger holds this many updates (0: no limit)
   std::string until_file;        // stop when this file exists (checked between polls)
   double poll_seconds = 0.2;     // folder scan interval
 };
 
 struct WatchReport {
-  std::int64_t updates = 0;        // updates made by this run
-  std::int64_t total_updates = 0;  // updates in the ledger
+  std::int64_t updates = 0;                             // updates made by this run
+  std::int64_t total_updates = 0;                       // updates in the ledger
   std::int64_t applied = 0, rejected = 0, pending = 0;  // files, in the ledger
-  std::int64_t round = 0;          // round of the newest model
-  std::string latest;              // its path
+  std::int64_t round = 0;                               // round of the newest model
+  std::string latest;                                   // its path
 };
 
 // Runs the loop until max_updates or until_file (or an error). Each update's summary is written as one

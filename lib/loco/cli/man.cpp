@@ -64,7 +64,8 @@ std::string Tool::man_page() const {
   if (!description_.empty()) m << ".SH DESCRIPTION\n" << roff(description_) << "\n";
   if (!positionals.empty()) {
     m << ".SH ARGUMENTS\n";
-    for (const CLI::Option* o : positionals) m << ".TP\n.I " << roff(o->get_name()) << "\n" << roff(o->get_description()) << "\n";
+    for (const CLI::Option* o : positionals)
+      m << ".TP\n.I " << roff(o->get_name()) << "\n" << roff(o->get_description()) << "\n";
   }
   m << ".SH OPTIONS\n";
   for (const std::string& title : group_titles()) {

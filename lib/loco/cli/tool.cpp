@@ -45,12 +45,11 @@ Tool::Tool(std::string name, std::string summary)
   // Hidden: the man page (the build); run() also answers --print-summary (the one line of
   // `loco --list`) and --generate-completion (the bash completion, made by the build).
   app_.add_flag("--generate-man", generate_man_, "Print this tool's man page (roff) and exit")->group("");
-  app_.formatter_fn([this](const CLI::App*, const std::string&, CLI::AppFormatMode) { return help_text(help_width()); });
+  app_.formatter_fn(
+      [this](const CLI::App*, const std::string&, CLI::AppFormatMode) { return help_text(help_width()); });
 }
 
-void Tool::set_description(std::string text) {
-  description_ = std::move(text);
-}
+void Tool::set_description(std::string text) { description_ = std::move(text); }
 
 void Tool::add_example(std::string command, std::string explanation) {
   examples_.emplace_back(std::move(command), std::move(explanation));

@@ -147,9 +147,11 @@ Codec Codec::parse(std::string_view spec) {
     throw_error(ErrorKind::Usage, "codec spec '{}': at most two stages (a sparsifier, then a value codec)", spec);
   if (c.stages_.size() == 2) {
     if (!c.stages_[0]->sparsifier())
-      throw_error(ErrorKind::Usage, "codec spec '{}': only a sparsifier (topk, randk, dct_topk) can be followed by another stage", spec);
+      throw_error(ErrorKind::Usage,
+                  "codec spec '{}': only a sparsifier (topk, randk, dct_topk) can be followed by another stage", spec);
     if (c.stages_[1]->sparsifier())
-      throw_error(ErrorKind::Usage, "codec spec '{}': {} cannot encode the values of {}; use cast, quant, sign, qsgd or terngrad", spec,
+      throw_error(ErrorKind::Usage,
+                  "codec spec '{}': {} cannot encode the values of {}; use cast, quant, sign, qsgd or terngrad", spec,
                   c.stages_[1]->name(), c.stages_[0]->name());
   }
   std::vector<StageSpec> canonical;
@@ -229,12 +231,14 @@ Encoded Codec::encode(const Tensor& x, const RandomKey& key, DType decoded_dtype
     stages_[i]->record(params, i == 0 ? std::string() : std::string(stages_[i]->name()) + ".");
   for (const auto& p : params) {
     if (e.attrs.contains(p.name) || p.name == "raw_bytes" || p.name == "payload_bytes")
-      throw_error(ErrorKind::Internal, "codec {}: parameter attribute '{}' collides with a reserved one", spec_, p.name);
+      throw_error(ErrorKind::Internal, "codec {}: parameter attribute '{}' collides with a reserved one", spec_,
+                  p.name);
     e.attrs.set(p.name, p.value);
   }
   named([&] { stages_[0]->encode(v, x.shape(), stage_key(key, 0), state, e.datasets); });
   if (stages_.size() == 2) {
-    const auto it = std::find_if(e.datasets.begin(), e.datasets.end(), [](const auto& p) { return p.first == "values"; });
+    const auto it =
+        std::find_if(e.datasets.begin(), e.datasets.end(), [](const auto& p) { return p.first == "values"; });
     const Tensor values = std::move(it->second);
     e.datasets.erase(it);
     stages_[1]->encode(values.f32(), values.shape(), stage_key(key, 1), state, e.datasets);
@@ -256,7 +260,8 @@ namespace {
 // The codec, shape and key an encoding records; Error(BadInput) when they are missing or unusable.
 Codec recorded_codec(const Encoded& e, Shape& shape, RandomKey& key) {
   const auto spec = e.attrs.get_string("spec");
-  const auto seed = e.attrs.get_int("seed"), stream = e.attrs.get_int("stream"), shared = e.attrs.get_int("shared_stream");
+  const auto seed = e.attrs.get_int("seed"), stream = e.attrs.get_int("stream"),
+             shared = e.attrs.get_int("shared_stream");
   if (!spec || !seed || !stream || !shared)
     throw_error(ErrorKind::BadInput, "compressed tensor without its spec, seed, stream and shared_stream attributes");
   const auto s = recorded_shape(e.attrs);
@@ -301,7 +306,9 @@ Tensor Codec::decode_as(const Encoded& e, const Shape& shape, const RandomKey& k
     if (!first->sparsifier()) return Tensor();
     Tensor ones = Tensor::uninitialized({values_of()});
     std::fill(ones.f32().begin(), ones.f32().end(), 1.0f);
-    const DatasetLookup with_ones = [&](std::string_view n) -> const Tensor& { return n == "values" ? ones : e.get(n); };
+    const DatasetLookup with_ones = [&](std::string_view n) -> const Tensor& {
+      return n == "values" ? ones : e.get(n);
+    };
     first->decode(with_ones, dshape, key, out.f32());
     return out;
   }
@@ -367,8 +374,9 @@ std::vector<std::pair<std::string, TensorState>> read_states(const std::string& 
 }
 
 // Reads an error-feedback state file when it exists, refusing one of another model, worker or kind.
-std::vector<std::pair<std::string, TensorState>> read_feedback_states(const std::string& path, const io::TensorSource& in,
-                                                                      std::int64_t worker, const Feedback& fb) {
+std::vector<std::pair<std::string, TensorState>> read_feedback_states(const std::string& path,
+                                                                      const io::TensorSource& in, std::int64_t worker,
+                                                                      const Feedback& fb) {
   if (!std::filesystem::exists(path)) return {};
   auto src = io::open_source(path, /*register_input=*/false);
   const auto& a = src->attributes();
@@ -377,8 +385,8 @@ std::vector<std::pair<std::string, TensorState>> read_feedback_states(const std:
                 a.get_string("feedback").value_or("none"), fb.spec());
   const std::string mine = io::model_config(in), theirs = io::model_config(*src);
   if (mine != theirs)
-    throw_error(ErrorKind::BadInput, "{}: error-feedback state of another model (model_config {}, the input {} has {})", path,
-                theirs.empty() ? "absent" : theirs, in.path(), mine.empty() ? "none" : mine);
+    throw_error(ErrorKind::BadInput, "{}: error-feedback state of another model (model_config {}, the input {} has {})",
+                path, theirs.empty() ? "absent" : theirs, in.path(), mine.empty() ? "none" : mine);
   const auto w = a.get_int("worker");
   if (!w || *w != worker)
     throw_error(ErrorKind::BadInput, "{}: error-feedback state of worker {}, the input {} is worker {}", path,
@@ -428,8 +436,7 @@ void write_states(const std::string& path, std::int64_t round, const std::string
 CompressSummary compress_file(const std::string& in, const std::string& out, const Codec& codec, std::uint64_t seed,
                               const std::string& state_path, const Feedback* feedback,
                               const std::string& feedback_path) {
-  if ((feedback != nullptr) != !feedback_path.empty())
-    throw_error(ErrorKind::Usage, "--ef and --ef-state go together");
+  if ((feedback != nullptr) != !feedback_path.empty()) throw_error(ErrorKind::Usage, "--ef and --ef-state go together");
   if (!feedback_path.empty() && (feedback_path == "-" || feedback_path == out || feedback_path == state_path))
     throw_error(ErrorKind::Usage, "--ef-state: {} cannot be the output, the codec state or '-'", feedback_path);
   if (!state_path.empty() && !codec.stateful())
@@ -439,7 +446,8 @@ CompressSummary compress_file(const std::string& in, const std::string& out, con
   auto src = io::open_source(in);
   const io::Kind kind = io::file_kind(*src);
   if (kind == io::Kind::Compressed) throw_error(ErrorKind::BadInput, "{}: is already compressed", in);
-  if (kind == io::Kind::Data) throw_error(ErrorKind::BadInput, "{}: is a data file; compress a delta or model file", in);
+  if (kind == io::Kind::Data)
+    throw_error(ErrorKind::BadInput, "{}: is a data file; compress a delta or model file", in);
   const auto tensors = src->group("tensors");
   const std::int64_t round = src->attributes().get_int("round").value_or(0);
   const std::int64_t worker = src->attributes().get_int("worker").value_or(0);
@@ -471,7 +479,8 @@ CompressSummary compress_file(const std::string& in, const std::string& out, con
 
   Attributes root;
   for (const auto& a : src->attributes())
-    if (a.name != "loco_format" && a.name != "loco_version" && a.name != "producer" && a.name != "created" && a.name != "kind")
+    if (a.name != "loco_format" && a.name != "loco_version" && a.name != "producer" && a.name != "created" &&
+        a.name != "kind")
       root.set(a.name, a.value);
   root.set("kind", std::string("compressed"));
   root.set("source_kind", std::string(io::kind_name(kind)));
@@ -509,8 +518,9 @@ CompressSummary compress_file(const std::string& in, const std::string& out, con
     sum.raw_bytes += t->numel() * static_cast<std::int64_t>(dtype_size(t->dtype));
     sum.payload_bytes += e.payload_bytes();
     const auto tb = e.attrs.get_int("templar_bytes");
-    sum.templar_bytes = tb && (sum.tensors == 0 || sum.templar_bytes) ? std::optional(sum.templar_bytes.value_or(0) + *tb)
-                                                                     : std::nullopt;
+    sum.templar_bytes = tb && (sum.tensors == 0 || sum.templar_bytes)
+                            ? std::optional(sum.templar_bytes.value_or(0) + *tb)
+                            : std::nullopt;
     ++sum.tensors;
   }
   sink->set_attribute("raw_bytes", sum.raw_bytes);
@@ -547,8 +557,8 @@ void decompress_file(const std::string& in, const std::string& out) {
   if (!k || *k == io::Kind::Compressed)
     throw_error(ErrorKind::BadInput, "{}: source_kind '{}' is not a dense kind", in, source_kind);
   for (const auto& a : src->attributes()) {
-    static const char* skip[] = {"loco_format", "loco_version", "producer", "created", "kind", "source_kind",
-                                 "codec",       "raw_bytes",    "payload_bytes"};
+    static const char* skip[] = {"loco_format", "loco_version", "producer",  "created",      "kind",
+                                 "source_kind", "codec",        "raw_bytes", "payload_bytes"};
     if (std::find(std::begin(skip), std::end(skip), a.name) == std::end(skip)) root.set(a.name, a.value);
   }
   root.set("kind", source_kind);

@@ -108,7 +108,6 @@ class CoefficientDomain {
   std::vector<std::int64_t> identity_;
 };
 
-
 // A chain of codec stages. Stage names: cast, topk, randk, quant, sign, qsgd, dct_topk, sketch,
 // powersgd, terngrad. A chain is one stage, or a sparsifier (topk, randk, dct_topk) followed by one value
 // codec (cast, quant, sign, qsgd, terngrad) that encodes the kept values, e.g.

@@ -64,8 +64,8 @@ EncodedReader::EncodedReader(const io::TensorSource& src) : src_(&src) {
     const auto spec = a.get_string("spec");
     const auto dt = parse_dtype(a.get_string("dtype").value_or(""));
     if (!shape || !spec || !dt || !a.contains("codec"))
-      throw_error(ErrorKind::BadInput, "{}: /{} lacks the codec, spec, dtype and shape attributes of a compressed tensor",
-                  path, group);
+      throw_error(ErrorKind::BadInput,
+                  "{}: /{} lacks the codec, spec, dtype and shape attributes of a compressed tensor", path, group);
     if (!is_floating(*dt))
       throw_error(ErrorKind::BadInput, "{}: tensor {} is {}, expected a floating-point type", path, name,
                   dtype_name(*dt));

@@ -48,8 +48,8 @@ struct EncodedTensorInfo {
 
 // One tensor decoded by EncodedReader::decode.
 struct DecodedTensor {
-  Tensor values;  // float32: the tensor's shape, or {domain size} in Domain::Coefficients
-  Tensor mask;    // with a mask asked for and a selecting codec: 1 where kept, 0 elsewhere; else empty
+  Tensor values;                   // float32: the tensor's shape, or {domain size} in Domain::Coefficients
+  Tensor mask;                     // with a mask asked for and a selecting codec: 1 where kept, 0 elsewhere; else empty
   std::int64_t payload_bytes = 0;  // bytes of the datasets read
 };
 

@@ -42,7 +42,8 @@ std::span<float> existing(TensorState& st, const std::string& name) {
 
 void check_sizes(std::span<const float> a, std::span<const float> b) {
   if (a.size() != b.size())
-    throw_error(ErrorKind::Internal, "error feedback: decoded tensor has {} elements, the input {}", b.size(), a.size());
+    throw_error(ErrorKind::Internal, "error feedback: decoded tensor has {} elements, the input {}", b.size(),
+                a.size());
 }
 
 // EF14 (beta = 1) and SparseLoCo's decayed accumulator: e ← beta·e + Δ; p = e; e ← e − D.
@@ -145,9 +146,7 @@ class Dgc final : public Feedback {
  public:
   Dgc(double momentum, std::int64_t warmup) : m_(momentum), warmup_(warmup) {}
   std::string_view kind() const override { return "dgc"; }
-  std::string spec() const override {
-    return "dgc:momentum=" + real_text(m_) + ",warmup=" + std::to_string(warmup_);
-  }
+  std::string spec() const override { return "dgc:momentum=" + real_text(m_) + ",warmup=" + std::to_string(warmup_); }
   std::vector<std::string> slots() const override { return {"dgc_u", "dgc_v"}; }
   Tensor input(const Tensor& delta, TensorState& st, std::string_view what) const override {
     const auto u = slot(st, "dgc_u", delta, what);
@@ -209,7 +208,8 @@ std::unique_ptr<Feedback> parse_feedback(std::string_view kind) {
     const double m = s.real("momentum", 0.9, Range::between(0.0, 1.0, false, true));
     fb = std::make_unique<Dgc>(m, s.integer("warmup", 0, 0, 1000000));
   } else {
-    throw_error(ErrorKind::Usage, "--ef {}: unknown kind {}; use ef14, ef21, econtrol, sparseloco or dgc", kind, s.name());
+    throw_error(ErrorKind::Usage, "--ef {}: unknown kind {}; use ef14, ef21, econtrol, sparseloco or dgc", kind,
+                s.name());
   }
   s.done();
   return fb;
@@ -236,8 +236,10 @@ ReceiverEstimate::ReceiverEstimate(const std::string& dir, const std::string& wh
     : dir_(dir), feedback_(std::move(feedback)), tensors_(std::move(tensors)) {
   namespace fs = std::filesystem;
   if (!worker || !round)
-    throw_error(ErrorKind::BadInput, "{}: an ef21/econtrol delta needs worker and round attributes (the estimate "
-                                     "is kept per worker and round)", what);
+    throw_error(ErrorKind::BadInput,
+                "{}: an ef21/econtrol delta needs worker and round attributes (the estimate "
+                "is kept per worker and round)",
+                what);
   worker_ = *worker;
   round_ = *round;
   std::error_code ec;
@@ -271,7 +273,8 @@ std::uint64_t ReceiverEstimate::add_base(std::string_view name, Tensor& x) const
   const auto gx = g.f32();
   const auto v = x.f32();
   if (gx.size() != v.size())
-    throw_error(ErrorKind::Internal, "receiver estimate of {}: {} elements, the increment {}", name, gx.size(), v.size());
+    throw_error(ErrorKind::Internal, "receiver estimate of {}: {} elements, the increment {}", name, gx.size(),
+                v.size());
   for (std::size_t j = 0; j < v.size(); ++j) v[j] = gx[j] + v[j];
   return static_cast<std::uint64_t>(gx.size()) * 4;
 }

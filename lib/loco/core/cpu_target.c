@@ -2,7 +2,8 @@
  * flags, unlike cpu_check.c). Each name is GCC's name for __builtin_cpu_supports; cpu_check.c
  * refuses to start on a CPU that lacks one. The list covers every extension GCC 12 enables for an
  * x86-64 -march and can emit code for. */
-const char loco_cpu_build_features_list[] = ""
+const char loco_cpu_build_features_list[] =
+    ""
 #ifdef __SSE3__
     " sse3"
 #endif

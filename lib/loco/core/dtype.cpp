@@ -13,10 +13,19 @@ namespace loco {
 
 std::size_t dtype_size(DType t) noexcept {
   switch (t) {
-    case DType::F64: case DType::I64: case DType::U64: return 8;
-    case DType::F32: case DType::I32: case DType::U32: return 4;
-    case DType::F16: case DType::BF16: case DType::I16: case DType::U16: return 2;
-    case DType::I8: case DType::U8: case DType::Bool: return 1;
+    case DType::F64:
+    case DType::I64:
+    case DType::U64: return 8;
+    case DType::F32:
+    case DType::I32:
+    case DType::U32: return 4;
+    case DType::F16:
+    case DType::BF16:
+    case DType::I16:
+    case DType::U16: return 2;
+    case DType::I8:
+    case DType::U8:
+    case DType::Bool: return 1;
   }
   return 0;
 }
@@ -41,12 +50,14 @@ std::string_view dtype_name(DType t) noexcept {
 }
 
 std::optional<DType> parse_dtype(std::string_view name) noexcept {
-  struct Alias { std::string_view name; DType t; };
+  struct Alias {
+    std::string_view name;
+    DType t;
+  };
   static constexpr Alias aliases[] = {
-      {"f32", DType::F32}, {"f16", DType::F16}, {"bf16", DType::BF16}, {"f64", DType::F64},
-      {"i8", DType::I8},   {"i16", DType::I16}, {"i32", DType::I32},   {"i64", DType::I64},
-      {"u8", DType::U8},   {"u16", DType::U16}, {"u32", DType::U32},   {"u64", DType::U64},
-      {"half", DType::F16}, {"float", DType::F32}, {"double", DType::F64}};
+      {"f32", DType::F32}, {"f16", DType::F16}, {"bf16", DType::BF16}, {"f64", DType::F64},   {"i8", DType::I8},
+      {"i16", DType::I16}, {"i32", DType::I32}, {"i64", DType::I64},   {"u8", DType::U8},     {"u16", DType::U16},
+      {"u32", DType::U32}, {"u64", DType::U64}, {"half", DType::F16},  {"float", DType::F32}, {"double", DType::F64}};
   for (DType t : kAllDTypes)
     if (dtype_name(t) == name) return t;
   for (const auto& a : aliases)
@@ -54,9 +65,7 @@ std::optional<DType> parse_dtype(std::string_view name) noexcept {
   return std::nullopt;
 }
 
-bool is_floating(DType t) noexcept {
-  return t == DType::F32 || t == DType::F16 || t == DType::BF16 || t == DType::F64;
-}
+bool is_floating(DType t) noexcept { return t == DType::F32 || t == DType::F16 || t == DType::BF16 || t == DType::F64; }
 
 std::uint16_t float_to_half(float f) noexcept {
   const std::uint32_t x = std::bit_cast<std::uint32_t>(f);
@@ -188,7 +197,10 @@ Wide load_integer(DType t, const std::byte* p) {
     case DType::U32: return load<std::uint32_t>(p);
     case DType::U64: return load<std::uint64_t>(p);
     case DType::Bool: return load<std::uint8_t>(p) != 0 ? 1 : 0;
-    case DType::F32: case DType::F16: case DType::BF16: case DType::F64: break;
+    case DType::F32:
+    case DType::F16:
+    case DType::BF16:
+    case DType::F64: break;
   }
   return 0;
 }
@@ -211,7 +223,10 @@ void store_integer(DType t, Wide v, std::byte* p) {
     case DType::U32: put(p, saturate_integer<std::uint32_t>(v)); break;
     case DType::U64: put(p, saturate_integer<std::uint64_t>(v)); break;
     case DType::Bool: put(p, static_cast<std::uint8_t>(v != 0)); break;
-    case DType::F32: case DType::F16: case DType::BF16: case DType::F64: break;
+    case DType::F32:
+    case DType::F16:
+    case DType::BF16:
+    case DType::F64: break;
   }
 }
 

@@ -13,8 +13,8 @@ namespace loco {
 enum class DType : std::uint8_t { F32, F16, BF16, F64, I8, I16, I32, I64, U8, U16, U32, U64, Bool };
 
 inline constexpr DType kAllDTypes[] = {DType::F32, DType::F16, DType::BF16, DType::F64, DType::I8,
-                                       DType::I16, DType::I32,  DType::I64, DType::U8,  DType::U16,
-                                       DType::U32, DType::U64,  DType::Bool};
+                                       DType::I16, DType::I32, DType::I64,  DType::U8,  DType::U16,
+                                       DType::U32, DType::U64, DType::Bool};
 
 // Bytes per element.
 std::size_t dtype_size(DType t) noexcept;

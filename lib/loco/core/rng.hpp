@@ -10,7 +10,8 @@
 namespace loco {
 
 // One Philox4x32-10 block: 4 words of output from a 128-bit counter and a 64-bit key.
-std::array<std::uint32_t, 4> philox4x32_10(std::array<std::uint32_t, 4> counter, std::array<std::uint32_t, 2> key) noexcept;
+std::array<std::uint32_t, 4> philox4x32_10(std::array<std::uint32_t, 4> counter,
+                                           std::array<std::uint32_t, 2> key) noexcept;
 
 // Folds stream ids (round, worker, tensor, ...) into one 64-bit stream id (splitmix64 chain).
 // Different id lists give different streams except with probability ~2^-64.

@@ -132,7 +132,6 @@ double parse_real(std::string_view text, std::string_view option, const Range& r
   return real_of({option, {}, text}, range);
 }
 
-
 bool parse_bool(std::string_view text, std::string_view option) { return bool_of({option, {}, text}); }
 
 std::vector<double> parse_reals(std::string_view text, std::string_view option, const Range& range) {
@@ -149,9 +148,16 @@ std::uint64_t parse_byte_size(std::string_view text, std::string_view option) {
   if (ec != std::errc()) refuse(s, "is too large (at most 2^64 − 1 bytes)");
   std::string unit(text.substr(digits));
   for (auto& c : unit) c = static_cast<char>(std::toupper(static_cast<unsigned char>(c)));
-  static constexpr std::pair<std::string_view, std::uint64_t> kUnits[] = {
-      {"", 1},         {"B", 1},          {"KB", 1000},       {"MB", 1000000},    {"GB", 1000000000},
-      {"TB", 1000000000000}, {"KIB", 1ull << 10}, {"MIB", 1ull << 20}, {"GIB", 1ull << 30}, {"TIB", 1ull << 40}};
+  static constexpr std::pair<std::string_view, std::uint64_t> kUnits[] = {{"", 1},
+                                                                          {"B", 1},
+                                                                          {"KB", 1000},
+                                                                          {"MB", 1000000},
+                                                                          {"GB", 1000000000},
+                                                                          {"TB", 1000000000000},
+                                                                          {"KIB", 1ull << 10},
+                                                                          {"MIB", 1ull << 20},
+                                                                          {"GIB", 1ull << 30},
+                                                                          {"TIB", 1ull << 40}};
   const auto* u = std::find_if(std::begin(kUnits), std::end(kUnits), [&](const auto& e) { return e.first == unit; });
   if (u == std::end(kUnits)) refuse(s, "has an unknown unit (use B, KB, MB, GB, TB, KiB, MiB, GiB or TiB)");
   if (n > std::numeric_limits<std::uint64_t>::max() / u->second) refuse(s, "is too large (at most 2^64 − 1 bytes)");
@@ -180,12 +186,14 @@ Spec::Spec(std::string_view text, std::string_view what) : text_(trim_blanks(tex
     const std::size_t comma = rest.find(',');
     const std::string_view item = trim_blanks(rest.substr(0, comma));
     if (item.empty())
-      throw_error(ErrorKind::Usage, "{}: {}", where(), comma == std::string_view::npos ? "trailing comma" : "empty item between commas");
+      throw_error(ErrorKind::Usage, "{}: {}", where(),
+                  comma == std::string_view::npos ? "trailing comma" : "empty item between commas");
     const std::size_t eq = item.find('=');
     if (eq == std::string_view::npos) throw_error(ErrorKind::Usage, "{}: '{}' is not key=value", where(), item);
     std::string key(trim_blanks(item.substr(0, eq))), value(trim_blanks(item.substr(eq + 1)));
     if (key.empty() || value.empty())
-      throw_error(ErrorKind::Usage, "{}: '{}' is not key=value (empty {})", where(), item, key.empty() ? "key" : "value");
+      throw_error(ErrorKind::Usage, "{}: '{}' is not key=value (empty {})", where(), item,
+                  key.empty() ? "key" : "value");
     if (has(key)) throw_error(ErrorKind::Usage, "{}: {} given twice", where(), key);
     params_.emplace_back(std::move(key), std::move(value));
     if (comma == std::string_view::npos) break;
@@ -245,7 +253,7 @@ std::optional<std::vector<double>> Spec::take_reals(std::string_view key, char s
 }
 
 std::optional<std::vector<std::int64_t>> Spec::take_integers(std::string_view key, char sep, std::int64_t lo,
-                                                        std::int64_t hi) {
+                                                             std::int64_t hi) {
   const std::string* v = find(key);
   if (!v) return std::nullopt;
   const std::string w = where();
@@ -261,7 +269,8 @@ std::optional<bool> Spec::take_boolean(std::string_view key) {
 
 bool Spec::boolean(std::string_view key, bool fallback) { return take_boolean(key).value_or(fallback); }
 
-std::string Spec::choice(std::string_view key, std::string_view fallback, std::initializer_list<std::string_view> allowed) {
+std::string Spec::choice(std::string_view key, std::string_view fallback,
+                         std::initializer_list<std::string_view> allowed) {
   const std::string* v = find(key);
   if (!v) return std::string(fallback);
   for (std::string_view a : allowed)

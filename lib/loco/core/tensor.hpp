@@ -35,7 +35,9 @@ class Tensor {
   static Tensor uninitialized(Shape shape, DType dtype = DType::F32);
   // A moved-from tensor is empty: shape [0], no bytes.
   Tensor(Tensor&& o) noexcept
-      : shape_(std::exchange(o.shape_, Shape{0})), dtype_(o.dtype_), numel_(std::exchange(o.numel_, 0)),
+      : shape_(std::exchange(o.shape_, Shape{0})),
+        dtype_(o.dtype_),
+        numel_(std::exchange(o.numel_, 0)),
         data_(std::move(o.data_)) {}
   Tensor& operator=(Tensor&& o) noexcept {
     shape_ = std::exchange(o.shape_, Shape{0});
@@ -88,16 +90,46 @@ class Tensor {
 
 template <typename T>
 constexpr DType dtype_of();
-template <> constexpr DType dtype_of<float>() { return DType::F32; }
-template <> constexpr DType dtype_of<double>() { return DType::F64; }
-template <> constexpr DType dtype_of<std::int8_t>() { return DType::I8; }
-template <> constexpr DType dtype_of<std::int16_t>() { return DType::I16; }
-template <> constexpr DType dtype_of<std::int32_t>() { return DType::I32; }
-template <> constexpr DType dtype_of<std::int64_t>() { return DType::I64; }
-template <> constexpr DType dtype_of<std::uint8_t>() { return DType::U8; }
-template <> constexpr DType dtype_of<std::uint16_t>() { return DType::U16; }
-template <> constexpr DType dtype_of<std::uint32_t>() { return DType::U32; }
-template <> constexpr DType dtype_of<std::uint64_t>() { return DType::U64; }
+template <>
+constexpr DType dtype_of<float>() {
+  return DType::F32;
+}
+template <>
+constexpr DType dtype_of<double>() {
+  return DType::F64;
+}
+template <>
+constexpr DType dtype_of<std::int8_t>() {
+  return DType::I8;
+}
+template <>
+constexpr DType dtype_of<std::int16_t>() {
+  return DType::I16;
+}
+template <>
+constexpr DType dtype_of<std::int32_t>() {
+  return DType::I32;
+}
+template <>
+constexpr DType dtype_of<std::int64_t>() {
+  return DType::I64;
+}
+template <>
+constexpr DType dtype_of<std::uint8_t>() {
+  return DType::U8;
+}
+template <>
+constexpr DType dtype_of<std::uint16_t>() {
+  return DType::U16;
+}
+template <>
+constexpr DType dtype_of<std::uint32_t>() {
+  return DType::U32;
+}
+template <>
+constexpr DType dtype_of<std::uint64_t>() {
+  return DType::U64;
+}
 
 template <typename T>
 std::span<T> Tensor::as() {

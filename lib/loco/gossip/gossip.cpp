@@ -58,8 +58,10 @@ GossipSummary gossip_files(const std::string& model, const std::vector<std::stri
   for (std::size_t k = 1; k < inputs.size(); ++k) {
     const auto r = inputs[k].src->attributes().get_int("round");
     if (r != model_round)
-      throw_error(ErrorKind::BadInput, "{} is of round {} but {} (node {}'s own model) of round {}: gossip mixes models "
-                  "of the same round", inputs[k].path, opt_text(r), model, opt.node, opt_text(model_round));
+      throw_error(ErrorKind::BadInput,
+                  "{} is of round {} but {} (node {}'s own model) of round {}: gossip mixes models "
+                  "of the same round",
+                  inputs[k].path, opt_text(r), model, opt.node, opt_text(model_round));
   }
   const std::int64_t round = opt.round.value_or(model_round.value_or(0));
   const MixingMatrix w = mixing_matrix(opt.topology, opt.nodes, opt.seed, round);
@@ -69,8 +71,9 @@ GossipSummary gossip_files(const std::string& model, const std::vector<std::stri
     if (e.node != opt.node) nbrs.push_back(e.node);
 
   if (neighbour_models.size() != nbrs.size())
-    throw_error(ErrorKind::Usage, "node {} of {} on {} nodes (round {}) has {} neighbour{} ({}), {} neighbour model{} given",
-                opt.node, topo, opt.nodes, round, nbrs.size(), nbrs.size() == 1 ? "" : "s", fmt::join(nbrs, ", "),
+    throw_error(ErrorKind::Usage,
+                "node {} of {} on {} nodes (round {}) has {} neighbour{} ({}), {} neighbour model{} given", opt.node,
+                topo, opt.nodes, round, nbrs.size(), nbrs.size() == 1 ? "" : "s", fmt::join(nbrs, ", "),
                 neighbour_models.size(), neighbour_models.size() == 1 ? "" : "s");
 
   // Which file is which node: by `node` attributes, all or none.
@@ -79,8 +82,10 @@ GossipSummary gossip_files(const std::string& model, const std::vector<std::stri
   std::size_t tagged = 0;
   for (std::size_t k = 1; k < inputs.size(); ++k) tagged += inputs[k].src->attributes().get_int("node") ? 1 : 0;
   if (tagged != 0 && tagged != nbrs.size())
-    throw_error(ErrorKind::BadInput, "{} of the {} neighbour models carry a 'node' attribute: either all do (any order) "
-                "or none does (given in the order {})", tagged, nbrs.size(), fmt::join(nbrs, ", "));
+    throw_error(ErrorKind::BadInput,
+                "{} of the {} neighbour models carry a 'node' attribute: either all do (any order) "
+                "or none does (given in the order {})",
+                tagged, nbrs.size(), fmt::join(nbrs, ", "));
   for (std::size_t k = 1; k < inputs.size(); ++k) {
     if (tagged == 0) {
       inputs[k].node = nbrs[k - 1];
@@ -88,8 +93,10 @@ GossipSummary gossip_files(const std::string& model, const std::vector<std::stri
     }
     const std::int64_t j = *inputs[k].src->attributes().get_int("node");
     if (std::find(nbrs.begin(), nbrs.end(), j) == nbrs.end())
-      throw_error(ErrorKind::BadInput, "{} is node {}'s model, which is not a neighbour of node {} in {} at round {} "
-                  "(neighbours {})", inputs[k].path, j, opt.node, topo, round, fmt::join(nbrs, ", "));
+      throw_error(ErrorKind::BadInput,
+                  "{} is node {}'s model, which is not a neighbour of node {} in {} at round {} "
+                  "(neighbours {})",
+                  inputs[k].path, j, opt.node, topo, round, fmt::join(nbrs, ", "));
     for (std::size_t m = 1; m < k; ++m)
       if (inputs[m].node == j)
         throw_error(ErrorKind::BadInput, "{} and {} are both node {}'s model", inputs[m].path, inputs[k].path, j);
@@ -125,8 +132,8 @@ GossipSummary gossip_files(const std::string& model, const std::vector<std::stri
         throw_error(ErrorKind::BadInput, "tensor {}: shape {} in {} but {} in {}", plan[k].name, shape_string(t->shape),
                     in.path, shape_string(plan[k].shape), own_it->path);
       if (!is_floating(t->dtype))
-        throw_error(ErrorKind::BadInput, "tensor {}: {} in {} but {} in {}", plan[k].name, dtype_name(t->dtype), in.path,
-                    dtype_name(plan[k].dtype), own_it->path);
+        throw_error(ErrorKind::BadInput, "tensor {}: {} in {} but {} in {}", plan[k].name, dtype_name(t->dtype),
+                    in.path, dtype_name(plan[k].dtype), own_it->path);
       in.tensors[k] = t;
     }
     for (const auto* t : in.src->group("tensors"))
@@ -171,8 +178,8 @@ GossipSummary gossip_files(const std::string& model, const std::vector<std::stri
   for (std::size_t k = 0; k < plan.size(); ++k) {
     const io::TensorInfo& info = plan[k];
     const std::int64_t rows = info.rows(), re = info.row_elements();
-    const std::int64_t block = io::rows_per_block(
-        io::TensorInfo{info.group, info.name, info.shape, DType::F32, {}}, opt.block_bytes);
+    const std::int64_t block =
+        io::rows_per_block(io::TensorInfo{info.group, info.name, info.shape, DType::F32, {}}, opt.block_bytes);
     for (std::int64_t r0 = 0; r0 < rows; r0 += block) {
       const std::int64_t nr = std::min(block, rows - r0);
       const auto n = static_cast<std::size_t>(nr * re);
@@ -196,8 +203,10 @@ GossipSummary gossip_files(const std::string& model, const std::vector<std::stri
       for (std::size_t e = 0; e < n; ++e) {
         x[e] = static_cast<float>(acc[e]);
         if (!std::isfinite(x[e]))
-          throw_error(ErrorKind::Numeric, "tensor {}: the mix is not finite at element {} (a model holds NaN or Inf, "
-                      "or values overflow float32); nothing written", info.name, r0 * re + static_cast<std::int64_t>(e));
+          throw_error(ErrorKind::Numeric,
+                      "tensor {}: the mix is not finite at element {} (a model holds NaN or Inf, "
+                      "or values overflow float32); nothing written",
+                      info.name, r0 * re + static_cast<std::int64_t>(e));
       }
       s.parameters += static_cast<std::int64_t>(n);
       if (info.dtype == DType::F32) {
@@ -218,12 +227,17 @@ std::string summary_json(const GossipSummary& s) {
   nlohmann::json weights = nlohmann::json::array();
   for (std::size_t k = 0; k < s.weights.size(); ++k)
     weights.push_back({{"node", s.weights[k].node}, {"weight", s.weights[k].w}, {"model", s.inputs[k]}});
-  nlohmann::json j = {{"output", s.output},       {"topology", s.topology},
-                      {"node", s.node},           {"nodes", s.nodes},
-                      {"round", s.round},         {"model_round", s.model_round ? nlohmann::json(*s.model_round) : nlohmann::json()},
+  nlohmann::json j = {{"output", s.output},
+                      {"topology", s.topology},
+                      {"node", s.node},
+                      {"nodes", s.nodes},
+                      {"round", s.round},
+                      {"model_round", s.model_round ? nlohmann::json(*s.model_round) : nlohmann::json()},
                       {"degree", s.weights.size() - 1},
-                      {"weights", weights},       {"parameters", s.parameters},
-                      {"bytes_received", s.bytes_received}, {"seconds", s.seconds}};
+                      {"weights", weights},
+                      {"parameters", s.parameters},
+                      {"bytes_received", s.bytes_received},
+                      {"seconds", s.seconds}};
   return j.dump();
 }
 

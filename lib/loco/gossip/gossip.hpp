@@ -26,10 +26,10 @@ namespace loco::gossip {
 
 struct GossipOptions {
   Topology topology;
-  std::int64_t node = 0;                // i, in [0, nodes)
-  std::int64_t nodes = 0;               // N
-  std::optional<std::int64_t> round;    // the topology's round t; default: the models' `round` (0 if absent)
-  std::uint64_t seed = 0;               // random graphs
+  std::int64_t node = 0;                           // i, in [0, nodes)
+  std::int64_t nodes = 0;                          // N
+  std::optional<std::int64_t> round;               // the topology's round t; default: the models' `round` (0 if absent)
+  std::uint64_t seed = 0;                          // random graphs
   std::size_t block_bytes = std::size_t{1} << 20;  // float32 bytes per row block; does not change the result
 };
 

@@ -27,7 +27,8 @@ Schedule parse_schedule(std::string_view text) {
     s.require("length", "L (fraction of training)");
     r.start = *s.take_real("start", fraction);
     r.length = *s.take_real("length", fraction);
-    if (r.start + r.length > 1 + 1e-12) throw_error(ErrorKind::Usage, "{}: start + length must be at most 1", s.where());
+    if (r.start + r.length > 1 + 1e-12)
+      throw_error(ErrorKind::Usage, "{}: start + length must be at most 1", s.where());
     r.period = s.integer("period", 0, 0);
     r.dense_period = s.integer("dense_period", r.dense_period, 1);
   } else if (s.name() == "none") {

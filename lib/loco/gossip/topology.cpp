@@ -166,15 +166,18 @@ std::pair<std::int64_t, std::int64_t> torus_shape(const Topology& t, std::int64_
 std::vector<std::vector<std::int64_t>> neighbours(const Topology& t, std::int64_t n, std::uint64_t seed,
                                                   std::int64_t round) {
   if (n < 1) throw_error(ErrorKind::Usage, "topology {}: needs at least 1 node, got {}", format_topology(t), n);
-  if (round < 0) throw_error(ErrorKind::Usage, "topology {}: round must be at least 0, got {}", format_topology(t), round);
+  if (round < 0)
+    throw_error(ErrorKind::Usage, "topology {}: round must be at least 0, got {}", format_topology(t), round);
   // What building the graph costs: its edges, or the node pairs a random graph draws from.
   const double pairs = 0.5 * static_cast<double>(n) * static_cast<double>(n - 1);
   double cost = 2.0 * static_cast<double>(n);
-  if (t.kind == TopologyKind::Exponential) cost = static_cast<double>(n) * std::ceil(std::log2(static_cast<double>(n) + 1));
+  if (t.kind == TopologyKind::Exponential)
+    cost = static_cast<double>(n) * std::ceil(std::log2(static_cast<double>(n) + 1));
   if (t.kind == TopologyKind::Complete || t.kind == TopologyKind::ErdosRenyi) cost = pairs;
   if (t.kind == TopologyKind::RandomRegular) cost = 0.5 * static_cast<double>(n) * static_cast<double>(t.degree);
   if (cost > static_cast<double>(kMaxEdges))
-    throw_error(ErrorKind::Usage, "topology {} on {} nodes: about {:.3g} edges or node pairs, more than loco builds ({})",
+    throw_error(ErrorKind::Usage,
+                "topology {} on {} nodes: about {:.3g} edges or node pairs, more than loco builds ({})",
                 format_topology(t), n, cost, kMaxEdges);
   std::vector<std::vector<std::int64_t>> adj(n);
   switch (t.kind) {
@@ -251,7 +254,8 @@ std::vector<double> MixingMatrix::dense() const {
 MixingMatrix metropolis_hastings(const std::vector<std::vector<std::int64_t>>& adj) {
   const auto n = static_cast<std::int64_t>(adj.size());
   // neighbours() sorts every list: the symmetry check is then a binary search (O(E log d), not O(E d)).
-  const bool sorted = std::all_of(adj.begin(), adj.end(), [](const auto& a) { return std::is_sorted(a.begin(), a.end()); });
+  const bool sorted =
+      std::all_of(adj.begin(), adj.end(), [](const auto& a) { return std::is_sorted(a.begin(), a.end()); });
   MixingMatrix m;
   m.n = n;
   m.rows.resize(n);
@@ -259,7 +263,8 @@ MixingMatrix metropolis_hastings(const std::vector<std::vector<std::int64_t>>& a
     double off = 0;
     const auto di = static_cast<double>(adj[i].size());
     for (std::int64_t j : adj[i]) {
-      if (!(sorted ? std::binary_search(adj[j].begin(), adj[j].end(), i) : adjacent(adj, j, i))) throw_error(ErrorKind::Internal, "metropolis_hastings: edge {}-{} listed at one end only", i, j);
+      if (!(sorted ? std::binary_search(adj[j].begin(), adj[j].end(), i) : adjacent(adj, j, i)))
+        throw_error(ErrorKind::Internal, "metropolis_hastings: edge {}-{} listed at one end only", i, j);
       const double w = 1.0 / (1.0 + std::max(di, static_cast<double>(adj[j].size())));
       m.rows[i].push_back({j, w});
       off += w;
@@ -305,8 +310,9 @@ bool connected(const std::vector<std::vector<std::int64_t>>& adj) {
 
 void check_spectral_nodes(std::int64_t nodes) {
   if (nodes > kMaxSpectralNodes)
-    throw_error(ErrorKind::Usage, "the spectral gap of {} nodes: loco computes it on the dense N×N matrix, for at most {} nodes",
-                nodes, kMaxSpectralNodes);
+    throw_error(ErrorKind::Usage,
+                "the spectral gap of {} nodes: loco computes it on the dense N×N matrix, for at most {} nodes", nodes,
+                kMaxSpectralNodes);
 }
 
 double mixing_rho(const MixingMatrix& w) {

@@ -46,8 +46,8 @@ class MemoryBytes final : public ByteSource {
   std::uint64_t size() const override { return bytes_.size(); }
   void read_at(std::uint64_t offset, std::span<std::byte> out) const override {
     if (offset > bytes_.size() || out.size() > bytes_.size() - offset)
-      throw_error(ErrorKind::BadInput, "{}: truncated: needs bytes up to offset {}, has {}", name_,
-                  offset + out.size(), bytes_.size());
+      throw_error(ErrorKind::BadInput, "{}: truncated: needs bytes up to offset {}, has {}", name_, offset + out.size(),
+                  bytes_.size());
     std::memcpy(out.data(), bytes_.data() + offset, out.size());
   }
   const std::byte* memory() const override { return bytes_.data(); }
@@ -77,8 +77,7 @@ std::vector<std::byte> read_stream(int fd, const std::string& name) {
 }  // namespace
 
 std::vector<std::byte> read_stdin(const std::string& what) {
-  if (::isatty(STDIN_FILENO))
-    throw_error(ErrorKind::Usage, "{} is '-' but stdin is a terminal; pipe a file in", what);
+  if (::isatty(STDIN_FILENO)) throw_error(ErrorKind::Usage, "{} is '-' but stdin is a terminal; pipe a file in", what);
   return read_stream(STDIN_FILENO, "<stdin>");
 }
 

@@ -27,9 +27,7 @@ bool written_by_sink(const std::string& name) {
 
 }  // namespace
 
-bool is_folder_output(const std::string& out) {
-  return out.size() > 1 && out.ends_with('/');
-}
+bool is_folder_output(const std::string& out) { return out.size() > 1 && out.ends_with('/'); }
 
 void convert_file(const std::string& in, const std::string& out, const ConvertOptions& opt) {
   if (opt.ucp) {
@@ -97,12 +95,12 @@ void convert_file(const std::string& in, const std::string& out, const ConvertOp
               flat_name);
 
   auto sink = opt.max_shard_bytes > 0 ? create_sharded_safetensors_sink(out, root, plan, opt.max_shard_bytes)
-                                       : create_sink(out, out_format, root, plan);
+                                      : create_sink(out, out_format, root, plan);
   if (out_format == Format::Loco) {
     // Group attributes (optimizer step counts on /state, codec parameters on compressed tensors).
     std::vector<std::string> groups;
     for (const auto& t : plan)
-      for (std::size_t p = t.group.find('/'); ; p = t.group.find('/', p + 1)) {
+      for (std::size_t p = t.group.find('/');; p = t.group.find('/', p + 1)) {
         const std::string g = t.group.substr(0, p);
         if (std::find(groups.begin(), groups.end(), g) == groups.end()) groups.push_back(g);
         if (p == std::string::npos) break;

@@ -56,14 +56,46 @@ constexpr GgmlType none(std::string_view name) { return {name, 0, 0, std::nullop
 constexpr std::uint32_t kF32 = 0, kF16 = 1, kQ4_0 = 2, kQ4_1 = 3, kQ8_0 = 8, kI8 = 24, kI16 = 25, kI32 = 26, kI64 = 27,
                         kF64 = 28, kBF16 = 30;
 constexpr std::array<GgmlType, 40> kGgmlTypes{{
-    {"F32", 1, 4, DType::F32}, {"F16", 1, 2, DType::F16}, {"Q4_0", 32, 18, DType::F32}, {"Q4_1", 32, 20, DType::F32},
-    none("Q4_2 (removed)"), none("Q4_3 (removed)"), none("Q5_0"), none("Q5_1"), {"Q8_0", 32, 34, DType::F32},
-    none("Q8_1"), none("Q2_K"), none("Q3_K"), none("Q4_K"), none("Q5_K"), none("Q6_K"), none("Q8_K"),
-    none("IQ2_XXS"), none("IQ2_XS"), none("IQ3_XXS"), none("IQ1_S"), none("IQ4_NL"), none("IQ3_S"), none("IQ2_S"),
-    none("IQ4_XS"), {"I8", 1, 1, DType::I8}, {"I16", 1, 2, DType::I16}, {"I32", 1, 4, DType::I32},
-    {"I64", 1, 8, DType::I64}, {"F64", 1, 8, DType::F64}, none("IQ1_M"), {"BF16", 1, 2, DType::BF16},
-    none("Q4_0_4_4 (removed)"), none("Q4_0_4_8 (removed)"), none("Q4_0_8_8 (removed)"), none("TQ1_0"), none("TQ2_0"),
-    none("IQ4_NL_4_4 (removed)"), none("IQ4_NL_4_8 (removed)"), none("IQ4_NL_8_8 (removed)"), none("MXFP4"),
+    {"F32", 1, 4, DType::F32},
+    {"F16", 1, 2, DType::F16},
+    {"Q4_0", 32, 18, DType::F32},
+    {"Q4_1", 32, 20, DType::F32},
+    none("Q4_2 (removed)"),
+    none("Q4_3 (removed)"),
+    none("Q5_0"),
+    none("Q5_1"),
+    {"Q8_0", 32, 34, DType::F32},
+    none("Q8_1"),
+    none("Q2_K"),
+    none("Q3_K"),
+    none("Q4_K"),
+    none("Q5_K"),
+    none("Q6_K"),
+    none("Q8_K"),
+    none("IQ2_XXS"),
+    none("IQ2_XS"),
+    none("IQ3_XXS"),
+    none("IQ1_S"),
+    none("IQ4_NL"),
+    none("IQ3_S"),
+    none("IQ2_S"),
+    none("IQ4_XS"),
+    {"I8", 1, 1, DType::I8},
+    {"I16", 1, 2, DType::I16},
+    {"I32", 1, 4, DType::I32},
+    {"I64", 1, 8, DType::I64},
+    {"F64", 1, 8, DType::F64},
+    none("IQ1_M"),
+    {"BF16", 1, 2, DType::BF16},
+    none("Q4_0_4_4 (removed)"),
+    none("Q4_0_4_8 (removed)"),
+    none("Q4_0_8_8 (removed)"),
+    none("TQ1_0"),
+    none("TQ2_0"),
+    none("IQ4_NL_4_4 (removed)"),
+    none("IQ4_NL_4_8 (removed)"),
+    none("IQ4_NL_8_8 (removed)"),
+    none("MXFP4"),
 }};
 
 std::string type_name(std::uint32_t id) {
@@ -190,7 +222,8 @@ class GgufSink final : public TensorSink {
     const std::vector<std::byte> header = build_header(root);
     ledger_ = std::make_unique<RowLedger>(plan_, row_bytes_);
     file_.fd = ::open(out_.temp_path().c_str(), O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0666);
-    if (file_.fd < 0) throw_error(ErrorKind::Io, "{}: cannot create {}: {}", path, out_.temp_path(), std::strerror(errno));
+    if (file_.fd < 0)
+      throw_error(ErrorKind::Io, "{}: cannot create {}: {}", path, out_.temp_path(), std::strerror(errno));
     // The file at its full size first: the padding between tensors is then zeros.
     if (::ftruncate(file_.fd, static_cast<off_t>(file_size_)) != 0)
       throw_error(ErrorKind::Io, "{}: cannot size the file to {} bytes: {}", path, file_size_, std::strerror(errno));
@@ -207,8 +240,10 @@ class GgufSink final : public TensorSink {
   }
 
   void set_attribute(std::string_view name, AttrValue) override {
-    throw_error(ErrorKind::Usage, "{}: cannot add attribute '{}': a GGUF header precedes the data, so its key/values "
-                "are fixed when the file is created", out_.final_path(), name);
+    throw_error(ErrorKind::Usage,
+                "{}: cannot add attribute '{}': a GGUF header precedes the data, so its key/values "
+                "are fixed when the file is created",
+                out_.final_path(), name);
   }
   void set_group_attribute(std::string_view group, std::string_view name, AttrValue) override {
     throw_error(ErrorKind::Usage, "{}: cannot add attribute '{}' to group '{}': GGUF files have no groups",
@@ -241,14 +276,17 @@ class GgufSink final : public TensorSink {
         throw_error(ErrorKind::Usage, "{}: tensor name {} has {} bytes; GGUF readers (ggml) take names of at most {}",
                     path, shown(t.name), t.name.size(), kMaxName - 1);
       if (utf8_error_at(t.name) != std::string_view::npos)
-        throw_error(ErrorKind::BadInput, "{}: tensor name {} is not valid UTF-8, which GGUF needs", path, shown(t.name));
+        throw_error(ErrorKind::BadInput, "{}: tensor name {} is not valid UTF-8, which GGUF needs", path,
+                    shown(t.name));
       if (t.shape.size() > kMaxDims)
-        throw_error(ErrorKind::Usage, "{}: tensor {} has shape {}; GGUF (ggml) tensors have at most {} dimensions", path,
-                    t.name, shape_string(t.shape), kMaxDims);
+        throw_error(ErrorKind::Usage, "{}: tensor {} has shape {}; GGUF (ggml) tensors have at most {} dimensions",
+                    path, t.name, shape_string(t.shape), kMaxDims);
       const auto type = ggml_type_of(t.dtype);
       if (!type)
-        throw_error(ErrorKind::Usage, "{}: tensor {} is {}, which GGUF has no type for (it stores float32, float16, "
-                    "bfloat16, float64 and signed integers)", path, t.name, dtype_name(t.dtype));
+        throw_error(ErrorKind::Usage,
+                    "{}: tensor {} is {}, which GGUF has no type for (it stores float32, float16, "
+                    "bfloat16, float64 and signed integers)",
+                    path, t.name, dtype_name(t.dtype));
       types.push_back(*type);
       if (!t.attrs.empty()) ++with_attrs;
     }
@@ -313,8 +351,10 @@ std::unique_ptr<TensorSource> open_gguf(std::unique_ptr<ByteSource> bytes) {
   const auto version = c.get<std::uint32_t>("the version");
   const std::uint32_t swapped = __builtin_bswap32(version);
   if (swapped == 2 || swapped == 3)
-    throw_error(ErrorKind::BadInput, "{}: a big-endian GGUF file (version {} stored byte-swapped); loco reads "
-                "little-endian GGUF only", file, swapped);
+    throw_error(ErrorKind::BadInput,
+                "{}: a big-endian GGUF file (version {} stored byte-swapped); loco reads "
+                "little-endian GGUF only",
+                file, swapped);
   if (version == 1)
     throw_error(ErrorKind::BadInput, "{}: GGUF version 1, which loco does not read (it reads versions 2 and 3)", file);
   if (version != 2 && version != 3)
@@ -325,7 +365,8 @@ std::unique_ptr<TensorSource> open_gguf(std::unique_ptr<ByteSource> bytes) {
     c.fail("it declares {} tensors, more than the {} bytes after it can describe", n_tensors, c.remaining());
   gguf::ReadMetadata meta = gguf::read_metadata(c, n_kv);
   if (n_tensors > c.remaining() / kMinTensorInfo)
-    c.fail("it declares {} tensors, more than the {} bytes after the key/values can describe", n_tensors, c.remaining());
+    c.fail("it declares {} tensors, more than the {} bytes after the key/values can describe", n_tensors,
+           c.remaining());
 
   std::vector<TensorInfo> tensors;
   std::vector<Stored> stored;
@@ -353,8 +394,10 @@ std::unique_ptr<TensorSource> open_gguf(std::unique_ptr<ByteSource> bytes) {
     for (std::uint32_t d = n_dims; d-- > 0;) t.shape.push_back(static_cast<std::int64_t>(ne[d]));  // outermost first
     const auto type = c.get<std::uint32_t>("a tensor type");
     if (type >= kGgmlTypes.size() || !kGgmlTypes[type].loco)
-      throw_error(ErrorKind::BadInput, "{}: tensor {} has ggml type {}, which loco does not read (it reads F32, F16, "
-                  "BF16, F64, I8, I16, I32 and I64, and dequantizes Q8_0, Q4_0 and Q4_1)", file, name, type_name(type));
+      throw_error(ErrorKind::BadInput,
+                  "{}: tensor {} has ggml type {}, which loco does not read (it reads F32, F16, "
+                  "BF16, F64, I8, I16, I32 and I64, and dequantizes Q8_0, Q4_0 and Q4_1)",
+                  file, name, type_name(type));
     const GgmlType& g = kGgmlTypes[type];
     if (quantized(type) && (n_dims == 0 || ne[0] % g.block != 0))
       c.fail("tensor {} of type {} has {} elements per row, not a multiple of its block of {}", name, g.name,

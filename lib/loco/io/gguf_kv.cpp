@@ -24,7 +24,7 @@ using detail::shown;
 using detail::utf8_error_at;
 
 constexpr std::size_t kWindow = 64 * 1024;
-constexpr std::array<std::string_view, kValueTypeCount> kTypeNames{"u8",  "i8",   "u16", "i16", "u32", "i32", "f32",
+constexpr std::array<std::string_view, kValueTypeCount> kTypeNames{"u8",   "i8",  "u16", "i16", "u32", "i32", "f32",
                                                                    "bool", "str", "arr", "u64", "i64", "f64"};
 constexpr std::string_view kAlignmentKey = "general.alignment";
 constexpr std::string_view kFileTypeKey = "general.file_type";
@@ -35,11 +35,19 @@ constexpr std::size_t kMaxKeyBytes = 65535;
 
 std::size_t fixed_size(ValueType t) {
   switch (t) {
-    case ValueType::U8: case ValueType::I8: case ValueType::Bool: return 1;
-    case ValueType::U16: case ValueType::I16: return 2;
-    case ValueType::U32: case ValueType::I32: case ValueType::F32: return 4;
-    case ValueType::U64: case ValueType::I64: case ValueType::F64: return 8;
-    case ValueType::Str: case ValueType::Arr: return 0;
+    case ValueType::U8:
+    case ValueType::I8:
+    case ValueType::Bool: return 1;
+    case ValueType::U16:
+    case ValueType::I16: return 2;
+    case ValueType::U32:
+    case ValueType::I32:
+    case ValueType::F32: return 4;
+    case ValueType::U64:
+    case ValueType::I64:
+    case ValueType::F64: return 8;
+    case ValueType::Str:
+    case ValueType::Arr: return 0;
   }
   return 0;
 }
@@ -133,7 +141,8 @@ class MetadataReader {
   // with nothing read past the type unless it was a string (then it is put back).
   bool read_loco(const std::string& key, ValueType t, Attributes& attrs) {
     const std::string name = key.substr(kLocoPrefix.size());
-    if (name == "gguf_metadata") c_.fail("key {} is reserved (loco keeps GGUF key/values in the attribute of that name)", key);
+    if (name == "gguf_metadata")
+      c_.fail("key {} is reserved (loco keeps GGUF key/values in the attribute of that name)", key);
     if (attrs.size() >= kMaxLocoKeys) c_.fail("more than {} loco.* keys", kMaxLocoKeys);
     switch (t) {
       case ValueType::I64: attrs.set(name, c_.get<std::int64_t>("its value")); return true;
@@ -189,7 +198,8 @@ class MetadataReader {
         // The shortest text for the float, unless reading it as a double and rounding to float
         // would land elsewhere (a double rounding): then the double it equals.
         std::string text = fmt::format("{}", f);
-        if (static_cast<float>(std::strtod(text.c_str(), nullptr)) != f) text = fmt::format("{}", static_cast<double>(f));
+        if (static_cast<float>(std::strtod(text.c_str(), nullptr)) != f)
+          text = fmt::format("{}", static_cast<double>(f));
         out += float_text(std::move(text));
         return;
       }
@@ -264,8 +274,7 @@ class MetadataWriter {
   WrittenMetadata run(const Attributes& root, std::uint32_t file_type) {
     if (const auto text = root.get_string(kGgufMetadataAttribute))
       from_json(parse_json(*text, path_ + ": attribute gguf_metadata"), file_type);
-    else if (root.contains(kGgufMetadataAttribute))
-      fail("it is not a string");
+    else if (root.contains(kGgufMetadataAttribute)) fail("it is not a string");
     for (const auto& e : root) {
       if (e.name == kGgufMetadataAttribute) continue;
       const std::string key = std::string(kLocoPrefix) + e.name;
@@ -303,8 +312,9 @@ class MetadataWriter {
     if (key.size() > kMaxKeyBytes) fail("key {} is longer than GGUF's {} bytes", shown(key), kMaxKeyBytes);
     if (!keys_.insert(key).second) {
       if (from_attribute)
-        throw_error(ErrorKind::Usage, "{}: GGUF key {} would be written twice: by gguf_metadata and by the attribute {}",
-                    path_, shown(key), shown(key.substr(kLocoPrefix.size())));
+        throw_error(ErrorKind::Usage,
+                    "{}: GGUF key {} would be written twice: by gguf_metadata and by the attribute {}", path_,
+                    shown(key), shown(key.substr(kLocoPrefix.size())));
       fail("key {} appears twice", shown(key));
     }
     put_string(key);
@@ -316,8 +326,8 @@ class MetadataWriter {
     if (!entries.is_array()) fail("expected a JSON array of {{\"key\", \"type\", \"value\"}} objects");
     for (const auto& e : entries) {
       key_.clear();
-      if (!e.is_object() || !e.contains("key") || !e["key"].is_string() || !e.contains("type") || !e["type"].is_string() ||
-          !e.contains("value"))
+      if (!e.is_object() || !e.contains("key") || !e["key"].is_string() || !e.contains("type") ||
+          !e["type"].is_string() || !e.contains("value"))
         fail("every entry must be an object with a string \"key\", a string \"type\" and a \"value\"");
       const std::string key = e["key"].get<std::string>();
       new_key(key, false);
@@ -386,16 +396,19 @@ class MetadataWriter {
   void value(ValueType t, const nlohmann::json& holder, int depth) {
     const nlohmann::json& v = holder["value"];
     if (t == ValueType::Arr) {
-      if (!holder.contains("items") || !holder["items"].is_string()) fail("an array needs a string \"items\" (its item type)");
+      if (!holder.contains("items") || !holder["items"].is_string())
+        fail("an array needs a string \"items\" (its item type)");
       const auto items = parse_type(holder["items"].get<std::string>());
       if (!items) fail("unknown item type {}", shown(holder["items"].get<std::string>()));
       if (!v.is_array()) fail("the value of an array must be a JSON array");
-      if (*items == ValueType::Arr && depth + 1 >= kMaxArrayDepth) fail("arrays nest deeper than {} levels", kMaxArrayDepth);
+      if (*items == ValueType::Arr && depth + 1 >= kMaxArrayDepth)
+        fail("arrays nest deeper than {} levels", kMaxArrayDepth);
       put_type(*items);
       put<std::uint64_t>(v.size());
       for (const auto& item : v) {
         if (*items == ValueType::Arr) {
-          if (!item.is_object() || !item.contains("value")) fail("an item of an array of arrays must be {{\"items\", \"value\"}}");
+          if (!item.is_object() || !item.contains("value"))
+            fail("an item of an array of arrays must be {{\"items\", \"value\"}}");
           value(ValueType::Arr, item, depth + 1);
         } else {
           scalar(*items, item);

@@ -82,7 +82,8 @@ Handle type_for(DType t) {
       H5Tset_ebias(h.get(), 15);
       return h;
     }
-    case DType::BF16: case DType::U16: return copy(H5T_STD_U16LE);
+    case DType::BF16:
+    case DType::U16: return copy(H5T_STD_U16LE);
     case DType::I8: return copy(H5T_STD_I8LE);
     case DType::I16: return copy(H5T_STD_I16LE);
     case DType::I32: return copy(H5T_STD_I32LE);

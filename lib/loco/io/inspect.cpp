@@ -35,9 +35,11 @@ void for_each_block(const TensorSource& s, const TensorInfo& t, Fn&& fn) {
 }
 
 // Elements [i0, i1) of a block as float64.
-void load_doubles(DType dt, std::span<const std::byte> block, std::size_t i0, std::size_t i1, std::vector<double>& out) {
+void load_doubles(DType dt, std::span<const std::byte> block, std::size_t i0, std::size_t i1,
+                  std::vector<double>& out) {
   out.resize(i1 - i0);
-  convert_elements(dt, block.data() + i0 * dtype_size(dt), DType::F64, reinterpret_cast<std::byte*>(out.data()), i1 - i0);
+  convert_elements(dt, block.data() + i0 * dtype_size(dt), DType::F64, reinterpret_cast<std::byte*>(out.data()),
+                   i1 - i0);
 }
 
 // Accumulated in long double (x87 extended: 15-bit exponent), so squares of float64 values near
@@ -90,8 +92,14 @@ TensorStats tensor_stats(const TensorSource& s, const TensorInfo& t) {
       load_doubles(t.dtype, block, c * kChunk, std::min(elems, (c + 1) * kChunk), vals);
       Partial p;
       for (double x : vals) {
-        if (std::isnan(x)) { ++p.nan; continue; }
-        if (std::isinf(x)) { ++p.inf; continue; }
+        if (std::isnan(x)) {
+          ++p.nan;
+          continue;
+        }
+        if (std::isinf(x)) {
+          ++p.inf;
+          continue;
+        }
         ++p.n;
         const long double v = x;
         const long double d = v - p.mean;
@@ -146,8 +154,8 @@ nlohmann::json inspect_json(const TensorSource& s, const InspectOptions& opt) {
     if (!t.attrs.empty()) e["attributes"] = attrs_json(t.attrs);
     if (opt.stats) {
       const TensorStats st = tensor_stats(s, t);
-      e["stats"] = {{"count", st.count}, {"min", st.min},       {"max", st.max}, {"mean", st.mean},
-                    {"std", st.stddev},  {"l2_norm", st.l2},    {"nan", st.nan}, {"inf", st.inf}};
+      e["stats"] = {{"count", st.count}, {"min", st.min},    {"max", st.max}, {"mean", st.mean},
+                    {"std", st.stddev},  {"l2_norm", st.l2}, {"nan", st.nan}, {"inf", st.inf}};
     }
     if (opt.checksum) {
       const std::uint64_t c = sums[index];
@@ -176,9 +184,9 @@ nlohmann::json inspect_json(const TensorSource& s, const InspectOptions& opt) {
 
 std::string inspect_text(const TensorSource& s, const InspectOptions& opt) {
   const nlohmann::json j = inspect_json(s, opt);
-  std::string out = fmt::format("{}: {} file, kind {}, {} tensors, {}\n", s.path(), s.format(),
-                                j["kind"].get<std::string>(), s.tensors().size(),
-                                human_bytes(static_cast<double>(j["total_bytes"].get<std::int64_t>())));
+  std::string out =
+      fmt::format("{}: {} file, kind {}, {} tensors, {}\n", s.path(), s.format(), j["kind"].get<std::string>(),
+                  s.tensors().size(), human_bytes(static_cast<double>(j["total_bytes"].get<std::int64_t>())));
   auto print_attrs = [&](const nlohmann::json& a, const std::string& indent) {
     std::size_t w = 0;
     for (const auto& [k, v] : a.items()) w = std::max(w, k.size());
@@ -200,13 +208,15 @@ std::string inspect_text(const TensorSource& s, const InspectOptions& opt) {
     ws = std::max(ws, shape_string(t["shape"].get<Shape>()).size());
   }
   out += fmt::format("{:<{}}  {:<8}  {:<{}}  {:>10}", "name", wn, "dtype", "shape", ws, "size");
-  if (opt.stats) out += fmt::format("  {:>12} {:>12} {:>12} {:>12} {:>12} {:>6}", "min", "max", "mean", "std", "l2", "nan/inf");
+  if (opt.stats)
+    out += fmt::format("  {:>12} {:>12} {:>12} {:>12} {:>12} {:>6}", "min", "max", "mean", "std", "l2", "nan/inf");
   if (opt.checksum) out += "  checksum";
   out += "\n";
   for (const auto& t : j["tensors"]) {
-    out += fmt::format("{:<{}}  {:<8}  {:<{}}  {:>10}", t["group"].get<std::string>() + "/" + t["name"].get<std::string>(),
-                       wn, t["dtype"].get<std::string>(), shape_string(t["shape"].get<Shape>()), ws,
-                       human_bytes(static_cast<double>(t["bytes"].get<std::int64_t>())));
+    out +=
+        fmt::format("{:<{}}  {:<8}  {:<{}}  {:>10}", t["group"].get<std::string>() + "/" + t["name"].get<std::string>(),
+                    wn, t["dtype"].get<std::string>(), shape_string(t["shape"].get<Shape>()), ws,
+                    human_bytes(static_cast<double>(t["bytes"].get<std::int64_t>())));
     if (opt.stats) {
       const auto& st = t["stats"];
       out += fmt::format("  {:>12.5g} {:>12.5g} {:>12.5g} {:>12.5g} {:>12.5g} {:>6}", st["min"].get<double>(),
@@ -258,7 +268,8 @@ std::vector<TensorDiff> diff_sources(const TensorSource& a, const TensorSource& 
       for (std::size_t i = 0; i < elems; ++i) {
         const double x = va[i], y = vb[i];
         if (std::isnan(x) || std::isnan(y)) {
-          if (std::isnan(x) != std::isnan(y)) ++d.mismatches, d.max_abs = d.max_rel = std::numeric_limits<double>::infinity();
+          if (std::isnan(x) != std::isnan(y))
+            ++d.mismatches, d.max_abs = d.max_rel = std::numeric_limits<double>::infinity();
           continue;
         }
         if (std::isinf(x) || std::isinf(y)) {

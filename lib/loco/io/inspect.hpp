@@ -15,7 +15,7 @@ namespace loco::io {
 struct TensorStats {
   std::int64_t count = 0;  // elements
   std::int64_t nan = 0, inf = 0;
-  double min = 0, max = 0;  // over finite values (0 when none)
+  double min = 0, max = 0;              // over finite values (0 when none)
   double mean = 0, stddev = 0, l2 = 0;  // over finite values; stddev is the population one
 };
 

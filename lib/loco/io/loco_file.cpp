@@ -64,12 +64,13 @@ class Walker {
   Walker(hid_t file, const std::string& path, std::vector<TensorInfo>& out) : file_(file), path_(path), out_(out) {}
 
   void walk(const std::string& group_path) {
-    Handle g = h5::check(H5Gopen2(file_, group_path.empty() ? "/" : ("/" + group_path).c_str(), H5P_DEFAULT),
-                         H5Gclose, ErrorKind::BadInput, fmt::format("{}: cannot open group /{}", path_, group_path));
+    Handle g = h5::check(H5Gopen2(file_, group_path.empty() ? "/" : ("/" + group_path).c_str(), H5P_DEFAULT), H5Gclose,
+                         ErrorKind::BadInput, fmt::format("{}: cannot open group /{}", path_, group_path));
     H5_index_t index = H5_INDEX_NAME;
     Handle gcpl(H5Gget_create_plist(g.get()), H5Pclose);
     unsigned flags = 0;
-    if (gcpl && H5Pget_link_creation_order(gcpl.get(), &flags) >= 0 && (flags & H5P_CRT_ORDER_INDEXED)) index = H5_INDEX_CRT_ORDER;
+    if (gcpl && H5Pget_link_creation_order(gcpl.get(), &flags) >= 0 && (flags & H5P_CRT_ORDER_INDEXED))
+      index = H5_INDEX_CRT_ORDER;
     std::vector<std::string> names;
     hsize_t idx = 0;
     if (H5Literate(g.get(), index, H5_ITER_INC, &idx, &collect, &names) < 0)
@@ -127,8 +128,8 @@ class Walker {
     Handle dcpl = h5::check(H5Dget_create_plist(ds), H5Pclose, ErrorKind::BadInput, where + ": cannot read its layout");
     const H5D_layout_t layout = H5Pget_layout(dcpl.get());
     if (H5Pget_external_count(dcpl.get()) != 0 || layout == H5D_VIRTUAL)
-      throw_error(ErrorKind::BadInput, "{}: stored in other files (external or virtual layout), which loco does not read",
-                  where);
+      throw_error(ErrorKind::BadInput,
+                  "{}: stored in other files (external or virtual layout), which loco does not read", where);
     const std::int64_t numel = t.numel();
     if (numel == 0) return;
     if (layout == H5D_CHUNKED) {
@@ -307,8 +308,10 @@ class LocoSource final : public TensorSource {
     while (::waitpid(pid, &status, 0) < 0 && errno == EINTR) {
     }
     if (ready == 0)
-      throw_error(ErrorKind::BadInput, "{}: corrupt file: HDF5 did not finish reading its metadata in time "
-                  "(LOCO_PARSE_TIMEOUT seconds, default 60)", path_);
+      throw_error(ErrorKind::BadInput,
+                  "{}: corrupt file: HDF5 did not finish reading its metadata in time "
+                  "(LOCO_PARSE_TIMEOUT seconds, default 60)",
+                  path_);
     if (WIFSIGNALED(status))
       throw_error(ErrorKind::BadInput, "{}: corrupt file: HDF5 crashed reading its metadata (signal {})", path_,
                   WTERMSIG(status));
@@ -323,7 +326,8 @@ class LocoSource final : public TensorSource {
   void validate_header() {
     const auto marker = attrs_.get_string("loco_format");
     if (!marker || *marker != "loco")
-      throw_error(ErrorKind::BadInput, "{}: an HDF5 file but not a loco file (no loco_format = \"loco\" attribute)", path_);
+      throw_error(ErrorKind::BadInput, "{}: an HDF5 file but not a loco file (no loco_format = \"loco\" attribute)",
+                  path_);
     const auto version = attrs_.get_int("loco_version");
     if (!version) throw_error(ErrorKind::BadInput, "{}: loco file without an integer loco_version attribute", path_);
     if (*version != kFormatVersion)
@@ -355,7 +359,8 @@ class LocoSink final : public TensorSink {
       : out_(path), plan_(std::move(plan)), rows_written_(plan_.size(), 0) {
     h5::silence_errors();
     const auto kind = root.get_string("kind");
-    if (!kind || !parse_kind(*kind)) throw_error(ErrorKind::Internal, "loco file {} created without a valid kind", path);
+    if (!kind || !parse_kind(*kind))
+      throw_error(ErrorKind::Internal, "loco file {} created without a valid kind", path);
     root_.set("loco_format", std::string("loco"));
     root_.set("loco_version", kFormatVersion);
     for (const auto& e : root) root_.set(e.name, e.value);
@@ -367,8 +372,8 @@ class LocoSink final : public TensorSink {
     H5Pset_attr_creation_order(fcpl.get(), H5P_CRT_ORDER_TRACKED | H5P_CRT_ORDER_INDEXED);
     Handle fapl(H5Pcreate(H5P_FILE_ACCESS), H5Pclose);
     H5Pset_libver_bounds(fapl.get(), H5F_LIBVER_V18, H5F_LIBVER_LATEST);
-    file_ = h5::check(H5Fcreate(out_.temp_path().c_str(), H5F_ACC_TRUNC, fcpl.get(), fapl.get()), H5Fclose, ErrorKind::Io,
-                      fmt::format("{}: cannot create file", path));
+    file_ = h5::check(H5Fcreate(out_.temp_path().c_str(), H5F_ACC_TRUNC, fcpl.get(), fapl.get()), H5Fclose,
+                      ErrorKind::Io, fmt::format("{}: cannot create file", path));
     for (std::size_t i = 0; i < plan_.size(); ++i) create_dataset(i);
   }
 
@@ -408,7 +413,8 @@ class LocoSink final : public TensorSink {
         throw_error(ErrorKind::Internal, "{}: tensor {}: {} of {} rows written", out_.final_path(), plan_[i].key(),
                     rows_written_[i], plan_[i].rows());
     for (const auto& e : root_) h5::write_attribute(file_.get(), e.name, e.value, out_.final_path());
-    if (file_.close() < 0) h5::fail(ErrorKind::Io, fmt::format("{}: cannot finish the file (disk full?)", out_.final_path()));
+    if (file_.close() < 0)
+      h5::fail(ErrorKind::Io, fmt::format("{}: cannot finish the file (disk full?)", out_.final_path()));
     out_.commit();
   }
 
@@ -425,8 +431,8 @@ class LocoSink final : public TensorSink {
         g = Handle(H5Gopen2(g.get(), part.c_str(), H5P_DEFAULT), H5Gclose);
       } else {
         Handle gcpl = ordered_group_plist();
-        g = h5::check(H5Gcreate2(g.get(), part.c_str(), H5P_DEFAULT, gcpl.get(), H5P_DEFAULT), H5Gclose,
-                      ErrorKind::Io, fmt::format("{}: cannot create group /{}", out_.final_path(), path));
+        g = h5::check(H5Gcreate2(g.get(), part.c_str(), H5P_DEFAULT, gcpl.get(), H5P_DEFAULT), H5Gclose, ErrorKind::Io,
+                      fmt::format("{}: cannot create group /{}", out_.final_path(), path));
       }
       pos = next + 1;
     }
@@ -444,14 +450,16 @@ class LocoSink final : public TensorSink {
       throw_error(ErrorKind::BadInput, "{}: duplicate tensor {}", out_.final_path(), t.key());
     Handle type = h5::type_for(t.dtype);
     std::vector<hsize_t> dims(t.shape.begin(), t.shape.end());
-    Handle space(t.shape.empty() ? H5Screate(H5S_SCALAR) : H5Screate_simple(static_cast<int>(dims.size()), dims.data(), nullptr),
-                 H5Sclose);
+    Handle space(
+        t.shape.empty() ? H5Screate(H5S_SCALAR) : H5Screate_simple(static_cast<int>(dims.size()), dims.data(), nullptr),
+        H5Sclose);
     Handle dcpl(H5Pcreate(H5P_DATASET_CREATE), H5Pclose);
     H5Pset_fill_time(dcpl.get(), H5D_FILL_TIME_NEVER);  // every row is written; skip the fill pass
     // Closed once created and reopened for each block written: an open dataset holds about
     // 12 KB of HDF5 caches, 480 MB for a file of 40,000 (small) tensors.
-    Handle ds = h5::check(H5Dcreate2(g.get(), t.name.c_str(), type.get(), space.get(), H5P_DEFAULT, dcpl.get(), H5P_DEFAULT),
-                          H5Dclose, ErrorKind::Io, fmt::format("{}: cannot create tensor {}", out_.final_path(), t.key()));
+    Handle ds =
+        h5::check(H5Dcreate2(g.get(), t.name.c_str(), type.get(), space.get(), H5P_DEFAULT, dcpl.get(), H5P_DEFAULT),
+                  H5Dclose, ErrorKind::Io, fmt::format("{}: cannot create tensor {}", out_.final_path(), t.key()));
     if (t.dtype == DType::BF16) h5::write_attribute(ds.get(), "dtype", std::string("bfloat16"), out_.final_path());
     for (const auto& e : t.attrs)
       if (e.name != "dtype") h5::write_attribute(ds.get(), e.name, e.value, out_.final_path());
@@ -483,9 +491,10 @@ Kind file_kind(const TensorSource& s) {
   if (!name) return Kind::Model;
   const auto kind = parse_kind(*name);
   if (kind != Kind::Model && kind != Kind::Delta)
-    throw_error(ErrorKind::BadInput, "{}: kind \"{}\" in a {} file: only model and delta files can be {} (the others "
-                "need loco's groups)", s.path(), name->size() > 32 ? name->substr(0, 32) + "..." : *name, s.format(),
-                s.format());
+    throw_error(ErrorKind::BadInput,
+                "{}: kind \"{}\" in a {} file: only model and delta files can be {} (the others "
+                "need loco's groups)",
+                s.path(), name->size() > 32 ? name->substr(0, 32) + "..." : *name, s.format(), s.format());
   return *kind;
 }
 
@@ -535,7 +544,8 @@ void check_same_config(const TensorSource& a, const TensorSource& b) {
 namespace {
 const LocoSource& as_loco(const TensorSource& s, std::string_view what) {
   const auto* loco = dynamic_cast<const LocoSource*>(&s);
-  if (loco == nullptr) throw_error(ErrorKind::Internal, "{}: {} needs a loco (HDF5) source, not {}", s.path(), what, s.format());
+  if (loco == nullptr)
+    throw_error(ErrorKind::Internal, "{}: {} needs a loco (HDF5) source, not {}", s.path(), what, s.format());
   return *loco;
 }
 }  // namespace
@@ -561,28 +571,27 @@ std::uint64_t tensor_checksum(const TensorSource& s, const TensorInfo& t) {
   std::vector<std::vector<std::byte>> ring(3);
   std::size_t pos = 0;
   std::int64_t next = 0;
-  tbb::parallel_pipeline(
-      ring.size() - 1,
-      tbb::make_filter<void, std::vector<std::byte>*>(
-          tbb::filter_mode::serial_in_order,
-          [&](tbb::flow_control& fc) -> std::vector<std::byte>* {
-            if (next >= t.rows()) {
-              fc.stop();
-              return nullptr;
-            }
-            const std::int64_t n = std::min(step, t.rows() - next);
-            auto& b = ring[pos++ % ring.size()];
-            b.resize(static_cast<std::size_t>(n) * row_bytes);
-            if (raw) {
-              if (!b.empty()) read_raw(s, *raw + static_cast<std::uint64_t>(next) * row_bytes, b);
-            } else {
-              s.read_rows(t, next, n, b);
-            }
-            next += n;
-            return &b;
-          }) &
-          tbb::make_filter<std::vector<std::byte>*, void>(tbb::filter_mode::serial_in_order,
-                                                          [&](std::vector<std::byte>* b) { h.update(*b); }));
+  tbb::parallel_pipeline(ring.size() - 1,
+                         tbb::make_filter<void, std::vector<std::byte>*>(
+                             tbb::filter_mode::serial_in_order,
+                             [&](tbb::flow_control& fc) -> std::vector<std::byte>* {
+                               if (next >= t.rows()) {
+                                 fc.stop();
+                                 return nullptr;
+                               }
+                               const std::int64_t n = std::min(step, t.rows() - next);
+                               auto& b = ring[pos++ % ring.size()];
+                               b.resize(static_cast<std::size_t>(n) * row_bytes);
+                               if (raw) {
+                                 if (!b.empty()) read_raw(s, *raw + static_cast<std::uint64_t>(next) * row_bytes, b);
+                               } else {
+                                 s.read_rows(t, next, n, b);
+                               }
+                               next += n;
+                               return &b;
+                             }) &
+                             tbb::make_filter<std::vector<std::byte>*, void>(
+                                 tbb::filter_mode::serial_in_order, [&](std::vector<std::byte>* b) { h.update(*b); }));
   return h.digest();
 }
 

@@ -32,8 +32,8 @@ Type type_of(const AttrValue& v) {
 
 // The documented numeric attributes of man 5 loco-format that a hand-written file gives as text.
 Type documented_type(std::string_view name) {
-  static constexpr std::string_view kInts[] = {"round",       "step",     "worker",    "samples", "shard",
-                                               "shards",      "inner_steps", "fragment", "fragments", "overlap"};
+  static constexpr std::string_view kInts[] = {"round",  "step",        "worker",   "samples",   "shard",
+                                               "shards", "inner_steps", "fragment", "fragments", "overlap"};
   static constexpr std::string_view kReals[] = {"loss_first", "loss_last", "loss_mean", "lr"};
   if (std::find(std::begin(kInts), std::end(kInts), name) != std::end(kInts)) return Type::Int;
   if (std::find(std::begin(kReals), std::end(kReals), name) != std::end(kReals)) return Type::Real;
@@ -124,11 +124,13 @@ Attributes attributes_from_metadata(const Attributes& strings, const std::string
     bool recorded = false;
     if (const auto it = types.find(e.name); it != types.end()) {
       const auto name = it->is_string() ? it->get<std::string>() : std::string();
-      const auto known = std::find_if(std::begin(kTypeNames), std::end(kTypeNames),
-                                      [&](const auto& p) { return p.second == name; });
+      const auto known =
+          std::find_if(std::begin(kTypeNames), std::end(kTypeNames), [&](const auto& p) { return p.second == name; });
       if (known == std::end(kTypeNames))
-        throw_error(ErrorKind::BadInput, "{}: metadata {} gives attribute {} the unknown type {} (known: int64, float64, "
-                    "int64[], float64[])", file, kAttributeTypesKey, e.name, it->dump());
+        throw_error(ErrorKind::BadInput,
+                    "{}: metadata {} gives attribute {} the unknown type {} (known: int64, float64, "
+                    "int64[], float64[])",
+                    file, kAttributeTypesKey, e.name, it->dump());
       t = known->first;
       recorded = true;
     }
@@ -136,8 +138,11 @@ Attributes attributes_from_metadata(const Attributes& strings, const std::string
     if (!v) {
       const std::string shown = s->size() > 64 ? s->substr(0, 64) + "..." : *s;
       throw_error(ErrorKind::BadInput, "{}: attribute {} must be {} ({}), found \"{}\"", file, e.name,
-                  t == Type::Int ? "an integer" : t == Type::Real ? "a number" : "a JSON array of numbers",
-                  recorded ? fmt::format("as {} records", kAttributeTypesKey) : std::string("man 5 loco-format"), shown);
+                  t == Type::Int    ? "an integer"
+                  : t == Type::Real ? "a number"
+                                    : "a JSON array of numbers",
+                  recorded ? fmt::format("as {} records", kAttributeTypesKey) : std::string("man 5 loco-format"),
+                  shown);
     }
     out.set(e.name, *v);
   }

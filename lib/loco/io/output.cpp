@@ -103,7 +103,8 @@ void remove_stale_temporaries(const std::filesystem::path& dir, const std::strin
       continue;
     const pid_t pid = static_cast<pid_t>(std::stol(std::string(rest.substr(0, dash))));
     if (pid <= 0 || pid == ::getpid() || ::kill(pid, 0) == 0 || errno != ESRCH) continue;
-    if (::unlink(it->path().c_str()) == 0) log::info("removed {}, left by process {} which no longer runs", it->path().string(), pid);
+    if (::unlink(it->path().c_str()) == 0)
+      log::info("removed {}, left by process {} which no longer runs", it->path().string(), pid);
   }
 }
 
@@ -128,7 +129,8 @@ void check_not_input(const std::string& output) {
     // Identified now, not at registration: a file removed since may have passed on its inode.
     const InputId in = identify(registered.path);
     const bool same = (in.exists && out.exists) ? (in.dev == out.dev && in.ino == out.ino) : in.path == out.path;
-    if (same) throw_error(ErrorKind::Usage, "output {} is also an input ({}); choose another output path", output, in.path);
+    if (same)
+      throw_error(ErrorKind::Usage, "output {} is also an input ({}); choose another output path", output, in.path);
   }
 }
 
@@ -141,8 +143,9 @@ void check_output_paths(const std::vector<NamedPath>& outputs, const std::vector
   for (std::size_t i = 0; i < outputs.size(); ++i) {
     for (std::size_t j = 0; j < i; ++j)
       if (same(ids[i], ids[j]))
-        throw_error(ErrorKind::Usage, "{} {} and {} {} are the same {}; give each output its own path", outputs[j].option,
-                    outputs[j].path, outputs[i].option, outputs[i].path, outputs[i].path == "-" ? "stdout" : "file");
+        throw_error(ErrorKind::Usage, "{} {} and {} {} are the same {}; give each output its own path",
+                    outputs[j].option, outputs[j].path, outputs[i].option, outputs[i].path,
+                    outputs[i].path == "-" ? "stdout" : "file");
     if (outputs[i].path == "-") continue;
     for (const auto& other : others) {
       if (other.path == "-" || other.path.empty()) continue;

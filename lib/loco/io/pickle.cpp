@@ -78,8 +78,8 @@ bool allowed_global(std::string_view module, std::string_view name) noexcept {
   if (module == "torch") {
     if (name.size() > 7 && name.ends_with("Storage")) return true;
     static constexpr std::array<std::string_view, 24> kDtypes = {
-        "float32", "float",  "float16", "half",  "bfloat16", "float64", "double", "int64",
-        "long",    "int32",  "int",     "int16", "short",    "int8",    "uint8",  "bool",
+        "float32", "float",  "float16", "half",      "bfloat16",   "float64",       "double",      "int64",
+        "long",    "int32",  "int",     "int16",     "short",      "int8",          "uint8",       "bool",
         "uint16",  "uint32", "uint64",  "complex64", "complex128", "float8_e4m3fn", "float8_e5m2", "cfloat"};
     return std::find(kDtypes.begin(), kDtypes.end(), name) != kDtypes.end();
   }
@@ -188,8 +188,10 @@ class Machine {
   }
   const Value* global(std::string module, std::string name) {
     if (!allowed_global(module, name))
-      fail(fmt::format("global {}.{} is not on the allow-list of data loco reads (a pickle that would run code "
-                       "or build arbitrary objects is refused)", module, name));
+      fail(
+          fmt::format("global {}.{} is not on the allow-list of data loco reads (a pickle that would run code "
+                      "or build arbitrary objects is refused)",
+                      module, name));
     Value* g = make(Kind::Global);
     g->text = std::move(module);
     g->name = std::move(name);
@@ -242,8 +244,7 @@ const Value* Machine::call(const Value* callable, const Value* args) {
       else if ((c == 0xc2 || c == 0xc3) && i + 1 < s.size()) {
         b->text.push_back(static_cast<char>(((c & 0x03) << 6) | (static_cast<unsigned char>(s[i + 1]) & 0x3f)));
         ++i;
-      } else
-        fail("_codecs.encode of a character outside latin-1");
+      } else fail("_codecs.encode of a character outside latin-1");
     }
     return b;
   }
@@ -291,7 +292,8 @@ const Value* Machine::run() {
         break;
       }
       case '.': {  // STOP
-        if (stack_.size() != 1 || !marks_.empty()) fail("STOP with " + std::to_string(stack_.size()) + " objects on the stack");
+        if (stack_.size() != 1 || !marks_.empty())
+          fail("STOP with " + std::to_string(stack_.size()) + " objects on the stack");
         if (pos_ != data_.size()) fail("bytes after STOP");
         return stack_.back();
       }
@@ -341,11 +343,11 @@ const Value* Machine::run() {
         push(p);
         break;
       }
-      case 'q': memo_put(le(1)); break;         // BINPUT
-      case 'r': memo_put(le(4)); break;         // LONG_BINPUT
+      case 'q': memo_put(le(1)); break;          // BINPUT
+      case 'r': memo_put(le(4)); break;          // LONG_BINPUT
       case 0x94: memo_put(memo_.size()); break;  // MEMOIZE
-      case 'h': memo_get(le(1)); break;         // BINGET
-      case 'j': memo_get(le(4)); break;         // LONG_BINGET
+      case 'h': memo_get(le(1)); break;          // BINGET
+      case 'j': memo_get(le(4)); break;          // LONG_BINGET
       case '(':                                  // MARK
         if (marks_.size() >= data_.size()) fail("too many marks");
         marks_.push_back(stack_.size());
@@ -419,8 +421,8 @@ const Value* Machine::run() {
         push(s);
         break;
       }
-      case '0': pop(); break;  // POP
-      case '1': pop_mark(); break;  // POP_MARK
+      case '0': pop(); break;        // POP
+      case '1': pop_mark(); break;   // POP_MARK
       case '2': push(top()); break;  // DUP
       case 'N': push(make(Kind::None)); break;
       case 0x88:
@@ -431,10 +433,10 @@ const Value* Machine::run() {
         break;
       }
       case 'J': push(integer(static_cast<std::int32_t>(static_cast<std::uint32_t>(le(4))))); break;  // BININT
-      case 'K': push(integer(static_cast<std::int64_t>(le(1)))); break;                            // BININT1
-      case 'M': push(integer(static_cast<std::int64_t>(le(2)))); break;                            // BININT2
-      case 0x8a: push(long_le(le(1))); break;                                                      // LONG1
-      case 0x8b: {                                                                                 // LONG4
+      case 'K': push(integer(static_cast<std::int64_t>(le(1)))); break;                              // BININT1
+      case 'M': push(integer(static_cast<std::int64_t>(le(2)))); break;                              // BININT2
+      case 0x8a: push(long_le(le(1))); break;                                                        // LONG1
+      case 0x8b: {                                                                                   // LONG4
         const auto n = static_cast<std::int32_t>(static_cast<std::uint32_t>(le(4)));
         if (n < 0) fail("negative LONG4 length");
         push(long_le(static_cast<std::uint64_t>(n)));
@@ -449,11 +451,11 @@ const Value* Machine::run() {
         push(f);
         break;
       }
-      case 'X':     // BINUNICODE
-      case 0x8c:    // SHORT_BINUNICODE
-      case 0x8d:    // BINUNICODE8
-      case 'U':     // SHORT_BINSTRING
-      case 'T': {   // BINSTRING
+      case 'X':    // BINUNICODE
+      case 0x8c:   // SHORT_BINUNICODE
+      case 0x8d:   // BINUNICODE8
+      case 'U':    // SHORT_BINSTRING
+      case 'T': {  // BINSTRING
         const std::uint64_t n = op_ == 'X' || op_ == 'T' ? le(4) : op_ == 0x8d ? le(8) : le(1);
         if (op_ == 'T' && n > 0x7fffffffu) fail("negative BINSTRING length");
         Value* s = make(Kind::String);

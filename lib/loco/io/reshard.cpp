@@ -89,14 +89,16 @@ Cut cut_of(const TensorInfo& t, const ReshardOptions& opt, const std::vector<std
       c.dim = -1;
       return c;
     }
-    if (*dim >= static_cast<std::int64_t>(t.shape.size())) return bad(fmt::format("cat_dim {} outside the shape", *dim));
+    if (*dim >= static_cast<std::int64_t>(t.shape.size()))
+      return bad(fmt::format("cat_dim {} outside the shape", *dim));
     c.dim = static_cast<int>(*dim);
     const std::int64_t size = t.shape[static_cast<std::size_t>(c.dim)];
     if (n < 1 || size % n != 0) return bad(fmt::format("{} sub-parameters do not divide dimension {}", n, c.dim));
     c.subs.assign(static_cast<std::size_t>(n), size / n);
   }
   if (t.attrs.get_int("vocab_tensor").value_or(0) != 0) {
-    if (c.dim != 0 || c.subs.size() != 1) return bad("vocab_tensor cut along a dimension other than 0 or with sub-parameters");
+    if (c.dim != 0 || c.subs.size() != 1)
+      return bad("vocab_tensor cut along a dimension other than 0 or with sub-parameters");
     const std::int64_t m = opt.vocab_divisible_by * T;
     const std::int64_t padded = (c.view[0] + m - 1) / m * m;
     c.view[0] = padded;
@@ -177,7 +179,8 @@ TpRule parse_tp_rule(const std::string& text) {
   }
   const std::string d = text.substr(eq + 1);
   if (d == "replicate") return r;
-  r.dim = static_cast<int>(parse_int(d, fmt::format("--cat-dim '{}': DIM (a dimension 0, 1, ... or 'replicate')", text), 0, 99));
+  r.dim = static_cast<int>(
+      parse_int(d, fmt::format("--cat-dim '{}': DIM (a dimension 0, 1, ... or 'replicate')", text), 0, 99));
   return r;
 }
 
@@ -191,7 +194,8 @@ std::vector<std::string> tp_shard_paths(const std::string& out, int degree) {
   return v;
 }
 
-std::vector<std::string> split_tensor_parallel(const std::string& in, const std::string& out, const ReshardOptions& opt) {
+std::vector<std::string> split_tensor_parallel(const std::string& in, const std::string& out,
+                                               const ReshardOptions& opt) {
   if (opt.degree < 2) throw_error(ErrorKind::Usage, "--tp {}: the degree must be at least 2", opt.degree);
   require_h5(out, "tensor-parallel shards");
   if (opt.vocab_divisible_by < 1) throw_error(ErrorKind::Usage, "--vocab-divisible-by must be at least 1");
@@ -209,8 +213,9 @@ std::vector<std::string> split_tensor_parallel(const std::string& in, const std:
   std::vector<std::vector<TensorInfo>> plans(static_cast<std::size_t>(T));
   for (const TensorInfo& t : src->tensors()) {
     if (t.group != "tensors" && t.group.rfind("state/", 0) != 0)
-      throw_error(ErrorKind::Usage, "{}: tensor {} is neither a parameter nor optimizer state; only checkpoints are resharded",
-                  in, t.key());
+      throw_error(ErrorKind::Usage,
+                  "{}: tensor {} is neither a parameter nor optimizer state; only checkpoints are resharded", in,
+                  t.key());
     Cut c = cut_of(t, opt, rules, in);
     TensorInfo s = t;
     s.attrs.set("tp_dim", std::int64_t{c.dim});
@@ -231,10 +236,12 @@ std::vector<std::string> split_tensor_parallel(const std::string& in, const std:
     for (const auto& e : src->attributes())
       if (!written_by_sink(e.name) && e.name != "kind" && e.name != "tp_rank" && e.name != "tp_degree")
         root.set(e.name, e.value);
-    if (src->format() != "loco" && !root.contains("source_format")) root.set("source_format", std::string(src->format()));
+    if (src->format() != "loco" && !root.contains("source_format"))
+      root.set("source_format", std::string(src->format()));
     root.set("tp_rank", std::int64_t{r});
     root.set("tp_degree", std::int64_t{T});
-    sinks.push_back(create_sink(paths[static_cast<std::size_t>(r)], Format::Loco, root, plans[static_cast<std::size_t>(r)]));
+    sinks.push_back(
+        create_sink(paths[static_cast<std::size_t>(r)], Format::Loco, root, plans[static_cast<std::size_t>(r)]));
     copy_group_attributes(*src, *sinks.back(), plans[static_cast<std::size_t>(r)]);
   }
   std::vector<std::byte> full, slice;
@@ -248,7 +255,8 @@ std::vector<std::string> split_tensor_parallel(const std::string& in, const std:
     for (int r = 0; r < T; ++r) {
       const TensorInfo& s = plans[static_cast<std::size_t>(r)][i];
       if (c.dim < 0) {
-        sinks[static_cast<std::size_t>(r)]->write_rows(i, 0, s.rows(), std::span(full.data(), static_cast<std::size_t>(t.numel()) * esz));
+        sinks[static_cast<std::size_t>(r)]->write_rows(
+            i, 0, s.rows(), std::span(full.data(), static_cast<std::size_t>(t.numel()) * esz));
         continue;
       }
       slice.resize(static_cast<std::size_t>(s.numel()) * esz);
@@ -343,9 +351,12 @@ void consolidate_zero(std::vector<std::unique_ptr<TensorSource>>& shards, const 
       const std::int64_t part = f.shape[0];
       const auto r = static_cast<std::size_t>(pos / part);
       const TensorInfo& fr = *shards[r]->find(kFlat, t.group);
-      if (fr.dtype != t.dtype) throw_error(ErrorKind::BadInput, "{}: {}/{} is not {}", paths[r], t.group, kFlat, dtype_name(t.dtype));
+      if (fr.dtype != t.dtype)
+        throw_error(ErrorKind::BadInput, "{}: {}/{} is not {}", paths[r], t.group, kFlat, dtype_name(t.dtype));
       const std::int64_t n = std::min(t.numel() - done, part - pos % part);
-      shards[r]->read_rows(fr, pos % part, n, std::span(buf.data() + static_cast<std::size_t>(done) * esz, static_cast<std::size_t>(n) * esz));
+      shards[r]->read_rows(
+          fr, pos % part, n,
+          std::span(buf.data() + static_cast<std::size_t>(done) * esz, static_cast<std::size_t>(n) * esz));
       done += n, pos += n;
     }
     sink->write_rows(i, 0, t.rows(), buf);
@@ -366,19 +377,24 @@ std::vector<std::string> split_zero(const std::string& in, const std::string& ou
   nlohmann::json layout = nlohmann::json::array();
   for (const TensorInfo& t : src->tensors()) {
     if (t.group != "tensors" && t.group.rfind("state/", 0) != 0)
-      throw_error(ErrorKind::Usage, "{}: tensor {} is neither a parameter nor optimizer state; only checkpoints are sharded",
-                  in, t.key());
+      throw_error(ErrorKind::Usage,
+                  "{}: tensor {} is neither a parameter nor optimizer state; only checkpoints are sharded", in,
+                  t.key());
     auto [it, fresh] = total.try_emplace(t.group, t.dtype, 0);
     if (fresh) groups.push_back(t.group);
     if (it->second.first != t.dtype)
-      throw_error(ErrorKind::BadInput, "{}: group {} mixes {} and {} ({}): a flat partition holds one dtype", in, t.group,
-                  dtype_name(it->second.first), dtype_name(t.dtype), t.name);
+      throw_error(ErrorKind::BadInput, "{}: group {} mixes {} and {} ({}): a flat partition holds one dtype", in,
+                  t.group, dtype_name(it->second.first), dtype_name(t.dtype), t.name);
     it->second.second += t.numel();
-    layout.push_back({{"group", t.group}, {"name", t.name}, {"shape", t.shape}, {"dtype", std::string(dtype_name(t.dtype))},
+    layout.push_back({{"group", t.group},
+                      {"name", t.name},
+                      {"shape", t.shape},
+                      {"dtype", std::string(dtype_name(t.dtype))},
                       {"attrs", attrs_to_json(t.attrs)}});
   }
   std::vector<TensorInfo> plan;
-  for (const auto& g : groups) plan.push_back({g, std::string(kFlat), {(total[g].second + D - 1) / D}, total[g].first, {}});
+  for (const auto& g : groups)
+    plan.push_back({g, std::string(kFlat), {(total[g].second + D - 1) / D}, total[g].first, {}});
   const auto paths = tp_shard_paths(out, degree);
   std::vector<std::unique_ptr<TensorSink>> sinks;
   for (int r = 0; r < degree; ++r) {
@@ -388,7 +404,8 @@ std::vector<std::string> split_zero(const std::string& in, const std::string& ou
       if (!written_by_sink(e.name) && e.name != "kind" && e.name != "zero_rank" && e.name != "zero_degree" &&
           e.name != "zero_layout")
         root.set(e.name, e.value);
-    if (src->format() != "loco" && !root.contains("source_format")) root.set("source_format", std::string(src->format()));
+    if (src->format() != "loco" && !root.contains("source_format"))
+      root.set("source_format", std::string(src->format()));
     root.set("zero_rank", std::int64_t{r});
     root.set("zero_degree", D);
     root.set("zero_layout", layout.dump());
@@ -406,7 +423,8 @@ std::vector<std::string> split_zero(const std::string& in, const std::string& ou
     std::int64_t& p = pos[t.group];
     for (std::int64_t done = 0; done < t.numel();) {
       const std::int64_t n = std::min(t.numel() - done, part - p % part);
-      sinks[static_cast<std::size_t>(p / part)]->write_rows(gi, p % part, n,
+      sinks[static_cast<std::size_t>(p / part)]->write_rows(
+          gi, p % part, n,
           std::span(buf.data() + static_cast<std::size_t>(done) * esz, static_cast<std::size_t>(n) * esz));
       done += n, p += n;
     }
@@ -445,8 +463,9 @@ void consolidate_tensor_parallel(const std::string& first, const std::string& ou
     if (r == 0) zero = a.contains("zero_degree");
     const char* kind = zero ? "zero" : "tp";
     if (a.get_int(fmt::format("{}_rank", kind)) != r || a.get_int(fmt::format("{}_degree", kind)) != T)
-      throw_error(ErrorKind::BadInput, "{}: expected {}_rank {} and {}_degree {} (a shard written by loco-convert --{})",
-                  p, kind, r, kind, T, kind);
+      throw_error(ErrorKind::BadInput,
+                  "{}: expected {}_rank {} and {}_degree {} (a shard written by loco-convert --{})", p, kind, r, kind,
+                  T, kind);
     if (shards.back()->tensors().size() != shards[0]->tensors().size())
       throw_error(ErrorKind::BadInput, "{}: {} tensors, where {} has {}", p, shards.back()->tensors().size(), paths[0],
                   shards[0]->tensors().size());
@@ -478,7 +497,8 @@ void consolidate_tensor_parallel(const std::string& first, const std::string& ou
       const auto view = arr("tp_view"), full = arr("tp_full_shape");
       c.view.assign(view.begin(), view.end());
       f.shape.assign(full.begin(), full.end());
-      bool ok = c.dim < static_cast<int>(c.view.size()) && !c.subs.empty() && shape_numel(c.view) >= shape_numel(f.shape);
+      bool ok =
+          c.dim < static_cast<int>(c.view.size()) && !c.subs.empty() && shape_numel(c.view) >= shape_numel(f.shape);
       std::int64_t sum = 0;
       for (auto x : c.subs) ok = ok && x > 0 && x % T == 0, sum += x;
       ok = ok && sum == c.view[static_cast<std::size_t>(c.dim)] && slice_shape(c, T) == t.shape;

@@ -60,7 +60,8 @@ std::vector<std::string> tp_shard_paths(const std::string& out, int degree);
 // Error(BadInput) for a tensor that cannot be cut (sizes not divisible, a bad sub_param_shape,
 // vocab_tensor off dim 0), and what reading and writing throw. All shards are committed at the end;
 // on error none is left.
-std::vector<std::string> split_tensor_parallel(const std::string& in, const std::string& out, const ReshardOptions& opt);
+std::vector<std::string> split_tensor_parallel(const std::string& in, const std::string& out,
+                                               const ReshardOptions& opt);
 
 // Splits in into opt.degree ZeRO-style flat shards (see above) named by tp_shard_paths(out).
 // Throws Error(Usage) for a degree below 2 or an output that is not .h5, Error(BadInput) for a group

@@ -144,7 +144,8 @@ class HeaderParser {
     if (state_ == State::Shape) {
       entry_.shape.push_back(v);
     } else {
-      if (offsets_seen_ == 2) fail("tensor {}: data_offsets must hold exactly two integers [BEGIN, END]", shown(entry_.name));
+      if (offsets_seen_ == 2)
+        fail("tensor {}: data_offsets must hold exactly two integers [BEGIN, END]", shown(entry_.name));
       (offsets_seen_ == 0 ? entry_.begin : entry_.end) = v;
       ++offsets_seen_;
     }
@@ -207,8 +208,9 @@ class HeaderParser {
         if (k == "dtype") bit = 1, state_ = State::DtypeValue;
         else if (k == "shape") bit = 2, state_ = State::ShapeValue;
         else if (k == "data_offsets") bit = 4, state_ = State::OffsetsValue;
-        else fail("tensor {}: unexpected key {} (an entry holds exactly dtype, shape and data_offsets)",
-                  shown(entry_.name), shown(k));
+        else
+          fail("tensor {}: unexpected key {} (an entry holds exactly dtype, shape and data_offsets)",
+               shown(entry_.name), shown(k));
         if (entry_keys_ & bit) fail("tensor {}: duplicate key {}", shown(entry_.name), shown(k));
         entry_keys_ |= bit;
         return true;
@@ -232,7 +234,10 @@ class HeaderParser {
   bool start_array(std::size_t) {
     switch (state_) {
       case State::ShapeValue: state_ = State::Shape; return true;
-      case State::OffsetsValue: state_ = State::Offsets; offsets_seen_ = 0; return true;
+      case State::OffsetsValue:
+        state_ = State::Offsets;
+        offsets_seen_ = 0;
+        return true;
       default: return unexpected("an array");
     }
   }
@@ -242,7 +247,8 @@ class HeaderParser {
       return true;
     }
     if (state_ == State::Offsets) {
-      if (offsets_seen_ != 2) fail("tensor {}: data_offsets must hold exactly two integers [BEGIN, END]", shown(entry_.name));
+      if (offsets_seen_ != 2)
+        fail("tensor {}: data_offsets must hold exactly two integers [BEGIN, END]", shown(entry_.name));
       state_ = State::Entry;
       return true;
     }
@@ -259,7 +265,20 @@ class HeaderParser {
   }
 
  private:
-  enum class State { Start, Root, RootValue, Meta, MetaValue, Entry, DtypeValue, ShapeValue, Shape, OffsetsValue, Offsets, Done };
+  enum class State {
+    Start,
+    Root,
+    RootValue,
+    Meta,
+    MetaValue,
+    Entry,
+    DtypeValue,
+    ShapeValue,
+    Shape,
+    OffsetsValue,
+    Offsets,
+    Done
+  };
 
   template <typename... Args>
   [[noreturn]] void fail(fmt::format_string<Args...> f, Args&&... args) const {
@@ -280,7 +299,8 @@ class HeaderParser {
       case State::ShapeValue: fail("tensor {}: shape must be an array of integers, found {}", name, what);
       case State::Shape: fail("tensor {}: shape entries must be integers in [0, 2^48-1], found {}", name, what);
       case State::OffsetsValue: fail("tensor {}: data_offsets must be an array [BEGIN, END], found {}", name, what);
-      case State::Offsets: fail("tensor {}: data_offsets entries must be integers in [0, 2^48-1], found {}", name, what);
+      case State::Offsets:
+        fail("tensor {}: data_offsets entries must be integers in [0, 2^48-1], found {}", name, what);
       default: fail("unexpected {}", what);
     }
   }
@@ -334,7 +354,8 @@ class SafetensorsSink final : public TensorSink {
       return;
     }
     file_.fd = ::open(out_.temp_path().c_str(), O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0666);
-    if (file_.fd < 0) throw_error(ErrorKind::Io, "{}: cannot create {}: {}", path, out_.temp_path(), std::strerror(errno));
+    if (file_.fd < 0)
+      throw_error(ErrorKind::Io, "{}: cannot create {}: {}", path, out_.temp_path(), std::strerror(errno));
     if (::ftruncate(file_.fd, static_cast<off_t>(file_size_)) != 0)
       throw_error(ErrorKind::Io, "{}: cannot size the file to {} bytes: {}", path, file_size_, std::strerror(errno));
     pwrite_all(file_.fd, prefix.data(), 8, 0, path);
@@ -408,7 +429,8 @@ class SafetensorsSink final : public TensorSink {
       if (!t.attrs.empty()) ++with_attrs;
     }
     if (with_attrs > 0)
-      log::warn("{}: safetensors has no per-tensor attributes; those of {} tensor(s) are not written", path, with_attrs);
+      log::warn("{}: safetensors has no per-tensor attributes; those of {} tensor(s) are not written", path,
+                with_attrs);
 
     // Reference order: descending dtype rank, then name (byte order).
     std::vector<std::size_t> order(count);
@@ -445,8 +467,8 @@ class SafetensorsSink final : public TensorSink {
       const std::uint64_t esize = dtype_size(t.dtype);
       const std::uint64_t numel = static_cast<std::uint64_t>(t.numel());
       if (numel > kSafetensorsMaxInt / esize || offset + numel * esize > kSafetensorsMaxInt)
-        throw_error(ErrorKind::Usage, "{}: the data would pass the safetensors limit of 2^48-1 bytes at tensor {}", path,
-                    t.name);
+        throw_error(ErrorKind::Usage, "{}: the data would pass the safetensors limit of 2^48-1 bytes at tensor {}",
+                    path, t.name);
       const std::uint64_t nbytes = numel * esize;
       row_bytes_[i] = static_cast<std::uint64_t>(t.row_elements()) * esize;
       if (header.size() > 1) header += ',';
@@ -459,8 +481,9 @@ class SafetensorsSink final : public TensorSink {
     header += '}';
     header.resize((header.size() + 7) / 8 * 8, ' ');
     if (header.size() > kSafetensorsMaxHeader)
-      throw_error(ErrorKind::Usage, "{}: the safetensors header would be {} bytes, over the {}-byte limit readers accept",
-                  path, header.size(), kSafetensorsMaxHeader);
+      throw_error(ErrorKind::Usage,
+                  "{}: the safetensors header would be {} bytes, over the {}-byte limit readers accept", path,
+                  header.size(), kSafetensorsMaxHeader);
     for (auto& at : data_at_) at += 8 + header.size();
     data_size_ = offset;
     return header;
@@ -498,7 +521,9 @@ std::unique_ptr<TensorSource> open_safetensors(std::unique_ptr<ByteSource> bytes
   const std::uint64_t size = bytes->size();
 
   // 1-3: the length prefix.
-  if (size < 8) throw_error(ErrorKind::BadInput, "{}: not a safetensors file: {} bytes, shorter than the 8-byte header length", file, size);
+  if (size < 8)
+    throw_error(ErrorKind::BadInput, "{}: not a safetensors file: {} bytes, shorter than the 8-byte header length",
+                file, size);
   std::array<std::byte, 8> prefix;
   bytes->read_at(0, prefix);
   const std::uint64_t n = load_le64(prefix.data());
@@ -515,7 +540,8 @@ std::unique_ptr<TensorSource> open_safetensors(std::unique_ptr<ByteSource> bytes
   if (const std::size_t bad = utf8_error_at(header); bad != std::string_view::npos)
     throw_error(ErrorKind::BadInput, "{}: safetensors header is not valid UTF-8 (byte {} of the header)", file, bad);
   if (header.starts_with("\xEF\xBB\xBF"))
-    throw_error(ErrorKind::BadInput, "{}: safetensors header is not valid JSON: it starts with a byte-order mark", file);
+    throw_error(ErrorKind::BadInput, "{}: safetensors header is not valid JSON: it starts with a byte-order mark",
+                file);
   HeaderParser parser(file);
   nlohmann::json::sax_parse(header.data(), header.data() + header.size(), &parser);
   if (!parser.finished()) throw_error(ErrorKind::Internal, "{}: safetensors header parse stopped early", file);
@@ -549,11 +575,12 @@ std::unique_ptr<TensorSource> open_safetensors(std::unique_ptr<ByteSource> bytes
       throw_error(ErrorKind::BadInput, "{}: tensor {}: byte size of shape {} overflows", file, shown(e.name),
                   shape_text(e.shape));
     if (bits % 8 != 0)
-      throw_error(ErrorKind::BadInput, "{}: tensor {}: {} elements of {} do not fill whole bytes", file,
-                  shown(e.name), numel, d.name);
+      throw_error(ErrorKind::BadInput, "{}: tensor {}: {} elements of {} do not fill whole bytes", file, shown(e.name),
+                  numel, d.name);
     if (e.end - e.begin != bits / 8)
-      throw_error(ErrorKind::BadInput, "{}: tensor {}: data_offsets [{}, {}] hold {} bytes, but {} of shape {} needs {}",
-                  file, shown(e.name), e.begin, e.end, e.end - e.begin, d.name, shape_text(e.shape), bits / 8);
+      throw_error(ErrorKind::BadInput,
+                  "{}: tensor {}: data_offsets [{}, {}] hold {} bytes, but {} of shape {} needs {}", file,
+                  shown(e.name), e.begin, e.end, e.end - e.begin, d.name, shape_text(e.shape), bits / 8);
   }
 
   // 7: the data buffer ends exactly at the end of the file.
@@ -562,8 +589,9 @@ std::unique_ptr<TensorSource> open_safetensors(std::unique_ptr<ByteSource> bytes
     if (size < expected)
       throw_error(ErrorKind::BadInput, "{}: truncated: the safetensors header describes {} bytes, the file has {}",
                   file, expected, size);
-    throw_error(ErrorKind::BadInput, "{}: {} unexpected bytes after the safetensors data (file {} bytes, header describes {})",
-                file, size - expected, size, expected);
+    throw_error(ErrorKind::BadInput,
+                "{}: {} unexpected bytes after the safetensors data (file {} bytes, header describes {})", file,
+                size - expected, size, expected);
   }
 
   // The file is valid safetensors; now what loco can hold.
@@ -580,8 +608,8 @@ std::unique_ptr<TensorSource> open_safetensors(std::unique_ptr<ByteSource> bytes
     std::uint64_t nonzero = 1;
     for (const std::uint64_t dim : e.shape)
       if (dim != 0 && (__builtin_mul_overflow(nonzero, dim, &nonzero) || nonzero > kMaxLocoElements))
-        throw_error(ErrorKind::BadInput, "{}: tensor {}: shape {} has more elements per row than loco can index",
-                    file, shown(e.name), shape_text(e.shape));
+        throw_error(ErrorKind::BadInput, "{}: tensor {}: shape {} has more elements per row than loco can index", file,
+                    shown(e.name), shape_text(e.shape));
     TensorInfo t;
     t.group = "tensors";
     t.name = std::move(e.name);
@@ -591,7 +619,8 @@ std::unique_ptr<TensorSource> open_safetensors(std::unique_ptr<ByteSource> bytes
     data_at.push_back(8 + n + e.begin);
   }
   Attributes attrs = attributes_from_metadata(parser.metadata, file);
-  return std::make_unique<SafetensorsSource>(std::move(bytes), std::move(attrs), std::move(tensors), std::move(data_at));
+  return std::make_unique<SafetensorsSource>(std::move(bytes), std::move(attrs), std::move(tensors),
+                                             std::move(data_at));
 }
 
 std::unique_ptr<TensorSink> create_safetensors_sink(const std::string& path, const Attributes& root,

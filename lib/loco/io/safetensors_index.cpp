@@ -19,8 +19,8 @@ namespace {
 
 class ShardedSink final : public TensorSink {
  public:
-  ShardedSink(std::string path, const Attributes& root, std::vector<TensorInfo> plan,
-              std::vector<std::size_t> shard_of, std::size_t shards)
+  ShardedSink(std::string path, const Attributes& root, std::vector<TensorInfo> plan, std::vector<std::size_t> shard_of,
+              std::size_t shards)
       : path_(std::move(path)), plan_(std::move(plan)), shard_of_(std::move(shard_of)) {
     std::string stem = path_;
     if (stem.size() > 12 && stem.ends_with(".safetensors")) stem.resize(stem.size() - 12);
@@ -87,9 +87,7 @@ class IndexSource final : public TensorSource {
   }
 
  private:
-  [[noreturn]] void bad(const std::string& what) const {
-    throw_error(ErrorKind::BadInput, "{}: {}", path_, what);
-  }
+  [[noreturn]] void bad(const std::string& what) const { throw_error(ErrorKind::BadInput, "{}: {}", path_, what); }
   void load(const ByteSource& bytes) {
     if (bytes.size() > (64u << 20)) bad("larger than 64 MiB: not a safetensors index");
     std::vector<std::byte> data(static_cast<std::size_t>(bytes.size()));
@@ -142,7 +140,8 @@ class IndexSource final : public TensorSource {
 }  // namespace
 
 std::unique_ptr<TensorSink> create_sharded_safetensors_sink(const std::string& path, const Attributes& root,
-                                                            std::vector<TensorInfo> plan, std::uint64_t max_shard_bytes) {
+                                                            std::vector<TensorInfo> plan,
+                                                            std::uint64_t max_shard_bytes) {
   std::vector<std::size_t> shard_of(plan.size(), 0);
   std::size_t shard = 0;
   std::uint64_t used = 0;

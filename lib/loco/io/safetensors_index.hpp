@@ -25,7 +25,8 @@ namespace loco::io {
 // attributes as __metadata__. Shards are committed, then the index (each atomically). Throws
 // Error(Usage) for "-" when sharding is needed, and what create_safetensors_sink throws.
 std::unique_ptr<TensorSink> create_sharded_safetensors_sink(const std::string& path, const Attributes& root,
-                                                            std::vector<TensorInfo> plan, std::uint64_t max_shard_bytes);
+                                                            std::vector<TensorInfo> plan,
+                                                            std::uint64_t max_shard_bytes);
 
 // True when head (a file's first bytes) starts, after JSON whitespace, with '{'. Never throws.
 bool looks_like_json_object(std::span<const std::byte> head) noexcept;

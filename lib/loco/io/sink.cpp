@@ -16,8 +16,8 @@ Format format_for_output(const std::string& path) {
   if (ext == ".h5" || ext == ".hdf5" || ext == ".loco") return Format::Loco;
   if (ext == ".safetensors") return Format::Safetensors;
   if (ext == ".gguf") return Format::Gguf;
-  throw_error(ErrorKind::Usage, "{}: cannot tell the output format from the extension '{}' (use .h5, .safetensors or .gguf)",
-              path, ext);
+  throw_error(ErrorKind::Usage,
+              "{}: cannot tell the output format from the extension '{}' (use .h5, .safetensors or .gguf)", path, ext);
 }
 
 void TensorSink::write(std::size_t index, const Tensor& t) {

@@ -29,7 +29,8 @@ class TensorSink {
   virtual const std::vector<TensorInfo>& plan() const = 0;
   // Writes rows [row0, row0 + nrows) of tensor `index` of the plan, given in its dtype.
   // Tensors and row blocks may be written in any order; every row must be written once.
-  virtual void write_rows(std::size_t index, std::int64_t row0, std::int64_t nrows, std::span<const std::byte> data) = 0;
+  virtual void write_rows(std::size_t index, std::int64_t row0, std::int64_t nrows,
+                          std::span<const std::byte> data) = 0;
   // Adds or replaces a root attribute. Loco files take attributes until commit(); formats
   // whose header precedes the data (safetensors) take them only at creation.
   virtual void set_attribute(std::string_view name, AttrValue value) = 0;

@@ -59,8 +59,8 @@ std::vector<const TensorInfo*> TensorSource::group(std::string_view grp) const {
 std::unique_ptr<TensorSource> open_source(const std::string& path, bool as_input) {
   if (path != "-" && std::filesystem::is_directory(path)) {
     if (!is_ucp_folder(path))
-      throw_error(ErrorKind::BadInput, "{}: is a folder but not a DeepSpeed universal checkpoint (zero/<param>/fp32.pt)",
-                  path);
+      throw_error(ErrorKind::BadInput,
+                  "{}: is a folder but not a DeepSpeed universal checkpoint (zero/<param>/fp32.pt)", path);
     if (as_input) register_input(path);
     return open_ucp(path);
   }
@@ -76,8 +76,10 @@ std::unique_ptr<TensorSource> open_source(const std::string& path, bool as_input
   if (looks_like_zip(std::span(head.data(), n))) return open_torch(std::move(bytes));
   if (looks_like_json_object(std::span(head.data(), n))) return open_safetensors_index(std::move(bytes));
   if (looks_like_legacy_torch(std::span(head.data(), n)))
-    throw_error(ErrorKind::BadInput, "{}: a legacy (pre-1.6) torch.save file, which loco does not read; re-save it "
-                "with PyTorch >= 1.6 (zip format)", bytes->name());
+    throw_error(ErrorKind::BadInput,
+                "{}: a legacy (pre-1.6) torch.save file, which loco does not read; re-save it "
+                "with PyTorch >= 1.6 (zip format)",
+                bytes->name());
   throw_error(ErrorKind::BadInput,
               "{}: not a tensor file loco reads (expected loco HDF5, safetensors, a safetensors index JSON, GGUF or a "
               "PyTorch .pt)",

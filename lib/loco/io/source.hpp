@@ -46,7 +46,8 @@ class TensorSource {
 
   // Reads rows [row0, row0 + nrows) of the leading dimension in the stored dtype into out,
   // which must hold nrows · row_elements() elements. Throws Error(BadInput/Io) naming file and tensor.
-  virtual void read_rows(const TensorInfo& t, std::int64_t row0, std::int64_t nrows, std::span<std::byte> out) const = 0;
+  virtual void read_rows(const TensorInfo& t, std::int64_t row0, std::int64_t nrows,
+                         std::span<std::byte> out) const = 0;
 
   // Whole tensor in its stored dtype, or converted.
   Tensor read(const TensorInfo& t) const;

@@ -79,7 +79,8 @@ std::vector<ZipEntry> read_zip_directory(const ByteSource& bytes) {
     const std::uint64_t z = le_at(loc.data() + 8, 8);
     if (z > size || size - z < 56) throw_error(ErrorKind::BadInput, "{}: ZIP64 end record outside the file", file);
     const std::vector<std::byte> rec = read_range(bytes, z, 56);
-    if (le_at(rec.data(), 4) != 0x06064b50) throw_error(ErrorKind::BadInput, "{}: bad ZIP64 end record signature", file);
+    if (le_at(rec.data(), 4) != 0x06064b50)
+      throw_error(ErrorKind::BadInput, "{}: bad ZIP64 end record signature", file);
     count = le_at(rec.data() + 32, 8);
     cd_size = le_at(rec.data() + 40, 8);
     cd_offset = le_at(rec.data() + 48, 8);
@@ -116,7 +117,8 @@ std::vector<ZipEntry> read_zip_directory(const ByteSource& bytes) {
         std::size_t f = q + 4;
         auto next = [&](std::uint64_t& field) {
           if (field != 0xffffffff) return;
-          if (f + 8 > q + 4 + len) throw_error(ErrorKind::BadInput, "{}: zip member {}: short ZIP64 field", file, z.name);
+          if (f + 8 > q + 4 + len)
+            throw_error(ErrorKind::BadInput, "{}: zip member {}: short ZIP64 field", file, z.name);
           field = le_at(x + f, 8);
           f += 8;
         };
@@ -154,16 +156,16 @@ struct Storage {
 };
 
 struct TorchTensor {
-  std::uint64_t data_offset = 0;   // the storage's first byte in the file
+  std::uint64_t data_offset = 0;    // the storage's first byte in the file
   std::int64_t storage_offset = 0;  // elements
   std::vector<std::int64_t> stride;
 };
 
 std::optional<DType> storage_dtype(std::string_view cls) {
   static constexpr std::pair<std::string_view, DType> kMap[] = {
-      {"DoubleStorage", DType::F64}, {"FloatStorage", DType::F32}, {"HalfStorage", DType::F16},
-      {"BFloat16Storage", DType::BF16}, {"LongStorage", DType::I64}, {"IntStorage", DType::I32},
-      {"ShortStorage", DType::I16}, {"CharStorage", DType::I8},   {"ByteStorage", DType::U8},
+      {"DoubleStorage", DType::F64},    {"FloatStorage", DType::F32}, {"HalfStorage", DType::F16},
+      {"BFloat16Storage", DType::BF16}, {"LongStorage", DType::I64},  {"IntStorage", DType::I32},
+      {"ShortStorage", DType::I16},     {"CharStorage", DType::I8},   {"ByteStorage", DType::U8},
       {"BoolStorage", DType::Bool}};
   for (const auto& [n, d] : kMap)
     if (n == cls) return d;
@@ -172,11 +174,11 @@ std::optional<DType> storage_dtype(std::string_view cls) {
 
 std::optional<DType> torch_dtype(std::string_view name) {
   static constexpr std::pair<std::string_view, DType> kMap[] = {
-      {"float32", DType::F32}, {"float", DType::F32},   {"float16", DType::F16}, {"half", DType::F16},
-      {"bfloat16", DType::BF16}, {"float64", DType::F64}, {"double", DType::F64}, {"int64", DType::I64},
-      {"long", DType::I64},    {"int32", DType::I32},   {"int", DType::I32},     {"int16", DType::I16},
-      {"short", DType::I16},   {"int8", DType::I8},     {"uint8", DType::U8},    {"bool", DType::Bool},
-      {"uint16", DType::U16},  {"uint32", DType::U32},  {"uint64", DType::U64}};
+      {"float32", DType::F32},   {"float", DType::F32},   {"float16", DType::F16}, {"half", DType::F16},
+      {"bfloat16", DType::BF16}, {"float64", DType::F64}, {"double", DType::F64},  {"int64", DType::I64},
+      {"long", DType::I64},      {"int32", DType::I32},   {"int", DType::I32},     {"int16", DType::I16},
+      {"short", DType::I16},     {"int8", DType::I8},     {"uint8", DType::U8},    {"bool", DType::Bool},
+      {"uint16", DType::U16},    {"uint32", DType::U32},  {"uint64", DType::U64}};
   for (const auto& [n, d] : kMap)
     if (n == name) return d;
   return std::nullopt;
@@ -275,10 +277,22 @@ void TorchSource::flatten(const Value& v, const std::string& name, int depth) {
     case VKind::Tuple:
       for (std::size_t i = 0; i < v.items.size(); ++i) flatten(*v.items[i], child(std::to_string(i)), depth + 1);
       return;
-    case VKind::Int: claim(name); attrs_.set(name, v.integer); return;
-    case VKind::Bool: claim(name); attrs_.set(name, std::int64_t{v.boolean ? 1 : 0}); return;
-    case VKind::Float: claim(name); attrs_.set(name, v.real); return;
-    case VKind::String: claim(name); attrs_.set(name, v.text); return;
+    case VKind::Int:
+      claim(name);
+      attrs_.set(name, v.integer);
+      return;
+    case VKind::Bool:
+      claim(name);
+      attrs_.set(name, std::int64_t{v.boolean ? 1 : 0});
+      return;
+    case VKind::Float:
+      claim(name);
+      attrs_.set(name, v.real);
+      return;
+    case VKind::String:
+      claim(name);
+      attrs_.set(name, v.text);
+      return;
     default:
       if (add_tensor(v, name, depth)) {
         claim(name);
@@ -317,10 +331,9 @@ const Storage& TorchSource::storage(const Value* pid, const std::string& tensor)
   const std::uint64_t need = numel * (dt ? dtype_size(*dt) : 1);
   if (s.entry->method != 0) bad("storage " + s.entry->name + " is compressed; torch.save stores it uncompressed");
   if (s.entry->size < need)
-    bad(fmt::format("tensor {}: storage {} holds {} bytes, expected at least {}", tensor, s.entry->name,
-                    s.entry->size, need));
-  if (s.numel != 0 && (s.dtype != dt))
-    bad("storage " + s.entry->name + " is used with two different storage classes");
+    bad(fmt::format("tensor {}: storage {} holds {} bytes, expected at least {}", tensor, s.entry->name, s.entry->size,
+                    need));
+  if (s.numel != 0 && (s.dtype != dt)) bad("storage " + s.entry->name + " is used with two different storage classes");
   s.dtype = dt;
   s.numel = std::max(s.numel, numel);
   return s;
@@ -388,20 +401,22 @@ bool TorchSource::add_tensor(const Value& v, const std::string& name, int depth)
     // repeats them (stride 0 of expand(), overlapping strides), which a 500-byte file can make
     // 2^40 elements long. Such views are read up to kMaxRepeatedView elements.
     if (static_cast<std::uint64_t>(numel) > storage_bytes / esz && numel > kMaxRepeatedView)
-      bad(fmt::format("tensor {}: view of shape {} (strides {}) has {} elements but its storage holds {}: a "
-                      "broadcast or overlapping view larger than loco reads ({} elements; save it with "
-                      ".contiguous())",
-                      name, shape_string(info.shape), shape_string(lay.stride), numel, storage_bytes / esz,
-                      kMaxRepeatedView));
+      bad(fmt::format(
+          "tensor {}: view of shape {} (strides {}) has {} elements but its storage holds {}: a "
+          "broadcast or overlapping view larger than loco reads ({} elements; save it with "
+          ".contiguous())",
+          name, shape_string(info.shape), shape_string(lay.stride), numel, storage_bytes / esz, kMaxRepeatedView));
   }
   infos_.push_back(std::move(info));
   layout_.push_back(std::move(lay));
   return true;
 }
 
-void TorchSource::read_rows(const TensorInfo& t, std::int64_t row0, std::int64_t nrows, std::span<std::byte> out) const {
+void TorchSource::read_rows(const TensorInfo& t, std::int64_t row0, std::int64_t nrows,
+                            std::span<std::byte> out) const {
   const std::size_t index = static_cast<std::size_t>(&t - infos_.data());
-  if (index >= infos_.size()) throw_error(ErrorKind::Internal, "{}: tensor {} is not one of this source's", path(), t.name);
+  if (index >= infos_.size())
+    throw_error(ErrorKind::Internal, "{}: tensor {} is not one of this source's", path(), t.name);
   const TorchTensor& lay = layout_[index];
   const std::size_t esz = dtype_size(t.dtype);
   if (row0 < 0 || nrows < 0 || row0 > t.rows() - nrows)

@@ -35,7 +35,7 @@ struct ZipEntry {
   std::uint64_t data_offset = 0;  // where the member's bytes start, from its local header
   std::uint64_t size = 0;         // stored (compressed) size
   std::uint64_t uncompressed_size = 0;
-  std::uint16_t method = 0;       // 0: stored
+  std::uint16_t method = 0;  // 0: stored
 };
 
 // The members of the zip archive in bytes, in central-directory order. Handles ZIP64 end records

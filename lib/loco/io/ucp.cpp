@@ -264,7 +264,8 @@ void UcpSource::load() {
     auto src = open_torch(std::move(bytes));
     const TensorInfo* param = src->find("param");
     if (param == nullptr)
-      throw_error(ErrorKind::BadInput, "{}: no 'param' tensor (expected DeepSpeed's {{'param': tensor, ...}})", it.file);
+      throw_error(ErrorKind::BadInput, "{}: no 'param' tensor (expected DeepSpeed's {{'param': tensor, ...}})",
+                  it.file);
     TensorInfo info;
     info.group = it.group;
     info.name = it.name;
@@ -364,8 +365,9 @@ void write_ucp(const TensorSource& src, const std::string& dir, std::size_t bloc
   std::optional<DType> step_dtype;
   if (step_type != "int" && step_type != "float") {
     step_dtype = parse_dtype(step_type);
-    if (!step_dtype) throw_error(ErrorKind::BadInput, "{}: state attribute {} = '{}' is not int, float or a dtype",
-                                 src.path(), kStepTypeAttr, step_type);
+    if (!step_dtype)
+      throw_error(ErrorKind::BadInput, "{}: state attribute {} = '{}' is not int, float or a dtype", src.path(),
+                  kStepTypeAttr, step_type);
   }
   std::size_t written = 0;
   std::vector<std::string> params;
@@ -382,7 +384,8 @@ void write_ucp(const TensorSource& src, const std::string& dir, std::size_t bloc
     if (!valid_folder_name(t.name))
       throw_error(ErrorKind::BadInput,
                   "{}: tensor name '{}' cannot be a folder name of a universal checkpoint (empty, '.', '..', a '/' "
-                  "or longer than 255 bytes)", src.path(), excerpt(t.name));
+                  "or longer than 255 bytes)",
+                  src.path(), excerpt(t.name));
     const fs::path pdir = tmp / "zero" / t.name;
     if (!fs::exists(pdir)) {
       fs::create_directory(pdir, ec);

@@ -25,10 +25,13 @@
 namespace loco::merge {
 
 namespace {
-constexpr std::pair<Method, std::string_view> kNames[] = {
-    {Method::Linear, "linear"},       {Method::Slerp, "slerp"},           {Method::TaskArithmetic, "task_arithmetic"},
-    {Method::Ties, "ties"},           {Method::DareLinear, "dare_linear"}, {Method::DareTies, "dare_ties"},
-    {Method::ModelStock, "model_stock"}};
+constexpr std::pair<Method, std::string_view> kNames[] = {{Method::Linear, "linear"},
+                                                          {Method::Slerp, "slerp"},
+                                                          {Method::TaskArithmetic, "task_arithmetic"},
+                                                          {Method::Ties, "ties"},
+                                                          {Method::DareLinear, "dare_linear"},
+                                                          {Method::DareTies, "dare_ties"},
+                                                          {Method::ModelStock, "model_stock"}};
 
 // Element ranges worked on in parallel: fixed chunks of kChunk elements, so every kernel, element-
 // wise or summing integer counts per chunk, gives the same bits whatever the thread count (the
@@ -49,7 +52,8 @@ void parallel_chunks(std::size_t n, F&& f) {
 // A 2^16-bin histogram counted in parallel: bin(i) for the elements i of [0, n) that want(i).
 template <class Want, class Bin>
 std::vector<std::uint64_t> parallel_histogram(std::size_t n, Want&& want, Bin&& bin) {
-  tbb::enumerable_thread_specific<std::vector<std::uint64_t>> local([] { return std::vector<std::uint64_t>(1u << 16); });
+  tbb::enumerable_thread_specific<std::vector<std::uint64_t>> local(
+      [] { return std::vector<std::uint64_t>(1u << 16); });
   parallel_chunks(n, [&](std::size_t i0, std::size_t i1) {
     auto& h = local.local();
     for (std::size_t i = i0; i < i1; ++i)
@@ -110,7 +114,8 @@ void linear(std::span<const std::span<const float>> models, std::span<const doub
   check_sizes(out.size(), models, "linear");
   double wsum = 0;
   for (double w : weights) wsum += w;
-  if (normalize && wsum == 0) throw_error(ErrorKind::Usage, "linear merge: the weights sum to 0 and cannot be normalized");
+  if (normalize && wsum == 0)
+    throw_error(ErrorKind::Usage, "linear merge: the weights sum to 0 and cannot be normalized");
   const double scale = normalize ? 1.0 / wsum : 1.0;
   std::fill(out.begin(), out.end(), 0.0f);
   for (std::size_t m = 0; m < models.size(); ++m) {
@@ -210,15 +215,16 @@ void trim(std::span<float> delta, std::span<const float> base, double density, b
   }
   // The bits of |δ| order the magnitudes (sign cleared; −0 equals +0). The k-th largest: the high
   // 16 bits from one histogram, the low 16 bits from a second over that bucket.
-  auto hist = parallel_histogram(n, [](std::size_t) { return true; }, [&](std::size_t i) { return bits(i) >> 16; });
+  auto hist = parallel_histogram(
+      n, [](std::size_t) { return true; }, [&](std::size_t i) { return bits(i) >> 16; });
   std::size_t above = 0;
   std::uint32_t hi = 0xFFFF;
   for (;; --hi) {
     if (above + hist[hi] >= k) break;
     above += hist[hi];
   }
-  hist = parallel_histogram(n, [&](std::size_t i) { return (bits(i) >> 16) == hi; },
-                            [&](std::size_t i) { return bits(i) & 0xFFFFu; });
+  hist = parallel_histogram(
+      n, [&](std::size_t i) { return (bits(i) >> 16) == hi; }, [&](std::size_t i) { return bits(i) & 0xFFFFu; });
   std::uint32_t lo = 0xFFFF;
   for (;; --lo) {
     if (above + hist[lo] >= k) break;
@@ -437,7 +443,8 @@ void merge_files(const std::vector<std::string>& model_paths, const std::string&
     for (const auto& c : opt.density->conds)
       for (double d : c.values) usage(!(d > 0 && d <= 1), fmt::format("--density must be in (0, 1], not {}", d));
   const bool uses_lambda = def.needs_base && method != Method::ModelStock;
-  usage(!uses_lambda && opt.lambda.has_value(), "--lambda applies to task_arithmetic, ties, dare_linear and dare_ties only");
+  usage(!uses_lambda && opt.lambda.has_value(),
+        "--lambda applies to task_arithmetic, ties, dare_linear and dare_ties only");
   usage(!def.sparsify && opt.rescale.has_value(), "--rescale applies to ties, dare_linear and dare_ties only");
   usage((method == Method::Slerp || method == Method::ModelStock) && opt.normalize.has_value(),
         "--normalize does not apply to " + name);
@@ -479,8 +486,10 @@ void merge_files(const std::vector<std::string>& model_paths, const std::string&
       const io::TensorInfo* t = s.find(plan[k].name);
       if (!t) {
         if (!opt.allow_missing)
-          throw_error(ErrorKind::BadInput, "{}: no tensor {}, which {} has (--allow-missing carries such tensors "
-                      "through from {})", inputs[i].path, plan[k].name, inputs[0].path, inputs[0].path);
+          throw_error(ErrorKind::BadInput,
+                      "{}: no tensor {}, which {} has (--allow-missing carries such tensors "
+                      "through from {})",
+                      inputs[i].path, plan[k].name, inputs[0].path, inputs[0].path);
         continue;
       }
       if (t->shape != plan[k].shape)
@@ -591,7 +600,9 @@ void merge_files(const std::vector<std::string>& model_paths, const std::string&
       vc_target = variance_target(views, weights);
       if (vc_target) {
         double sum = 0;
-        for_blocks([&](std::int64_t, std::int64_t, std::span<float> o) { for (float v : o) sum += v; });
+        for_blocks([&](std::int64_t, std::int64_t, std::span<float> o) {
+          for (float v : o) sum += v;
+        });
         vc_mu = sum / double(len);
         for_blocks([&](std::int64_t, std::int64_t, std::span<float> o) {
           for (float v : o) vc_var += (v - vc_mu) * (v - vc_mu);
@@ -619,7 +630,8 @@ void merge_files(const std::vector<std::string>& model_paths, const std::string&
         std::span<const std::byte> bytes = std::as_bytes(o);
         if (info.dtype != DType::F32) {
           converted.resize(o.size() * dtype_size(info.dtype));
-          convert_elements(DType::F32, reinterpret_cast<const std::byte*>(o.data()), info.dtype, converted.data(), o.size());
+          convert_elements(DType::F32, reinterpret_cast<const std::byte*>(o.data()), info.dtype, converted.data(),
+                           o.size());
           bytes = converted;
         }
         sink->write_rows(k, r0, nr, bytes);
@@ -627,7 +639,8 @@ void merge_files(const std::vector<std::string>& model_paths, const std::string&
     }
     for (auto& t : tensors) t = Tensor();
   }
-  if (carried > 0) log::info("{} tensors missing from some model were carried through from {}", carried, inputs[0].path);
+  if (carried > 0)
+    log::info("{} tensors missing from some model were carried through from {}", carried, inputs[0].path);
   sink->commit();
 }
 

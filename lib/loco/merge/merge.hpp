@@ -119,15 +119,15 @@ std::vector<double> layer_positions(const std::vector<std::string>& names);
 
 struct MergeOptions {
   Method method = Method::Linear;
-  std::string base;                      // "" for none
-  std::vector<double> weights;           // one per MODEL (not the base); empty: all 1
-  std::optional<Setting> density;        // TIES, DARE: in (0, 1]; default 1
-  std::optional<Setting> lambda;         // task arithmetic, TIES, DARE; default 1
-  std::optional<Setting> t;              // SLERP: required (for every tensor)
-  std::uint64_t seed = 0;                // DARE masks
+  std::string base;                        // "" for none
+  std::vector<double> weights;             // one per MODEL (not the base); empty: all 1
+  std::optional<Setting> density;          // TIES, DARE: in (0, 1]; default 1
+  std::optional<Setting> lambda;           // task arithmetic, TIES, DARE; default 1
+  std::optional<Setting> t;                // SLERP: required (for every tensor)
+  std::uint64_t seed = 0;                  // DARE masks
   std::optional<bool> normalize, rescale;  // default: method_defaults
-  bool variance_correct = false;         // linear only
-  bool allow_missing = false;            // carry tensors some model lacks through from the reference
+  bool variance_correct = false;           // linear only
+  bool allow_missing = false;              // carry tensors some model lacks through from the reference
   // Bytes of float32 output per row block (whole rows, at least one); does not change the result.
   std::size_t block_bytes = std::size_t{4} << 20;
 };

@@ -57,9 +57,7 @@ std::string_view arch_name(Arch arch) noexcept {
   return "?";
 }
 
-ModelConfig ModelConfig::parse(std::string_view json_text) {
-  return from_json(parse_json(json_text, "model config"));
-}
+ModelConfig ModelConfig::parse(std::string_view json_text) { return from_json(parse_json(json_text, "model config")); }
 
 ModelConfig ModelConfig::from_json(const nlohmann::json& j) {
   if (!j.is_object()) bad(fmt::format("expected a JSON object, got {}", j.type_name()));
@@ -161,9 +159,7 @@ nlohmann::json ModelConfig::to_json() const {
       j["features"] = features;
       j["classes"] = classes;
       break;
-    case Arch::Mlp:
-      j["sizes"] = sizes;
-      break;
+    case Arch::Mlp: j["sizes"] = sizes; break;
     case Arch::Gpt:
       j["vocab"] = vocab;
       j["ctx"] = ctx;

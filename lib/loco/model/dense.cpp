@@ -53,8 +53,8 @@ class DenseNet final : public Net<T> {
       for (std::size_t i = layers; i-- > 0;) {
         const T* a = i == 0 ? input : acts_[i].data();
         T* da = i == 0 ? nullptr : ping;
-        layers::linear_backward(a, params[2 * i], dz, da, grads[2 * i], grads[2 * i + 1], n, sizes_[i],
-                                sizes_[i + 1], scratch);
+        layers::linear_backward(a, params[2 * i], dz, da, grads[2 * i], grads[2 * i + 1], n, sizes_[i], sizes_[i + 1],
+                                scratch);
         if (da != nullptr) {
           layers::relu_backward(acts_[i].data(), da, da, n * sizes_[i]);
           dz = da;

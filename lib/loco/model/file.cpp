@@ -34,7 +34,8 @@ ModelFile read_model(const std::string& path) {
       throw_error(ErrorKind::BadInput, "{}: tensor {} has shape {}, the model_config needs {}", m.path, spec.name,
                   shape_string(t->shape), shape_string(spec.shape));
     if (!is_floating(t->dtype))
-      throw_error(ErrorKind::BadInput, "{}: tensor {} is {}, expected a float type", m.path, spec.name, dtype_name(t->dtype));
+      throw_error(ErrorKind::BadInput, "{}: tensor {} is {}, expected a float type", m.path, spec.name,
+                  dtype_name(t->dtype));
     Tensor v = src->read(*t, DType::F32);
     for (float x : v.f32())
       if (!std::isfinite(x)) throw_error(ErrorKind::Numeric, "{}: tensor {} holds NaN or Inf", m.path, spec.name);
@@ -48,8 +49,7 @@ ModelFile read_model(const std::string& path) {
   return m;
 }
 
-void write_model(const std::string& path, const ModelConfig& config, const TensorSet& params,
-                 const Attributes& extra) {
+void write_model(const std::string& path, const ModelConfig& config, const TensorSet& params, const Attributes& extra) {
   Attributes root;
   root.set("kind", std::string("model"));
   root.set("model_config", config.canonical_json());
@@ -60,21 +60,23 @@ void write_model(const std::string& path, const ModelConfig& config, const Tenso
 void check_fits(const data::DataFile& data, const ModelFile& m, std::int64_t min_tokens) {
   const auto& c = m.config;
   if (c.is_classifier() == data.tokens)
-    throw_error(ErrorKind::BadInput, "{} holds {} but {} is a {} model", data.path, data.tokens ? "tokens" : "labelled rows",
-                m.path, arch_name(c.arch));
+    throw_error(ErrorKind::BadInput, "{} holds {} but {} is a {} model", data.path,
+                data.tokens ? "tokens" : "labelled rows", m.path, arch_name(c.arch));
   if (data.tokens) {
     const auto& t = data.stream.tokens;
     const std::int64_t need = min_tokens >= 0 ? min_tokens : c.ctx + 1;
     if (static_cast<std::int64_t>(t.size()) < need)
-      throw_error(ErrorKind::BadInput, "{}: {} tokens, the model ({}) needs at least {}", data.path, t.size(), m.path, need);
+      throw_error(ErrorKind::BadInput, "{}: {} tokens, the model ({}) needs at least {}", data.path, t.size(), m.path,
+                  need);
     const auto mx = t.empty() ? 0 : *std::max_element(t.begin(), t.end());
     if (mx >= c.vocab)
-      throw_error(ErrorKind::BadInput, "{}: token id {} is outside the vocabulary of {} ({})", data.path, mx, m.path, c.vocab);
+      throw_error(ErrorKind::BadInput, "{}: token id {} is outside the vocabulary of {} ({})", data.path, mx, m.path,
+                  c.vocab);
     return;
   }
   if (data.rows.d != c.input_features())
-    throw_error(ErrorKind::BadInput, "{}: {} features per example, the model ({}) takes {}", data.path, data.rows.d, m.path,
-                c.input_features());
+    throw_error(ErrorKind::BadInput, "{}: {} features per example, the model ({}) takes {}", data.path, data.rows.d,
+                m.path, c.input_features());
   if (data.rows.classes > c.num_classes())
     throw_error(ErrorKind::BadInput, "{}: {} classes, the model ({}) has {}", data.path, data.rows.classes, m.path,
                 c.num_classes());

@@ -16,15 +16,32 @@ constexpr std::int64_t kWpe = 1;
 constexpr std::int64_t kBlock0 = 2;
 constexpr std::int64_t kPerBlock = 12;
 enum BlockParam : std::int64_t {
-  kLn1W, kLn1B, kQkvW, kQkvB, kProjW, kProjB, kLn2W, kLn2B, kFcW, kFcB, kMprojW, kMprojB
+  kLn1W,
+  kLn1B,
+  kQkvW,
+  kQkvB,
+  kProjW,
+  kProjB,
+  kLn2W,
+  kLn2B,
+  kFcW,
+  kFcB,
+  kMprojW,
+  kMprojB
 };
 
 template <typename T>
 class GptNet final : public TokenNet<T> {
  public:
   explicit GptNet(const ModelConfig& c)
-      : vocab_(c.vocab), ctx_(c.ctx), d_(c.d_model), f_(c.mlp_ratio * c.d_model), layers_(c.layers), heads_(c.heads),
-        tied_(c.tie_embeddings), layer_ws_(static_cast<std::size_t>(c.layers)),
+      : vocab_(c.vocab),
+        ctx_(c.ctx),
+        d_(c.d_model),
+        f_(c.mlp_ratio * c.d_model),
+        layers_(c.layers),
+        heads_(c.heads),
+        tied_(c.tie_embeddings),
+        layer_ws_(static_cast<std::size_t>(c.layers)),
         x_(static_cast<std::size_t>(c.layers) + 1) {}
 
   LossStats run(const T* const* params, T* const* grads, const Batch& batch) override {
@@ -109,11 +126,10 @@ class GptNet final : public TokenNet<T> {
       dqkv_.ensure(n * 3 * d_);
       datt_.ensure(n * d_);
       dg_.ensure(n * f_);
-      const std::int64_t need = std::max({layers::linear_backward_scratch(n, d_, 3 * d_),
-                                          layers::linear_backward_scratch(n, d_, d_),
-                                          layers::linear_backward_scratch(n, d_, f_),
-                                          layers::linear_backward_scratch(n, f_, d_),
-                                          layers::linear_backward_scratch(n, d_, vocab_)});
+      const std::int64_t need =
+          std::max({layers::linear_backward_scratch(n, d_, 3 * d_), layers::linear_backward_scratch(n, d_, d_),
+                    layers::linear_backward_scratch(n, d_, f_), layers::linear_backward_scratch(n, f_, d_),
+                    layers::linear_backward_scratch(n, d_, vocab_)});
       if (need > 0) scratch_.ensure(need);
     }
   }
@@ -127,7 +143,9 @@ class GptNet final : public TokenNet<T> {
   }
 
   LayerWs& ws(std::int64_t l, bool training) { return layer_ws_[training ? static_cast<std::size_t>(l) : 0]; }
-  T* xbuf(std::int64_t l, bool training) { return x_[training ? static_cast<std::size_t>(l) : static_cast<std::size_t>(l % 2)].data(); }
+  T* xbuf(std::int64_t l, bool training) {
+    return x_[training ? static_cast<std::size_t>(l) : static_cast<std::size_t>(l % 2)].data();
+  }
   const T* head_weight(const T* const* params) const {
     return tied_ ? params[kWte] : params[kBlock0 + kPerBlock * layers_ + 2];
   }
@@ -172,8 +190,8 @@ class GptNet final : public TokenNet<T> {
     T* dh = dh_.data();
     // Head: with tied embeddings its weight gradient is the first part of wte's.
     T* dhead = tied_ ? grads[kWte] : grads[fin + 2];
-    layers::linear_backward(hf_.data(), head_weight(params), logits_.data(), dh, dhead, static_cast<T*>(nullptr), n,
-                            d_, vocab_, scratch_.data());
+    layers::linear_backward(hf_.data(), head_weight(params), logits_.data(), dh, dhead, static_cast<T*>(nullptr), n, d_,
+                            vocab_, scratch_.data());
     layers::layernorm_backward(xbuf(layers_, true), params[fin], meanf_.data(), rstdf_.data(), dh, dx, grads[fin],
                                grads[fin + 1], n, d_, false);
     for (std::int64_t l = layers_; l-- > 0;) {
@@ -181,17 +199,20 @@ class GptNet final : public TokenNet<T> {
       T* const* g = grads + kBlock0 + kPerBlock * l;
       auto& s = ws(l, true);
       // x_{l+1} = xm + mlp.proj(gelu(fc(ln2(xm)))): dx holds d/dx_{l+1}.
-      layers::linear_backward(s.g.data(), p[kMprojW], dx, dg_.data(), g[kMprojW], g[kMprojB], n, f_, d_, scratch_.data());
+      layers::linear_backward(s.g.data(), p[kMprojW], dx, dg_.data(), g[kMprojW], g[kMprojB], n, f_, d_,
+                              scratch_.data());
       layers::gelu_backward(s.u.data(), dg_.data(), dg_.data(), n * f_);
       layers::linear_backward(s.h2.data(), p[kFcW], dg_.data(), dh, g[kFcW], g[kFcB], n, d_, f_, scratch_.data());
       layers::layernorm_backward(s.xm.data(), p[kLn2W], s.mean2.data(), s.rstd2.data(), dh, dx, g[kLn2W], g[kLn2B], n,
                                  d_, true);
       // xm = x_l + attn.proj(attention(qkv(ln1(x_l)))): dx now holds d/dxm.
-      layers::linear_backward(s.att.data(), p[kProjW], dx, datt_.data(), g[kProjW], g[kProjB], n, d_, d_, scratch_.data());
+      layers::linear_backward(s.att.data(), p[kProjW], dx, datt_.data(), g[kProjW], g[kProjB], n, d_, d_,
+                              scratch_.data());
       layers::attention_backward(s.qkv.data(), s.att.data(), s.lse.data(), datt_.data(), dqkv_.data(), shape);
-      layers::linear_backward(s.h1.data(), p[kQkvW], dqkv_.data(), dh, g[kQkvW], g[kQkvB], n, d_, 3 * d_, scratch_.data());
-      layers::layernorm_backward(xbuf(l, true), p[kLn1W], s.mean1.data(), s.rstd1.data(), dh, dx, g[kLn1W], g[kLn1B],
-                                 n, d_, true);
+      layers::linear_backward(s.h1.data(), p[kQkvW], dqkv_.data(), dh, g[kQkvW], g[kQkvB], n, d_, 3 * d_,
+                              scratch_.data());
+      layers::layernorm_backward(xbuf(l, true), p[kLn1W], s.mean1.data(), s.rstd1.data(), dh, dx, g[kLn1W], g[kLn1B], n,
+                                 d_, true);
     }
     if (!tied_) std::fill_n(grads[kWte], vocab_ * d_, T(0));
     std::fill_n(grads[kWpe], ctx_ * d_, T(0));

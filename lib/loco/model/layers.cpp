@@ -354,18 +354,16 @@ void gelu_backward(const T* x, const T* dy, T* dx, Index n) {
       const Index m = std::min(kGeluBlock, i1 - j);
       const CArr<T> xa(x + j, m);
       t = (kGeluC<T> * (xa + kGeluA<T> * xa.cube())).tanh();
-      Arr<T>(dx + j, m) = CArr<T>(dy + j, m) *
-                          (T(0.5) * (T(1) + t) +
-                           T(0.5) * xa * (T(1) - t.square()) * kGeluC<T> * (T(1) + T(3) * kGeluA<T> * xa.square()));
+      Arr<T>(dx + j, m) = CArr<T>(dy + j, m) * (T(0.5) * (T(1) + t) + T(0.5) * xa * (T(1) - t.square()) * kGeluC<T> *
+                                                                          (T(1) + T(3) * kGeluA<T> * xa.square()));
     }
   });
 }
 
 template <typename T>
 void relu_forward(const T* x, T* y, Index n) {
-  parallel_chunks(n, kElemChunk, [&](Index i0, Index i1) {
-    Arr<T>(y + i0, i1 - i0) = CArr<T>(x + i0, i1 - i0).max(T(0));
-  });
+  parallel_chunks(n, kElemChunk,
+                  [&](Index i0, Index i1) { Arr<T>(y + i0, i1 - i0) = CArr<T>(x + i0, i1 - i0).max(T(0)); });
 }
 
 template <typename T>
@@ -537,20 +535,20 @@ void attention_backward(const T* qkv, const T* y, const T* lse, const T* dy, T* 
   });
 }
 
-#define LOCO_LAYERS_INSTANTIATE(T)                                                                              \
-  template void linear_forward<T>(const T*, const T*, const T*, const T*, T*, Index, Index, Index);             \
-  template void linear_backward<T>(const T*, const T*, const T*, T*, T*, T*, Index, Index, Index, T*);          \
-  template void embedding_forward<T>(const std::int32_t*, const T*, T*, Index, Index, bool);                    \
-  template void embedding_backward<T>(const std::int32_t*, const T*, T*, Index, Index);                         \
-  template void layernorm_forward<T>(const T*, const T*, const T*, T*, T*, T*, Index, Index, T);                \
+#define LOCO_LAYERS_INSTANTIATE(T)                                                                                \
+  template void linear_forward<T>(const T*, const T*, const T*, const T*, T*, Index, Index, Index);               \
+  template void linear_backward<T>(const T*, const T*, const T*, T*, T*, T*, Index, Index, Index, T*);            \
+  template void embedding_forward<T>(const std::int32_t*, const T*, T*, Index, Index, bool);                      \
+  template void embedding_backward<T>(const std::int32_t*, const T*, T*, Index, Index);                           \
+  template void layernorm_forward<T>(const T*, const T*, const T*, T*, T*, T*, Index, Index, T);                  \
   template void layernorm_backward<T>(const T*, const T*, const T*, const T*, const T*, T*, T*, T*, Index, Index, \
-                                      bool);                                                                    \
-  template void gelu_forward<T>(const T*, T*, Index);                                                           \
-  template void gelu_backward<T>(const T*, const T*, T*, Index);                                                \
-  template void relu_forward<T>(const T*, T*, Index);                                                           \
-  template void relu_backward<T>(const T*, const T*, T*, Index);                                                \
-  template CrossEntropy softmax_cross_entropy<T>(const T*, const std::int32_t*, T*, Index, Index, T);           \
-  template void attention_forward<T>(const T*, T*, T*, const AttentionShape&);                                  \
+                                      bool);                                                                      \
+  template void gelu_forward<T>(const T*, T*, Index);                                                             \
+  template void gelu_backward<T>(const T*, const T*, T*, Index);                                                  \
+  template void relu_forward<T>(const T*, T*, Index);                                                             \
+  template void relu_backward<T>(const T*, const T*, T*, Index);                                                  \
+  template CrossEntropy softmax_cross_entropy<T>(const T*, const std::int32_t*, T*, Index, Index, T);             \
+  template void attention_forward<T>(const T*, T*, T*, const AttentionShape&);                                    \
   template void attention_backward<T>(const T*, const T*, const T*, const T*, T*, const AttentionShape&);
 
 LOCO_LAYERS_INSTANTIATE(float)

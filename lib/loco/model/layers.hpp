@@ -16,8 +16,8 @@ namespace loco::model::layers {
 // y = x·wᵀ + b (+ residual): x n × in, w out × in (PyTorch layout), b out (or null),
 // residual n × out (or null; may equal y), y n × out.
 template <typename T>
-void linear_forward(const T* x, const T* w, const T* b, const T* residual, T* y, std::int64_t n,
-                    std::int64_t in, std::int64_t out);
+void linear_forward(const T* x, const T* w, const T* b, const T* residual, T* y, std::int64_t n, std::int64_t in,
+                    std::int64_t out);
 
 // Backward of linear_forward given dy (n × out): dx = dy·w (n × in; skipped when null),
 // dw = dyᵀ·x (out × in), db = column sums of dy (out; skipped when null). All overwrite.
@@ -31,8 +31,7 @@ std::int64_t linear_backward_scratch(std::int64_t n, std::int64_t in, std::int64
 // y[i] = table[ids[i]] (accumulate: y[i] += table[ids[i]]); table rows × d, y n × d.
 // ids must be in [0, rows) (checked by the caller).
 template <typename T>
-void embedding_forward(const std::int32_t* ids, const T* table, T* y, std::int64_t n, std::int64_t d,
-                       bool accumulate);
+void embedding_forward(const std::int32_t* ids, const T* table, T* y, std::int64_t n, std::int64_t d, bool accumulate);
 
 // dtable[ids[i]] += dy[i] for i = 0..n-1 in order (accumulates; zero dtable first for a plain
 // gradient).
@@ -48,8 +47,8 @@ void layernorm_forward(const T* x, const T* gamma, const T* beta, T* y, T* mean,
 // Backward of layernorm_forward: dx = (or, with accumulate_dx, +=) d loss/dx; dgamma, dbeta
 // overwritten. dx may not alias dy.
 template <typename T>
-void layernorm_backward(const T* x, const T* gamma, const T* mean, const T* rstd, const T* dy, T* dx,
-                        T* dgamma, T* dbeta, std::int64_t n, std::int64_t d, bool accumulate_dx);
+void layernorm_backward(const T* x, const T* gamma, const T* mean, const T* rstd, const T* dy, T* dx, T* dgamma,
+                        T* dbeta, std::int64_t n, std::int64_t d, bool accumulate_dx);
 
 // GELU, tanh approximation (PyTorch approximate='tanh'):
 // y = x/2·(1 + tanh(√(2/π)·(x + 0.044715·x³))), elementwise over n values; y may alias x.

@@ -53,9 +53,7 @@ std::int64_t Batch::rows() const noexcept {
   return total / (seq_len + 1);
 }
 
-std::int64_t Batch::predictions() const noexcept {
-  return kind == Kind::Classification ? rows() : rows() * seq_len;
-}
+std::int64_t Batch::predictions() const noexcept { return kind == Kind::Classification ? rows() : rows() * seq_len; }
 
 namespace {
 
@@ -211,7 +209,8 @@ struct Model::Impl {
   template <typename T>
   const T* const* param_data() {
     auto& p = [&]() -> std::vector<const T*>& {
-      if constexpr (std::is_same_v<T, float>) return p32; else return p64;
+      if constexpr (std::is_same_v<T, float>) return p32;
+      else return p64;
     }();
     p.resize(bound_params.size());
     for (std::size_t i = 0; i < p.size(); ++i) p[i] = bound_params[i]->as<T>().data();
@@ -220,7 +219,8 @@ struct Model::Impl {
   template <typename T>
   T* const* grad_data() {
     auto& g = [&]() -> std::vector<T*>& {
-      if constexpr (std::is_same_v<T, float>) return g32; else return g64;
+      if constexpr (std::is_same_v<T, float>) return g32;
+      else return g64;
     }();
     g.resize(bound_grads.size());
     for (std::size_t i = 0; i < g.size(); ++i) g[i] = const_cast<Tensor*>(bound_grads[i])->as<T>().data();
@@ -297,7 +297,9 @@ LossStats Model::forward_backward(const TensorSet& params, const Batch& batch, T
   return dtype == DType::F32 ? m.run<float>(batch, grads != nullptr) : m.run<double>(batch, grads != nullptr);
 }
 
-LossStats Model::evaluate(const TensorSet& params, const Batch& batch) { return forward_backward(params, batch, nullptr); }
+LossStats Model::evaluate(const TensorSet& params, const Batch& batch) {
+  return forward_backward(params, batch, nullptr);
+}
 
 void Model::next_token_logits(const TensorSet& params, std::span<const std::int32_t> prefix, std::span<float> out) {
   Impl& m = *impl_;

@@ -105,11 +105,13 @@ struct Batch {
 
 // Loss statistics over a set of predictions (natural-log cross-entropy).
 struct LossStats {
-  double loss_sum = 0.0;      // sum of per-prediction cross-entropy, nats
-  std::int64_t count = 0;     // predictions
-  std::int64_t correct = 0;   // predictions whose first arg-max logit is the target
+  double loss_sum = 0.0;     // sum of per-prediction cross-entropy, nats
+  std::int64_t count = 0;    // predictions
+  std::int64_t correct = 0;  // predictions whose first arg-max logit is the target
   double mean_loss() const noexcept { return count > 0 ? loss_sum / static_cast<double>(count) : 0.0; }
-  double accuracy() const noexcept { return count > 0 ? static_cast<double>(correct) / static_cast<double>(count) : 0.0; }
+  double accuracy() const noexcept {
+    return count > 0 ? static_cast<double>(correct) / static_cast<double>(count) : 0.0;
+  }
   LossStats& operator+=(const LossStats& o) noexcept {
     loss_sum += o.loss_sum;
     count += o.count;

@@ -43,7 +43,8 @@ class SgdOptimizer final : public Optimizer {
   }
 
  protected:
-  void kernel(float* param, const float* grad, float* const* slot, std::size_t n, std::int64_t, double lr) const override {
+  void kernel(float* param, const float* grad, float* const* slot, std::size_t n, std::int64_t,
+              double lr) const override {
     const DecayScalars d = decay_scalars(spec(), lr);
     const float lr_f = static_cast<float>(lr);
     const bool use_momentum = spec().kind != OptimizerKind::Sgd && spec().momentum != 0;
@@ -111,7 +112,7 @@ class AdamOptimizer final : public Optimizer {
     const float bc2_sqrt = static_cast<float>(std::sqrt(bc2));
     const float eps = static_cast<float>(s.eps);
     const float w1 = static_cast<float>(1.0 - s.beta1);  // torch's lerp weight
-    const float w1_rest = 1.0f - w1;                      // computed in float, as torch's lerp does
+    const float w1_rest = 1.0f - w1;                     // computed in float, as torch's lerp does
     const float b2 = static_cast<float>(s.beta2);
     const float c2 = static_cast<float>(1.0 - s.beta2);
     auto run = [&]<Decay mode, bool small_weight>() {
@@ -125,10 +126,8 @@ class AdamOptimizer final : public Optimizer {
         if constexpr (mode == Decay::Coupled) gi = gi + d.wd * pi;
         if constexpr (mode == Decay::Decoupled) pi = pi * d.keep;
         float mi = m[i];
-        if constexpr (small_weight)
-          mi = mi + w1 * (gi - mi);
-        else
-          mi = gi - (gi - mi) * w1_rest;
+        if constexpr (small_weight) mi = mi + w1 * (gi - mi);
+        else mi = gi - (gi - mi) * w1_rest;
         const float vi = v[i] * b2 + c2 * gi * gi;
         m[i] = mi;
         v[i] = vi;
@@ -218,8 +217,7 @@ class FedOptOptimizer final : public Optimizer {
         }
         break;
       }
-      default:
-        throw_error(ErrorKind::Internal, "{}: not a FedOpt optimizer", s.name);
+      default: throw_error(ErrorKind::Internal, "{}: not a FedOpt optimizer", s.name);
     }
   }
 };
@@ -302,7 +300,11 @@ std::unique_ptr<Optimizer> make_optimizer(const OptimizerSpec& spec) {
   throw_error(ErrorKind::Internal, "unknown optimizer kind for '{}'", spec.name);
 }
 
-std::unique_ptr<Optimizer> make_inner_optimizer(std::string_view text) { return make_optimizer(parse_inner_spec(text)); }
-std::unique_ptr<Optimizer> make_outer_optimizer(std::string_view text) { return make_optimizer(parse_outer_spec(text)); }
+std::unique_ptr<Optimizer> make_inner_optimizer(std::string_view text) {
+  return make_optimizer(parse_inner_spec(text));
+}
+std::unique_ptr<Optimizer> make_outer_optimizer(std::string_view text) {
+  return make_optimizer(parse_outer_spec(text));
+}
 
 }  // namespace loco::optim

@@ -136,7 +136,8 @@ void Optimizer::step(TensorSet& params, const TensorSet& grads, OptimizerState& 
     float* p = entry.tensor.f32().data();
     const float* g = grads.at(entry.name).f32().data();
     std::array<float*, kMaxSlots> s{};
-    for (std::size_t k = 0; k < names.size(); ++k) s[k] = state.slots.find(names[k])->second.at(entry.name).f32().data();
+    for (std::size_t k = 0; k < names.size(); ++k)
+      s[k] = state.slots.find(names[k])->second.at(entry.name).f32().data();
     const std::int64_t numel = entry.tensor.numel();
     for (std::int64_t off = 0; off < numel; off += kBlockElements) {
       Job job{p + off, g + off, s, static_cast<std::size_t>(std::min(kBlockElements, numel - off))};

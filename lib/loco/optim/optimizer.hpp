@@ -76,7 +76,7 @@ enum class OptimizerKind {
   Sgd,
   Momentum,  // heavy-ball (also Flower's FedAvgM)
   Nesterov,
-  Adam,      // also AdamW (decoupled weight decay)
+  Adam,  // also AdamW (decoupled weight decay)
   FedAdagrad,
   FedAdam,
   FedYogi,
@@ -88,18 +88,18 @@ enum class OptimizerKind {
 // printed by format_spec(). Build one with parse_inner_spec/parse_outer_spec or
 // inner_spec_defaults/outer_spec_defaults, then adjust fields.
 struct OptimizerSpec {
-  std::string name;             // as parsed: "sgd", "adamw", "fedavgm", ...
+  std::string name;  // as parsed: "sgd", "adamw", "fedavgm", ...
   OptimizerKind kind = OptimizerKind::Sgd;
-  double lr = 0.01;             // lr; eta for fed*; server_learning_rate for fedavgm
-  double momentum = 0.0;        // μ; server_momentum for fedavgm
-  double beta1 = 0.9;           // beta_1 for fed*
-  double beta2 = 0.999;         // beta_2 for fed*
-  double eps = 1e-8;            // tau for fed*
+  double lr = 0.01;       // lr; eta for fed*; server_learning_rate for fedavgm
+  double momentum = 0.0;  // μ; server_momentum for fedavgm
+  double beta1 = 0.9;     // beta_1 for fed*
+  double beta2 = 0.999;   // beta_2 for fed*
+  double eps = 1e-8;      // tau for fed*
   double weight_decay = 0.0;
   bool decoupled_weight_decay = false;  // p ← p·(1 − lr·wd) instead of g += wd·p (adamw: true)
-  double eta_l = 0.0;           // fed*: Flower's client learning rate, recorded only
-  bool bias_correction = true;  // fedadam only
-  std::int64_t period = 1;      // delayed_nesterov: N, pushes per momentum step
+  double eta_l = 0.0;                   // fed*: Flower's client learning rate, recorded only
+  bool bias_correction = true;          // fedadam only
+  std::int64_t period = 1;              // delayed_nesterov: N, pushes per momentum step
 };
 
 // Defaults of a named inner optimizer: sgd (lr 0.01), momentum and nesterov (lr 0.01, μ 0.9),
@@ -156,8 +156,7 @@ class Optimizer {
   // consecutive sub-ranges gives bit-identical results to applying it to the whole tensor.
   // Does not touch any step counter. Throws Error(Usage) when lr is not finite or negative or
   // t < 1, Error(Internal) when the span sizes or slot count disagree.
-  void apply(std::span<float> param, std::span<const float> grad, SlotSpans slots, std::int64_t t,
-             double lr) const;
+  void apply(std::span<float> param, std::span<const float> grad, SlotSpans slots, std::int64_t t, double lr) const;
 
   // One update of every parameter with its gradient (same names and shapes; order may differ),
   // using and updating state, then state.step += 1. Parallel over tensors and blocks (TBB);

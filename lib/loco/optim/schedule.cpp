@@ -25,7 +25,8 @@ std::string_view kind_name(ScheduleKind k) {
 }  // namespace
 
 void validate_schedule(const ScheduleSpec& s) {
-  if (s.warmup_steps < 0) throw_error(ErrorKind::Usage, "learning-rate schedule: warmup={} is negative", s.warmup_steps);
+  if (s.warmup_steps < 0)
+    throw_error(ErrorKind::Usage, "learning-rate schedule: warmup={} is negative", s.warmup_steps);
   if (s.kind == ScheduleKind::Constant) return;
   if (!std::isfinite(s.min_lr) || s.min_lr < 0)
     throw_error(ErrorKind::Usage, "learning-rate schedule: min_lr={} is not a finite number ≥ 0", s.min_lr);
@@ -38,14 +39,10 @@ ScheduleSpec parse_schedule(std::string_view text) {
   Spec parsed(text, "learning-rate schedule");
   const std::string& name = parsed.name();
   ScheduleSpec s;
-  if (name == "constant")
-    s.kind = ScheduleKind::Constant;
-  else if (name == "linear")
-    s.kind = ScheduleKind::Linear;
-  else if (name == "cosine")
-    s.kind = ScheduleKind::Cosine;
-  else
-    throw_error(ErrorKind::Usage, "unknown learning-rate schedule '{}' (known: constant, linear, cosine)", name);
+  if (name == "constant") s.kind = ScheduleKind::Constant;
+  else if (name == "linear") s.kind = ScheduleKind::Linear;
+  else if (name == "cosine") s.kind = ScheduleKind::Cosine;
+  else throw_error(ErrorKind::Usage, "unknown learning-rate schedule '{}' (known: constant, linear, cosine)", name);
   s.warmup_steps = parsed.integer("warmup", s.warmup_steps, 0);
   if (s.kind != ScheduleKind::Constant) {
     parsed.require("total", "<steps>");

@@ -61,11 +61,17 @@ OptimizerSpec base(std::string_view name, OptimizerKind kind, double lr) {
   return s;
 }
 
-const std::vector<Key> kSgdKeys = {{"lr", Field::Lr}, {"weight_decay", Field::WeightDecay}, {"decoupled", Field::Decoupled}};
-const std::vector<Key> kMomentumKeys = {
-    {"lr", Field::Lr}, {"momentum", Field::Momentum}, {"weight_decay", Field::WeightDecay}, {"decoupled", Field::Decoupled}};
-const std::vector<Key> kAdamKeys = {{"lr", Field::Lr},   {"beta1", Field::Beta1}, {"beta2", Field::Beta2},
-                                    {"eps", Field::Eps}, {"weight_decay", Field::WeightDecay}};
+const std::vector<Key> kSgdKeys = {
+    {"lr", Field::Lr}, {"weight_decay", Field::WeightDecay}, {"decoupled", Field::Decoupled}};
+const std::vector<Key> kMomentumKeys = {{"lr", Field::Lr},
+                                        {"momentum", Field::Momentum},
+                                        {"weight_decay", Field::WeightDecay},
+                                        {"decoupled", Field::Decoupled}};
+const std::vector<Key> kAdamKeys = {{"lr", Field::Lr},
+                                    {"beta1", Field::Beta1},
+                                    {"beta2", Field::Beta2},
+                                    {"eps", Field::Eps},
+                                    {"weight_decay", Field::WeightDecay}};
 
 Descriptor sgd(double lr) { return {"sgd", kSgdKeys, base("sgd", OptimizerKind::Sgd, lr)}; }
 
@@ -105,10 +111,8 @@ Descriptor fedopt(std::string_view name, OptimizerKind kind, double eta, double 
 }
 
 std::vector<Descriptor> inner_table() {
-  return {sgd(0.01),
-          momentum("momentum", OptimizerKind::Momentum, 0.01, 0.9),
-          momentum("nesterov", OptimizerKind::Nesterov, 0.01, 0.9),
-          adam("adamw", 4e-4, 0.95, 0.1, true),
+  return {sgd(0.01), momentum("momentum", OptimizerKind::Momentum, 0.01, 0.9),
+          momentum("nesterov", OptimizerKind::Nesterov, 0.01, 0.9), adam("adamw", 4e-4, 0.95, 0.1, true),
           adam("adam", 1e-3, 0.999, 0.0, false)};
 }
 
@@ -120,7 +124,8 @@ std::vector<Descriptor> outer_table() {
   OptimizerSpec dn = base("delayed_nesterov", OptimizerKind::DelayedNesterov, 0.7);
   dn.momentum = 0.9;
   dn.period = 1;
-  Descriptor delayed{"delayed_nesterov", {{"lr", Field::Lr}, {"momentum", Field::Momentum}, {"period", Field::Period}}, dn};
+  Descriptor delayed{
+      "delayed_nesterov", {{"lr", Field::Lr}, {"momentum", Field::Momentum}, {"period", Field::Period}}, dn};
   OptimizerSpec sg = base("sign", OptimizerKind::Sign, 4e-4);  // DeMo's OLMo config: lr 4e-4, wd 0
   sg.decoupled_weight_decay = true;
   Descriptor sign{"sign", {{"lr", Field::Lr}, {"weight_decay", Field::WeightDecay}}, sg};
@@ -216,7 +221,8 @@ OptimizerSpec parse_spec(std::string_view text, bool outer) {
                   keys.empty() ? fmt::format("{} takes none", d.name) : "parameters: " + keys);
     }
     for (Field f : seen)
-      if (f == alias->field) throw_error(ErrorKind::Usage, "{}: {} given twice (under another name)", parsed.where(), key);
+      if (f == alias->field)
+        throw_error(ErrorKind::Usage, "{}: {} given twice (under another name)", parsed.where(), key);
     seen.push_back(alias->field);
     set_field(spec, alias->field, parsed, key);
   }
@@ -288,7 +294,8 @@ void validate_spec(const OptimizerSpec& s) {
       check_nonnegative(s, Field::WeightDecay, s.weight_decay);
       break;
     case OptimizerKind::FedAdagrad:
-      if (s.beta1 != 0) throw_error(ErrorKind::Usage, "{}: beta_1 must be 0 (FedAdagrad keeps no first moment)", s.name);
+      if (s.beta1 != 0)
+        throw_error(ErrorKind::Usage, "{}: beta_1 must be 0 (FedAdagrad keeps no first moment)", s.name);
       check_nonnegative(s, Field::Eps, s.eps);
       check_nonnegative(s, Field::EtaL, s.eta_l);
       break;

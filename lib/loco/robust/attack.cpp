@@ -66,8 +66,9 @@ double attack_z(const AttackSpec& a, std::int64_t n, std::int64_t f) {
   if (z == 0)
     throw_error(ErrorKind::Usage,
                 "alie with z = 0 would send the honest mean, which is not an attack{}; give a non-zero z=",
-                a.z ? "" : fmt::format(" (z_max of n = {}, f = {}: s = ⌊n/2+1⌋−f = {}, Φ⁻¹((n−s)/n) = Φ⁻¹(1/2))", n, f,
-                                       n / 2 + 1 - f));
+                a.z ? ""
+                    : fmt::format(" (z_max of n = {}, f = {}: s = ⌊n/2+1⌋−f = {}, Φ⁻¹((n−s)/n) = Φ⁻¹(1/2))", n, f,
+                                  n / 2 + 1 - f));
   return z;
 }
 
@@ -93,8 +94,8 @@ AttackSpec parse_attack_spec(std::string_view text) {
     a.kind = AttackKind::Alie;
     a.z = spec.take_real("z");
   } else {
-    throw_error(ErrorKind::Usage, "unknown attack '{}' (sign-flip, scaled:s=S, gaussian:sigma=S, ipm:eps=E, alie[:z=Z])",
-                name);
+    throw_error(ErrorKind::Usage,
+                "unknown attack '{}' (sign-flip, scaled:s=S, gaussian:sigma=S, ipm:eps=E, alie[:z=Z])", name);
   }
   spec.done();
   return a;
@@ -178,9 +179,11 @@ AttackReport write_attack(const std::vector<std::string>& honest_paths, const st
   for (const auto& s : src) {
     io::check_same_config(first, *s);
     if (s->attributes().get_string("base_checksum") != base)
-      throw_error(ErrorKind::BadInput, "{}: base_checksum {} differs from {}'s {}: the honest deltas must come from one "
-                  "global model", s->path(), s->attributes().get_string("base_checksum").value_or("(none)"),
-                  first.path(), base.value_or("(none)"));
+      throw_error(ErrorKind::BadInput,
+                  "{}: base_checksum {} differs from {}'s {}: the honest deltas must come from one "
+                  "global model",
+                  s->path(), s->attributes().get_string("base_checksum").value_or("(none)"), first.path(),
+                  base.value_or("(none)"));
     if (s->group("tensors").size() != tensors.size())
       throw_error(ErrorKind::BadInput, "{}: {} tensors, {} has {}", s->path(), s->group("tensors").size(), first.path(),
                   tensors.size());
@@ -242,7 +245,8 @@ AttackReport write_attack(const std::vector<std::string>& honest_paths, const st
 
   std::size_t max_block = 1;
   for (const io::TensorInfo* t : tensors)
-    max_block = std::max(max_block, static_cast<std::size_t>(io::rows_per_block(*t, o.block_bytes) * t->row_elements()));
+    max_block =
+        std::max(max_block, static_cast<std::size_t>(io::rows_per_block(*t, o.block_bytes) * t->row_elements()));
   std::vector<std::vector<float>> buf(src.size(), std::vector<float>(max_block));
   std::vector<const float*> ptr;
   for (auto& b : buf) ptr.push_back(b.data());
@@ -305,8 +309,7 @@ LabelFlipReport label_flip(const std::string& input, const std::string& output) 
                 dtype_name(ty->dtype), shape_string(ty->shape));
   Tensor y = src->read(*ty, DType::I64);
   for (auto& v : y.as<std::int64_t>()) {
-    if (v < 0 || v >= *classes)
-      throw_error(ErrorKind::BadInput, "{}: label {} is outside [0, {})", input, v, *classes);
+    if (v < 0 || v >= *classes) throw_error(ErrorKind::BadInput, "{}: label {} is outside [0, {})", input, v, *classes);
     v = *classes - 1 - v;
   }
   Attributes root;

@@ -28,9 +28,9 @@ enum class AttackKind { SignFlip, Scaled, Gaussian, Ipm, Alie };
 
 struct AttackSpec {
   AttackKind kind = AttackKind::SignFlip;
-  double scale = 1;      // scaled: S
-  double sigma = 1;      // gaussian: standard deviation
-  double epsilon = 0.1;  // ipm: ε
+  double scale = 1;         // scaled: S
+  double sigma = 1;         // gaussian: standard deviation
+  double epsilon = 0.1;     // ipm: ε
   std::optional<double> z;  // alie: given Z (else from n and f)
 };
 
@@ -52,16 +52,16 @@ std::vector<float> attack_vector(const AttackSpec& spec, const std::vector<std::
 
 struct AttackOptions {
   AttackSpec spec;
-  std::int64_t workers = 0;       // n; 0 means honest + outputs
-  std::int64_t first_worker = -1; // worker id of the first output (then +1 each); −1: one past the honest ids
+  std::int64_t workers = 0;        // n; 0 means honest + outputs
+  std::int64_t first_worker = -1;  // worker id of the first output (then +1 each); −1: one past the honest ids
   std::uint64_t seed = 0;
   std::size_t block_bytes = std::size_t{1} << 20;
 };
 
 struct AttackReport {
-  std::string attack;              // format_attack_spec
+  std::string attack;  // format_attack_spec
   std::int64_t n = 0, f = 0, honest = 0;
-  double z = 0;                    // alie's Z (0 otherwise)
+  double z = 0;                       // alie's Z (0 otherwise)
   std::vector<std::int64_t> workers;  // ids written, in output order
 };
 

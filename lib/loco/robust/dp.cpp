@@ -17,13 +17,16 @@ constexpr std::uint64_t kCountStream = 0x64702d636f756e74ULL;  // "dp-count"
 }  // namespace
 
 double clip_factor(double norm, double clip) {
-  if (!(clip > 0) || !std::isfinite(clip)) throw_error(ErrorKind::Usage, "clip norm {} is not a finite number > 0", clip);
+  if (!(clip > 0) || !std::isfinite(clip))
+    throw_error(ErrorKind::Usage, "clip norm {} is not a finite number > 0", clip);
   return norm > clip ? clip / norm : 1.0;
 }
 
 double dp_noise_stddev(double z, double clip, std::int64_t m) {
-  if (!(z >= 0) || !std::isfinite(z)) throw_error(ErrorKind::Usage, "noise multiplier {} is not a finite number ≥ 0", z);
-  if (!(clip > 0) || !std::isfinite(clip)) throw_error(ErrorKind::Usage, "clip norm {} is not a finite number > 0", clip);
+  if (!(z >= 0) || !std::isfinite(z))
+    throw_error(ErrorKind::Usage, "noise multiplier {} is not a finite number ≥ 0", z);
+  if (!(clip > 0) || !std::isfinite(clip))
+    throw_error(ErrorKind::Usage, "clip norm {} is not a finite number > 0", clip);
   if (m < 1) throw_error(ErrorKind::Usage, "sampled clients m = {} is not ≥ 1", m);
   return z * clip / static_cast<double>(m);
 }
@@ -74,9 +77,11 @@ std::vector<float> dp_mean(const std::vector<std::vector<float>>& x, double clip
 
 AdaptiveClipStep adaptive_clip_step(std::span<const double> norms, double clip, std::int64_t m,
                                     const AdaptiveClipOptions& o, std::uint64_t seed, std::int64_t round) {
-  if (!(clip > 0) || !std::isfinite(clip)) throw_error(ErrorKind::Usage, "clip norm {} is not a finite number > 0", clip);
+  if (!(clip > 0) || !std::isfinite(clip))
+    throw_error(ErrorKind::Usage, "clip norm {} is not a finite number > 0", clip);
   if (m < 1) throw_error(ErrorKind::Usage, "sampled clients m = {} is not ≥ 1", m);
-  if (!(o.quantile >= 0 && o.quantile <= 1)) throw_error(ErrorKind::Usage, "target quantile {} is not in [0, 1]", o.quantile);
+  if (!(o.quantile >= 0 && o.quantile <= 1))
+    throw_error(ErrorKind::Usage, "target quantile {} is not in [0, 1]", o.quantile);
   if (!(o.learning_rate >= 0) || !std::isfinite(o.learning_rate))
     throw_error(ErrorKind::Usage, "clip learning rate {} is not a finite number ≥ 0", o.learning_rate);
   const double sb = o.count_stddev < 0 ? static_cast<double>(m) / 20.0 : o.count_stddev;

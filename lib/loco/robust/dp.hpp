@@ -41,15 +41,15 @@ std::vector<float> dp_mean(const std::vector<std::vector<float>>& x, double clip
 // than a fraction γ of the updates fit under it and grows otherwise, converging to the γ-quantile
 // of the norms. (Flower counts clipped updates instead, which drives C the wrong way.)
 struct AdaptiveClipOptions {
-  double quantile = 0.5;        // γ, the target fraction of unclipped updates
-  double learning_rate = 0.2;   // η_C
-  double count_stddev = -1;     // σ_b; < 0 means m/20 (the paper's and Flower's default)
+  double quantile = 0.5;       // γ, the target fraction of unclipped updates
+  double learning_rate = 0.2;  // η_C
+  double count_stddev = -1;    // σ_b; < 0 means m/20 (the paper's and Flower's default)
 };
 
 struct AdaptiveClipStep {
-  double clip = 0;               // C used this round
-  double unclipped_fraction = 0; // b̄, noised
-  double next_clip = 0;          // C for the next round
+  double clip = 0;                // C used this round
+  double unclipped_fraction = 0;  // b̄, noised
+  double next_clip = 0;           // C for the next round
 };
 
 // One round: norms of the m updates (or fewer when some did not reply; b̄ still divides by m),

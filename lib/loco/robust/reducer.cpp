@@ -32,9 +32,7 @@ constexpr std::uint64_t kBucketStream = 0x627563'6b6574ULL;  // "bucket"
 
 // ---------------------------------------------------------------- parsing
 
-bool parse_variant(Spec& p) {
-  return p.choice("variant", "blanchard", {"blanchard", "byzfl"}) == "byzfl";
-}
+bool parse_variant(Spec& p) { return p.choice("variant", "blanchard", {"blanchard", "byzfl"}) == "byzfl"; }
 
 std::string_view rule_name(Rule r) {
   switch (r) {
@@ -291,7 +289,8 @@ struct Reducer::Impl {
             if (x == i || y == i) return x == i && y != i;
             return d(i, x) < d(i, y);
           });
-          for (Eigen::Index j = 0; j < keep; ++j) a(i, order[static_cast<std::size_t>(j)]) = 1.0 / static_cast<double>(keep);
+          for (Eigen::Index j = 0; j < keep; ++j)
+            a(i, order[static_cast<std::size_t>(j)]) = 1.0 / static_cast<double>(keep);
         }
         m = a * m;
       } else {
@@ -303,7 +302,8 @@ struct Reducer::Impl {
         MatrixXd b = MatrixXd::Zero(buckets, k);
         for (Eigen::Index q = 0; q < buckets; ++q) {
           const Eigen::Index lo = q * s, hi = std::min(k, lo + s);
-          for (Eigen::Index j = lo; j < hi; ++j) b(q, perm[static_cast<std::size_t>(j)]) = 1.0 / static_cast<double>(hi - lo);
+          for (Eigen::Index j = lo; j < hi; ++j)
+            b(q, perm[static_cast<std::size_t>(j)]) = 1.0 / static_cast<double>(hi - lo);
         }
         m = b * m;
       }
@@ -327,7 +327,8 @@ struct Reducer::Impl {
 
   void check(std::size_t k) const {
     const auto kk = static_cast<std::int64_t>(k);
-    const std::string what = spec.pre.empty() ? fmt::format("{} inputs", k) : fmt::format("{} inputs after pre-aggregation", k);
+    const std::string what =
+        spec.pre.empty() ? fmt::format("{} inputs", k) : fmt::format("{} inputs after pre-aggregation", k);
     switch (spec.rule) {
       case Rule::TrimmedMean: {
         const auto t = static_cast<std::int64_t>(std::floor(spec.beta * static_cast<double>(k)));
@@ -536,7 +537,8 @@ struct Reducer::Impl {
     // YYᵀ x̄ = Σ_q u_q (u_qᵀ x̄); u_qᵀ x̄ = (1/k) Σ_j B(j,q) Σ_i H(j,i)/‖x_j‖; u_q over x_j: B(j,q)/‖x_j‖.
     VectorXd hs = h.rowwise().sum() / static_cast<double>(k);
     MatrixXd bx = b;  // coefficients of u_q on the raw x_j
-    for (Eigen::Index j = 0; j < k; ++j) bx.row(j) = nrm(j) > 0 ? VectorXd(b.row(j).transpose() / nrm(j)) : VectorXd::Zero(b.cols());
+    for (Eigen::Index j = 0; j < k; ++j)
+      bx.row(j) = nrm(j) > 0 ? VectorXd(b.row(j).transpose() / nrm(j)) : VectorXd::Zero(b.cols());
     const VectorXd p = bx.transpose() * hs;
     return bx * p;
   }
@@ -577,8 +579,8 @@ struct Reducer::Impl {
             for (std::size_t l = 0; l < w; ++l) out[j0 + l] = s[(k / 2) * kLanes + l];
           else
             for (std::size_t l = 0; l < w; ++l)
-              out[j0 + l] = static_cast<float>(
-                  0.5 * (static_cast<double>(s[(k / 2 - 1) * kLanes + l]) + static_cast<double>(s[(k / 2) * kLanes + l])));
+              out[j0 + l] = static_cast<float>(0.5 * (static_cast<double>(s[(k / 2 - 1) * kLanes + l]) +
+                                                      static_cast<double>(s[(k / 2) * kLanes + l])));
           break;
         case CoordOp::Trimmed: {
           double acc[kLanes] = {};
@@ -629,7 +631,8 @@ Reducer::Reducer(const ReducerSpec& spec, std::size_t n, const ReduceContext& ct
   if (n == 0) throw_error(ErrorKind::Usage, "reducer {}: no inputs", format_reducer_spec(spec));
   s.cols = n + (uses_center(spec) ? 1 : 0);
   s.check(s.count_after_pre());
-  const bool pre_gram = std::any_of(spec.pre.begin(), spec.pre.end(), [](const PreSpec& p) { return p.kind == PreKind::Nnm; });
+  const bool pre_gram =
+      std::any_of(spec.pre.begin(), spec.pre.end(), [](const PreSpec& p) { return p.kind == PreKind::Nnm; });
   s.gram_needed = pre_gram || !(spec.rule == Rule::Mean || spec.rule == Rule::Median || spec.rule == Rule::TrimmedMean);
   s.gram.assign(s.cols * s.cols, 0.0);
   if (!s.gram_needed) {
@@ -718,7 +721,8 @@ void Reducer::reduce(std::span<const float* const> x, std::size_t len, float* ou
   }
   tbb::parallel_for(tbb::blocked_range<std::size_t>(0, (len + kGrain - 1) / kGrain), [&](const auto& r) {
     std::vector<float> buf;
-    for (std::size_t t = r.begin(); t < r.end(); ++t) s.reduce_chunk(x, t * kGrain, std::min(len, (t + 1) * kGrain), out, buf);
+    for (std::size_t t = r.begin(); t < r.end(); ++t)
+      s.reduce_chunk(x, t * kGrain, std::min(len, (t + 1) * kGrain), out, buf);
   });
 }
 
@@ -739,7 +743,8 @@ std::vector<std::vector<double>> mixing_matrix(const ReducerSpec& spec, std::siz
   const auto c = static_cast<Eigen::Index>(n);
   MatrixXd g = MatrixXd::Zero(c, c);
   if (!gram.empty()) {
-    if (gram.size() != n * n) throw_error(ErrorKind::Usage, "mixing_matrix: Gram matrix of {} values for n = {}", gram.size(), n);
+    if (gram.size() != n * n)
+      throw_error(ErrorKind::Usage, "mixing_matrix: Gram matrix of {} values for n = {}", gram.size(), n);
     for (Eigen::Index i = 0; i < c; ++i)
       for (Eigen::Index j = 0; j < c; ++j) g(i, j) = gram[static_cast<std::size_t>(i * c + j)];
   } else if (std::any_of(s.pre.begin(), s.pre.end(), [](const PreSpec& p) { return p.kind == PreKind::Nnm; })) {

@@ -58,16 +58,16 @@ struct PreSpec {
 struct ReducerSpec {
   std::vector<PreSpec> pre;  // applied left to right before the rule
   Rule rule = Rule::Median;
-  std::int64_t f = 0;          // krum, multi-krum, bulyan
-  std::int64_t m = 0;          // multi-krum: inputs averaged (0 = n − f)
-  bool krum_byzfl = false;     // krum/multi-krum: ByzFL's neighbour count (n−f−1) instead of n−f−2
-  double beta = 0.2;           // trimmed-mean
-  std::int64_t iters = 0;      // geomedian (default 100), centered-clip (1), flag (1); 0 = rule default
-  double nu = 1e-6;            // geomedian smoothing ν
-  double tol = 1e-10;          // geomedian relative stopping tolerance
-  double tau = 100;            // centered-clip radius
-  std::int64_t r = 1;          // flag subspace dimension
-  double eps = 1e-6;           // flag ε
+  std::int64_t f = 0;       // krum, multi-krum, bulyan
+  std::int64_t m = 0;       // multi-krum: inputs averaged (0 = n − f)
+  bool krum_byzfl = false;  // krum/multi-krum: ByzFL's neighbour count (n−f−1) instead of n−f−2
+  double beta = 0.2;        // trimmed-mean
+  std::int64_t iters = 0;   // geomedian (default 100), centered-clip (1), flag (1); 0 = rule default
+  double nu = 1e-6;         // geomedian smoothing ν
+  double tol = 1e-10;       // geomedian relative stopping tolerance
+  double tau = 100;         // centered-clip radius
+  std::int64_t r = 1;       // flag subspace dimension
+  double eps = 1e-6;        // flag ε
 };
 
 // Parses "[PRE+]...RULE" where PRE is nnm[:f=F] or bucket:s=S and RULE one of mean, median,

@@ -54,8 +54,8 @@ std::vector<const io::TensorInfo*> match_tensors(const io::TensorSource& base, c
     got.push_back(l);
   }
   if (!missing.empty())
-    throw_error(ErrorKind::BadInput, "{}: {} tensors of the global model {} are missing: {}", local.path(), missing.size(),
-                base.path(), listed(missing));
+    throw_error(ErrorKind::BadInput, "{}: {} tensors of the global model {} are missing: {}", local.path(),
+                missing.size(), base.path(), listed(missing));
   std::vector<std::string> extra;
   if (fragment_base) return got;
   for (const auto* l : local.group("tensors"))

@@ -194,7 +194,8 @@ WorkerResult run_demo_worker(const WorkerOptions& o) {
   if (metrics) {
     const double secs = std::chrono::duration<double>(std::chrono::steady_clock::now() - t0).count();
     fmt::print(metrics.get(),
-               "{{\"round\":{},\"worker\":{},\"step\":{},\"loss\":{:.6g},\"lr\":{:.6g},\"grad_norm\":{:.6g},\"seconds\":{:.6g}}}\n",
+               "{{\"round\":{},\"worker\":{},\"step\":{},\"loss\":{:.6g},\"lr\":{:.6g},\"grad_norm\":{:.6g},"
+               "\"seconds\":{:.6g}}}\n",
                global.round, worker, step, loss, lr, gnorm, secs);
   }
   return r;

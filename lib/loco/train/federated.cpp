@@ -22,14 +22,14 @@ std::span<const float> matching(const TensorSet& other, const TensorSet::Entry& 
 }
 
 void check_sizes(const TensorSet& a, const TensorSet& b, std::string_view what) {
-  if (a.size() != b.size())
-    throw_error(ErrorKind::Internal, "{}: {} tensors, expected {}", what, b.size(), a.size());
+  if (a.size() != b.size()) throw_error(ErrorKind::Internal, "{}: {} tensors, expected {}", what, b.size(), a.size());
 }
 
 }  // namespace
 
 void add_proximal_gradient(TensorSet& grads, const TensorSet& params, const TensorSet& anchor, double mu) {
-  if (!(mu >= 0.0) || !std::isfinite(mu)) throw_error(ErrorKind::Usage, "--prox-mu must be finite and >= 0, not {}", mu);
+  if (!(mu >= 0.0) || !std::isfinite(mu))
+    throw_error(ErrorKind::Usage, "--prox-mu must be finite and >= 0, not {}", mu);
   check_sizes(grads, params, "proximal term: parameters");
   check_sizes(grads, anchor, "proximal term: global model");
   if (mu == 0.0) return;
@@ -77,7 +77,8 @@ TensorSet update_client_control(TensorSet& client_control, const TensorSet& serv
       ci[k] = updated;
       dv[k] = static_cast<float>(old - static_cast<double>(updated));
     }
-    if (!finite) throw_error(ErrorKind::Numeric, "SCAFFOLD: the client control variate of {} became non-finite", e.name);
+    if (!finite)
+      throw_error(ErrorKind::Numeric, "SCAFFOLD: the client control variate of {} became non-finite", e.name);
     delta.add(e.name, std::move(d));
   }
   return delta;

@@ -12,7 +12,8 @@
 
 namespace loco::train {
 
-std::unique_ptr<io::TensorSource> open_worker_state(const std::string& path, const model::ModelFile& m, std::int64_t worker) {
+std::unique_ptr<io::TensorSource> open_worker_state(const std::string& path, const model::ModelFile& m,
+                                                    std::int64_t worker) {
   auto src = io::open_source(path, /*register_input=*/false);
   io::expect_kind(*src, {io::Kind::State});
   const std::string cfg = io::model_config(*src);
@@ -39,8 +40,8 @@ Tensor read_state_slot(const io::TensorSource& src, const std::string& path, std
 double check_step(double loss, TensorSet& grads, double clip, const std::string& data, std::int64_t step,
                   std::int64_t round, std::int64_t worker) {
   if (!std::isfinite(loss))
-    throw_error(ErrorKind::Numeric, "{}: loss is {} at step {} (round {}, worker {}); nothing written", data, loss, step,
-                round, worker);
+    throw_error(ErrorKind::Numeric, "{}: loss is {} at step {} (round {}, worker {}); nothing written", data, loss,
+                step, round, worker);
   if (clip > 0) return optim::clip_grad_norm(grads, clip);
   const double gnorm = optim::global_norm(grads);
   if (!std::isfinite(gnorm))

@@ -19,7 +19,8 @@ namespace loco::train {
 // Opens a worker state file (loco-worker --state) and checks that it belongs to this model and
 // worker: kind state, m's model_config, a `worker` attribute equal to worker. The caller checks
 // the optimizer (attribute inner_optimizer). Throws Error(BadInput) naming the file.
-std::unique_ptr<io::TensorSource> open_worker_state(const std::string& path, const model::ModelFile& m, std::int64_t worker);
+std::unique_ptr<io::TensorSource> open_worker_state(const std::string& path, const model::ModelFile& m,
+                                                    std::int64_t worker);
 // Reads /state/<slot>/<name> of an opened state file as float32, shaped like the parameter.
 // Throws Error(BadInput) naming the file, slot and tensor when it is absent or of another shape.
 Tensor read_state_slot(const io::TensorSource& src, const std::string& path, std::string_view slot,

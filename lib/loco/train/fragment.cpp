@@ -146,7 +146,8 @@ void mix_values(std::span<float> local, std::span<const float> global, double al
     std::copy(global.begin(), global.end(), local.begin());
   } else if (alpha != 1.0) {
     for (std::size_t k = 0; k < local.size(); ++k)
-      local[k] = static_cast<float>((1.0 - alpha) * static_cast<double>(global[k]) + alpha * static_cast<double>(local[k]));
+      local[k] =
+          static_cast<float>((1.0 - alpha) * static_cast<double>(global[k]) + alpha * static_cast<double>(local[k]));
   }
 }
 }  // namespace
@@ -190,7 +191,8 @@ void split_fragment(const std::string& model_path, std::int64_t fragments, std::
   std::vector<const io::TensorInfo*> stored(o.specs.size(), nullptr);
   for (const io::TensorInfo* t : o.src->group("tensors")) stored[check_param(o, *t)] = t;
   for (std::size_t i = 0; i < stored.size(); ++i)
-    if (stored[i] == nullptr) throw_error(ErrorKind::BadInput, "{}: tensor {} of the model is missing", path, o.specs[i].name);
+    if (stored[i] == nullptr)
+      throw_error(ErrorKind::BadInput, "{}: tensor {} of the model is missing", path, o.specs[i].name);
 
   // The outer state of the fragment's tensors, when the model carries one.
   const auto slots = state_slots(*o.src);
@@ -249,8 +251,8 @@ bool join_fragments(const std::vector<std::string>& paths, const std::string& ou
   }
   for (std::size_t i = 0; i < owner.size(); ++i)
     if (owner[i].second == nullptr)
-      throw_error(ErrorKind::BadInput, "tensor {} of the model is in none of the {} fragment files", first.specs[i].name,
-                  files.size());
+      throw_error(ErrorKind::BadInput, "tensor {} of the model is in none of the {} fragment files",
+                  first.specs[i].name, files.size());
 
   // The state is carried when every fragment has the same slots and step.
   const auto slots = state_slots(*first.src);

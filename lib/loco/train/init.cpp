@@ -32,7 +32,8 @@ std::string presets_dir() {
   const fs::path exe = fs::read_symlink("/proc/self/exe", ec);
   if (!ec) {
     // Installed: <prefix>/bin/loco-init → <prefix>/share/loco/models. Built: <build>/bin → source share/models.
-    for (const fs::path& p : {exe.parent_path().parent_path() / "share/loco/models", fs::path(LOCO_SOURCE_DIR) / "share/models"})
+    for (const fs::path& p :
+         {exe.parent_path().parent_path() / "share/loco/models", fs::path(LOCO_SOURCE_DIR) / "share/models"})
       if (fs::is_directory(p)) return p.string();
   }
   return (fs::path(LOCO_SOURCE_DIR) / "share/models").string();

@@ -38,7 +38,8 @@ optim::OptimizerState read_state(const std::string& path, const model::ModelFile
   auto src = open_worker_state(path, m, worker);
   const auto spec = src->attributes().get_string("inner_optimizer").value_or("");
   if (optim::parse_inner_spec(spec).name != opt.spec().name)
-    throw_error(ErrorKind::BadInput, "{}: state of optimizer '{}', this run uses '{}'", path, spec, optim::format_spec(opt.spec()));
+    throw_error(ErrorKind::BadInput, "{}: state of optimizer '{}', this run uses '{}'", path, spec,
+                optim::format_spec(opt.spec()));
   optim::OptimizerState st = opt.make_state(m.params);
   st.step = src->group_attributes("state").get_int(std::string(optim::kStepAttribute)).value_or(0);
   for (auto& [slot, set] : st.slots)
@@ -85,8 +86,8 @@ TensorSet make_delta(const TensorSet& base, const TensorSet& params, const std::
       finite = finite && std::isfinite(dv[k]);
     }
     if (!finite)  // a finite loss and gradient can still step the parameters out of range
-      throw_error(ErrorKind::Numeric, "{}: parameters of {} became non-finite (learning rate too large?); nothing written",
-                  data, e.name);
+      throw_error(ErrorKind::Numeric,
+                  "{}: parameters of {} became non-finite (learning rate too large?); nothing written", data, e.name);
     delta.add(e.name, std::move(d));
   }
   return delta;
@@ -100,8 +101,10 @@ WorkerResult run_worker(const WorkerOptions& o) {
   if (o.batch < 1) throw_error(ErrorKind::Usage, "--batch must be at least 1");
   if (o.overlap < 0 || o.overlap >= o.steps)
     throw_error(ErrorKind::Usage, "--overlap must be in [0, --steps) = [0, {}), not {}", o.steps, o.overlap);
-  if (!(o.mixing >= 0.0 && o.mixing <= 1.0)) throw_error(ErrorKind::Usage, "--mixing must be in [0, 1], not {}", o.mixing);
-  if (o.mix.empty() && o.mixing != 0.0) throw_error(ErrorKind::Usage, "--mixing {} without --mix: nothing to mix", o.mixing);
+  if (!(o.mixing >= 0.0 && o.mixing <= 1.0))
+    throw_error(ErrorKind::Usage, "--mixing must be in [0, 1], not {}", o.mixing);
+  if (o.mix.empty() && o.mixing != 0.0)
+    throw_error(ErrorKind::Usage, "--mixing {} without --mix: nothing to mix", o.mixing);
   const bool scaffold = !o.scaffold_control.empty();
   if (!(o.prox_mu >= 0.0) || !std::isfinite(o.prox_mu))
     throw_error(ErrorKind::Usage, "--prox-mu must be finite and >= 0, not {}", o.prox_mu);
@@ -118,8 +121,10 @@ WorkerResult run_worker(const WorkerOptions& o) {
   const std::int64_t worker = o.worker.value_or(shard.attributes.get_int("shard").value_or(0));
   auto opt = optim::make_inner_optimizer(o.optimizer);
   if (scaffold && opt->spec().kind != optim::OptimizerKind::Sgd)
-    throw_error(ErrorKind::Usage, "--scaffold-control needs the sgd inner optimizer (SCAFFOLD's option II assumes plain "
-                "SGD steps), not {}", opt->spec().name);
+    throw_error(ErrorKind::Usage,
+                "--scaffold-control needs the sgd inner optimizer (SCAFFOLD's option II assumes plain "
+                "SGD steps), not {}",
+                opt->spec().name);
   const optim::ScheduleSpec sched = optim::parse_schedule(o.schedule);
 
   model::Model net(global.config);
@@ -199,7 +204,8 @@ WorkerResult run_worker(const WorkerOptions& o) {
     if (metrics) {
       const double secs = std::chrono::duration<double>(std::chrono::steady_clock::now() - step_start).count();
       fmt::print(metrics.get(),
-                 "{{\"round\":{},\"worker\":{},\"step\":{},\"loss\":{:.6g},\"lr\":{:.6g},\"grad_norm\":{:.6g},\"seconds\":{:.6g}}}\n",
+                 "{{\"round\":{},\"worker\":{},\"step\":{},\"loss\":{:.6g},\"lr\":{:.6g},\"grad_norm\":{:.6g},"
+                 "\"seconds\":{:.6g}}}\n",
                  global.round, worker, step, loss, lr, gnorm, secs);
     }
     if (o.progress) {
@@ -220,8 +226,9 @@ WorkerResult run_worker(const WorkerOptions& o) {
     for (const auto& e : params)
       for (float v : e.tensor.f32())
         if (!std::isfinite(v))
-          throw_error(ErrorKind::Numeric, "{}: parameters of {} became non-finite (learning rate too large?); nothing written",
-                      o.data, e.name);
+          throw_error(ErrorKind::Numeric,
+                      "{}: parameters of {} became non-finite (learning rate too large?); nothing written", o.data,
+                      e.name);
   Attributes root;
   root.set("kind", std::string("delta"));
   root.set("model_config", c.canonical_json());
@@ -254,8 +261,8 @@ WorkerResult run_worker(const WorkerOptions& o) {
   }
   if (!o.save_local.empty()) {
     Attributes local;
-    for (const char* key : {"worker", "samples", "step", "inner_steps", "inner_optimizer", "loss_first", "loss_last",
-                            "loss_mean"})
+    for (const char* key :
+         {"worker", "samples", "step", "inner_steps", "inner_optimizer", "loss_first", "loss_last", "loss_mean"})
       local.set(key, *root.find(key));
     local.set("round", global.round);
     model::write_model(o.save_local, c, params, local);

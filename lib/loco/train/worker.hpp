@@ -9,16 +9,16 @@
 namespace loco::train {
 
 struct WorkerOptions {
-  std::string model;    // global model file of this round
-  std::string data;     // the worker's shard
-  std::string output;   // delta file to write
-  std::string state;    // worker state: read when it exists, replaced after the step ("" = none)
-  std::string metrics;  // JSON lines, one per step ("" = none, "-" = stdout)
-  std::int64_t steps = 0;              // H
-  std::int64_t batch = 32;             // examples, or windows of ctx + 1 tokens
-  std::string optimizer = "adamw";     // inner optimizer spec (optim/optimizer.hpp)
-  std::string schedule = "constant";   // learning-rate schedule over the cumulative step
-  double clip = 0.0;                   // global gradient-norm clip (0: off)
+  std::string model;                  // global model file of this round
+  std::string data;                   // the worker's shard
+  std::string output;                 // delta file to write
+  std::string state;                  // worker state: read when it exists, replaced after the step ("" = none)
+  std::string metrics;                // JSON lines, one per step ("" = none, "-" = stdout)
+  std::int64_t steps = 0;             // H
+  std::int64_t batch = 32;            // examples, or windows of ctx + 1 tokens
+  std::string optimizer = "adamw";    // inner optimizer spec (optim/optimizer.hpp)
+  std::string schedule = "constant";  // learning-rate schedule over the cumulative step
+  double clip = 0.0;                  // global gradient-norm clip (0: off)
   std::uint64_t seed = 0;
   std::optional<std::int64_t> worker;  // default: the shard's `shard` attribute, else 0
   bool progress = false;               // a progress line on stderr

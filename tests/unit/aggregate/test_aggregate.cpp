@@ -33,7 +33,6 @@ using namespace loco::aggregate;
 
 namespace {
 
-using loco::test::TempDir;
 using loco::aggtest::checksum_of;
 using loco::aggtest::kConfig;
 using loco::aggtest::random_values;
@@ -42,6 +41,7 @@ using loco::aggtest::run;
 using loco::aggtest::same_bits;
 using loco::aggtest::Values;
 using loco::aggtest::write_file;
+using loco::test::TempDir;
 
 // The test model: a 2-D tensor of several rows (so small blocks split it) and a 1-D one.
 const auto& kShapes = loco::aggtest::kSmall;
@@ -140,8 +140,8 @@ BOOST_AUTO_TEST_CASE(weighted_mean_by_samples_hand_case) {
   for (auto& [k, v] : d2) std::fill(v.begin(), v.end(), 3.0f);
   write_delta(s.dir / "a.h5", d1, s.base, 0, 1);
   write_delta(s.dir / "b.h5", d2, s.base, 1, 3);
-  const auto sum = run(s.g0, {s.dir / "a.h5", s.dir / "b.h5"}, s.dir / "out.h5",
-                       outer("sgd:lr=1", Reduction::WeightedMean));
+  const auto sum =
+      run(s.g0, {s.dir / "a.h5", s.dir / "b.h5"}, s.dir / "out.h5", outer("sgd:lr=1", Reduction::WeightedMean));
   const Values got = read_group(s.dir / "out.h5");
   for (const auto& [name, v] : got)
     for (std::size_t i = 0; i < v.size(); ++i) BOOST_TEST(v[i] == s.theta[name][i] - 2.5f);
@@ -231,7 +231,8 @@ BOOST_AUTO_TEST_CASE(nesterov_two_rounds_chained_through_the_file) {
   for (const auto& [name, v] : got)
     for (std::size_t i = 0; i < v.size(); ++i) {
       // By hand in float64: m₁ = Δ̄₁; θ₁ = θ₀ − lr(Δ̄₁ + μm₁); m₂ = μm₁ + Δ̄₂; θ₂ = θ₁ − lr(Δ̄₂ + μm₂).
-      const double d1 = (double(a1.at(name)[i]) + b1.at(name)[i]) / 2, d2 = (double(a2.at(name)[i]) + b2.at(name)[i]) / 2;
+      const double d1 = (double(a1.at(name)[i]) + b1.at(name)[i]) / 2,
+                   d2 = (double(a2.at(name)[i]) + b2.at(name)[i]) / 2;
       const double m1 = d1, t1 = s.theta[name][i] - lr * (d1 + mu * m1);
       const double m2 = mu * m1 + d2, t2 = t1 - lr * (d2 + mu * m2);
       // |values| ≤ 1 and |m| ≤ 2: about a dozen float32 roundings, each ≤ 2⁻²⁴·4 absolute, so 4e-6 bounds them.
@@ -260,14 +261,16 @@ BOOST_AUTO_TEST_CASE(stale_and_foreign_deltas_are_refused) {
   Setup s;
   write_delta(s.dir / "good.h5", random_values(41), s.base, 0);
   write_delta(s.dir / "stale.h5", random_values(42), "xxh64:0123456789abcdef", 1);
-  expect_error(ErrorKind::BadInput, {"stale.h5", "xxh64:0123456789abcdef", s.base},
-               [&] { run(s.g0, {s.dir / "good.h5", s.dir / "stale.h5"}, s.dir / "out.h5", outer("nesterov")); });
+  expect_error(ErrorKind::BadInput, {"stale.h5", "xxh64:0123456789abcdef", s.base}, [&] {
+    run(s.g0, {s.dir / "good.h5", s.dir / "stale.h5"}, s.dir / "out.h5", outer("nesterov"));
+  });
   BOOST_TEST(!fs::exists(s.dir / "out.h5"));
   // --allow-stale does not accept a delta of the same round on another base: it is foreign.
   auto o = outer("nesterov");
   o.allow_stale = true;
-  expect_error(ErrorKind::BadInput, {"stale.h5", "foreign"},
-               [&] { run(s.g0, {s.dir / "good.h5", s.dir / "stale.h5"}, s.dir / "out.h5", o); });
+  expect_error(ErrorKind::BadInput, {"stale.h5", "foreign"}, [&] {
+    run(s.g0, {s.dir / "good.h5", s.dir / "stale.h5"}, s.dir / "out.h5", o);
+  });
   // A model where a delta is expected.
   expect_error(ErrorKind::BadInput, {"g0.h5", "expected delta"},
                [&] { run(s.g0, {s.g0}, s.dir / "out.h5", outer("nesterov")); });
@@ -339,7 +342,9 @@ BOOST_AUTO_TEST_CASE(quorum_failure_writes_nothing) {
   write_delta(s.dir / "b.h5", bad, s.base, 1);
   auto o = outer("nesterov");
   o.min_deltas = 2;
-  expect_error(ErrorKind::Check, {"quorum", "1 valid"}, [&] { run(s.g0, {s.dir / "a.h5", s.dir / "b.h5"}, s.dir / "out.h5", o); });
+  expect_error(ErrorKind::Check, {"quorum", "1 valid"}, [&] {
+    run(s.g0, {s.dir / "a.h5", s.dir / "b.h5"}, s.dir / "out.h5", o);
+  });
   o.min_deltas = 3;
   expect_error(ErrorKind::Check, {"quorum"}, [&] { run(s.g0, {s.dir / "a.h5", s.dir / "b.h5"}, s.dir / "out.h5", o); });
   // Only the two files, the model and nothing else (no temporary left behind).
@@ -377,7 +382,8 @@ BOOST_AUTO_TEST_CASE(state_for_another_optimizer_is_refused) {
 BOOST_AUTO_TEST_CASE(mismatched_deltas_are_refused) {
   Setup s;
   // Deltas with another model_config, a transposed tensor, a missing tensor.
-  auto custom = [&](const std::string& name, const std::string& config, std::vector<std::pair<std::string, Shape>> shapes) {
+  auto custom = [&](const std::string& name, const std::string& config,
+                    std::vector<std::pair<std::string, Shape>> shapes) {
     Attributes a;
     a.set("kind", std::string("delta"));
     a.set("model_config", config);
@@ -409,8 +415,9 @@ BOOST_AUTO_TEST_CASE(mismatched_deltas_are_refused) {
   // Two deltas from one worker on the same base.
   write_delta(s.dir / "a.h5", random_values(1), s.base, 4);
   write_delta(s.dir / "b.h5", random_values(2), s.base, 4);
-  expect_error(ErrorKind::BadInput, {"worker 4"},
-               [&] { run(s.g0, {s.dir / "a.h5", s.dir / "b.h5"}, s.dir / "out.h5", outer("nesterov")); });
+  expect_error(ErrorKind::BadInput, {"worker 4"}, [&] {
+    run(s.g0, {s.dir / "a.h5", s.dir / "b.h5"}, s.dir / "out.h5", outer("nesterov"));
+  });
   // Weighted mean without samples.
   {
     Attributes a;
@@ -494,7 +501,8 @@ void write_big(const std::string& path, const Attributes& root, const Values& v,
     sink->write_rows(i++, 0, shape[0], bytes);
   }
   if (momentum)
-    for (const auto& [name, shape] : kBigShapes) sink->write_rows(i++, 0, shape[0], std::as_bytes(std::span(momentum->at(name))));
+    for (const auto& [name, shape] : kBigShapes)
+      sink->write_rows(i++, 0, shape[0], std::as_bytes(std::span(momentum->at(name))));
   if (momentum) sink->set_group_attribute("state", "step", std::int64_t{3});
   sink->commit();
 }

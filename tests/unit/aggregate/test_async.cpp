@@ -80,12 +80,12 @@ BOOST_AUTO_TEST_SUITE(aggregate_async)
 BOOST_AUTO_TEST_CASE(staleness_weights_by_hand) {
   using agg::parse_staleness, agg::staleness_gain;
   BOOST_TEST(staleness_gain(parse_staleness("constant"), 7) == 1.0);
-  BOOST_TEST(staleness_gain(parse_staleness("polynomial"), 3) == 0.5);             // (1 + 3)^−0.5
+  BOOST_TEST(staleness_gain(parse_staleness("polynomial"), 3) == 0.5);  // (1 + 3)^−0.5
   BOOST_TEST(std::abs(staleness_gain(parse_staleness("polynomial:a=2"), 1) - 0.25) < 1e-15);
-  BOOST_TEST(staleness_gain(parse_staleness("hinge"), 4) == 1.0);                  // s ≤ b = 4
-  BOOST_TEST(std::abs(staleness_gain(parse_staleness("hinge"), 6) - 1.0 / 21.0) < 1e-15);  // 1/(10·2 + 1)
+  BOOST_TEST(staleness_gain(parse_staleness("hinge"), 4) == 1.0);                             // s ≤ b = 4
+  BOOST_TEST(std::abs(staleness_gain(parse_staleness("hinge"), 6) - 1.0 / 21.0) < 1e-15);     // 1/(10·2 + 1)
   BOOST_TEST(std::abs(staleness_gain(parse_staleness("hinge:a=0.5,b=1"), 3) - 0.5) < 1e-15);  // 1/(0.5·2 + 1)
-  BOOST_TEST(staleness_gain(parse_staleness("fedfix"), 2) == 3.0);                 // ⌈τ/Δt⌉ = 1 + s
+  BOOST_TEST(staleness_gain(parse_staleness("fedfix"), 2) == 3.0);                            // ⌈τ/Δt⌉ = 1 + s
   BOOST_TEST(agg::format_staleness(parse_staleness("hinge")) == "hinge:a=10,b=4");
   test::require_error([] { parse_staleness("hinge:c=1"); }, ErrorKind::Usage, {"unknown parameter 'c'"});
   test::require_error([] { parse_staleness("linear"); }, ErrorKind::Usage, {"'linear'"});
@@ -102,7 +102,8 @@ BOOST_AUTO_TEST_CASE(fedasync_two_arrivals_by_hand) {
   const Values got = read_group(f.dir / "out/model-000002.h5");
   for (const auto& [name, x] : f.theta)
     for (std::size_t j = 0; j < x.size(); ++j) {
-      const double want = x[j] - 0.9 * f.deltas["a.h5"].at(name)[j] - 0.9 / std::sqrt(2.0) * f.deltas["b.h5"].at(name)[j];
+      const double want =
+          x[j] - 0.9 * f.deltas["a.h5"].at(name)[j] - 0.9 / std::sqrt(2.0) * f.deltas["b.h5"].at(name)[j];
       BOOST_TEST(std::abs(got.at(name)[j] - want) < 1e-6);
     }
   const auto l = ledger(w.outdir);
@@ -195,7 +196,8 @@ BOOST_AUTO_TEST_CASE(a_foreign_delta_is_rejected_and_never_applied) {
   BOOST_TEST(r.rejected == 1);
   const auto l = ledger(w.outdir);
   BOOST_TEST(l["rejected"][0]["file"] == "foreign.h5");
-  BOOST_TEST(l["rejected"][0]["reason"].get<std::string>().find("not a model version of this run") != std::string::npos);
+  BOOST_TEST(l["rejected"][0]["reason"].get<std::string>().find("not a model version of this run") !=
+             std::string::npos);
   BOOST_TEST(run_watch(w).updates == 0);  // not retried
 }
 
@@ -205,7 +207,7 @@ BOOST_AUTO_TEST_CASE(fedfix_weights_a_late_delta_by_its_periods) {
   f.arrive("b.h5", 1, 61);
   auto w = f.options("fix", "sgd", 1, 1, "fedfix");
   w.period_seconds = 0.02;
-  run_watch(w);  // one period: a and b together, both fresh: Δ̄ = (a + b)/2
+  run_watch(w);             // one period: a and b together, both fresh: Δ̄ = (a + b)/2
   f.arrive("c.h5", 2, 62);  // from round 0, applied to version 1: one period late, weight 1 + 1 = 2
   w.max_updates = 2;
   run_watch(w);

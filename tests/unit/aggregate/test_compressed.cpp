@@ -30,10 +30,10 @@ using namespace loco::aggregate;
 
 namespace {
 
-using loco::test::require_error;
-using loco::test::TempDir;
 using loco::aggtest::Values;
 using loco::aggtest::write_file;
+using loco::test::require_error;
+using loco::test::TempDir;
 const auto& kShapes = loco::aggtest::kSmall;
 
 Values zeros() {
@@ -276,7 +276,8 @@ BOOST_AUTO_TEST_CASE(dct_topk_contributor_mean_over_coefficients) {
     for (auto& [name, x] : v[w])
       for (std::size_t i = 0; i < x.size(); ++i) x[i] += 0.01f * std::sin(1.7f * float(i) + float(w));
   std::vector<std::string> c;
-  for (int k = 0; k < 2; ++k) c.push_back(s.compressed(s.delta(fmt::format("d{}.h5", k), v[k], k), "dct_topk:chunk=4,k=1"));
+  for (int k = 0; k < 2; ++k)
+    c.push_back(s.compressed(s.delta(fmt::format("d{}.h5", k), v[k], k), "dct_topk:chunk=4,k=1"));
   run(s.g0, c, s.dir / "out.h5", sgd1(Reduction::ContributorMean));
   const Values got = dbar_of(s.dir / "out.h5");
   const auto basis = [](int k, int n) {
@@ -313,8 +314,11 @@ BOOST_AUTO_TEST_CASE(dct_topk_contributor_mean_over_coefficients) {
   BOOST_TEST(max_diff_from_spatial > 1e-2);
   // Mixing dct_topk with another codec in one tensor has no common domain.
   const auto other = s.compressed(s.delta("t.h5", dyadic(23), 5), "topk:k=2");
-  require_error([&] { run(s.g0, {c[0], other}, s.dir / "x.h5", sgd1(Reduction::ContributorMean)); }, ErrorKind::BadInput,
-                {"contributor-mean over DCT coefficients", "t.c.h5"});
+  require_error(
+      [&] {
+        run(s.g0, {c[0], other}, s.dir / "x.h5", sgd1(Reduction::ContributorMean));
+      },
+      ErrorKind::BadInput, {"contributor-mean over DCT coefficients", "t.c.h5"});
   // Under mean the decoded tensors are averaged: accepted.
   run(s.g0, {c[0], other}, s.dir / "x.h5", sgd1());
 }
@@ -323,13 +327,20 @@ BOOST_AUTO_TEST_CASE(refusals) {
   Setup s;
   const auto good = s.compressed(s.delta("good.h5", dyadic(31), 0), "topk:k=3");
   const auto foreign = s.compressed(s.delta("foreign.h5", dyadic(32), 1, "xxh64:0123456789abcdef"), "topk:k=3");
-  require_error([&] { run(s.g0, {good, foreign}, s.dir / "out.h5", sgd1()); }, ErrorKind::BadInput,
-                {"foreign.c.h5", "stale or foreign delta", "xxh64:0123456789abcdef", s.base});
+  require_error(
+      [&] {
+        run(s.g0, {good, foreign}, s.dir / "out.h5", sgd1());
+      },
+      ErrorKind::BadInput, {"foreign.c.h5", "stale or foreign delta", "xxh64:0123456789abcdef", s.base});
   BOOST_TEST(!std::filesystem::exists(s.dir / "out.h5"));
   for (const char* ef : {"ef21", "econtrol:eta=0.5"}) {
-    const auto f = s.compressed(s.delta(fmt::format("{}.h5", ef[1] == 'f' ? "ef21" : "ec"), dyadic(33), 2), "topk:k=3", ef);
-    require_error([&] { run(s.g0, {good, f}, s.dir / "out.h5", sgd1()); }, ErrorKind::BadInput,
-                  {f, "error feedback", "receiver"});
+    const auto f =
+        s.compressed(s.delta(fmt::format("{}.h5", ef[1] == 'f' ? "ef21" : "ec"), dyadic(33), 2), "topk:k=3", ef);
+    require_error(
+        [&] {
+          run(s.g0, {good, f}, s.dir / "out.h5", sgd1());
+        },
+        ErrorKind::BadInput, {f, "error feedback", "receiver"});
   }
   // sparseloco feedback: the file holds the worker's contribution itself, accepted.
   const auto sl = s.compressed(s.delta("sl.h5", dyadic(34), 3), "topk:k=3", "sparseloco");
@@ -337,11 +348,17 @@ BOOST_AUTO_TEST_CASE(refusals) {
   // A compressed model is not a delta.
   io::forget_inputs();
   compress::compress_file(s.g0, s.dir / "gm.h5", compress::Codec::parse("topk:k=3"), 7);
-  require_error([&] { run(s.g0, {good, s.dir / "gm.h5"}, s.dir / "out2.h5", sgd1()); }, ErrorKind::BadInput,
-                {"gm.h5", "compressed model file, expected a compressed delta"});
+  require_error(
+      [&] {
+        run(s.g0, {good, s.dir / "gm.h5"}, s.dir / "out2.h5", sgd1());
+      },
+      ErrorKind::BadInput, {"gm.h5", "compressed model file, expected a compressed delta"});
   // Two files of one worker on one base, one dense and one compressed.
-  require_error([&] { run(s.g0, {good, s.dir / "good.h5"}, s.dir / "out2.h5", sgd1()); }, ErrorKind::BadInput,
-                {"two deltas from worker 0"});
+  require_error(
+      [&] {
+        run(s.g0, {good, s.dir / "good.h5"}, s.dir / "out2.h5", sgd1());
+      },
+      ErrorKind::BadInput, {"two deltas from worker 0"});
 }
 
 // A NaN in a dense delta next to compressed ones: dropped and named, the rest reduced.

@@ -104,7 +104,8 @@ BOOST_AUTO_TEST_CASE(noise_is_the_seeded_stream_with_sigma_zc_over_m) {
     std::vector<float> clean(len), noisy;
     for (std::size_t j = 0; j < len; ++j) {
       double d = 0;
-      for (std::size_t k = 0; k < 3; ++k) d += std::min(1.0, 1.0 / norm_of(r.deltas[k])) * r.deltas[k].at(name)[j] / 3.0;
+      for (std::size_t k = 0; k < 3; ++k)
+        d += std::min(1.0, 1.0 / norm_of(r.deltas[k])) * r.deltas[k].at(name)[j] / 3.0;
       clean[j] = static_cast<float>(d);
     }
     noisy = clean;

@@ -56,8 +56,10 @@ void two_rounds(const std::string& fb, const std::string& slot) {
                                        compressed_delta(dir, dir / "g0.h5", 1, 0, fb)};
   run(dir / "g0.h5", r0, dir / "g1.h5", o);
   for (int k = 0; k < 2; ++k)
-    BOOST_TEST(same_bits(read_group(state + fmt::format("/worker-{}-round-000000.h5", k)), worker_estimate(dir, k, slot)));
-  check_step(read_group(dir / "g0.h5"), read_group(dir / "g1.h5"), {worker_estimate(dir, 0, slot), worker_estimate(dir, 1, slot)});
+    BOOST_TEST(
+        same_bits(read_group(state + fmt::format("/worker-{}-round-000000.h5", k)), worker_estimate(dir, k, slot)));
+  check_step(read_group(dir / "g0.h5"), read_group(dir / "g1.h5"),
+             {worker_estimate(dir, 0, slot), worker_estimate(dir, 1, slot)});
   // Round 1: only worker 0 reports; its g₀ ← g₀ + decode(c₀) is its delta, worker 1 keeps its estimate.
   const std::vector<std::string> r1 = {compressed_delta(dir, dir / "g1.h5", 0, 1, fb)};
   run(dir / "g1.h5", r1, dir / "g2.h5", o);

@@ -204,8 +204,8 @@ BOOST_AUTO_TEST_CASE(centered_clipping_carries_its_centre_across_rounds) {
   const Values c1 = read_group(g1, "state/robust_center"), t1 = read_group(g1);
   for (const auto& [name, x] : r.theta)
     for (std::size_t j = 0; j < x.size(); ++j) {
-      const double mean = (static_cast<double>(r.deltas[0].at(name)[j]) + r.deltas[1].at(name)[j] +
-                           r.deltas[2].at(name)[j]) / 3.0;
+      const double mean =
+          (static_cast<double>(r.deltas[0].at(name)[j]) + r.deltas[1].at(name)[j] + r.deltas[2].at(name)[j]) / 3.0;
       BOOST_TEST(std::abs(c1.at(name)[j] - mean) < 1e-7);
       BOOST_TEST(t1.at(name)[j] == x[j] - c1.at(name)[j]);  // the outer step used the centre as Δ̄
     }

@@ -61,7 +61,8 @@ double sq_norm(const std::vector<float>& a) {
 }
 double sq_dist(const std::vector<float>& a, const std::vector<float>& b) {
   double s = 0;
-  for (std::size_t i = 0; i < a.size(); ++i) s += (static_cast<double>(a[i]) - b[i]) * (static_cast<double>(a[i]) - b[i]);
+  for (std::size_t i = 0; i < a.size(); ++i)
+    s += (static_cast<double>(a[i]) - b[i]) * (static_cast<double>(a[i]) - b[i]);
   return s;
 }
 
@@ -69,7 +70,8 @@ double sq_dist(const std::vector<float>& a, const std::vector<float>& b) {
 std::vector<std::int64_t> reference_topk(const std::vector<float>& x, std::int64_t k) {
   std::vector<std::int64_t> p(x.size());
   std::iota(p.begin(), p.end(), 0);
-  std::stable_sort(p.begin(), p.end(), [&](std::int64_t a, std::int64_t b) { return std::fabs(x[a]) > std::fabs(x[b]); });
+  std::stable_sort(p.begin(), p.end(),
+                   [&](std::int64_t a, std::int64_t b) { return std::fabs(x[a]) > std::fabs(x[b]); });
   p.resize(static_cast<std::size_t>(std::min<std::int64_t>(k, static_cast<std::int64_t>(x.size()))));
   std::sort(p.begin(), p.end());
   return p;
@@ -110,15 +112,38 @@ BOOST_AUTO_TEST_CASE(canonical_spec_spells_out_defaults) {
   BOOST_TEST(lc::Codec::parse("topk:k=5+quant:bits=2").spec() ==
              "topk:k=5,tile=0+quant:bits=2,block=256,rounding=nearest,range=minmax");
   BOOST_TEST(lc::Codec::parse("topk:k=5+quant:bits=2").name() == "topk+quant");
-  BOOST_TEST(lc::Codec::parse(lc::Codec::parse("qsgd:levels=3").spec()).spec() == lc::Codec::parse("qsgd:levels=3").spec());
+  BOOST_TEST(lc::Codec::parse(lc::Codec::parse("qsgd:levels=3").spec()).spec() ==
+             lc::Codec::parse("qsgd:levels=3").spec());
 }
 
 BOOST_AUTO_TEST_CASE(bad_specs_are_usage_errors) {
-  for (const char* bad : {"", "+", "topk+", "nosuch", "topk:", "topk:density", "topk:density=", "topk:density=2",
-                          "topk:density=0", "topk:k=0", "topk:k=3,density=0.1", "topk:k=1,k=2", "topk:tile=-1",
-                          "quant:bits=3", "quant:block=12", "quant:rounding=up", "sign:block=4", "qsgd:levels=0",
-                          "qsgd:bucket=6", "cast:dtype=f8", "topk:color=red", "quant+topk", "topk+randk",
-                          "topk+quant+cast", "sign+quant", "randk:rescale=yes", "topk:k=1e3"})
+  for (const char* bad : {"",
+                          "+",
+                          "topk+",
+                          "nosuch",
+                          "topk:",
+                          "topk:density",
+                          "topk:density=",
+                          "topk:density=2",
+                          "topk:density=0",
+                          "topk:k=0",
+                          "topk:k=3,density=0.1",
+                          "topk:k=1,k=2",
+                          "topk:tile=-1",
+                          "quant:bits=3",
+                          "quant:block=12",
+                          "quant:rounding=up",
+                          "sign:block=4",
+                          "qsgd:levels=0",
+                          "qsgd:bucket=6",
+                          "cast:dtype=f8",
+                          "topk:color=red",
+                          "quant+topk",
+                          "topk+randk",
+                          "topk+quant+cast",
+                          "sign+quant",
+                          "randk:rescale=yes",
+                          "topk:k=1e3"})
     BOOST_TEST(throws_kind([&] { lc::Codec::parse(bad); }, ErrorKind::Usage), "spec '" << bad << "'");
 }
 
@@ -159,8 +184,12 @@ BOOST_AUTO_TEST_CASE(exactly_k_and_matches_a_full_sort) {
 
 BOOST_AUTO_TEST_CASE(codec_keeps_values_exactly_and_contracts) {
   // ‖C(x) − x‖² ≤ (1 − k/d)‖x‖² with the kept values bit-identical, on adversarial inputs.
-  std::vector<std::vector<float>> inputs = {{3.5f}, {0, 0, 0, 0}, {1, 1, 1, 1, 1, 1, 1}, {-2, 2, -2, 2, 1e-38f, 0},
-                                            normal(1000, 5), normal(70000, 6, 1e-20f)};
+  std::vector<std::vector<float>> inputs = {{3.5f},
+                                            {0, 0, 0, 0},
+                                            {1, 1, 1, 1, 1, 1, 1},
+                                            {-2, 2, -2, 2, 1e-38f, 0},
+                                            normal(1000, 5),
+                                            normal(70000, 6, 1e-20f)};
   for (const auto& x : inputs)
     for (const std::string spec : {"topk:k=1", "topk:k=3", "topk:k=100000", "topk:density=0.1", "topk:k=2,tile=3",
                                    "topk:density=0.05,tile=64", "topk:k=4,tile=100000"}) {
@@ -196,7 +225,8 @@ BOOST_AUTO_TEST_CASE(tile_k_and_uint16_indices) {
   const auto val = e.get("values").f32();
   BOOST_TEST(std::vector<std::uint16_t>(ind.begin(), ind.end()) == (std::vector<std::uint16_t>{0, 2, 2, 3}),
              boost::test_tools::per_element());
-  BOOST_TEST(std::vector<float>(val.begin(), val.end()) == (std::vector<float>{5, 4, -7, 7}), boost::test_tools::per_element());
+  BOOST_TEST(std::vector<float>(val.begin(), val.end()) == (std::vector<float>{5, 4, -7, 7}),
+             boost::test_tools::per_element());
 }
 
 BOOST_AUTO_TEST_SUITE_END()
@@ -412,7 +442,8 @@ BOOST_AUTO_TEST_CASE(representable_values_round_trip_exactly) {
   BOOST_TEST(roundtrip("cast:dtype=f16", x) == x, boost::test_tools::per_element());
   const std::vector<float> b = {0, 1, -2.5f, 3.0e38f, 1e-30f};
   const auto yb = roundtrip("cast:dtype=bf16", b);
-  for (std::size_t i = 0; i < b.size(); ++i) BOOST_TEST(yb[i] == loco::bfloat16_to_float(loco::float_to_bfloat16(b[i])));
+  for (std::size_t i = 0; i < b.size(); ++i)
+    BOOST_TEST(yb[i] == loco::bfloat16_to_float(loco::float_to_bfloat16(b[i])));
   BOOST_TEST(yb[1] == 1.0f);
   BOOST_TEST(throws_kind([] { roundtrip("cast:dtype=f16", {70000}); }, ErrorKind::Numeric));
 }
@@ -478,10 +509,10 @@ BOOST_AUTO_TEST_CASE(non_finite_input_is_named_by_tensor_and_first_element) {
 
 BOOST_AUTO_TEST_CASE(identical_bytes_at_any_thread_count) {
   const auto x = normal(600000, 16);
-  for (const std::string spec : {"topk:density=0.01", "topk:density=0.01,tile=4096", "randk:density=0.01",
-                                 "quant:bits=4,rounding=stochastic", "sign", "sign:block=4096", "qsgd",
-                                 "topk:density=0.01,tile=4096+quant:bits=2,rounding=stochastic,range=sigma",
-                                 "cast:dtype=f16", "dct_topk:chunk=64,k=4", "sketch:rows=3,cols=50000,k=100"}) {
+  for (const std::string spec :
+       {"topk:density=0.01", "topk:density=0.01,tile=4096", "randk:density=0.01", "quant:bits=4,rounding=stochastic",
+        "sign", "sign:block=4096", "qsgd", "topk:density=0.01,tile=4096+quant:bits=2,rounding=stochastic,range=sigma",
+        "cast:dtype=f16", "dct_topk:chunk=64,k=4", "sketch:rows=3,cols=50000,k=100"}) {
     const auto c = lc::Codec::parse(spec);
     const auto key = lc::random_key(42, 3, 1, "blocks.0.w");
     std::uint64_t one = 0, two = 0;
@@ -566,7 +597,8 @@ BOOST_AUTO_TEST_CASE(dct_is_orthonormal_and_exact_with_every_coefficient) {
   const auto c = lc::Codec::parse("dct_topk:chunk=64,k=64");
   const auto e = c.encode(vec(x), {});
   const auto y = lc::decode(e);
-  for (std::size_t i = 0; i < x.size(); ++i) BOOST_TEST_REQUIRE(std::fabs(y.f32()[i] - x[i]) <= 2 * 64 * FLT_EPSILON * 8);
+  for (std::size_t i = 0; i < x.size(); ++i)
+    BOOST_TEST_REQUIRE(std::fabs(y.f32()[i] - x[i]) <= 2 * 64 * FLT_EPSILON * 8);
   // Parseval per chunk: the coefficients carry the chunk's energy.
   const auto v = e.get("values").f32();
   for (int ch = 0; ch < 15; ++ch) {
@@ -612,7 +644,8 @@ BOOST_AUTO_TEST_CASE(sketch_recovers_heavy_hitters_and_is_linear) {
   // median of 5 rows returns it exactly unless 3 rows collide (~1e-6 per entry).
   const std::int64_t d = 100000;
   std::vector<float> x(d, 0.0f), z(d, 0.0f);
-  for (int j = 0; j < 20; ++j) x[static_cast<std::size_t>(j * 4999 + 7)] = static_cast<float>((j % 2 ? -1 : 1) * (100 + j));
+  for (int j = 0; j < 20; ++j)
+    x[static_cast<std::size_t>(j * 4999 + 7)] = static_cast<float>((j % 2 ? -1 : 1) * (100 + j));
   for (int j = 0; j < 30; ++j) z[static_cast<std::size_t>(j * 3331 + 1)] = static_cast<float>(j + 1);
   const auto c = lc::Codec::parse("sketch:rows=5,cols=4096,k=20");
   const auto key = lc::random_key(3, 1, 0, "w");
@@ -639,7 +672,8 @@ BOOST_AUTO_TEST_CASE(cast_kernels_equal_the_core_conversions) {
   // and decode exactly as loco::float_to_half / half_to_float / float_to_bfloat16 do.
   std::vector<float> x;
   for (std::uint32_t e = 0; e < 255; ++e)
-    for (std::uint32_t m : {0u, 1u, 0xFFFu, 0x1000u, 0x1001u, 0x2FFFu, 0x7FFFu, 0x8000u, 0x8001u, 0x18000u, 0x7FFFFFu, 0x400000u})
+    for (std::uint32_t m :
+         {0u, 1u, 0xFFFu, 0x1000u, 0x1001u, 0x2FFFu, 0x7FFFu, 0x8000u, 0x8001u, 0x18000u, 0x7FFFFFu, 0x400000u})
       for (std::uint32_t sgn : {0u, 1u}) x.push_back(std::bit_cast<float>(sgn << 31 | e << 23 | m));
   std::vector<float> fin;
   for (float v : x)
@@ -654,7 +688,8 @@ BOOST_AUTO_TEST_CASE(cast_kernels_equal_the_core_conversions) {
   for (std::size_t i = 0; i < fin.size(); ++i) {
     const std::uint16_t h = loco::float_to_half(fin[i]);
     BOOST_TEST_REQUIRE(half_bits(e16.get("data"))[i] == h, "f16 of " << fin[i]);
-    BOOST_TEST_REQUIRE(std::bit_cast<std::uint32_t>(y16.f32()[i]) == std::bit_cast<std::uint32_t>(loco::half_to_float(h)));
+    BOOST_TEST_REQUIRE(std::bit_cast<std::uint32_t>(y16.f32()[i]) ==
+                       std::bit_cast<std::uint32_t>(loco::half_to_float(h)));
     BOOST_TEST_REQUIRE(half_bits(b16.get("data"))[i] == loco::float_to_bfloat16(fin[i]), "bf16 of " << fin[i]);
   }
 }
@@ -690,8 +725,8 @@ BOOST_AUTO_TEST_CASE(non_finite_input_is_named) {
       v[at] = bad;
       v.back() = NAN;
       try {
-        (void)lc::Codec::parse("powersgd:rank=2").encode(Tensor::from_floats(shape, v), lc::random_key(1, 0, 0, "w"),
-                                                         DType::F32, "m");
+        (void)lc::Codec::parse("powersgd:rank=2")
+            .encode(Tensor::from_floats(shape, v), lc::random_key(1, 0, 0, "w"), DType::F32, "m");
         BOOST_ERROR("no error");
       } catch (const loco::Error& e) {
         BOOST_TEST((e.kind() == ErrorKind::Numeric));
@@ -708,7 +743,8 @@ std::vector<float> with_singular_values(std::int64_t n, std::int64_t m, const st
     std::vector<std::vector<double>> b;
     const auto raw = normal(len * static_cast<std::int64_t>(count), seed);
     for (std::size_t c = 0; c < count; ++c) {
-      std::vector<double> v(raw.begin() + static_cast<std::ptrdiff_t>(c * len), raw.begin() + static_cast<std::ptrdiff_t>((c + 1) * len));
+      std::vector<double> v(raw.begin() + static_cast<std::ptrdiff_t>(c * len),
+                            raw.begin() + static_cast<std::ptrdiff_t>((c + 1) * len));
       for (const auto& u : b) {
         double dot = 0;
         for (std::int64_t i = 0; i < len; ++i) dot += u[i] * v[i];

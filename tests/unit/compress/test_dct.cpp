@@ -138,7 +138,8 @@ BOOST_AUTO_TEST_CASE(hand_computed_coefficients) {
   // one coefficient, at index 1·6 + 2 = 8, of value √(4/2)·√(6/2) = √6.
   for (int r = 0; r < 4; ++r)
     for (int col = 0; col < 6; ++col)
-      x[r * 6 + col] = static_cast<float>(std::cos(std::numbers::pi * (r + 0.5) / 4) * std::cos(std::numbers::pi * (col + 0.5) * 2 / 6));
+      x[r * 6 + col] = static_cast<float>(std::cos(std::numbers::pi * (r + 0.5) / 4) *
+                                          std::cos(std::numbers::pi * (col + 0.5) * 2 / 6));
   e = lc::Codec::parse("dct_topk:chunk=64,k=1,tile=2d").encode(tensor({4, 6}, x), {});
   BOOST_TEST(e.get("indices").as<std::uint16_t>()[0] == 8);
   BOOST_TEST(e.get("values").f32()[0] == std::sqrt(6.0f), boost::test_tools::tolerance(1e-5f));
@@ -154,14 +155,13 @@ BOOST_AUTO_TEST_CASE(golden_vector_against_numpy) {
   // 10 → 2), a 2 × 5 grid, k = 2 per tile. Expected indices and values from an independent float64
   // numpy reference (einsum 'ab,yxbd,cd->yxac' with DeMo's tile order).
   std::vector<float> x(60);
-  for (int i = 0; i < 60; ++i)
-    x[i] = static_cast<float>(std::sin(0.7 * i) + 0.05 * i - 0.4 * std::cos(1.9 * i));
+  for (int i = 0; i < 60; ++i) x[i] = static_cast<float>(std::sin(0.7 * i) + 0.05 * i - 0.4 * std::cos(1.9 * i));
   const auto e = lc::Codec::parse("dct_topk:chunk=4,k=2,tile=2d").encode(tensor({6, 10}, x), {});
   const std::vector<std::uint16_t> want_idx = {0, 2, 0, 1, 0, 3, 2, 3, 0, 2, 0, 2, 0, 2, 0, 2, 0, 2, 0, 1};
-  const std::vector<float> want_val = {2.7139552f, -1.6582394f, 2.6268251f, 1.2640465f, 0.92366782f, 0.22581202f,
-                                       -1.6452144f, 0.48038422f, 3.4549419f, -2.1056444f, 4.8040561f, 0.1610465f,
-                                       2.9528711f, -0.82678929f, 5.4893107f, -2.2097287f, 6.9138572f, -1.5482985f,
-                                       7.3224686f, 1.1989181f};
+  const std::vector<float> want_val = {2.7139552f,  -1.6582394f, 2.6268251f,  1.2640465f,   0.92366782f,
+                                       0.22581202f, -1.6452144f, 0.48038422f, 3.4549419f,   -2.1056444f,
+                                       4.8040561f,  0.1610465f,  2.9528711f,  -0.82678929f, 5.4893107f,
+                                       -2.2097287f, 6.9138572f,  -1.5482985f, 7.3224686f,   1.1989181f};
   const auto ix = e.get("indices").as<std::uint16_t>();
   const auto v = e.get("values").f32();
   BOOST_TEST_REQUIRE(ix.size() == want_idx.size());
@@ -235,7 +235,8 @@ BOOST_AUTO_TEST_CASE(contributor_mean_in_the_coefficient_domain) {
     for (const auto& [name, t] : e.datasets) view.datasets.emplace_back(name, t.clone());
     const auto cs = lc::dct_coefficient_stage(st, shape);
     std::string spec = cs.name;
-    for (std::size_t i = 0; i < cs.params.size(); ++i) spec += (i ? "," : ":") + cs.params[i].first + "=" + cs.params[i].second;
+    for (std::size_t i = 0; i < cs.params.size(); ++i)
+      spec += (i ? "," : ":") + cs.params[i].first + "=" + cs.params[i].second;
     view.attrs.set("spec", spec);
     view.attrs.set("ndim", std::int64_t{1});
     view.attrs.set("shape", std::vector<std::int64_t>{dom.size()});

@@ -103,7 +103,8 @@ BOOST_AUTO_TEST_CASE(ef14_identity_topk_and_quant) {
         } else {
           // e_new = fl(p − D) = (p − D)(1 + ε), |ε| ≤ 2⁻²⁴: the identity holds to that rounding.
           const double err = std::abs(double(d.f32()[i]) + double(e_new[i]) - double(pi));
-          mismatches += err > std::ldexp(std::abs(double(pi) - double(d.f32()[i])), -24) + std::ldexp(std::abs(double(pi)), -50);
+          mismatches +=
+              err > std::ldexp(std::abs(double(pi) - double(d.f32()[i])), -24) + std::ldexp(std::abs(double(pi)), -50);
         }
       }
       BOOST_TEST(mismatches == 0);
@@ -209,7 +210,9 @@ BOOST_AUTO_TEST_CASE(econtrol_recursion_and_identity) {
   BOOST_TEST(p.f32()[1] == -4.0f);
   BOOST_TEST(st.find("econtrol_h")->f32()[1] == -4.0f);
   for (const char* bad : {"econtrol:eta=-0.1", "econtrol:eta=1.5", "econtrol:beta=0.5", "econtrol:eta=x"})
-    BOOST_TEST_CONTEXT(bad) { BOOST_TEST(throws_kind([&] { lc::parse_feedback(bad); }, ErrorKind::Usage)); }
+    BOOST_TEST_CONTEXT(bad) {
+      BOOST_TEST(throws_kind([&] { lc::parse_feedback(bad); }, ErrorKind::Usage));
+    }
 }
 
 // EControl by hand, η = 0.5, top-1, from e = h = 0:
@@ -266,7 +269,8 @@ BOOST_AUTO_TEST_CASE(sparseloco_decayed_accumulator) {
   // Hand case, beta = 0.5, top-1: e = (2, 4) → p = 0.5·e + (1, −1) = (2, 1); sends (2, 0); e = (0, 1).
   lc::TensorState hs;
   hs.set("residual", Tensor::from_floats({2}, std::vector<float>{2, 4}));
-  const Tensor hd = round_trip(*fb, lc::Codec::parse("topk:k=1"), Tensor::from_floats({2}, std::vector<float>{1, -1}), hs, p);
+  const Tensor hd =
+      round_trip(*fb, lc::Codec::parse("topk:k=1"), Tensor::from_floats({2}, std::vector<float>{1, -1}), hs, p);
   BOOST_TEST(hd.f32()[0] == 2.0f);
   BOOST_TEST(hd.f32()[1] == 0.0f);
   BOOST_TEST(hs.find("residual")->f32()[0] == 0.0f);
@@ -365,7 +369,9 @@ BOOST_AUTO_TEST_CASE(ef14_topk_telescopes_over_rounds) {
 BOOST_AUTO_TEST_CASE(parse_and_shape_errors) {
   for (const char* bad : {"ef15", "ef14:beta=1", "sparseloco:beta=0", "sparseloco:beta=1.5", "sparseloco:gamma=1",
                           "dgc:momentum=1", "dgc:warmup=-1", "dgc:momentum=x", "ef14+ef21", ""})
-    BOOST_TEST_CONTEXT(bad) { BOOST_TEST(throws_kind([&] { lc::parse_feedback(bad); }, ErrorKind::Usage)); }
+    BOOST_TEST_CONTEXT(bad) {
+      BOOST_TEST(throws_kind([&] { lc::parse_feedback(bad); }, ErrorKind::Usage));
+    }
   const auto fb = lc::parse_feedback("ef14");
   lc::TensorState st;
   st.set("residual", Tensor({5}));
@@ -431,14 +437,18 @@ BOOST_AUTO_TEST_CASE(state_file_across_rounds) {
 
   write("other_worker.h5", 6, 3, cfg, 5);
   write("other_model.h5", 6, 2, R"({"arch":"mlp","width":12})", 5);
-  BOOST_TEST(throws_kind([&] { lc::compress_file(dir / "other_worker.h5", dir / "x.h5", codec, 0, "", fb.get(), dir / "s.h5"); },
-                         ErrorKind::BadInput));
-  BOOST_TEST(throws_kind([&] { lc::compress_file(dir / "other_model.h5", dir / "x.h5", codec, 0, "", fb.get(), dir / "s.h5"); },
-                         ErrorKind::BadInput));
+  BOOST_TEST(throws_kind(
+      [&] { lc::compress_file(dir / "other_worker.h5", dir / "x.h5", codec, 0, "", fb.get(), dir / "s.h5"); },
+      ErrorKind::BadInput));
+  BOOST_TEST(throws_kind(
+      [&] { lc::compress_file(dir / "other_model.h5", dir / "x.h5", codec, 0, "", fb.get(), dir / "s.h5"); },
+      ErrorKind::BadInput));
   const auto ef21 = lc::parse_feedback("ef21");
-  BOOST_TEST(throws_kind([&] { lc::compress_file(dir / "d2.h5", dir / "x.h5", codec, 0, "", ef21.get(), dir / "s.h5"); },
-                         ErrorKind::BadInput));
-  BOOST_TEST(throws_kind([&] { lc::compress_file(dir / "d2.h5", dir / "x.h5", codec, 0, "", fb.get(), ""); }, ErrorKind::Usage));
+  BOOST_TEST(
+      throws_kind([&] { lc::compress_file(dir / "d2.h5", dir / "x.h5", codec, 0, "", ef21.get(), dir / "s.h5"); },
+                  ErrorKind::BadInput));
+  BOOST_TEST(throws_kind([&] { lc::compress_file(dir / "d2.h5", dir / "x.h5", codec, 0, "", fb.get(), ""); },
+                         ErrorKind::Usage));
   BOOST_TEST(throws_kind([&] { lc::compress_file(dir / "d2.h5", dir / "x.h5", codec, 0, "", nullptr, dir / "s.h5"); },
                          ErrorKind::Usage));
   BOOST_TEST(throws_kind([&] { lc::compress_file(dir / "d2.h5", dir / "x.h5", codec, 0, "", fb.get(), dir / "x.h5"); },

@@ -150,6 +150,7 @@ BOOST_AUTO_TEST_CASE(powersgd_state_file_warm_starts_the_next_round) {
   const auto e = codec.encode(normal({30, 20}, 1), lc::random_key(1, 0, 0, "w"), DType::F32, "w", &mem);
   const Tensor a = lc::decode(lc::read_encoded(*c2, "w")), b = lc::decode(e);
   BOOST_TEST(std::equal(a.f32().begin(), a.f32().end(), b.f32().begin(), b.f32().end()));
-  BOOST_TEST(throws_kind([&] { lc::compress_file(dir / "d.h5", dir / "c3.h5", lc::Codec::parse("sign"), 0, dir / "s2.h5"); },
-                         ErrorKind::Usage));
+  BOOST_TEST(
+      throws_kind([&] { lc::compress_file(dir / "d.h5", dir / "c3.h5", lc::Codec::parse("sign"), 0, dir / "s2.h5"); },
+                  ErrorKind::Usage));
 }

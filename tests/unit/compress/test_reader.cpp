@@ -36,10 +36,13 @@ void write_file(const std::string& path, const std::string& spec, const std::vec
                 const std::function<void(lc::Encoded&)>& edit = {}, const std::string& feedback = "") {
   const auto codec = lc::Codec::parse(spec);
   std::vector<lc::NamedEncoded> t;
-  t.push_back({"w", codec.encode(Tensor::from_floats({static_cast<std::int64_t>(x.size())}, x),
-                                 lc::random_key(5, 0, 1, "w")), static_cast<std::int64_t>(x.size()) * 4});
-  t.push_back({"s", lc::Codec::parse("cast").encode(Tensor::from_floats({}, std::vector<float>{0.5f}),
-                                                     lc::random_key(5, 0, 1, "s")), 4});
+  t.push_back(
+      {"w", codec.encode(Tensor::from_floats({static_cast<std::int64_t>(x.size())}, x), lc::random_key(5, 0, 1, "w")),
+       static_cast<std::int64_t>(x.size()) * 4});
+  t.push_back(
+      {"s",
+       lc::Codec::parse("cast").encode(Tensor::from_floats({}, std::vector<float>{0.5f}), lc::random_key(5, 0, 1, "s")),
+       4});
   if (edit) edit(t[0].encoded);
   Attributes root;
   root.set("source_kind", std::string("delta"));
@@ -208,11 +211,18 @@ BOOST_AUTO_TEST_CASE(dct_topk_in_its_coefficient_domain) {
 
 BOOST_AUTO_TEST_CASE(selection_kinds_and_coefficient_domains_of_the_codecs) {
   using S = lc::Selection;
-  const std::vector<std::pair<std::string, S>> cases = {
-      {"cast", S::All},        {"quant", S::All},        {"sign", S::All},       {"qsgd", S::All},
-      {"sketch", S::All},      {"powersgd", S::All},     {"topk", S::Elements},  {"randk", S::Elements},
-      {"topk+quant", S::Elements}, {"randk+sign", S::Elements}, {"dct_topk", S::Coefficients},
-      {"dct_topk:tile=2d+quant", S::Coefficients}};
+  const std::vector<std::pair<std::string, S>> cases = {{"cast", S::All},
+                                                        {"quant", S::All},
+                                                        {"sign", S::All},
+                                                        {"qsgd", S::All},
+                                                        {"sketch", S::All},
+                                                        {"powersgd", S::All},
+                                                        {"topk", S::Elements},
+                                                        {"randk", S::Elements},
+                                                        {"topk+quant", S::Elements},
+                                                        {"randk+sign", S::Elements},
+                                                        {"dct_topk", S::Coefficients},
+                                                        {"dct_topk:tile=2d+quant", S::Coefficients}};
   for (const auto& [spec, want] : cases) {
     BOOST_TEST_INFO(spec);
     const auto c = lc::Codec::parse(spec);

@@ -46,8 +46,8 @@ BOOST_AUTO_TEST_CASE(spec_words) {
   BOOST_TEST(lc::Codec::parse("topk:tile=2d").spec() == "topk:k=64,tile=2d,chunk=64");
   // The flat tiles' spec is unchanged.
   BOOST_TEST(lc::Codec::parse("topk:density=0.5,tile=8").spec() == "topk:density=0.5,tile=8");
-  for (const char* bad : {"topk:density=0.1,tile=2d", "topk:k=4,chunk=8", "topk:k=4,tile=2d,chunk=0", "topk:k=4,tile=3d",
-                          "quant:range=templar,block=64", "quant:range=templar,rounding=stochastic",
+  for (const char* bad : {"topk:density=0.1,tile=2d", "topk:k=4,chunk=8", "topk:k=4,tile=2d,chunk=0",
+                          "topk:k=4,tile=3d", "quant:range=templar,block=64", "quant:range=templar,rounding=stochastic",
                           "quant:range=templar,bits=3", "quant:range=templar,sigmas=0"})
     BOOST_TEST((kind_of([&] { lc::Codec::parse(bad); }) == ErrorKind::Usage), bad);
 }
@@ -56,10 +56,10 @@ BOOST_AUTO_TEST_CASE(tiles_of_a_small_matrix_hand_computed) {
   // 4 × 6 at chunk 3: tiles of 2 × 3 (the largest divisors of 4 and 6 not above 3), a 2 × 2 grid.
   // k = 3 is clamped to the even 2 per tile (templar's _clamp_topk).
   const std::vector<float> m = {
-      1, -9, 2, /**/ 0, 0, 5,   //
-      3, 4, -8,  /**/ 7, 0, -6,  //
-      0, 0, 1,   /**/ -1, 2, 3,  //
-      0, 0, 0,   /**/ 4, -4, 1,  //
+      1, -9, 2,  /**/ 0,  0,  5,   //
+      3, 4,  -8, /**/ 7,  0,  -6,  //
+      0, 0,  1,  /**/ -1, 2,  3,   //
+      0, 0,  0,  /**/ 4,  -4, 1,   //
   };
   const Tensor x = Tensor::from_floats({4, 6}, m);
   const auto c = lc::Codec::parse("topk:k=3,tile=2d,chunk=3");
@@ -67,13 +67,15 @@ BOOST_AUTO_TEST_CASE(tiles_of_a_small_matrix_hand_computed) {
   // Tile (0,0) rows {1,-9,2},{3,4,-8}: -9 at 1 and -8 at 5. Tile (0,1) {0,0,5},{7,0,-6}: 7 at 3, -6 at 5.
   // Tile (1,0) {0,0,1},{0,0,0}: 1 at 2, then the tie among zeros to the lower index, 0.
   // Tile (1,1) {-1,2,3},{4,-4,1}: 4 at 3 and -4 at 4 (ties to the lower index).
-  BOOST_TEST(u16s(e.get("indices")) == (std::vector<std::int64_t>{1, 5, 3, 5, 0, 2, 3, 4}), boost::test_tools::per_element());
-  BOOST_TEST(floats(e.get("values")) == (std::vector<float>{-9, -8, 7, -6, 0, 1, 4, -4}), boost::test_tools::per_element());
+  BOOST_TEST(u16s(e.get("indices")) == (std::vector<std::int64_t>{1, 5, 3, 5, 0, 2, 3, 4}),
+             boost::test_tools::per_element());
+  BOOST_TEST(floats(e.get("values")) == (std::vector<float>{-9, -8, 7, -6, 0, 1, 4, -4}),
+             boost::test_tools::per_element());
   const std::vector<float> want = {
-      0, -9, 0, /**/ 0, 0, 0,   //
-      0, 0, -8,  /**/ 7, 0, -6,  //
-      0, 0, 1,   /**/ 0, 0, 0,   //
-      0, 0, 0,   /**/ 4, -4, 0,  //
+      0, -9, 0,  /**/ 0, 0,  0,   //
+      0, 0,  -8, /**/ 7, 0,  -6,  //
+      0, 0,  1,  /**/ 0, 0,  0,   //
+      0, 0,  0,  /**/ 4, -4, 0,   //
   };
   BOOST_TEST(floats(lc::decode(e)) == want, boost::test_tools::per_element());
   // Rank 3 is read as shape[0] × the rest: (4, 2, 3) tiles as 4 × 6.
@@ -87,7 +89,7 @@ BOOST_AUTO_TEST_CASE(k_per_tile_is_templars_clamp) {
   BOOST_TEST(lc::detail::templar_tile_k(64, 63) == 62);  // even
   BOOST_TEST(lc::detail::templar_tile_k(1, 10) == 2);    // at least 2
   BOOST_TEST(lc::detail::templar_tile_k(3, 10) == 2);
-  BOOST_TEST(lc::detail::templar_tile_k(64, 1) == 1);    // a one-element tile keeps it
+  BOOST_TEST(lc::detail::templar_tile_k(64, 1) == 1);  // a one-element tile keeps it
   BOOST_TEST(lc::detail::templar_tile_k(64, 0) == 0);
 }
 
@@ -129,8 +131,9 @@ BOOST_AUTO_TEST_CASE(quantizer_bins_and_table_hand_computed) {
                  (std::vector<float>{1, 5, 5, 5, 9}),
              boost::test_tools::per_element());
   // One value: σ is undefined (templar's scale falls back to 1); it decodes exactly.
-  BOOST_TEST(floats(lc::decode(d.encode(Tensor::from_floats({1}, std::vector<float>{2.5f}), {}))) == std::vector<float>{2.5f},
-             boost::test_tools::per_element());
+  BOOST_TEST(
+      floats(lc::decode(d.encode(Tensor::from_floats({1}, std::vector<float>{2.5f}), {}))) == std::vector<float>{2.5f},
+      boost::test_tools::per_element());
 }
 
 BOOST_AUTO_TEST_CASE(index_bytes_hand_computed) {

@@ -50,16 +50,18 @@ struct Vector {
 };
 
 // Published XXH64 results: lengths 0 to 222 cross the 32-byte stripes and the 8-, 4- and 1-byte tails.
-constexpr Vector kVectors[] = {
-    {0, 0, 0xEF46DB3751D8E999ull},   {0, kPrime32, 0xAC75FDA2929B17EFull},   {1, 0, 0xE934A84ADB052768ull},
-    {1, kPrime32, 0x5014607643A9B4C3ull}, {4, 0, 0x9136A0DCA57457EEull},    {14, 0, 0x8282DCC4994E35C8ull},
-    {14, kPrime32, 0xC3BD6BF63DEB6DF0ull}, {222, 0, 0xB641AE8CB691C174ull}, {222, kPrime32, 0x20CB8AB7AE10C14Aull}};
-constexpr Vector kLegacyVectors[] = {
-    {1, 0, 0x4FCE394CC88952D8ull},   {1, kPrime32, 0x739840CB819FA723ull},   {14, 0, 0xCFFA8DB881BC3A3Dull},
-    {14, kPrime32, 0x5B9611585EFCC9CBull}, {101, 0, 0x0EAB543384F878ADull}, {101, kPrime32, 0xCAA65939306F1E21ull}};
+constexpr Vector kVectors[] = {{0, 0, 0xEF46DB3751D8E999ull},         {0, kPrime32, 0xAC75FDA2929B17EFull},
+                               {1, 0, 0xE934A84ADB052768ull},         {1, kPrime32, 0x5014607643A9B4C3ull},
+                               {4, 0, 0x9136A0DCA57457EEull},         {14, 0, 0x8282DCC4994E35C8ull},
+                               {14, kPrime32, 0xC3BD6BF63DEB6DF0ull}, {222, 0, 0xB641AE8CB691C174ull},
+                               {222, kPrime32, 0x20CB8AB7AE10C14Aull}};
+constexpr Vector kLegacyVectors[] = {{1, 0, 0x4FCE394CC88952D8ull},   {1, kPrime32, 0x739840CB819FA723ull},
+                                     {14, 0, 0xCFFA8DB881BC3A3Dull},  {14, kPrime32, 0x5B9611585EFCC9CBull},
+                                     {101, 0, 0x0EAB543384F878ADull}, {101, kPrime32, 0xCAA65939306F1E21ull}};
 
 // The digest of data fed in pieces whose lengths come from gen (zero-length pieces included).
-std::uint64_t chunked(std::span<const std::byte> data, std::uint64_t seed, std::mt19937_64& gen, std::size_t max_piece) {
+std::uint64_t chunked(std::span<const std::byte> data, std::uint64_t seed, std::mt19937_64& gen,
+                      std::size_t max_piece) {
   loco::Xxh64 h(seed);
   std::size_t pos = 0;
   while (pos < data.size()) {
@@ -83,8 +85,9 @@ BOOST_AUTO_TEST_SUITE(checksum)
 BOOST_AUTO_TEST_CASE(xxh64_published_vectors) {
   const auto buf = sanity_buffer(222), legacy = legacy_sanity_buffer(101);
   std::mt19937_64 gen(5);
-  for (const auto& [vectors, data] : {std::pair{std::span<const Vector>(kVectors), std::span<const std::byte>(buf)},
-                                      std::pair{std::span<const Vector>(kLegacyVectors), std::span<const std::byte>(legacy)}}) {
+  for (const auto& [vectors, data] :
+       {std::pair{std::span<const Vector>(kVectors), std::span<const std::byte>(buf)},
+        std::pair{std::span<const Vector>(kLegacyVectors), std::span<const std::byte>(legacy)}}) {
     for (const Vector& v : vectors) {
       BOOST_TEST_CONTEXT("length " << v.len << ", seed " << v.seed) {
         const auto input = data.first(v.len);
@@ -115,7 +118,8 @@ BOOST_AUTO_TEST_CASE(streaming_equals_one_shot) {
       h.update(input.subspan(cut));
       BOOST_TEST_REQUIRE(h.digest() == one_shot, "length " << len << " cut " << cut);
     }
-    for (const std::size_t max_piece : {3, 31, 33, 70}) BOOST_TEST_REQUIRE(chunked(input, seed, gen, max_piece) == one_shot);
+    for (const std::size_t max_piece : {3, 31, 33, 70})
+      BOOST_TEST_REQUIRE(chunked(input, seed, gen, max_piece) == one_shot);
   }
   // digest() does not disturb the state: hashing on after a digest continues the stream.
   loco::Xxh64 h(3);
@@ -159,8 +163,8 @@ BOOST_AUTO_TEST_CASE(tensor_checksum_sees_shape_and_dtype) {
   BOOST_TEST(loco::tensor_checksum(t.clone()) == base);  // equal content, equal checksum
 
   // Same bytes, other shapes.
-  for (const loco::Shape& s : {loco::Shape{3, 2}, loco::Shape{6}, loco::Shape{1, 6}, loco::Shape{6, 1},
-                               loco::Shape{1, 2, 3}}) {
+  for (const loco::Shape& s :
+       {loco::Shape{3, 2}, loco::Shape{6}, loco::Shape{1, 6}, loco::Shape{6, 1}, loco::Shape{1, 2, 3}}) {
     Tensor r = t.clone();
     r.reshape(s);
     BOOST_TEST(loco::tensor_checksum(r) != base, "shape " << loco::shape_string(s));
@@ -173,7 +177,8 @@ BOOST_AUTO_TEST_CASE(tensor_checksum_sees_shape_and_dtype) {
   BOOST_TEST(loco::tensor_checksum(as_uint) != base);
   BOOST_TEST(loco::tensor_checksum(as_int) != loco::tensor_checksum(as_uint));
   std::vector<std::uint64_t> sixteen;
-  for (DType d : {DType::F16, DType::BF16, DType::I16, DType::U16}) sixteen.push_back(loco::tensor_checksum(Tensor({4}, d)));
+  for (DType d : {DType::F16, DType::BF16, DType::I16, DType::U16})
+    sixteen.push_back(loco::tensor_checksum(Tensor({4}, d)));
   std::sort(sixteen.begin(), sixteen.end());
   BOOST_TEST((std::adjacent_find(sixteen.begin(), sixteen.end()) == sixteen.end()));
   // One flipped bit.

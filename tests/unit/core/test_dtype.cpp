@@ -46,7 +46,7 @@ std::uint16_t reference_round(double x, Format fmt) {
   int E = a == 0 ? emin : std::max(e - 1, emin);
   double r = std::nearbyint(std::ldexp(a, fmt.mant - E));
   const double one = std::ldexp(1.0, fmt.mant);  // the implicit leading bit at this scale
-  if (r >= 2 * one) {                             // rounded up into the next binade
+  if (r >= 2 * one) {                            // rounded up into the next binade
     r /= 2;
     ++E;
   }
@@ -60,17 +60,16 @@ double reference_value(std::uint16_t h, Format fmt) {
   const int e = (h & 0x7fff) >> fmt.mant;
   const int f = h & ((1 << fmt.mant) - 1);
   double v;
-  if (e == 0)
-    v = std::ldexp(f, 1 - fmt.bias - fmt.mant);
-  else if (e == 2 * fmt.bias + 1)
-    v = std::numeric_limits<double>::infinity();
-  else
-    v = std::ldexp(f + (1 << fmt.mant), e - fmt.bias - fmt.mant);
+  if (e == 0) v = std::ldexp(f, 1 - fmt.bias - fmt.mant);
+  else if (e == 2 * fmt.bias + 1) v = std::numeric_limits<double>::infinity();
+  else v = std::ldexp(f + (1 << fmt.mant), e - fmt.bias - fmt.mant);
   return (h & 0x8000) ? -v : v;
 }
 
 std::uint16_t to16(float f, Format fmt) { return fmt.mant == 10 ? loco::float_to_half(f) : loco::float_to_bfloat16(f); }
-float from16(std::uint16_t h, Format fmt) { return fmt.mant == 10 ? loco::half_to_float(h) : loco::bfloat16_to_float(h); }
+float from16(std::uint16_t h, Format fmt) {
+  return fmt.mant == 10 ? loco::half_to_float(h) : loco::bfloat16_to_float(h);
+}
 
 // One element through convert_elements.
 template <typename To, typename From>
@@ -123,8 +122,8 @@ BOOST_AUTO_TEST_CASE(names_sizes_and_parsing) {
   BOOST_TEST(loco::dtype_name(DType::I64) == "int64");
   BOOST_TEST(loco::dtype_name(DType::Bool) == "bool");
   const std::pair<const char*, DType> aliases[] = {
-      {"f32", DType::F32}, {"f16", DType::F16}, {"bf16", DType::BF16}, {"f64", DType::F64}, {"i8", DType::I8},
-      {"i16", DType::I16}, {"i32", DType::I32}, {"i64", DType::I64},   {"u8", DType::U8},   {"u16", DType::U16},
+      {"f32", DType::F32}, {"f16", DType::F16}, {"bf16", DType::BF16}, {"f64", DType::F64},   {"i8", DType::I8},
+      {"i16", DType::I16}, {"i32", DType::I32}, {"i64", DType::I64},   {"u8", DType::U8},     {"u16", DType::U16},
       {"u32", DType::U32}, {"u64", DType::U64}, {"half", DType::F16},  {"float", DType::F32}, {"double", DType::F64}};
   for (const auto& [alias, t] : aliases) BOOST_TEST((loco::parse_dtype(alias) == t), alias);
   for (const char* bad : {"", "float8", "f128", "int", "uint128", "float32 ", "bfloat"})
@@ -140,11 +139,13 @@ BOOST_AUTO_TEST_CASE(names_sizes_and_parsing) {
 }
 
 BOOST_AUTO_TEST_CASE(half_exact_values) {
-  const std::pair<float, std::uint16_t> cases[] = {
-      {0.0f, 0x0000},          {1.0f, 0x3c00},          {-2.0f, 0xc000},          {0.5f, 0x3800},
-      {1.5f, 0x3e00},          {65504.0f, 0x7bff},      {-65504.0f, 0xfbff},      {0x1p-14f, 0x0400},
-      {0x1p-24f, 0x0001},      {1023 * 0x1p-24f, 0x03ff}, {1 + 0x1p-10f, 0x3c01}, {2048.0f, 0x6800},
-      {0.333251953125f, 0x3555}};
+  const std::pair<float, std::uint16_t> cases[] = {{0.0f, 0x0000},           {1.0f, 0x3c00},
+                                                   {-2.0f, 0xc000},          {0.5f, 0x3800},
+                                                   {1.5f, 0x3e00},           {65504.0f, 0x7bff},
+                                                   {-65504.0f, 0xfbff},      {0x1p-14f, 0x0400},
+                                                   {0x1p-24f, 0x0001},       {1023 * 0x1p-24f, 0x03ff},
+                                                   {1 + 0x1p-10f, 0x3c01},   {2048.0f, 0x6800},
+                                                   {0.333251953125f, 0x3555}};
   for (const auto& [f, h] : cases) {
     BOOST_TEST(loco::float_to_half(f) == h, "float_to_half(" << f << ")");
     BOOST_TEST(loco::half_to_float(h) == f, "half_to_float(" << std::hex << h << ")");
@@ -153,8 +154,8 @@ BOOST_AUTO_TEST_CASE(half_exact_values) {
 }
 
 BOOST_AUTO_TEST_CASE(bfloat16_exact_values) {
-  const std::pair<float, std::uint16_t> cases[] = {{0.0f, 0x0000},     {1.0f, 0x3f80},     {-2.0f, 0xc000},
-                                                   {0.5f, 0x3f00},     {1.5f, 0x3fc0},     {3.140625f, 0x4049},
+  const std::pair<float, std::uint16_t> cases[] = {{0.0f, 0x0000},      {1.0f, 0x3f80},      {-2.0f, 0xc000},
+                                                   {0.5f, 0x3f00},      {1.5f, 0x3fc0},      {3.140625f, 0x4049},
                                                    {0x1p-126f, 0x0080}, {0x1p-133f, 0x0001}, {0x1p127f, 0x7f00}};
   for (const auto& [f, b] : cases) {
     BOOST_TEST(loco::float_to_bfloat16(f) == b, "float_to_bfloat16(" << f << ")");
@@ -301,8 +302,7 @@ BOOST_AUTO_TEST_CASE(exhaustive_round_trip) {
       const float f = from16(h, fmt);
       const std::uint16_t back = to16(f, fmt);
       bool ok;
-      if (fmt.is_nan(h))
-        ok = std::isnan(f) && fmt.is_nan(back);
+      if (fmt.is_nan(h)) ok = std::isnan(f) && fmt.is_nan(back);
       else
         ok = static_cast<double>(f) == reference_value(h, fmt) && std::signbit(f) == ((h & 0x8000) != 0) && back == h;
       if (!ok) {
@@ -427,13 +427,13 @@ BOOST_AUTO_TEST_CASE(float64_no_double_rounding) {
 }
 
 BOOST_AUTO_TEST_CASE(float_to_integer_rounds_and_saturates) {
-  const std::pair<float, std::int8_t> i8[] = {{127.4f, 127}, {127.5f, 127}, {126.5f, 126}, {-128.5f, -128},
-                                              {300.0f, 127}, {-300.0f, -128}, {2.5f, 2},    {3.5f, 4},
-                                              {-2.5f, -2},   {-0.5f, 0},      {0.5f, 0},    {1.5f, 2},
+  const std::pair<float, std::int8_t> i8[] = {{127.4f, 127}, {127.5f, 127},   {126.5f, 126},     {-128.5f, -128},
+                                              {300.0f, 127}, {-300.0f, -128}, {2.5f, 2},         {3.5f, 4},
+                                              {-2.5f, -2},   {-0.5f, 0},      {0.5f, 0},         {1.5f, 2},
                                               {-1.6f, -2},   {INFINITY, 127}, {-INFINITY, -128}, {NAN, 0}};
   for (const auto& [v, want] : i8) BOOST_TEST(convert_one<std::int8_t>(v) == want, "int8 of " << v);
-  const std::pair<float, std::uint8_t> u8[] = {{-1.0f, 0},    {-0.5f, 0},    {255.4f, 255}, {255.5f, 255},
-                                               {254.5f, 254}, {1e10f, 255},  {NAN, 0},      {0.5f, 0}};
+  const std::pair<float, std::uint8_t> u8[] = {{-1.0f, 0},    {-0.5f, 0},   {255.4f, 255}, {255.5f, 255},
+                                               {254.5f, 254}, {1e10f, 255}, {NAN, 0},      {0.5f, 0}};
   for (const auto& [v, want] : u8) BOOST_TEST(convert_one<std::uint8_t>(v) == want, "uint8 of " << v);
 
   constexpr auto i32max = std::numeric_limits<std::int32_t>::max(), i32min = std::numeric_limits<std::int32_t>::min();
@@ -466,7 +466,8 @@ BOOST_AUTO_TEST_CASE(float_to_integer_rounds_and_saturates) {
 }
 
 BOOST_AUTO_TEST_CASE(bool_conversions) {
-  const std::pair<float, std::uint8_t> cases[] = {{0.0f, 0}, {-0.0f, 0}, {0.5f, 1}, {-3.0f, 1}, {NAN, 0}, {INFINITY, 1}};
+  const std::pair<float, std::uint8_t> cases[] = {{0.0f, 0},  {-0.0f, 0}, {0.5f, 1},
+                                                  {-3.0f, 1}, {NAN, 0},   {INFINITY, 1}};
   for (const auto& [v, want] : cases) BOOST_TEST(convert_one<std::uint8_t>(DType::F32, v, DType::Bool) == want, v);
   BOOST_TEST(convert_one<float>(DType::Bool, std::uint8_t{2}, DType::F32) == 1.0f);
   BOOST_TEST(convert_one<float>(DType::Bool, std::uint8_t{0}, DType::F32) == 0.0f);
@@ -524,7 +525,8 @@ BOOST_AUTO_TEST_CASE(integer_to_float_rounds_once) {
   const std::uint64_t uabove = (std::uint64_t{1} << 63) + (std::uint64_t{1} << 39) + 1;
   BOOST_TEST(convert_one<float>(uabove) == 0x1p63f + 0x1p40f);
   const std::int64_t bf_above = (std::int64_t{1} << 62) + (std::int64_t{1} << 54) + 1;
-  BOOST_TEST(convert_one<std::uint16_t>(DType::I64, bf_above, DType::BF16) == loco::float_to_bfloat16(0x1p62f + 0x1p55f));
+  BOOST_TEST(convert_one<std::uint16_t>(DType::I64, bf_above, DType::BF16) ==
+             loco::float_to_bfloat16(0x1p62f + 0x1p55f));
 
   // The compiler's int64/uint64 → float conversions are correctly rounded: use them as reference.
   std::mt19937_64 gen(3);

@@ -284,13 +284,16 @@ BOOST_AUTO_TEST_CASE(below_large_n_is_unbiased) {
   const std::uint64_t n = 3 * (std::uint64_t{1} << 62);
   const auto high = [](std::uint64_t v) { return static_cast<std::size_t>(v >> 62); };
   const auto mod3 = [](std::uint64_t v) { return static_cast<std::size_t>(v % 3); };
-  const double by_high = binned_chi_square(draws, n, [&] { return rng.below(n); }, high, thirds);
-  const double by_mod3 = binned_chi_square(draws, n, [&] { return rng.below(n); }, mod3, thirds);
+  const double by_high = binned_chi_square(
+      draws, n, [&] { return rng.below(n); }, high, thirds);
+  const double by_mod3 = binned_chi_square(
+      draws, n, [&] { return rng.below(n); }, mod3, thirds);
   BOOST_TEST(by_high <= bound);
   BOOST_TEST(by_mod3 <= bound);
   // The same statistics do catch the two biased shortcuts (expected statistic ≈ draws/8).
   loco::Rng raw(2718, {2});
-  const double modulo = binned_chi_square(draws, n, [&] { return raw.next_u64() % n; }, high, thirds);
+  const double modulo = binned_chi_square(
+      draws, n, [&] { return raw.next_u64() % n; }, high, thirds);
   const double multiply = binned_chi_square(
       draws, n,
       [&] {
@@ -306,8 +309,10 @@ BOOST_AUTO_TEST_CASE(below_large_n_is_unbiased) {
   const std::uint64_t m = (std::uint64_t{1} << 63) + 1;
   const auto quarter = [](std::uint64_t v) { return static_cast<std::size_t>(std::min<std::uint64_t>(v >> 61, 3)); };
   const std::vector<double> quarters(4, 0.25);
-  BOOST_TEST(binned_chi_square(draws, m, [&] { return rng.below(m); }, quarter, quarters) <= chi_square_bound(3));
-  BOOST_TEST(binned_chi_square(draws, m, [&] { return rng.below(m); }, mod3, thirds) <= bound);
+  BOOST_TEST(binned_chi_square(
+                 draws, m, [&] { return rng.below(m); }, quarter, quarters) <= chi_square_bound(3));
+  BOOST_TEST(binned_chi_square(
+                 draws, m, [&] { return rng.below(m); }, mod3, thirds) <= bound);
 
   // The largest n: in range.
   const std::uint64_t top = ~std::uint64_t{0};

@@ -89,7 +89,8 @@ BOOST_AUTO_TEST_CASE(ranges) {
 }
 
 BOOST_AUTO_TEST_CASE(lists_booleans_and_byte_sizes) {
-  BOOST_TEST(loco::parse_reals("1,0.5,-2", "--weights") == (std::vector<double>{1, 0.5, -2}), boost::test_tools::per_element());
+  BOOST_TEST(loco::parse_reals("1,0.5,-2", "--weights") == (std::vector<double>{1, 0.5, -2}),
+             boost::test_tools::per_element());
   require_error([] { loco::parse_reals("1,x", "--weights"); }, ErrorKind::Usage, {"--weights: 'x' is not a number"});
   require_error([] { loco::parse_reals("1,", "--weights"); }, ErrorKind::Usage, {"--weights: '' is not a number"});
   require_error([] { loco::parse_reals("1,,2", "--weights"); }, ErrorKind::Usage, {"'' is not a number"});
@@ -101,7 +102,8 @@ BOOST_AUTO_TEST_CASE(lists_booleans_and_byte_sizes) {
   BOOST_TEST(loco::parse_byte_size("2GiB", "--max-shard") == (2ull << 30));
   BOOST_TEST(loco::parse_byte_size("64kib", "--max-shard") == 65536ull);
   BOOST_TEST(loco::parse_byte_size("123", "--max-shard") == 123ull);
-  require_error([] { loco::parse_byte_size("5XB", "--max-shard"); }, ErrorKind::Usage, {"--max-shard: '5XB'", "unknown unit"});
+  require_error([] { loco::parse_byte_size("5XB", "--max-shard"); }, ErrorKind::Usage,
+                {"--max-shard: '5XB'", "unknown unit"});
   require_error([] { loco::parse_byte_size("GB", "--max-shard"); }, ErrorKind::Usage, {"not a number of bytes"});
   require_error([] { loco::parse_byte_size("0MB", "--max-shard"); }, ErrorKind::Usage, {"not a positive size"});
   require_error([] { loco::parse_byte_size("99999999999999999999", "--max-shard"); }, ErrorKind::Usage, {"too large"});
@@ -150,13 +152,19 @@ BOOST_AUTO_TEST_CASE(values_name_their_key) {
   require_error([] { Spec("krum:f=-1", "reducer").take_integer("f", 0); }, ErrorKind::Usage, {"f=-1 is not ≥ 0"});
   require_error([] { Spec("tm:beta=0.7", "reducer").real("beta", 0.2, Range::between(0, 0.5)); }, ErrorKind::Usage,
                 {"beta=0.7 is not in [0, 0.5]"});
-  require_error([] { Spec("adam:lr=nan", "optimizer").take_real("lr"); }, ErrorKind::Usage, {"lr=nan is not a finite number"});
-  require_error([] { Spec("adam:lr=inf", "optimizer").take_real("lr"); }, ErrorKind::Usage, {"lr=inf is not a finite number"});
+  require_error([] { Spec("adam:lr=nan", "optimizer").take_real("lr"); }, ErrorKind::Usage,
+                {"lr=nan is not a finite number"});
+  require_error([] { Spec("adam:lr=inf", "optimizer").take_real("lr"); }, ErrorKind::Usage,
+                {"lr=inf is not a finite number"});
   require_error([] { Spec("p:shuffle=maybe", "partition").take_boolean("shuffle"); }, ErrorKind::Usage,
                 {"shuffle=maybe is not a boolean"});
-  require_error([] { Spec("q:shape=round", "partition").choice("shape", "linear", {"linear", "power"}); },
-                ErrorKind::Usage, {"shape=round is not one of linear, power"});
-  require_error([] { Spec("krum", "reducer").require("f", "F"); }, ErrorKind::Usage, {"reducer 'krum': krum needs f=F"});
+  require_error(
+      [] {
+        Spec("q:shape=round", "partition").choice("shape", "linear", {"linear", "power"});
+      },
+      ErrorKind::Usage, {"shape=round is not one of linear, power"});
+  require_error([] { Spec("krum", "reducer").require("f", "F"); }, ErrorKind::Usage,
+                {"reducer 'krum': krum needs f=F"});
 }
 
 BOOST_AUTO_TEST_CASE(unknown_keys) {

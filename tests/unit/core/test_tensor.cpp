@@ -63,8 +63,11 @@ BOOST_AUTO_TEST_CASE(tensor_too_many_bytes_throws) {
   // 2^61 float64s are 2^64 bytes: the byte count wraps size_t and must be refused, not allocated small.
   BOOST_TEST(throws([] { Tensor t({std::int64_t{1} << 61}, DType::F64); }, ErrorKind::BadInput));
   BOOST_TEST(throws([] { Tensor t({kTwo62}, DType::F32); }, ErrorKind::BadInput));
-  BOOST_TEST(throws([] { Tensor::uninitialized({std::int64_t{1} << 40, std::int64_t{1} << 21}, DType::U64); },
-                    ErrorKind::BadInput));
+  BOOST_TEST(throws(
+      [] {
+        Tensor::uninitialized({std::int64_t{1} << 40, std::int64_t{1} << 21}, DType::U64);
+      },
+      ErrorKind::BadInput));
 }
 
 BOOST_AUTO_TEST_CASE(construction_is_zeroed_and_aligned) {

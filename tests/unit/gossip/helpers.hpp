@@ -18,7 +18,7 @@ namespace loco::gossip::test {
 struct T {
   std::string name;
   Shape shape;
-  std::vector<float> values;   // converted to dtype
+  std::vector<float> values;  // converted to dtype
   DType dtype = DType::F32;
   std::string group = "tensors";
 };
@@ -35,8 +35,8 @@ inline void write_model(const std::string& path, const std::vector<T>& tensors, 
   auto sink = io::create_sink(path, root, plan);
   for (std::size_t k = 0; k < tensors.size(); ++k) {
     std::vector<std::byte> b(tensors[k].values.size() * dtype_size(tensors[k].dtype));
-    convert_elements(DType::F32, reinterpret_cast<const std::byte*>(tensors[k].values.data()), tensors[k].dtype, b.data(),
-                     tensors[k].values.size());
+    convert_elements(DType::F32, reinterpret_cast<const std::byte*>(tensors[k].values.data()), tensors[k].dtype,
+                     b.data(), tensors[k].values.size());
     sink->write_rows(k, 0, plan[k].rows(), b);
   }
   for (const auto& t : tensors)

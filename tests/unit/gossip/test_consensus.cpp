@@ -26,7 +26,8 @@ BOOST_AUTO_TEST_CASE(matches_a_direct_computation) {
     for (auto& v : a[i]) v = rng.normal() + 10.0f;  // an offset, so the mean matters
     for (auto& v : b[i]) v = rng.uniform();
     paths.push_back(d / ("m" + std::to_string(i) + ".h5"));
-    write_model(paths.back(), {{"a", {64, 9}, a[i]}, {"b", {5}, b[i]}, {"count", {1}, {static_cast<float>(i)}, DType::I32}}, i);
+    write_model(paths.back(),
+                {{"a", {64, 9}, a[i]}, {"b", {5}, b[i]}, {"count", {1}, {static_cast<float>(i)}, DType::I32}}, i);
   }
   // Two passes in double: the mean, then the squared distances.
   double sum = 0, mean_sq = 0;
@@ -67,9 +68,17 @@ BOOST_AUTO_TEST_CASE(refusals) {
   write_model(d / "nan.h5", {{"a", {2}, {1, NAN}}}, 1);
   test::require_error([&] { eval::consensus_distance({}); }, ErrorKind::Usage, {"at least one model"});
   test::require_error([&] { eval::consensus_distance({d / "x.h5", d / "x.h5"}); }, ErrorKind::Usage, {"listed twice"});
-  test::require_error([&] { eval::consensus_distance({d / "x.h5", d / "s.h5"}); }, ErrorKind::BadInput, {"tensor a: shape [3]", "s.h5"});
+  test::require_error(
+      [&] {
+        eval::consensus_distance({d / "x.h5", d / "s.h5"});
+      },
+      ErrorKind::BadInput, {"tensor a: shape [3]", "s.h5"});
   test::require_error([&] { eval::consensus_distance({d / "x.h5", d / "c.h5"}); }, ErrorKind::BadInput, {"c.h5"});
-  test::require_error([&] { eval::consensus_distance({d / "x.h5", d / "nan.h5"}); }, ErrorKind::Numeric, {"nan.h5", "element 1"});
+  test::require_error(
+      [&] {
+        eval::consensus_distance({d / "x.h5", d / "nan.h5"});
+      },
+      ErrorKind::Numeric, {"nan.h5", "element 1"});
 }
 
 BOOST_AUTO_TEST_SUITE_END()

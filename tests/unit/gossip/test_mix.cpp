@@ -21,7 +21,9 @@ void write_three(const loco::test::TempDir& d, bool tagged) {
   write_model(d / "n0.h5", {{"w", {2, 2}, {1, 2, 3, 4}}, {"h", {2}, {0.5, 1}, DType::F16}, {"n", {1}, {5}, DType::I64}},
               node(0));
   write_model(d / "n1.h5",
-              {{"w", {2, 2}, {4, 8, -3, 0.25}}, {"h", {2}, {1.5, 2}, DType::F16}, {"n", {1}, {6}, DType::I64},
+              {{"w", {2, 2}, {4, 8, -3, 0.25}},
+               {"h", {2}, {1.5, 2}, DType::F16},
+               {"n", {1}, {6}, DType::I64},
                {"w", {2, 2}, {9, 9, 9, 9}, DType::F32, "state/momentum"}},
               node(1));
   write_model(d / "n2.h5", {{"w", {2, 2}, {7, -1, 9, 1}}, {"h", {2}, {4, -3}, DType::F16}, {"n", {1}, {7}, DType::I64}},
@@ -52,7 +54,7 @@ BOOST_AUTO_TEST_CASE(ring_of_three_is_the_mean) {
   const auto s = gossip_files(d / "n1.h5", {d / "n2.h5", d / "n0.h5"}, d / "out.h5", options("ring", 1, 3));
   BOOST_CHECK(read_values(d / "out.h5", "w") == (V{4, 3, 3, 1.75f}));
   BOOST_CHECK(read_values(d / "out.h5", "h") == (V{2, 0}));
-  BOOST_CHECK(read_values(d / "out.h5", "n") == (V{6}));                          // node 1's integers
+  BOOST_CHECK(read_values(d / "out.h5", "n") == (V{6}));                             // node 1's integers
   BOOST_CHECK(read_values(d / "out.h5", "w", "state/momentum") == (V{9, 9, 9, 9}));  // /state kept local
   BOOST_CHECK_EQUAL(s.weights.size(), 3u);
   BOOST_CHECK_EQUAL(s.weights[0].node, 0);
@@ -63,7 +65,10 @@ BOOST_AUTO_TEST_CASE(ring_of_three_is_the_mean) {
   BOOST_CHECK_EQUAL(src->attributes().get_int("node").value(), 1);
   BOOST_CHECK_EQUAL(src->attributes().get_int("round").value(), 3);
   BOOST_CHECK_EQUAL(src->attributes().get_string("gossip_topology").value(), "ring");
-  BOOST_CHECK_EQUAL(src->group_attributes("state/momentum").get_int("step").value_or(src->group_attributes("state").get_int("step").value_or(-1)), 7);
+  BOOST_CHECK_EQUAL(src->group_attributes("state/momentum")
+                        .get_int("step")
+                        .value_or(src->group_attributes("state").get_int("step").value_or(-1)),
+                    7);
   BOOST_CHECK_EQUAL(src->tensors().size(), 4u);
 }
 
@@ -101,7 +106,8 @@ BOOST_AUTO_TEST_CASE(order_and_block_size_do_not_matter) {
     write_model(d / ("m" + std::to_string(node) + ".h5"), {{"big", {300, 7}, big}, {"b", {3}, {1, 2, 3}}}, node);
   }
   // Complete graph on 5: node 2 reads four neighbours, given in two orders and with 28-byte blocks.
-  gossip_files(d / "m2.h5", {d / "m0.h5", d / "m1.h5", d / "m3.h5", d / "m4.h5"}, d / "a.h5", options("complete", 2, 5));
+  gossip_files(d / "m2.h5", {d / "m0.h5", d / "m1.h5", d / "m3.h5", d / "m4.h5"}, d / "a.h5",
+               options("complete", 2, 5));
   auto o = options("complete", 2, 5);
   o.block_bytes = 28;
   gossip_files(d / "m2.h5", {d / "m4.h5", d / "m3.h5", d / "m1.h5", d / "m0.h5"}, d / "b.h5", o);
@@ -124,44 +130,79 @@ BOOST_AUTO_TEST_CASE(refusals_leave_nothing_behind) {
   const auto none = [&] { BOOST_CHECK(!std::filesystem::exists(d / "o.h5")); };
   // Wrong count for the degree.
   loco::test::require_error([&] { gossip_files(d / "n1.h5", {d / "n0.h5"}, d / "o.h5", options("ring", 1, 3)); },
-                            ErrorKind::Usage, {"node 1 of ring on 3 nodes", "2 neighbours (0, 2)", "1 neighbour model given"});
+                            ErrorKind::Usage,
+                            {"node 1 of ring on 3 nodes", "2 neighbours (0, 2)", "1 neighbour model given"});
   // A file from a node that is not a neighbour: ring of 5, node 1's neighbours are 0 and 2.
-  write_model(d / "n4.h5", {{"w", {2, 2}, {1, 1, 1, 1}}, {"h", {2}, {0, 0}, DType::F16}, {"n", {1}, {5}, DType::I64}}, 4);
-  loco::test::require_error([&] { gossip_files(d / "n1.h5", {d / "n0.h5", d / "n4.h5"}, d / "o.h5", options("ring", 1, 5)); },
-                            ErrorKind::BadInput, {"n4.h5 is node 4's model", "not a neighbour of node 1", "neighbours 0, 2"});
+  write_model(d / "n4.h5", {{"w", {2, 2}, {1, 1, 1, 1}}, {"h", {2}, {0, 0}, DType::F16}, {"n", {1}, {5}, DType::I64}},
+              4);
+  loco::test::require_error(
+      [&] {
+        gossip_files(d / "n1.h5", {d / "n0.h5", d / "n4.h5"}, d / "o.h5", options("ring", 1, 5));
+      },
+      ErrorKind::BadInput, {"n4.h5 is node 4's model", "not a neighbour of node 1", "neighbours 0, 2"});
   // The own model of another node.
-  loco::test::require_error([&] { gossip_files(d / "n0.h5", {d / "n1.h5", d / "n2.h5"}, d / "o.h5", options("ring", 1, 3)); },
-                            ErrorKind::BadInput, {"n0.h5 is node 0's model", "expected node 1's"});
+  loco::test::require_error(
+      [&] {
+        gossip_files(d / "n0.h5", {d / "n1.h5", d / "n2.h5"}, d / "o.h5", options("ring", 1, 3));
+      },
+      ErrorKind::BadInput, {"n0.h5 is node 0's model", "expected node 1's"});
   // Two files of one node.
   std::filesystem::copy_file(d / "n0.h5", d / "n0b.h5");
-  loco::test::require_error([&] { gossip_files(d / "n1.h5", {d / "n0.h5", d / "n0b.h5"}, d / "o.h5", options("ring", 1, 3)); },
-                            ErrorKind::BadInput, {"both node 0's model"});
-  loco::test::require_error([&] { gossip_files(d / "n1.h5", {d / "n0.h5", d / "n0.h5"}, d / "o.h5", options("ring", 1, 3)); },
-                            ErrorKind::Usage, {"listed twice"});
+  loco::test::require_error(
+      [&] {
+        gossip_files(d / "n1.h5", {d / "n0.h5", d / "n0b.h5"}, d / "o.h5", options("ring", 1, 3));
+      },
+      ErrorKind::BadInput, {"both node 0's model"});
+  loco::test::require_error(
+      [&] {
+        gossip_files(d / "n1.h5", {d / "n0.h5", d / "n0.h5"}, d / "o.h5", options("ring", 1, 3));
+      },
+      ErrorKind::Usage, {"listed twice"});
   // Another round.
-  write_model(d / "old.h5", {{"w", {2, 2}, {1, 1, 1, 1}}, {"h", {2}, {0, 0}, DType::F16}, {"n", {1}, {5}, DType::I64}}, 2, 2);
-  loco::test::require_error([&] { gossip_files(d / "n1.h5", {d / "n0.h5", d / "old.h5"}, d / "o.h5", options("ring", 1, 3)); },
-                            ErrorKind::BadInput, {"old.h5 is of round 2", "round 3"});
+  write_model(d / "old.h5", {{"w", {2, 2}, {1, 1, 1, 1}}, {"h", {2}, {0, 0}, DType::F16}, {"n", {1}, {5}, DType::I64}},
+              2, 2);
+  loco::test::require_error(
+      [&] {
+        gossip_files(d / "n1.h5", {d / "n0.h5", d / "old.h5"}, d / "o.h5", options("ring", 1, 3));
+      },
+      ErrorKind::BadInput, {"old.h5 is of round 2", "round 3"});
   // Some tagged, some not.
-  write_model(d / "untagged.h5", {{"w", {2, 2}, {1, 1, 1, 1}}, {"h", {2}, {0, 0}, DType::F16}, {"n", {1}, {5}, DType::I64}},
-              std::nullopt);
-  loco::test::require_error([&] { gossip_files(d / "n1.h5", {d / "n0.h5", d / "untagged.h5"}, d / "o.h5", options("ring", 1, 3)); },
-                            ErrorKind::BadInput, {"1 of the 2 neighbour models carry a 'node' attribute"});
+  write_model(d / "untagged.h5",
+              {{"w", {2, 2}, {1, 1, 1, 1}}, {"h", {2}, {0, 0}, DType::F16}, {"n", {1}, {5}, DType::I64}}, std::nullopt);
+  loco::test::require_error(
+      [&] {
+        gossip_files(d / "n1.h5", {d / "n0.h5", d / "untagged.h5"}, d / "o.h5", options("ring", 1, 3));
+      },
+      ErrorKind::BadInput, {"1 of the 2 neighbour models carry a 'node' attribute"});
   // Another model config, another shape, a missing tensor.
-  write_model(d / "cfg.h5", {{"w", {2, 2}, {1, 1, 1, 1}}, {"h", {2}, {0, 0}, DType::F16}, {"n", {1}, {5}, DType::I64}}, 2, 3,
-              R"({"arch":"other"})");
-  loco::test::require_error([&] { gossip_files(d / "n1.h5", {d / "n0.h5", d / "cfg.h5"}, d / "o.h5", options("ring", 1, 3)); },
-                            ErrorKind::BadInput, {"cfg.h5"});
-  write_model(d / "shape.h5", {{"w", {4}, {1, 1, 1, 1}}, {"h", {2}, {0, 0}, DType::F16}, {"n", {1}, {5}, DType::I64}}, 2);
-  loco::test::require_error([&] { gossip_files(d / "n1.h5", {d / "n0.h5", d / "shape.h5"}, d / "o.h5", options("ring", 1, 3)); },
-                            ErrorKind::BadInput, {"tensor w: shape [4] in", "shape.h5"});
+  write_model(d / "cfg.h5", {{"w", {2, 2}, {1, 1, 1, 1}}, {"h", {2}, {0, 0}, DType::F16}, {"n", {1}, {5}, DType::I64}},
+              2, 3, R"({"arch":"other"})");
+  loco::test::require_error(
+      [&] {
+        gossip_files(d / "n1.h5", {d / "n0.h5", d / "cfg.h5"}, d / "o.h5", options("ring", 1, 3));
+      },
+      ErrorKind::BadInput, {"cfg.h5"});
+  write_model(d / "shape.h5", {{"w", {4}, {1, 1, 1, 1}}, {"h", {2}, {0, 0}, DType::F16}, {"n", {1}, {5}, DType::I64}},
+              2);
+  loco::test::require_error(
+      [&] {
+        gossip_files(d / "n1.h5", {d / "n0.h5", d / "shape.h5"}, d / "o.h5", options("ring", 1, 3));
+      },
+      ErrorKind::BadInput, {"tensor w: shape [4] in", "shape.h5"});
   write_model(d / "lack.h5", {{"w", {2, 2}, {1, 1, 1, 1}}, {"n", {1}, {5}, DType::I64}}, 2);
-  loco::test::require_error([&] { gossip_files(d / "n1.h5", {d / "n0.h5", d / "lack.h5"}, d / "o.h5", options("ring", 1, 3)); },
-                            ErrorKind::BadInput, {"lack.h5: no tensor h"});
+  loco::test::require_error(
+      [&] {
+        gossip_files(d / "n1.h5", {d / "n0.h5", d / "lack.h5"}, d / "o.h5", options("ring", 1, 3));
+      },
+      ErrorKind::BadInput, {"lack.h5: no tensor h"});
   // A non-finite mix.
-  write_model(d / "inf.h5", {{"w", {2, 2}, {1, 1, 1, INFINITY}}, {"h", {2}, {0, 0}, DType::F16}, {"n", {1}, {5}, DType::I64}}, 2);
-  loco::test::require_error([&] { gossip_files(d / "n1.h5", {d / "n0.h5", d / "inf.h5"}, d / "o.h5", options("ring", 1, 3)); },
-                            ErrorKind::Numeric, {"tensor w", "element 3"});
+  write_model(d / "inf.h5",
+              {{"w", {2, 2}, {1, 1, 1, INFINITY}}, {"h", {2}, {0, 0}, DType::F16}, {"n", {1}, {5}, DType::I64}}, 2);
+  loco::test::require_error(
+      [&] {
+        gossip_files(d / "n1.h5", {d / "n0.h5", d / "inf.h5"}, d / "o.h5", options("ring", 1, 3));
+      },
+      ErrorKind::Numeric, {"tensor w", "element 3"});
   loco::test::require_error([&] { gossip_files(d / "n1.h5", {}, d / "o.h5", options("ring", 3, 3)); }, ErrorKind::Usage,
                             {"--node 3 is outside 0..2"});
   none();

@@ -20,7 +20,8 @@ BOOST_AUTO_TEST_CASE(rounds_by_hand) {
   BOOST_CHECK(communicating_rounds(parse_schedule("late:from=0.3"), 10) == (V{4, 5, 6, 7, 8, 9, 10}));
   BOOST_CHECK(communicating_rounds(parse_schedule("late:from=1"), 10).empty());
   BOOST_CHECK(communicating_rounds(parse_schedule("window:start=0.2,length=0.3"), 10) == (V{3, 4, 5}));
-  BOOST_CHECK(communicating_rounds(parse_schedule("window:start=0.5,length=0.5,period=4"), 10) == (V{4, 6, 7, 8, 9, 10}));
+  BOOST_CHECK(communicating_rounds(parse_schedule("window:start=0.5,length=0.5,period=4"), 10) ==
+              (V{4, 6, 7, 8, 9, 10}));
   BOOST_CHECK(communicating_rounds(parse_schedule("none"), 10).empty());
   BOOST_CHECK(communicates(parse_schedule("every:period=2"), 2, 2));
   BOOST_CHECK(!communicates(parse_schedule("every:period=2"), 1, 2));

@@ -19,8 +19,14 @@ namespace {
 
 constexpr double kEps = std::numeric_limits<double>::epsilon();
 
-const char* kAll[] = {"ring", "torus", "exponential", "one-peer-exponential", "complete", "random-regular:d=3",
-                      "erdos-renyi:p=0.5", "random-regular:d=2,redraw=1"};
+const char* kAll[] = {"ring",
+                      "torus",
+                      "exponential",
+                      "one-peer-exponential",
+                      "complete",
+                      "random-regular:d=3",
+                      "erdos-renyi:p=0.5",
+                      "random-regular:d=2,redraw=1"};
 
 bool valid_for(const Topology& t, int64_t n) {
   if (t.kind == TopologyKind::RandomRegular) return t.degree < n && (n * t.degree) % 2 == 0;
@@ -108,7 +114,8 @@ BOOST_AUTO_TEST_CASE(torus_shapes) {
   BOOST_CHECK((torus_shape(parse_topology("torus"), 16) == std::pair<int64_t, int64_t>{4, 4}));
   BOOST_CHECK((torus_shape(parse_topology("torus"), 7) == std::pair<int64_t, int64_t>{1, 7}));
   BOOST_CHECK((torus_shape(parse_topology("torus:rows=2"), 12) == std::pair<int64_t, int64_t>{2, 6}));
-  test::require_error([] { torus_shape(parse_topology("torus:rows=5"), 12); }, ErrorKind::Usage, {"5 rows", "12 nodes"});
+  test::require_error([] { torus_shape(parse_topology("torus:rows=5"), 12); }, ErrorKind::Usage,
+                      {"5 rows", "12 nodes"});
   // A prime N is a 1 × N torus, i.e. a ring.
   BOOST_CHECK(neighbours(parse_topology("torus"), 7, 0, 0) == neighbours(parse_topology("ring"), 7, 0, 0));
 }
@@ -123,7 +130,8 @@ BOOST_AUTO_TEST_CASE(spectral_gap_of_ring_and_complete) {
   }
   // N = 3: the ring is the complete graph.
   BOOST_CHECK_SMALL(spectral_gap(mixing_matrix(parse_topology("ring"), 3, 0, 0)) - 1.0, 16 * 3 * kEps);
-  for (int64_t n : {1, 2, 7, 32}) BOOST_CHECK_SMALL(spectral_gap(mixing_matrix(parse_topology("complete"), n, 0, 0)) - 1.0, 16 * 32 * kEps);
+  for (int64_t n : {1, 2, 7, 32})
+    BOOST_CHECK_SMALL(spectral_gap(mixing_matrix(parse_topology("complete"), n, 0, 0)) - 1.0, 16 * 32 * kEps);
   // Better connected graphs mix faster: ring < torus < exponential < complete on 16 nodes.
   const auto gap = [](const char* t) { return spectral_gap(mixing_matrix(parse_topology(t), 16, 0, 0)); };
   BOOST_CHECK(gap("ring") < gap("torus"));
@@ -217,7 +225,8 @@ BOOST_AUTO_TEST_CASE(erdos_renyi_graphs) {
   for (std::uint64_t seed : {1, 2, 3, 4})
     for (const auto& a : neighbours(t, 30, seed, 0)) edges += static_cast<double>(a.size()) / 2 / 4;
   BOOST_CHECK_SMALL(edges - 130.5, 25.0);
-  BOOST_CHECK(neighbours(parse_topology("erdos-renyi:p=1"), 9, 5, 0) == neighbours(parse_topology("complete"), 9, 0, 0));
+  BOOST_CHECK(neighbours(parse_topology("erdos-renyi:p=1"), 9, 5, 0) ==
+              neighbours(parse_topology("complete"), 9, 0, 0));
   test::require_error([] { neighbours(parse_topology("erdos-renyi:p=0.001"), 40, 0, 0); }, ErrorKind::Usage,
                       {"no connected graph on 40 nodes", "raise p"});
 }
@@ -235,7 +244,8 @@ BOOST_AUTO_TEST_CASE(parsing) {
   test::require_error([] { parse_topology("random-regular:d=x"); }, ErrorKind::Usage, {"d=x is not an integer"});
   test::require_error([] { parse_topology("random-regular:d=2.5"); }, ErrorKind::Usage, {"integer"});
   test::require_error([] { parse_topology("erdos-renyi:p=0"); }, ErrorKind::Usage, {"(0, 1]"});
-  test::require_error([] { parse_topology("erdos-renyi:p=0.5,redraw=2"); }, ErrorKind::Usage, {"redraw=2 is not a boolean"});
+  test::require_error([] { parse_topology("erdos-renyi:p=0.5,redraw=2"); }, ErrorKind::Usage,
+                      {"redraw=2 is not a boolean"});
   test::require_error([] { parse_topology("torus:rows"); }, ErrorKind::Usage, {"key=value"});
   test::require_error([] { neighbours(parse_topology("ring"), 0, 0, 0); }, ErrorKind::Usage, {"at least 1 node"});
 }

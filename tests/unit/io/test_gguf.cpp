@@ -114,7 +114,8 @@ BOOST_AUTO_TEST_CASE(dequantizes_as_ggml_defines) {
       const std::int64_t n = std::min<std::int64_t>(5, 32 - r);
       std::vector<float> part(static_cast<std::size_t>(n));
       src->read_rows(t, r, n, std::as_writable_bytes(std::span(part)));
-      BOOST_TEST(part == std::vector<float>(values->begin() + r, values->begin() + r + n), boost::test_tools::per_element());
+      BOOST_TEST(part == std::vector<float>(values->begin() + r, values->begin() + r + n),
+                 boost::test_tools::per_element());
     }
   }
 }
@@ -134,9 +135,10 @@ BOOST_AUTO_TEST_CASE(every_truncation_is_refused_or_complete) {
 
 BOOST_AUTO_TEST_CASE(sink_round_trip_shapes_types_and_key_values) {
   const std::string path = scratch("rt.gguf");
-  std::vector<TensorInfo> plan = {{"tensors", "scalar", {}, DType::F32, {}},     {"tensors", "v", {3}, DType::F16, {}},
-                                  {"tensors", "m", {2, 3}, DType::BF16, {}},     {"tensors", "r4", {1, 2, 1, 3}, DType::F64, {}},
-                                  {"tensors", "i", {2}, DType::I8, {}},          {"tensors", "e", {0, 5}, DType::I64, {}}};
+  std::vector<TensorInfo> plan = {
+      {"tensors", "scalar", {}, DType::F32, {}}, {"tensors", "v", {3}, DType::F16, {}},
+      {"tensors", "m", {2, 3}, DType::BF16, {}}, {"tensors", "r4", {1, 2, 1, 3}, DType::F64, {}},
+      {"tensors", "i", {2}, DType::I8, {}},      {"tensors", "e", {0, 5}, DType::I64, {}}};
   // Key/values in the reader's own JSON form, so the text comes back unchanged (file_type 32: most
   // float elements are bfloat16).
   const std::string meta =
@@ -155,7 +157,8 @@ BOOST_AUTO_TEST_CASE(sink_round_trip_shapes_types_and_key_values) {
       const std::size_t row = static_cast<std::size_t>(plan[i].row_elements()) * loco::dtype_size(plan[i].dtype);
       for (std::int64_t r = plan[i].rows(); r-- > 0;) {
         std::vector<std::byte> bytes(row);
-        for (std::size_t k = 0; k < row; ++k) bytes[k] = static_cast<std::byte>(i * 16 + static_cast<std::size_t>(r) + k);
+        for (std::size_t k = 0; k < row; ++k)
+          bytes[k] = static_cast<std::byte>(i * 16 + static_cast<std::size_t>(r) + k);
         sink->write_rows(i, r, 1, bytes);
       }
     }

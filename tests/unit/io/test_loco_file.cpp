@@ -405,10 +405,12 @@ BOOST_AUTO_TEST_CASE(output_names_are_checked) {
   expect_error(ErrorKind::Usage, "extension", [&] { format_for_output(dir / "m.bin"); });
   BOOST_TEST((format_for_output(dir / "m.safetensors") == Format::Safetensors));
   BOOST_TEST((format_for_output("-") == Format::Loco));
-  expect_error(ErrorKind::BadInput, "HDF5 link name",
-               [&] { create_sink(dir / "m.h5", root_of("model"), {{"tensors", "a/b", {1}, DType::F32, {}}}); });
-  expect_error(ErrorKind::Io, "does not exist",
-               [&] { create_sink(dir / "no/such/m.h5", root_of("model"), {{"tensors", "a", {1}, DType::F32, {}}}); });
+  expect_error(ErrorKind::BadInput, "HDF5 link name", [&] {
+    create_sink(dir / "m.h5", root_of("model"), {{"tensors", "a/b", {1}, DType::F32, {}}});
+  });
+  expect_error(ErrorKind::Io, "does not exist", [&] {
+    create_sink(dir / "no/such/m.h5", root_of("model"), {{"tensors", "a", {1}, DType::F32, {}}});
+  });
 }
 
 BOOST_AUTO_TEST_SUITE_END()

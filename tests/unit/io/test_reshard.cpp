@@ -68,8 +68,9 @@ BOOST_AUTO_TEST_CASE(splits_as_the_universal_loader_slices_and_consolidates_exac
       info("w", {4, 2}, attrs({{"cat_dim", std::int64_t{0}}})),
       info("r", {2, 4}, attrs({{"cat_dim", std::int64_t{1}}})),
       info("fc", {4, 2}, attrs({{"cat_dim", std::int64_t{0}}, {"param_n_sub_params", std::int64_t{2}}})),
-      info("qkv", {8, 1}, attrs({{"cat_dim", std::int64_t{0}},
-                                 {"sub_param_shape", std::string(R"({"patterns":[],"shape":[[2,2,4],1],"partition_dim":0})")}})),
+      info("qkv", {8, 1},
+           attrs({{"cat_dim", std::int64_t{0}},
+                  {"sub_param_shape", std::string(R"({"patterns":[],"shape":[[2,2,4],1],"partition_dim":0})")}})),
       info("emb", {3, 2}, attrs({{"cat_dim", std::int64_t{0}}, {"vocab_tensor", std::int64_t{1}}})),
       info("ln", {3}),
       info("proj", {2, 4}),
@@ -118,7 +119,8 @@ BOOST_AUTO_TEST_CASE(splits_as_the_universal_loader_slices_and_consolidates_exac
 
 BOOST_AUTO_TEST_CASE(vocabulary_padding_follows_the_target_degree) {
   TempDir tmp("reshard");
-  write_counting(tmp / "full.h5", {info("emb", {5, 1}, attrs({{"vocab_tensor", std::int64_t{1}}, {"cat_dim", std::int64_t{0}}}))});
+  write_counting(tmp / "full.h5",
+                 {info("emb", {5, 1}, attrs({{"vocab_tensor", std::int64_t{1}}, {"cat_dim", std::int64_t{0}}}))});
   loco::io::ReshardOptions opt;
   opt.degree = 2;
   opt.vocab_divisible_by = 4;  // 5 rows → multiple of 4·2 = 8
@@ -205,7 +207,8 @@ BOOST_AUTO_TEST_CASE(zero_flat_partitions_and_back) {
   std::vector<std::unique_ptr<loco::io::TensorSource>> z;
   for (const auto& p : paths) z.push_back(loco::io::open_source(p));
   auto flat = [&](int r, const char* group) {
-    const loco::Tensor t = z[static_cast<std::size_t>(r)]->read(z[static_cast<std::size_t>(r)]->get("zero_flat", group));
+    const loco::Tensor t =
+        z[static_cast<std::size_t>(r)]->read(z[static_cast<std::size_t>(r)]->get("zero_flat", group));
     return V(t.f32().begin(), t.f32().end());
   };
   BOOST_TEST(flat(0, "tensors") == V({0, 1, 2}));
@@ -250,7 +253,8 @@ BOOST_AUTO_TEST_CASE(sharded_safetensors_and_their_index) {
     auto sink = loco::io::create_sharded_safetensors_sink(path, root, plan, max);
     for (std::size_t i = 0; i < plan.size(); ++i) {
       loco::Tensor t(plan[i].shape);
-      for (std::int64_t j = 0; j < t.numel(); ++j) t.f32()[static_cast<std::size_t>(j)] = static_cast<float>(10 * i + j);
+      for (std::int64_t j = 0; j < t.numel(); ++j)
+        t.f32()[static_cast<std::size_t>(j)] = static_cast<float>(10 * i + j);
       sink->write(i, t);
     }
     sink->commit();
@@ -281,11 +285,14 @@ BOOST_AUTO_TEST_CASE(sharded_safetensors_and_their_index) {
   BOOST_TEST(!fs::exists(tmp.path / "one/model.safetensors.index.json"));
   // Broken indexes.
   std::ofstream(tmp / "escape.json") << R"({"weight_map": {"a": "../model-00001-of-00003.safetensors"}})";
-  require_error([&] { loco::io::open_source(tmp / "escape.json"); }, ErrorKind::BadInput, {"outside the index's folder"});
-  std::ofstream(tmp / "missing.json") << R"({"weight_map": {"a": "model-00001-of-00003.safetensors", "zz": "model-00001-of-00003.safetensors", "b": "model-00001-of-00003.safetensors"}})";
+  require_error([&] { loco::io::open_source(tmp / "escape.json"); }, ErrorKind::BadInput,
+                {"outside the index's folder"});
+  std::ofstream(tmp / "missing.json")
+      << R"({"weight_map": {"a": "model-00001-of-00003.safetensors", "zz": "model-00001-of-00003.safetensors", "b": "model-00001-of-00003.safetensors"}})";
   require_error([&] { loco::io::open_source(tmp / "missing.json"); }, ErrorKind::BadInput, {"zz", "missing"});
   std::ofstream(tmp / "unnamed.json") << R"({"weight_map": {"a": "model-00001-of-00003.safetensors"}})";
-  require_error([&] { loco::io::open_source(tmp / "unnamed.json"); }, ErrorKind::BadInput, {"tensor b", "does not name"});
+  require_error([&] { loco::io::open_source(tmp / "unnamed.json"); }, ErrorKind::BadInput,
+                {"tensor b", "does not name"});
   std::ofstream(tmp / "other.json") << R"({"something": 1})";
   require_error([&] { loco::io::open_source(tmp / "other.json"); }, ErrorKind::BadInput, {"weight_map"});
 }

@@ -194,7 +194,8 @@ BOOST_AUTO_TEST_CASE(golden_bytes_derived_by_hand) {
   sink->commit();
 
   const std::string header =
-      "{\"__metadata__\":{\"format\":\"pt\",\"loco_attribute_types\":\"{\\\"step\\\":\\\"int64\\\"}\",\"note\":\"q\\\"\\n\\u0001\xc3\xa9\",\"step\":\"3\"},"
+      "{\"__metadata__\":{\"format\":\"pt\",\"loco_attribute_types\":\"{\\\"step\\\":\\\"int64\\\"}\",\"note\":"
+      "\"q\\\"\\n\\u0001\xc3\xa9\",\"step\":\"3\"},"
       "\"c\":{\"dtype\":\"I64\",\"shape\":[],\"data_offsets\":[0,8]},"
       "\"b\":{\"dtype\":\"F32\",\"shape\":[2],\"data_offsets\":[8,16]},"
       "\"z\":{\"dtype\":\"F16\",\"shape\":[0,2],\"data_offsets\":[16,16]},"
@@ -204,9 +205,9 @@ BOOST_AUTO_TEST_CASE(golden_bytes_derived_by_hand) {
   Bytes want = {std::byte{0x50}, std::byte{0x01}, std::byte{0}, std::byte{0},
                 std::byte{0},    std::byte{0},    std::byte{0}, std::byte{0}};
   for (char ch : header) want.push_back(std::byte(static_cast<unsigned char>(ch)));
-  for (int v : {7, 0, 0, 0, 0, 0, 0, 0,                      // c = 7 (int64 LE)
+  for (int v : {7, 0, 0, 0, 0, 0, 0, 0,                          // c = 7 (int64 LE)
                 0x00, 0x00, 0x80, 0x3f, 0x00, 0x00, 0x00, 0xc0,  // b = 1.0f, -2.0f
-                1, 2, 3})                                       // a
+                1, 2, 3})                                        // a
     want.push_back(std::byte(v));
   BOOST_REQUIRE(want.size() == 363u);
   BOOST_TEST(read_file(path) == want);
@@ -372,25 +373,39 @@ BOOST_AUTO_TEST_CASE(open_source_and_create_sink_reach_safetensors) {
 BOOST_AUTO_TEST_CASE(sink_refuses_what_the_format_cannot_hold) {
   TempDir tmp;
   const std::string path = tmp.path("x.safetensors");
-  expect_error([&] { loco::io::create_safetensors_sink(path, {}, {{"state/exp_avg", "w", Shape{2}, DType::F32, {}}}); },
-               ErrorKind::Usage, "safetensors holds only model tensors");
-  expect_error([&] {
-    loco::io::create_safetensors_sink(path, {}, {{"tensors", "w", Shape{2}, DType::F32, {}},
-                                                 {"tensors", "w", Shape{3}, DType::F16, {}}});
-  }, ErrorKind::Usage, "planned twice");
-  expect_error([&] { loco::io::create_safetensors_sink(path, {}, {{"tensors", "__metadata__", Shape{2}, DType::F32, {}}}); },
-               ErrorKind::Usage, "reserved");
-  expect_error([&] {
-    loco::io::create_safetensors_sink(path, {}, {{"tensors", "w", Shape{std::int64_t{1} << 48}, DType::U8, {}}});
-  }, ErrorKind::Usage, "2^48-1");
-  expect_error([&] { loco::io::create_safetensors_sink(path, {}, {{"tensors", "bad\xff", Shape{2}, DType::F32, {}}}); },
-               ErrorKind::BadInput, "UTF-8");
+  expect_error(
+      [&] {
+        loco::io::create_safetensors_sink(path, {}, {{"state/exp_avg", "w", Shape{2}, DType::F32, {}}});
+      },
+      ErrorKind::Usage, "safetensors holds only model tensors");
+  expect_error(
+      [&] {
+        loco::io::create_safetensors_sink(
+            path, {}, {{"tensors", "w", Shape{2}, DType::F32, {}}, {"tensors", "w", Shape{3}, DType::F16, {}}});
+      },
+      ErrorKind::Usage, "planned twice");
+  expect_error(
+      [&] {
+        loco::io::create_safetensors_sink(path, {}, {{"tensors", "__metadata__", Shape{2}, DType::F32, {}}});
+      },
+      ErrorKind::Usage, "reserved");
+  expect_error(
+      [&] {
+        loco::io::create_safetensors_sink(path, {}, {{"tensors", "w", Shape{std::int64_t{1} << 48}, DType::U8, {}}});
+      },
+      ErrorKind::Usage, "2^48-1");
+  expect_error(
+      [&] {
+        loco::io::create_safetensors_sink(path, {}, {{"tensors", "bad\xff", Shape{2}, DType::F32, {}}});
+      },
+      ErrorKind::BadInput, "UTF-8");
   BOOST_TEST(tmp.entries() == 0u);
 }
 
 BOOST_AUTO_TEST_CASE(sink_takes_no_attributes_after_creation) {
   TempDir tmp;
-  auto sink = loco::io::create_safetensors_sink(tmp.path("x.safetensors"), {}, {{"tensors", "w", Shape{2}, DType::F32, {}}});
+  auto sink =
+      loco::io::create_safetensors_sink(tmp.path("x.safetensors"), {}, {{"tensors", "w", Shape{2}, DType::F32, {}}});
   expect_error([&] { sink->set_attribute("format", std::string("pt")); }, ErrorKind::Usage, "header precedes the data");
   expect_error([&] { sink->set_group_attribute("state", "step", std::int64_t{1}); }, ErrorKind::Usage, "no groups");
 }
@@ -452,8 +467,8 @@ BOOST_AUTO_TEST_CASE(rejects_bad_length_prefixes) {
 
 BOOST_AUTO_TEST_CASE(rejects_headers_that_are_not_utf8_or_json) {
   expect_rejected(st_file("{\"a\xff\":1}", 0), "not valid UTF-8");
-  expect_rejected(st_file("{\"\xc0\xaf\":1}", 0), "not valid UTF-8");      // overlong '/'
-  expect_rejected(st_file("{\"\xed\xa0\x80\":1}", 0), "not valid UTF-8");  // surrogate
+  expect_rejected(st_file("{\"\xc0\xaf\":1}", 0), "not valid UTF-8");          // overlong '/'
+  expect_rejected(st_file("{\"\xed\xa0\x80\":1}", 0), "not valid UTF-8");      // surrogate
   expect_rejected(st_file("{\"\xf4\x90\x80\x80\":1}", 0), "not valid UTF-8");  // above U+10FFFF
   expect_rejected(st_file("\xef\xbb\xbf{}", 0), "byte-order mark");
   expect_rejected(st_file(R"({"a":)", 0), "not valid JSON");
@@ -464,8 +479,11 @@ BOOST_AUTO_TEST_CASE(rejects_headers_that_are_not_utf8_or_json) {
 }
 
 BOOST_AUTO_TEST_CASE(rejects_duplicate_keys) {
-  expect_rejected(st_file(R"({"a":{"dtype":"U8","shape":[1],"data_offsets":[0,1]},"a":{"dtype":"U8","shape":[1],"data_offsets":[1,2]}})", 2),
-                  "duplicate key 'a'");
+  expect_rejected(
+      st_file(
+          R"({"a":{"dtype":"U8","shape":[1],"data_offsets":[0,1]},"a":{"dtype":"U8","shape":[1],"data_offsets":[1,2]}})",
+          2),
+      "duplicate key 'a'");
   expect_rejected(st_file(R"({"a":{"dtype":"U8","dtype":"U8","shape":[1],"data_offsets":[0,1]}})", 1),
                   "duplicate key 'dtype'");
   expect_rejected(st_file(R"({"__metadata__":{"k":"1","k":"2"}})", 0), "duplicate key 'k' in __metadata__");
@@ -482,7 +500,8 @@ BOOST_AUTO_TEST_CASE(rejects_bad_entries) {
                   "unexpected key 'extra'");
   expect_rejected(st_file(R"({"a":{"dtype":"F32","shape":[-1],"data_offsets":[0,4]}})", 4), "negative number -1");
   expect_rejected(st_file(R"({"a":{"dtype":"F32","shape":[1.0],"data_offsets":[0,4]}})", 4), "non-integer number 1.0");
-  expect_rejected(st_file(R"({"a":{"dtype":"F32","shape":[[1]],"data_offsets":[0,4]}})", 4), "shape entries must be integers");
+  expect_rejected(st_file(R"({"a":{"dtype":"F32","shape":[[1]],"data_offsets":[0,4]}})", 4),
+                  "shape entries must be integers");
   expect_rejected(st_file(R"({"a":{"dtype":"F32","shape":1,"data_offsets":[0,4]}})", 4), "shape must be an array");
   expect_rejected(st_file(R"({"a":{"dtype":"F32","shape":[1],"data_offsets":[0,4,8]}})", 4), "exactly two integers");
   expect_rejected(st_file(R"({"a":{"dtype":"F32","shape":[1],"data_offsets":[4]}})", 4), "exactly two integers");
@@ -497,13 +516,15 @@ BOOST_AUTO_TEST_CASE(bounds_what_loco_cannot_index) {
   meta += "}}";
   expect_rejected(st_file(meta, 0), "more than 10000 entries");
   // Zero elements, but rows of 2^96 elements.
-  expect_rejected(st_file(R"({"a":{"dtype":"F32","shape":[0,281474976710655,281474976710655],"data_offsets":[0,0]}})", 0),
-                  "more elements per row than loco can index");
+  expect_rejected(
+      st_file(R"({"a":{"dtype":"F32","shape":[0,281474976710655,281474976710655],"data_offsets":[0,0]}})", 0),
+      "more elements per row than loco can index");
 }
 
 BOOST_AUTO_TEST_CASE(rejects_integers_past_two_to_the_48) {
   // 2^48 - 1 passes the schema (and then fails the size rule); 2^48 does not.
-  expect_rejected(st_file(R"({"a":{"dtype":"U8","shape":[281474976710655],"data_offsets":[0,1]}})", 1), "needs 281474976710655");
+  expect_rejected(st_file(R"({"a":{"dtype":"U8","shape":[281474976710655],"data_offsets":[0,1]}})", 1),
+                  "needs 281474976710655");
   expect_rejected(st_file(R"({"a":{"dtype":"U8","shape":[281474976710656],"data_offsets":[0,1]}})", 1),
                   "shape entry 281474976710656 exceeds");
   expect_rejected(st_file(R"({"a":{"dtype":"U8","shape":[1],"data_offsets":[0,281474976710656]}})", 1),
@@ -514,24 +535,36 @@ BOOST_AUTO_TEST_CASE(rejects_integers_past_two_to_the_48) {
 
 BOOST_AUTO_TEST_CASE(rejects_shape_overflow) {
   // 2^47 · 2^47 · 2^47 elements overflow 64 bits; so do 2^40 · 2^21 elements of 64 bits each.
-  expect_rejected(st_file(R"({"a":{"dtype":"U8","shape":[140737488355328,140737488355328,140737488355328],"data_offsets":[0,0]}})", 0),
-                  "element count of shape [140737488355328, 140737488355328, 140737488355328] overflows");
+  expect_rejected(
+      st_file(R"({"a":{"dtype":"U8","shape":[140737488355328,140737488355328,140737488355328],"data_offsets":[0,0]}})",
+              0),
+      "element count of shape [140737488355328, 140737488355328, 140737488355328] overflows");
   expect_rejected(st_file(R"({"a":{"dtype":"F64","shape":[1099511627776,2097152],"data_offsets":[0,0]}})", 0),
                   "byte size of shape");
 }
 
 BOOST_AUTO_TEST_CASE(rejects_offsets_that_do_not_tile_the_buffer) {
   // Overlap: b starts inside a.
-  expect_rejected(st_file(R"({"a":{"dtype":"F32","shape":[2],"data_offsets":[0,8]},"b":{"dtype":"F32","shape":[2],"data_offsets":[4,12]}})", 12),
-                  "tensor 'b' has data_offsets [4, 12], expected to begin at byte 8");
+  expect_rejected(
+      st_file(
+          R"({"a":{"dtype":"F32","shape":[2],"data_offsets":[0,8]},"b":{"dtype":"F32","shape":[2],"data_offsets":[4,12]}})",
+          12),
+      "tensor 'b' has data_offsets [4, 12], expected to begin at byte 8");
   // Gap: b starts after a ends.
-  expect_rejected(st_file(R"({"a":{"dtype":"F32","shape":[1],"data_offsets":[0,4]},"b":{"dtype":"F32","shape":[1],"data_offsets":[8,12]}})", 12),
-                  "tensor 'b' has data_offsets [8, 12], expected to begin at byte 4");
+  expect_rejected(
+      st_file(
+          R"({"a":{"dtype":"F32","shape":[1],"data_offsets":[0,4]},"b":{"dtype":"F32","shape":[1],"data_offsets":[8,12]}})",
+          12),
+      "tensor 'b' has data_offsets [8, 12], expected to begin at byte 4");
   // Data not starting at 0.
-  expect_rejected(st_file(R"({"a":{"dtype":"F32","shape":[1],"data_offsets":[4,8]}})", 8), "expected to begin at byte 0");
+  expect_rejected(st_file(R"({"a":{"dtype":"F32","shape":[1],"data_offsets":[4,8]}})", 8),
+                  "expected to begin at byte 0");
   // END before BEGIN.
-  expect_rejected(st_file(R"({"a":{"dtype":"F32","shape":[1],"data_offsets":[0,4]},"b":{"dtype":"F32","shape":[1],"data_offsets":[4,0]}})", 4),
-                  "tensor 'b' has data_offsets [4, 0], whose END lies before its BEGIN");
+  expect_rejected(
+      st_file(
+          R"({"a":{"dtype":"F32","shape":[1],"data_offsets":[0,4]},"b":{"dtype":"F32","shape":[1],"data_offsets":[4,0]}})",
+          4),
+      "tensor 'b' has data_offsets [4, 0], whose END lies before its BEGIN");
   // Ten tensors all claiming [0,16] (aliasing).
   std::string ten = "{";
   for (int i = 0; i < 10; ++i)

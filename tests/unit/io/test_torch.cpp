@@ -209,9 +209,9 @@ BOOST_AUTO_TEST_CASE(state_dict_written_by_torch) {
     names.push_back(t.name);
     BOOST_TEST(t.group == "tensors");
   }
-  const std::vector<std::string> want = {"base", "transposed", "rows", "column", "block", "expanded", "scalar",
-                                         "empty", "bf16", "f16", "i64", "i32", "i8", "u8", "mask", "emb.weight",
-                                         "head.weight"};
+  const std::vector<std::string> want = {"base",   "transposed", "rows", "column",     "block",      "expanded",
+                                         "scalar", "empty",      "bf16", "f16",        "i64",        "i32",
+                                         "i8",     "u8",         "mask", "emb.weight", "head.weight"};
   BOOST_TEST(names == want, boost::test_tools::per_element());
 
   auto check = [&](const std::string& name, Shape shape, auto at) {
@@ -283,9 +283,9 @@ BOOST_AUTO_TEST_CASE(nested_dicts_lists_and_scalars_protocol_4) {
   for (const auto& t : src->tensors()) names.push_back(t.name);
   BOOST_TEST(names == (std::vector<std::string>{"model.layer.w", "model.layer.b", "optim.0"}),
              boost::test_tools::per_element());
-  BOOST_TEST(floats(*src, "model.layer.w") ==
-                 (std::vector<float>{base_at(0, 0), base_at(0, 1), base_at(1, 0), base_at(1, 1)}),
-             boost::test_tools::per_element());
+  BOOST_TEST(
+      floats(*src, "model.layer.w") == (std::vector<float>{base_at(0, 0), base_at(0, 1), base_at(1, 0), base_at(1, 1)}),
+      boost::test_tools::per_element());
   const auto& a = src->attributes();
   BOOST_TEST(a.get_int("epoch").value_or(-1) == 3);
   BOOST_TEST(a.get_double("lr").value_or(0) == 0.125);
@@ -295,10 +295,11 @@ BOOST_AUTO_TEST_CASE(nested_dicts_lists_and_scalars_protocol_4) {
 }
 
 BOOST_AUTO_TEST_CASE(legacy_torchscript_and_foreign_classes_are_refused_by_name) {
-  require_error([] { loco::io::open_source(kData + "legacy.pt", false); }, ErrorKind::BadInput, {"legacy", "legacy.pt"});
+  require_error([] { loco::io::open_source(kData + "legacy.pt", false); }, ErrorKind::BadInput,
+                {"legacy", "legacy.pt"});
   require_error([] { loco::io::open_source(kData + "script.pt", false); }, ErrorKind::BadInput, {"TorchScript"});
   require_error([] { loco::io::open_source(kData + "evil.pt", false); }, ErrorKind::BadInput,
-               {"__main__.NotAllowed", "allow-list", "evil.pt"});
+                {"__main__.NotAllowed", "allow-list", "evil.pt"});
 }
 
 BOOST_AUTO_TEST_CASE(zip64_end_record_and_extra_fields) {
@@ -336,13 +337,20 @@ BOOST_AUTO_TEST_CASE(malformed_archives_are_refused) {
     Bytes cut(good.begin(), good.begin() + static_cast<std::ptrdiff_t>(n));
     require_error([&] { open_zip(std::move(cut)); }, ErrorKind::BadInput, {"crafted.pt"});
   }
-  require_error([&] { open_zip(make_zip({{"ckpt/data.pkl", p.b, 8}, {"ckpt/data/0", floats_le({1})}}, 0, false)); },
-               ErrorKind::BadInput, {"compressed"});
+  require_error(
+      [&] {
+        open_zip(make_zip({{"ckpt/data.pkl", p.b, 8}, {"ckpt/data/0", floats_le({1})}}, 0, false));
+      },
+      ErrorKind::BadInput, {"compressed"});
   require_error([&] { open_zip(make_zip({{"data.pkl", p.b}}, 0, false)); }, ErrorKind::BadInput, {"record folder"});
-  require_error([&] {
-    open_zip(make_zip({{"ckpt/data.pkl", p.b}, {"ckpt/byteorder", Bytes{std::byte{'b'}, std::byte{'i'}, std::byte{'g'}}},
-                       {"ckpt/data/0", floats_le({1, 2, 3, 4, 5, 6})}}, 0, false));
-  }, ErrorKind::BadInput, {"big"});
+  require_error(
+      [&] {
+        open_zip(make_zip({{"ckpt/data.pkl", p.b},
+                           {"ckpt/byteorder", Bytes{std::byte{'b'}, std::byte{'i'}, std::byte{'g'}}},
+                           {"ckpt/data/0", floats_le({1, 2, 3, 4, 5, 6})}},
+                          0, false));
+      },
+      ErrorKind::BadInput, {"big"});
   require_error([&] { open_zip(make_zip({{"ckpt/data.pkl", p.b}}, 0, false)); }, ErrorKind::BadInput, {"data/0"});
 }
 
@@ -426,20 +434,76 @@ BOOST_AUTO_TEST_CASE(pickle_reader_builds_data_and_refuses_code) {
     if (stop) p.op('.');
     require_error([&] { parse(p.b, "where.pkl"); }, ErrorKind::BadInput, {"where.pkl", why});
   };
-  { P p; p.global("os", "system").str("rm -rf /").op(0x85).op('R'); refuse(p, "os.system is not on the allow-list"); }
-  { P p; p.global("builtins", "eval"); refuse(p, "builtins.eval"); }
-  { P p; p.op('i').raw("os\nsystem\n"); refuse(p, "opcode refused"); }
-  { P p; p.op(0xff); refuse(p, "unknown"); }
-  { P p; p.op('h').op(3); refuse(p, "memo entry 3"); }
-  { P p; p.op('a'); refuse(p, "underflow"); }
-  { P p; p.op('e'); refuse(p, "MARK"); }
-  { P p; p.op(0x8a).op(9).raw(std::string(9, '\x01')); refuse(p, "64 bits"); }
-  { P p; p.op('X').raw(std::string("\xff\xff\xff\x7f", 4)).raw("ab"); refuse(p, "truncated", false); }
-  { P p; p.op('N').op('N'); refuse(p, "2 objects"); }
-  { P p; p.op('N').op('.').op('N'); refuse(p, "after STOP", false); }
-  { P p; p.op('}').op('N').op('a'); refuse(p, "expected a list"); }
-  { P p; p.op('N').op(')').op('R'); refuse(p, "expected a global"); }
-  { P p; p.b[1] = std::byte{9}; refuse(p, "protocol 9"); }
+  {
+    P p;
+    p.global("os", "system").str("rm -rf /").op(0x85).op('R');
+    refuse(p, "os.system is not on the allow-list");
+  }
+  {
+    P p;
+    p.global("builtins", "eval");
+    refuse(p, "builtins.eval");
+  }
+  {
+    P p;
+    p.op('i').raw("os\nsystem\n");
+    refuse(p, "opcode refused");
+  }
+  {
+    P p;
+    p.op(0xff);
+    refuse(p, "unknown");
+  }
+  {
+    P p;
+    p.op('h').op(3);
+    refuse(p, "memo entry 3");
+  }
+  {
+    P p;
+    p.op('a');
+    refuse(p, "underflow");
+  }
+  {
+    P p;
+    p.op('e');
+    refuse(p, "MARK");
+  }
+  {
+    P p;
+    p.op(0x8a).op(9).raw(std::string(9, '\x01'));
+    refuse(p, "64 bits");
+  }
+  {
+    P p;
+    p.op('X').raw(std::string("\xff\xff\xff\x7f", 4)).raw("ab");
+    refuse(p, "truncated", false);
+  }
+  {
+    P p;
+    p.op('N').op('N');
+    refuse(p, "2 objects");
+  }
+  {
+    P p;
+    p.op('N').op('.').op('N');
+    refuse(p, "after STOP", false);
+  }
+  {
+    P p;
+    p.op('}').op('N').op('a');
+    refuse(p, "expected a list");
+  }
+  {
+    P p;
+    p.op('N').op(')').op('R');
+    refuse(p, "expected a global");
+  }
+  {
+    P p;
+    p.b[1] = std::byte{9};
+    refuse(p, "protocol 9");
+  }
 }
 
 BOOST_AUTO_TEST_SUITE_END()

@@ -33,16 +33,16 @@ namespace {
 const std::string kUcp = std::string(LOCO_TEST_DATA) + "/ucp/ckpt";
 
 // make_fixtures.py: element i of state s of param p is 0.25*i - 1 + s + 10*p.
-float fixture_value(int p, int s, int i) { return 0.25f * static_cast<float>(i) - 1.0f + static_cast<float>(s + 10 * p); }
+float fixture_value(int p, int s, int i) {
+  return 0.25f * static_cast<float>(i) - 1.0f + static_cast<float>(s + 10 * p);
+}
 
 std::string slurp(const std::string& path) {
   std::ifstream f(path, std::ios::binary);
   return {std::istreambuf_iterator<char>(f), std::istreambuf_iterator<char>()};
 }
 
-void copy_folder(const fs::path& from, const fs::path& to) {
-  fs::copy(from, to, fs::copy_options::recursive);
-}
+void copy_folder(const fs::path& from, const fs::path& to) { fs::copy(from, to, fs::copy_options::recursive); }
 
 }  // namespace
 
@@ -86,7 +86,7 @@ BOOST_AUTO_TEST_CASE(reads_the_fixture_folder) {
   BOOST_TEST((ts[0].attrs.get_int("vocab_tensor") == 1));
   BOOST_TEST(!ts[1].attrs.contains("vocab_tensor"));
   BOOST_TEST((ts[1].attrs.get_string("sub_param_shape") ==
-             std::string(R"({"patterns":["qkv"],"shape":[[4,2,2],1],"partition_dim":0})")));
+              std::string(R"({"patterns":["qkv"],"shape":[[4,2,2],1],"partition_dim":0})")));
   const auto state = src->group_attributes("state");
   BOOST_TEST((state.get_int("step") == 5));
   BOOST_TEST((state.get_string("ucp_step_type") == std::string("float32")));
@@ -143,9 +143,10 @@ BOOST_AUTO_TEST_CASE(write_back_reproduces_the_folder) {
 
 BOOST_AUTO_TEST_CASE(torch_archives_of_every_dtype_read_back) {
   TempDir tmp("ucp");
-  std::vector<TensorInfo> plan = {{"tensors", "f32", {2, 3}, DType::F32, {}}, {"tensors", "bf16", {4}, DType::BF16, {}},
-                                  {"tensors", "f64", {}, DType::F64, {}},     {"tensors", "i64", {2}, DType::I64, {}},
-                                  {"tensors", "empty", {0, 5}, DType::F16, {}}, {"tensors", "mask", {3}, DType::Bool, {}}};
+  std::vector<TensorInfo> plan = {
+      {"tensors", "f32", {2, 3}, DType::F32, {}},   {"tensors", "bf16", {4}, DType::BF16, {}},
+      {"tensors", "f64", {}, DType::F64, {}},       {"tensors", "i64", {2}, DType::I64, {}},
+      {"tensors", "empty", {0, 5}, DType::F16, {}}, {"tensors", "mask", {3}, DType::Bool, {}}};
   loco::Attributes root;
   root.set("kind", std::string("model"));
   {
@@ -222,7 +223,8 @@ BOOST_AUTO_TEST_CASE(refusals) {
   auto dots = loco::io::open_source(tmp / "slash.safetensors");
   require_error([&] { loco::io::write_ucp(*dots, tmp / "dots"); }, ErrorKind::BadInput, {"'a/b'"});
   BOOST_TEST(!fs::exists(tmp.path / "dots"));
-  for (const auto& e : fs::directory_iterator(tmp.path)) BOOST_TEST(e.path().filename().string().find(".tmp-") == std::string::npos);
+  for (const auto& e : fs::directory_iterator(tmp.path))
+    BOOST_TEST(e.path().filename().string().find(".tmp-") == std::string::npos);
 }
 
 BOOST_AUTO_TEST_SUITE_END()

@@ -122,7 +122,8 @@ Vec trimmed_by_sorting(const Vec& d, double density) {
   const std::size_t n = d.size(), k = static_cast<std::size_t>(std::floor(density * double(n)));
   std::vector<std::size_t> order(n);
   std::iota(order.begin(), order.end(), 0);
-  std::stable_sort(order.begin(), order.end(), [&](std::size_t a, std::size_t b) { return std::fabs(d[a]) > std::fabs(d[b]); });
+  std::stable_sort(order.begin(), order.end(),
+                   [&](std::size_t a, std::size_t b) { return std::fabs(d[a]) > std::fabs(d[b]); });
   Vec want(n, 0.0f);
   for (std::size_t j = 0; j < k; ++j) want[order[j]] = d[order[j]];
   return want;
@@ -138,14 +139,18 @@ BOOST_AUTO_TEST_CASE(ties_trim_equals_a_sort_based_reference) {
     for (auto& v : d) {
       const int kind = static_cast<int>(rng.below(6));
       const float u = rng.uniform() - 0.5f;
-      v = kind == 0 ? 0.0f : kind == 1 ? -0.0f : kind == 2 ? std::ldexp(u, -130) : kind == 3 ? std::round(u * 8) / 8
-                                                                                            : std::ldexp(u, static_cast<int>(rng.below(40)) - 20);
+      v = kind == 0   ? 0.0f
+          : kind == 1 ? -0.0f
+          : kind == 2 ? std::ldexp(u, -130)
+          : kind == 3 ? std::round(u * 8) / 8
+                      : std::ldexp(u, static_cast<int>(rng.below(40)) - 20);
     }
     const double density = (1 + static_cast<double>(rng.below(99))) / 100;
     const Vec want = trimmed_by_sorting(d, density);
     Vec got = d;
     mg::trim_magnitude(got, density, false);
-    for (std::size_t i = 0; i < n; ++i) BOOST_TEST_REQUIRE(std::bit_cast<std::uint32_t>(got[i]) == std::bit_cast<std::uint32_t>(want[i]));
+    for (std::size_t i = 0; i < n; ++i)
+      BOOST_TEST_REQUIRE(std::bit_cast<std::uint32_t>(got[i]) == std::bit_cast<std::uint32_t>(want[i]));
   }
 }
 
@@ -164,7 +169,8 @@ BOOST_AUTO_TEST_CASE(ties_trim_across_chunks_is_the_reference_at_any_thread_coun
       Vec got = d;
       mg::trim_magnitude(got, density, false);
       std::size_t wrong = 0;
-      for (std::size_t i = 0; i < n; ++i) wrong += std::bit_cast<std::uint32_t>(got[i]) != std::bit_cast<std::uint32_t>(want[i]);
+      for (std::size_t i = 0; i < n; ++i)
+        wrong += std::bit_cast<std::uint32_t>(got[i]) != std::bit_cast<std::uint32_t>(want[i]);
       BOOST_TEST(wrong == 0u, "density " << density << ", " << threads << " threads");
     }
   }
@@ -309,11 +315,13 @@ BOOST_AUTO_TEST_CASE(gradients_filters_and_layer_positions) {
   BOOST_TEST(*s.at("wte.weight", 0.3) == 0.25);  // no filter matches: the unconditioned value
   BOOST_TEST(!mg::parse_setting("--t", {"mlp:1"}).at("wte.weight", 0).has_value());
   BOOST_TEST(*mg::Setting(0.7).at("anything", 0.2) == 0.7);
-  require_error([] { mg::parse_setting("--t", {"mlp:1,x"}); }, ErrorKind::Usage, {"--t 'mlp:1,x'", "'x' is not a number"});
+  require_error([] { mg::parse_setting("--t", {"mlp:1,x"}); }, ErrorKind::Usage,
+                {"--t 'mlp:1,x'", "'x' is not a number"});
   require_error([] { mg::parse_setting("--t", {":1"}); }, ErrorKind::Usage, {"empty filter"});
   // Positions: layer i of N at i/(N-1); before the first layer 0, after the last 1.
-  const std::vector<std::string> names = {"wte.weight", "blocks.0.ln1.weight", "blocks.1.ln1.weight",
-                                          "blocks.2.attn.qkv.weight", "ln_f.weight", "head.weight"};
+  const std::vector<std::string> names = {"wte.weight",          "blocks.0.ln1.weight",
+                                          "blocks.1.ln1.weight", "blocks.2.attn.qkv.weight",
+                                          "ln_f.weight",         "head.weight"};
   BOOST_TEST(mg::layer_positions(names) == (std::vector<double>{0, 0, 0.5, 1, 1, 1}), boost::test_tools::per_element());
   BOOST_TEST(mg::layer_positions({"model.layers.0.x", "lm_head.weight"}) == (std::vector<double>{1, 1}),
              boost::test_tools::per_element());  // one layer: t = 1, as mergekit
@@ -328,7 +336,8 @@ BOOST_AUTO_TEST_SUITE(merge_files)
 // A SLERP with a layer gradient and a filter: each tensor is the kernel at its own t.
 BOOST_AUTO_TEST_CASE(slerp_follows_a_layer_gradient) {
   TempDir tmp;
-  const std::vector<std::string> names = {"wte", "blocks.0.attn.w", "blocks.1.attn.w", "blocks.2.attn.w", "blocks.2.mlp.w"};
+  const std::vector<std::string> names = {"wte", "blocks.0.attn.w", "blocks.1.attn.w", "blocks.2.attn.w",
+                                          "blocks.2.mlp.w"};
   std::vector<std::pair<std::string, Vec>> a, b;
   for (std::size_t i = 0; i < names.size(); ++i) {
     a.push_back({names[i], Vec{1.0f + float(i), 0.5f, -1.0f}});
@@ -380,9 +389,9 @@ BOOST_AUTO_TEST_CASE(row_blocks_give_the_whole_tensor_kernels_result) {
     mg::Method method;
     bool base;
   };
-  for (const Case c : {Case{mg::Method::Linear, false}, Case{mg::Method::Slerp, true}, Case{mg::Method::Ties, true},
-                       Case{mg::Method::DareTies, true}, Case{mg::Method::ModelStock, true},
-                       Case{mg::Method::TaskArithmetic, true}}) {
+  for (const Case c :
+       {Case{mg::Method::Linear, false}, Case{mg::Method::Slerp, true}, Case{mg::Method::Ties, true},
+        Case{mg::Method::DareTies, true}, Case{mg::Method::ModelStock, true}, Case{mg::Method::TaskArithmetic, true}}) {
     mg::MergeOptions opt;
     opt.method = c.method;
     if (c.base) opt.base = tmp / "m0.h5";
@@ -416,8 +425,8 @@ BOOST_AUTO_TEST_CASE(row_blocks_give_the_whole_tensor_kernels_result) {
           for (std::int64_t i = 0; i < n; ++i) d[m][i] = vals[m + 1][i] - vals[0][i];
           if (c.method == mg::Method::Ties) mg::trim_magnitude(d[m], 0.4, false);
         }
-        mg::combine_deltas(vals[0], Spans{d[0], d[1], d[2]}, w, c.method == mg::Method::Ties, c.method == mg::Method::Ties,
-                           1.0, want);
+        mg::combine_deltas(vals[0], Spans{d[0], d[1], d[2]}, w, c.method == mg::Method::Ties,
+                           c.method == mg::Method::Ties, 1.0, want);
         break;
       }
       default: continue;  // DARE's mask stream is checked by the block comparison above

@@ -57,7 +57,7 @@ double check_gradient(std::span<double> x, std::span<const double> g, const Loss
   }
   BOOST_TEST_MESSAGE(what << ": max |fd − g| " << max_err << " (bound " << tol << ", max |g| " << max_g << ")");
   BOOST_CHECK_MESSAGE(max_err <= tol, what << ": largest |finite difference − gradient| = " << max_err << " at element "
-                                            << worst << " (gradient " << g[worst] << "), bound " << tol);
+                                           << worst << " (gradient " << g[worst] << "), bound " << tol);
   return max_g;
 }
 

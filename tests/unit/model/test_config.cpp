@@ -55,15 +55,18 @@ BOOST_AUTO_TEST_CASE(canonical_json_sorts_keys_and_fills_defaults) {
   const auto a = ModelConfig::parse(R"({"layers":2,"heads":2,"d_model":16,"ctx":8,"arch":"gpt"})");
   const auto b = ModelConfig::parse(
       R"({"arch":"gpt","ctx":8,"d_model":16,"heads":2,"layers":2,"mlp_ratio":4,"tie_embeddings":false,"vocab":256})");
-  BOOST_TEST(a.canonical_json() ==
-             R"({"arch":"gpt","ctx":8,"d_model":16,"heads":2,"layers":2,"mlp_ratio":4,"tie_embeddings":false,"vocab":256})");
+  BOOST_TEST(
+      a.canonical_json() ==
+      R"({"arch":"gpt","ctx":8,"d_model":16,"heads":2,"layers":2,"mlp_ratio":4,"tie_embeddings":false,"vocab":256})");
   BOOST_TEST(a.canonical_json() == b.canonical_json());
   BOOST_TEST((a == b));
   BOOST_TEST((ModelConfig::parse(a.canonical_json()) == a));
-  BOOST_TEST(ModelConfig::parse(R"({"sizes":[3,2],"arch":"mlp"})").canonical_json() == R"({"arch":"mlp","sizes":[3,2]})");
+  BOOST_TEST(ModelConfig::parse(R"({"sizes":[3,2],"arch":"mlp"})").canonical_json() ==
+             R"({"arch":"mlp","sizes":[3,2]})");
   BOOST_TEST(ModelConfig::parse(R"({"classes":3,"features":5,"arch":"logreg"})").canonical_json() ==
              R"({"arch":"logreg","classes":3,"features":5})");
-  const auto tied = ModelConfig::parse(R"({"arch":"gpt","ctx":8,"d_model":16,"heads":2,"layers":2,"tie_embeddings":true})");
+  const auto tied =
+      ModelConfig::parse(R"({"arch":"gpt","ctx":8,"d_model":16,"heads":2,"layers":2,"tie_embeddings":true})");
   BOOST_TEST(tied.canonical_json() != a.canonical_json());
   BOOST_TEST(!(tied == a));
 }
@@ -115,16 +118,19 @@ BOOST_AUTO_TEST_CASE(validate_checks_configs_built_in_code) {
 }
 
 BOOST_AUTO_TEST_CASE(gpt_param_names_and_shapes_follow_models_md) {
-  const auto c = ModelConfig::parse(R"({"arch":"gpt","vocab":11,"ctx":5,"d_model":8,"layers":2,"heads":2,"mlp_ratio":3})");
+  const auto c =
+      ModelConfig::parse(R"({"arch":"gpt","vocab":11,"ctx":5,"d_model":8,"layers":2,"heads":2,"mlp_ratio":3})");
   const auto specs = param_specs(c);
   std::vector<std::pair<std::string, Shape>> want{{"wte.weight", {11, 8}}, {"wpe.weight", {5, 8}}};
   for (int l = 0; l < 2; ++l) {
     const auto p = "blocks." + std::to_string(l) + ".";
     const std::vector<std::pair<std::string, Shape>> block{
-        {p + "ln1.weight", {8}},        {p + "ln1.bias", {8}},          {p + "attn.qkv.weight", {24, 8}},
-        {p + "attn.qkv.bias", {24}},    {p + "attn.proj.weight", {8, 8}}, {p + "attn.proj.bias", {8}},
-        {p + "ln2.weight", {8}},        {p + "ln2.bias", {8}},          {p + "mlp.fc.weight", {24, 8}},
-        {p + "mlp.fc.bias", {24}},      {p + "mlp.proj.weight", {8, 24}}, {p + "mlp.proj.bias", {8}}};
+        {p + "ln1.weight", {8}},          {p + "ln1.bias", {8}},
+        {p + "attn.qkv.weight", {24, 8}}, {p + "attn.qkv.bias", {24}},
+        {p + "attn.proj.weight", {8, 8}}, {p + "attn.proj.bias", {8}},
+        {p + "ln2.weight", {8}},          {p + "ln2.bias", {8}},
+        {p + "mlp.fc.weight", {24, 8}},   {p + "mlp.fc.bias", {24}},
+        {p + "mlp.proj.weight", {8, 24}}, {p + "mlp.proj.bias", {8}}};
     want.insert(want.end(), block.begin(), block.end());
   }
   want.push_back({"ln_f.weight", {8}});

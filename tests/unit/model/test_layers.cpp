@@ -208,8 +208,8 @@ BOOST_AUTO_TEST_CASE(layernorm_gradient_finite_differences) {
     std::vector<double> y(n * d), m(n), s(n);
     layers::layernorm_forward(x.data(), gamma.data(), beta.data(), y.data(), m.data(), s.data(), n, d, eps);
     std::vector<double> dx(n * d), dg(d), db(d);
-    layers::layernorm_backward(x.data(), gamma.data(), m.data(), s.data(), r.data(), dx.data(), dg.data(), db.data(),
-                               n, d, false);
+    layers::layernorm_backward(x.data(), gamma.data(), m.data(), s.data(), r.data(), dx.data(), dg.data(), db.data(), n,
+                               d, false);
     const auto tag = " (d = " + std::to_string(d) + ")";
     BOOST_TEST(check_gradient(x, dx, loss, "layernorm dx" + tag) > 0.1);
     BOOST_TEST(check_gradient(gamma, dg, loss, "layernorm dgamma" + tag) > 0.1);
@@ -225,18 +225,20 @@ BOOST_AUTO_TEST_CASE(layernorm_gradient_finite_differences) {
 BOOST_AUTO_TEST_CASE(gelu_tanh_known_values) {
   // x/2·(1 + tanh(√(2/π)(x + 0.044715x³))) evaluated to 20 digits with mpmath.
   const std::vector<double> xs{-3, -1, -0.5, 0, 0.5, 1, 2, 3};
-  const std::vector<double> want{-0.0036373920817730188, -0.15880800939172329522, -0.15428599017485607796, 0.0,
-                                 0.34571400982514392204, 0.84119199060827670478,  1.9545976940877750188,
-                                 2.9963626079182269812};
+  const std::vector<double> want{
+      -0.0036373920817730188, -0.15880800939172329522, -0.15428599017485607796, 0.0,
+      0.34571400982514392204, 0.84119199060827670478,  1.9545976940877750188,   2.9963626079182269812};
   std::vector<double> y(xs.size());
   layers::gelu_forward(xs.data(), y.data(), static_cast<int64_t>(xs.size()));
-  for (std::size_t i = 0; i < xs.size(); ++i) BOOST_TEST(std::abs(y[i] - want[i]) <= 4e-16 * std::max(1.0, std::abs(want[i])));
+  for (std::size_t i = 0; i < xs.size(); ++i)
+    BOOST_TEST(std::abs(y[i] - want[i]) <= 4e-16 * std::max(1.0, std::abs(want[i])));
   // float: Eigen's vectorized tanh is accurate to a few ulp; allow 8 ulp of the result scale.
   const auto xf = to_float(xs);
   std::vector<float> yf(xs.size());
   layers::gelu_forward(xf.data(), yf.data(), static_cast<int64_t>(xs.size()));
   for (std::size_t i = 0; i < xs.size(); ++i) {
-    BOOST_TEST(std::abs(yf[i] - want[i]) <= 8 * std::numeric_limits<float>::epsilon() * std::max(1.0, std::abs(want[i])));
+    BOOST_TEST(std::abs(yf[i] - want[i]) <=
+               8 * std::numeric_limits<float>::epsilon() * std::max(1.0, std::abs(want[i])));
   }
 }
 
@@ -287,9 +289,9 @@ BOOST_AUTO_TEST_CASE(cross_entropy_known_values) {
   // Large logits do not overflow (log-sum-exp is shifted by the maximum).
   const std::vector<double> z3{1000, 0};
   const std::vector<std::int32_t> t3{1};
-  BOOST_TEST(std::abs(layers::softmax_cross_entropy(z3.data(), t3.data(), static_cast<double*>(nullptr), 1, 2, 1.0)
-                          .loss_sum -
-                      1000.0) < 1e-12);
+  BOOST_TEST(
+      std::abs(layers::softmax_cross_entropy(z3.data(), t3.data(), static_cast<double*>(nullptr), 1, 2, 1.0).loss_sum -
+               1000.0) < 1e-12);
 }
 
 BOOST_AUTO_TEST_CASE(cross_entropy_gradient_finite_differences) {
@@ -298,7 +300,8 @@ BOOST_AUTO_TEST_CASE(cross_entropy_gradient_finite_differences) {
   const std::vector<std::int32_t> t{0, 6, 3, 3, 1, 5};
   const double scale = 1.0 / n;
   auto loss = [&] {
-    return layers::softmax_cross_entropy(z.data(), t.data(), static_cast<double*>(nullptr), n, c, scale).loss_sum * scale;
+    return layers::softmax_cross_entropy(z.data(), t.data(), static_cast<double*>(nullptr), n, c, scale).loss_sum *
+           scale;
   };
   std::vector<double> g(n * c);
   layers::softmax_cross_entropy(z.data(), t.data(), g.data(), n, c, scale);
@@ -418,7 +421,8 @@ BOOST_AUTO_TEST_CASE(float_kernels_agree_with_double) {
   // softmax over ≤ 33 keys adds ≤ 35u relative to each probability, and the weighted sum of
   // |v| ≤ 1 another 35u: outputs within ~2·29u + 35u + 35u < 128u, lse within 128u·max(1, |lse|).
   for (std::size_t i = 0; i < a.size(); ++i) BOOST_REQUIRE_SMALL(a[i] - af[i], 128 * u);
-  for (std::size_t i = 0; i < lse.size(); ++i) BOOST_REQUIRE_SMALL(lse[i] - lsef[i], 128 * u * std::max(1.0, std::abs(lse[i])));
+  for (std::size_t i = 0; i < lse.size(); ++i)
+    BOOST_REQUIRE_SMALL(lse[i] - lsef[i], 128 * u * std::max(1.0, std::abs(lse[i])));
 }
 
 BOOST_AUTO_TEST_SUITE_END()

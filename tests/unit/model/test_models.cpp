@@ -68,7 +68,8 @@ ClassData class_data(int64_t rows, int64_t features, int64_t classes, std::uint6
   Rng rng(7, {stream});
   d.x.resize(static_cast<std::size_t>(rows * features));
   for (auto& v : d.x) v = 2 * rng.uniform() - 1;
-  for (int64_t i = 0; i < rows; ++i) d.y.push_back(static_cast<std::int32_t>(rng.below(static_cast<std::uint64_t>(classes))));
+  for (int64_t i = 0; i < rows; ++i)
+    d.y.push_back(static_cast<std::int32_t>(rng.below(static_cast<std::uint64_t>(classes))));
   return d;
 }
 
@@ -250,8 +251,8 @@ BOOST_AUTO_TEST_CASE(batch_loss_is_the_sum_over_its_examples) {
   double sum = 0;
   int64_t correct = 0;
   for (int64_t i = 0; i < 6; ++i) {
-    const auto s = model.evaluate(params, Batch::classification(std::span(data.x).subspan(i * 5, 5),
-                                                                std::span(data.y).subspan(i, 1)));
+    const auto s = model.evaluate(
+        params, Batch::classification(std::span(data.x).subspan(i * 5, 5), std::span(data.y).subspan(i, 1)));
     sum += s.loss_sum;
     correct += s.correct;
   }
@@ -363,7 +364,8 @@ BOOST_AUTO_TEST_CASE(rejects_bad_batches) {
   BOOST_CHECK_NO_THROW(lr.evaluate(p, Batch::classification(x, ok)));
   expect_error(ErrorKind::BadInput, "label 4", [&] { lr.evaluate(p, Batch::classification(x, high)); });
   expect_error(ErrorKind::BadInput, "label -1", [&] { lr.evaluate(p, Batch::classification(x, neg)); });
-  expect_error(ErrorKind::BadInput, "feature", [&] { lr.evaluate(p, Batch::classification(std::span(x).first(5), ok)); });
+  expect_error(ErrorKind::BadInput, "feature",
+               [&] { lr.evaluate(p, Batch::classification(std::span(x).first(5), ok)); });
   expect_error(ErrorKind::BadInput, "no examples", [&] { lr.evaluate(p, Batch::classification({}, {})); });
   const std::vector<std::uint8_t> toks{1, 2, 3};
   expect_error(ErrorKind::BadInput, "tokens batch", [&] { lr.evaluate(p, Batch::tokens(toks, 2)); });
@@ -385,7 +387,8 @@ BOOST_AUTO_TEST_CASE(rejects_bad_batches) {
   const std::vector<std::int32_t> pre{1, 200};
   expect_error(ErrorKind::BadInput, "token 200", [&] { gpt.next_token_logits(gp, pre, out); });
   expect_error(ErrorKind::BadInput, "empty prefix", [&] { gpt.next_token_logits(gp, {}, out); });
-  expect_error(ErrorKind::BadInput, "vocab", [&] { gpt.next_token_logits(gp, std::span(pre).first(1), std::span(out).first(9)); });
+  expect_error(ErrorKind::BadInput, "vocab",
+               [&] { gpt.next_token_logits(gp, std::span(pre).first(1), std::span(out).first(9)); });
   expect_error(ErrorKind::Usage, "gpt", [&] { lr.next_token_logits(p, pre, out); });
 }
 
@@ -396,7 +399,8 @@ BOOST_AUTO_TEST_CASE(rejects_mismatched_parameters) {
   {
     TensorSet p;
     p.add("linear.weight", Tensor({4, 3}));
-    expect_error(ErrorKind::BadInput, "missing tensor \"linear.bias\"", [&] { lr.evaluate(p, Batch::classification(x, y)); });
+    expect_error(ErrorKind::BadInput, "missing tensor \"linear.bias\"",
+                 [&] { lr.evaluate(p, Batch::classification(x, y)); });
     p.add("linear.bias", Tensor({4}));
     p.add("extra", Tensor({1}));
     expect_error(ErrorKind::BadInput, "\"extra\"", [&] { lr.check_params(p); });
@@ -434,7 +438,8 @@ BOOST_AUTO_TEST_CASE(rejects_mismatched_parameters) {
   auto p = lr.make_params();
   auto g64 = lr.make_params(DType::F64);
   expect_error(ErrorKind::BadInput, "gradients", [&] { lr.forward_backward(p, Batch::classification(x, y), &g64); });
-  expect_error(ErrorKind::Usage, "over the parameters", [&] { lr.forward_backward(p, Batch::classification(x, y), &p); });
+  expect_error(ErrorKind::Usage, "over the parameters",
+               [&] { lr.forward_backward(p, Batch::classification(x, y), &p); });
   expect_error(ErrorKind::Usage, "float32", [&] { lr.make_params(DType::I32); });
 }
 

@@ -19,9 +19,7 @@ namespace loco::optim::test {
 // Unit roundoff of float32: every correctly rounded float operation has relative error ≤ u.
 inline constexpr double kU = 0x1p-24;
 
-inline Tensor vec(const std::vector<float>& v) {
-  return Tensor::from_floats({static_cast<std::int64_t>(v.size())}, v);
-}
+inline Tensor vec(const std::vector<float>& v) { return Tensor::from_floats({static_cast<std::int64_t>(v.size())}, v); }
 
 inline TensorSet one_tensor(const std::string& name, const std::vector<float>& v) {
   TensorSet s;
@@ -91,7 +89,8 @@ inline void run_and_compare(const OptimizerSpec& spec, Reference& ref, const std
     const std::string tag = spec.name + " step " + std::to_string(k + 1);
     BOOST_TEST(state.step == static_cast<std::int64_t>(k + 1));
     check_close(params.at("w").f32(), ref.p, ref.sp, ulps, tag + " param");
-    for (auto& [name, values] : ref.slot) check_close(state.slot(name).at("w").f32(), values, ref.ss(name), ulps, tag + " " + name);
+    for (auto& [name, values] : ref.slot)
+      check_close(state.slot(name).at("w").f32(), values, ref.ss(name), ulps, tag + " " + name);
   }
 }
 

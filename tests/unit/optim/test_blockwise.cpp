@@ -42,7 +42,9 @@ const Case kCases[] = {
     {true, "delayed_nesterov:period=3"},
 };
 
-std::unique_ptr<Optimizer> make(const Case& c) { return c.outer ? make_outer_optimizer(c.spec) : make_inner_optimizer(c.spec); }
+std::unique_ptr<Optimizer> make(const Case& c) {
+  return c.outer ? make_outer_optimizer(c.spec) : make_inner_optimizer(c.spec);
+}
 
 // Random parameters, gradients and state (second-moment slots non-negative), same for every call.
 struct Data {
@@ -83,8 +85,8 @@ BOOST_AUTO_TEST_CASE(split_ranges_equal_whole_range_bit_for_bit) {
       for (std::size_t k = 0; k + 1 < std::size(cuts); ++k) {
         const std::size_t b = cuts[k], e = cuts[k + 1];
         auto ss = split.spans(b, e);
-        opt->apply(std::span<float>(split.param).subspan(b, e - b), std::span<const float>(split.grad).subspan(b, e - b),
-                   ss, t, opt->lr());
+        opt->apply(std::span<float>(split.param).subspan(b, e - b),
+                   std::span<const float>(split.grad).subspan(b, e - b), ss, t, opt->lr());
       }
       BOOST_TEST(same_bits(whole.param, split.param), c.spec << " t=" << t << " param");
       for (std::size_t k = 0; k < whole.slots.size(); ++k)
@@ -140,12 +142,14 @@ BOOST_AUTO_TEST_CASE(apply_checks_its_arguments) {
   std::vector<float> p(4, 1.0f), g(4, 0.5f), m(4), v(4), short_slot(3);
   std::vector<std::span<float>> ok = {m, v}, one = {m}, mismatched = {m, short_slot};
   BOOST_CHECK_NO_THROW(opt->apply(p, g, ok, 1, 1e-3));
-  BOOST_CHECK_EXCEPTION(opt->apply(p, g, one, 1, 1e-3), Error, [](const Error& e) { return e.kind() == ErrorKind::Internal; });
+  BOOST_CHECK_EXCEPTION(opt->apply(p, g, one, 1, 1e-3), Error,
+                        [](const Error& e) { return e.kind() == ErrorKind::Internal; });
   BOOST_CHECK_EXCEPTION(opt->apply(p, g, mismatched, 1, 1e-3), Error,
                         [](const Error& e) { return e.kind() == ErrorKind::Internal; });
   BOOST_CHECK_EXCEPTION(opt->apply(p, std::span<const float>(g).first(3), ok, 1, 1e-3), Error,
                         [](const Error& e) { return e.kind() == ErrorKind::Internal; });
-  BOOST_CHECK_EXCEPTION(opt->apply(p, g, ok, 0, 1e-3), Error, [](const Error& e) { return e.kind() == ErrorKind::Usage; });
+  BOOST_CHECK_EXCEPTION(opt->apply(p, g, ok, 0, 1e-3), Error,
+                        [](const Error& e) { return e.kind() == ErrorKind::Usage; });
   BOOST_CHECK_EXCEPTION(opt->apply(p, g, ok, 1, std::nan("")), Error,
                         [](const Error& e) { return e.kind() == ErrorKind::Usage; });
 }

@@ -134,8 +134,8 @@ BOOST_AUTO_TEST_CASE(cosine_boundaries) {
   const ScheduleSpec s = parse_schedule("cosine:warmup=10,total=110,min_lr=0.01");
   const double lr = 0.1, lo = 0.01;
   BOOST_TEST(scheduled_lr(s, lr, 0) == lr / 10);
-  BOOST_TEST(scheduled_lr(s, lr, 9) == lr);       // last warm-up step reaches the peak
-  BOOST_TEST(scheduled_lr(s, lr, 10) == lr);      // p = 0: cos 0 = 1
+  BOOST_TEST(scheduled_lr(s, lr, 9) == lr);                                      // last warm-up step reaches the peak
+  BOOST_TEST(scheduled_lr(s, lr, 10) == lr);                                     // p = 0: cos 0 = 1
   BOOST_TEST(std::abs(scheduled_lr(s, lr, 60) - (lo + (lr - lo) / 2)) <= kTol);  // p = 1/2
   const double last = lo + (lr - lo) * (1 + std::cos(std::numbers::pi * 99.0 / 100.0)) / 2;
   BOOST_TEST(std::abs(scheduled_lr(s, lr, 109) - last) <= kTol);

@@ -129,7 +129,8 @@ BOOST_AUTO_TEST_CASE(adamw_first_step_moves_by_lr) {
   opt->step(p, one_tensor("w", g), st);
   for (std::size_t i = 0; i < g.size(); ++i) {
     const double moved = p.at("w").f32()[i];
-    BOOST_TEST(std::abs(moved + 0.001 * (g[i] > 0 ? 1 : -1)) <= 10 * kU * 0.001, "coordinate " << i << " moved " << moved);
+    BOOST_TEST(std::abs(moved + 0.001 * (g[i] > 0 ? 1 : -1)) <= 10 * kU * 0.001,
+               "coordinate " << i << " moved " << moved);
   }
   // Weight decay 0.1 with decoupling shrinks the parameter first: p·(1 − lr·wd) − lr.
   spec.weight_decay = 0.1;

@@ -87,7 +87,8 @@ struct RefFedOpt : Reference {
 struct RefDelayed : Reference {
   double mu;
   std::int64_t period;
-  RefDelayed(const std::vector<float>& p0, double mu_, std::int64_t period_) : Reference(p0), mu(mu_), period(period_) {}
+  RefDelayed(const std::vector<float>& p0, double mu_, std::int64_t period_)
+      : Reference(p0), mu(mu_), period(period_) {}
   void step(const std::vector<float>& delta, double lr) override {
     ++t;
     auto& m = s("momentum");

@@ -193,14 +193,16 @@ BOOST_AUTO_TEST_CASE(canonical_text_round_trips) {
     BOOST_TEST(format_spec(back) == format_spec(s), name);
     BOOST_TEST(back.lr == s.lr);
   }
-  for (const char* name :
-       {"sgd", "fedavg", "momentum", "nesterov", "adam", "fedavgm", "fedadagrad", "fedadam", "fedyogi", "delayed_nesterov"}) {
+  for (const char* name : {"sgd", "fedavg", "momentum", "nesterov", "adam", "fedavgm", "fedadagrad", "fedadam",
+                           "fedyogi", "delayed_nesterov"}) {
     const OptimizerSpec s = outer_spec_defaults(name);
     const OptimizerSpec back = parse_outer_spec(format_spec(s));
     BOOST_TEST(format_spec(back) == format_spec(s), name);
   }
-  BOOST_TEST(format_spec(outer_spec_defaults("nesterov")) == "nesterov:lr=0.7,momentum=0.9,weight_decay=0,decoupled=false");
-  BOOST_TEST(format_spec(outer_spec_defaults("fedyogi")) == "fedyogi:eta=0.01,eta_l=0.0316,beta_1=0.9,beta_2=0.99,tau=0.001");
+  BOOST_TEST(format_spec(outer_spec_defaults("nesterov")) ==
+             "nesterov:lr=0.7,momentum=0.9,weight_decay=0,decoupled=false");
+  BOOST_TEST(format_spec(outer_spec_defaults("fedyogi")) ==
+             "fedyogi:eta=0.01,eta_l=0.0316,beta_1=0.9,beta_2=0.99,tau=0.001");
   BOOST_TEST(format_spec(outer_spec_defaults("fedavg")) == "fedavg");
 }
 

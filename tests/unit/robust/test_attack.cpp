@@ -112,8 +112,11 @@ BOOST_AUTO_TEST_CASE(attack_files) {
   BOOST_TEST(a->attributes().get_string("kind").value() == "delta");
   // Deltas of another base are refused and nothing is written.
   write_delta(dir / "h2.h5", {0, 0, 0, 0}, 2, 5, "xxh64:11");
-  test::require_error([&] { write_attack({dir / "h0.h5", dir / "h2.h5"}, {dir / "c.h5"}, o); }, ErrorKind::BadInput,
-                      {"h2.h5", "base_checksum"});
+  test::require_error(
+      [&] {
+        write_attack({dir / "h0.h5", dir / "h2.h5"}, {dir / "c.h5"}, o);
+      },
+      ErrorKind::BadInput, {"h2.h5", "base_checksum"});
   BOOST_TEST(!std::filesystem::exists(dir / "c.h5"));
 }
 

@@ -18,8 +18,8 @@ using Vecs = std::vector<std::vector<float>>;
 
 namespace {
 
-std::vector<float> run(const std::string& spec, const Vecs& x, std::span<const float> center = {}, PlanInfo* info = nullptr,
-                       ReduceContext ctx = {}) {
+std::vector<float> run(const std::string& spec, const Vecs& x, std::span<const float> center = {},
+                       PlanInfo* info = nullptr, ReduceContext ctx = {}) {
   return reduce_vectors(parse_reducer_spec(spec), x, ctx, center, info);
 }
 
@@ -46,9 +46,9 @@ BOOST_AUTO_TEST_SUITE(reducer)
 
 BOOST_AUTO_TEST_CASE(spec_round_trip_and_errors) {
   for (const char* s : {"median", "mean", "trimmed-mean:beta=0.1", "krum:f=2", "multi-krum:f=1,m=3",
-                        "krum:f=1,variant=byzfl", "geomedian:iters=5,nu=0.001,tol=1e-08", "centered-clip:tau=0.5,iters=3",
-                        "bulyan:f=1", "median-norm", "flag:r=2,iters=3,eps=1e-05", "nnm+krum:f=2", "bucket:s=2+median",
-                        "nnm:f=1+bucket:s=3+trimmed-mean:beta=0.2"}) {
+                        "krum:f=1,variant=byzfl", "geomedian:iters=5,nu=0.001,tol=1e-08",
+                        "centered-clip:tau=0.5,iters=3", "bulyan:f=1", "median-norm", "flag:r=2,iters=3,eps=1e-05",
+                        "nnm+krum:f=2", "bucket:s=2+median", "nnm:f=1+bucket:s=3+trimmed-mean:beta=0.2"}) {
     const ReducerSpec a = parse_reducer_spec(s);
     const ReducerSpec b = parse_reducer_spec(format_reducer_spec(a));
     BOOST_TEST(format_reducer_spec(a) == format_reducer_spec(b), s);
@@ -350,7 +350,8 @@ BOOST_AUTO_TEST_CASE(streamed_blocks_with_a_centre_match_memory) {
   const std::vector<float> center(len, 0.25f);
   // Row blocks of two rows of the first tensor, then the second tensor whole: [0,14) [14,28) [28,42) [42,45).
   const std::vector<std::pair<std::size_t, std::size_t>> blocks = {{0, 14}, {14, 14}, {28, 14}, {42, 3}};
-  for (const char* s : {"median", "krum:f=1", "geomedian", "centered-clip:tau=0.5,iters=2", "nnm:f=1+trimmed-mean:beta=0.2"}) {
+  for (const char* s :
+       {"median", "krum:f=1", "geomedian", "centered-clip:tau=0.5,iters=2", "nnm:f=1+trimmed-mean:beta=0.2"}) {
     const ReducerSpec spec = parse_reducer_spec(s);
     Reducer red(spec, n);
     BOOST_TEST(red.columns() == (uses_center(spec) ? n + 1 : n), s);
@@ -369,7 +370,8 @@ BOOST_AUTO_TEST_CASE(streamed_blocks_with_a_centre_match_memory) {
     for (const auto& [e0, m] : blocks) red.reduce(columns(e0), m, got.data() + e0);
     const auto want = reduce_vectors(spec, x, {}, center);
     // The Gram sums run over other blocks: float64 rounding of order 1e-16, far below float32's.
-    for (std::size_t j = 0; j < len; ++j) BOOST_TEST(std::abs(got[j] - want[j]) <= 1e-6f * (1 + std::abs(want[j])), s << j);
+    for (std::size_t j = 0; j < len; ++j)
+      BOOST_TEST(std::abs(got[j] - want[j]) <= 1e-6f * (1 + std::abs(want[j])), s << j);
   }
 }
 

@@ -99,7 +99,8 @@ inline void write_rows(const std::string& path, std::int64_t n, std::int64_t d, 
   root.set("kind", std::string("data"));
   root.set("classes", classes);
   root.set("shard", shard);
-  std::vector<io::TensorInfo> plan = {{"data", "x", x.shape(), DType::F32, {}}, {"data", "y", y.shape(), DType::I32, {}}};
+  std::vector<io::TensorInfo> plan = {{"data", "x", x.shape(), DType::F32, {}},
+                                      {"data", "y", y.shape(), DType::I32, {}}};
   auto sink = io::create_sink(path, io::Format::Loco, root, plan);
   sink->write(0, x);
   sink->write(1, y);

@@ -27,7 +27,8 @@ double dct(int N, int k, int n) {
 }
 
 // The gradient of worker w's batch at cumulative step `step` at the model's parameters.
-TensorSet gradient_at(const model::ModelFile& m, const data::DataFile& d, int64_t step, int64_t batch, std::uint64_t seed, int64_t w) {
+TensorSet gradient_at(const model::ModelFile& m, const data::DataFile& d, int64_t step, int64_t batch,
+                      std::uint64_t seed, int64_t w) {
   model::Model net(m.config);
   TensorSet grads = net.make_params();
   const auto& c = m.config;

@@ -78,7 +78,8 @@ BOOST_AUTO_TEST_CASE(gpt_windows_predict_every_token_after_the_first_exactly_onc
   TensorSet p = net.make_params();
   net.init(p, 2);
   const int64_t ctx = cfg.ctx;
-  for (int64_t len : {int64_t{2}, int64_t{3}, ctx, ctx + 1, ctx + 2, 2 * ctx, 2 * ctx + 1, 2 * ctx + 2, 3 * ctx + 5, int64_t{61}}) {
+  for (int64_t len :
+       {int64_t{2}, int64_t{3}, ctx, ctx + 1, ctx + 2, 2 * ctx, 2 * ctx + 1, 2 * ctx + 2, 3 * ctx + 5, int64_t{61}}) {
     BOOST_TEST_CONTEXT("length " << len) {
       const auto t = random_tokens(static_cast<std::size_t>(len), 64, static_cast<std::uint64_t>(len));
       const data::DataFile d = token_data(t);
@@ -95,7 +96,9 @@ BOOST_AUTO_TEST_CASE(gpt_windows_predict_every_token_after_the_first_exactly_onc
         // batch 1 makes the same calls in the same order as the manual cover; larger batches
         // only regroup the double sum of at most 60 per-token losses of ~ln 64 each.
         if (batch == 1) BOOST_TEST(st.loss_sum == manual.loss_sum);
-        else BOOST_TEST(std::abs(st.loss_sum - manual.loss_sum) <= 64 * std::numeric_limits<double>::epsilon() * manual.loss_sum);
+        else
+          BOOST_TEST(std::abs(st.loss_sum - manual.loss_sum) <=
+                     64 * std::numeric_limits<double>::epsilon() * manual.loss_sum);
       }
     }
   }

@@ -107,7 +107,8 @@ BOOST_AUTO_TEST_CASE(two_sgd_steps_with_prox_differ_by_lr_mu_times_the_first_ste
   // float32: w1, w2, w2', Δ2, Δ2', g + μ(w1 − w_g) and μ(w1 − w_g) are each rounded once (≤ ½ ulp of
   // values at most M = max|w_g|, |w1|, |w2|, |w2'| in size, lr·g included), so |error| ≤ 8·2⁻²⁴·M.
   const TensorSet g = read_group(s.file("g.h5"));
-  const TensorSet d1 = read_group(s.file("d1.h5")), d2 = read_group(s.file("d2.h5")), d2p = read_group(s.file("d2p.h5"));
+  const TensorSet d1 = read_group(s.file("d1.h5")), d2 = read_group(s.file("d2.h5")),
+                  d2p = read_group(s.file("d2p.h5"));
   int64_t moved = 0;
   for (const auto& e : g) {
     const auto wg = e.tensor.f32();
@@ -205,7 +206,8 @@ BOOST_AUTO_TEST_CASE(scaffold_steps_and_control_update_follow_the_definition) {
                                      yv = y.at(e.name).f32();
         const std::span<const float> got = stored.at(e.name).f32(), d = dc.at(e.name).f32();
         for (std::size_t j = 0; j < a.size(); ++j) {
-          const float want = static_cast<float>(static_cast<double>(a[j]) - c[j] + (static_cast<double>(xv[j]) - yv[j]) / (K * lr));
+          const float want =
+              static_cast<float>(static_cast<double>(a[j]) - c[j] + (static_cast<double>(xv[j]) - yv[j]) / (K * lr));
           BOOST_TEST(got[j] == want);
           BOOST_TEST(d[j] == static_cast<float>(static_cast<double>(a[j]) - want));
           a[j] = want;

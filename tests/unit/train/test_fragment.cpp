@@ -73,7 +73,8 @@ BOOST_AUTO_TEST_CASE(assignment_is_strided_total_non_empty_and_deterministic) {
 }
 
 BOOST_AUTO_TEST_CASE(too_many_or_no_fragments_is_a_usage_error) {
-  require_error([] { fragment_assignment(config(kGpt2), 3); }, ErrorKind::Usage, {"3 fragments", "2 blocks", "at most 2"});
+  require_error([] { fragment_assignment(config(kGpt2), 3); }, ErrorKind::Usage,
+                {"3 fragments", "2 blocks", "at most 2"});
   require_error([] { fragment_assignment(config(kLogreg), 2); }, ErrorKind::Usage, {"would be empty"});
   require_error([] { fragment_assignment(config(kGpt2), 0); }, ErrorKind::Usage, {"at least 1"});
 }
@@ -137,11 +138,17 @@ BOOST_AUTO_TEST_CASE(split_then_join_gives_back_the_model_and_its_outer_state) {
              io::tensors_checksum(*io::open_source(s.file("m.h5"), false)));
 
   // A missing fragment names a tensor it holds; a fragment given twice names both files.
-  require_error([&] { join_fragments({parts[0], parts[1]}, s.file("x.h5")); }, ErrorKind::BadInput,
-                {"blocks.2.ln1.weight", "none of the 2 fragment files"});
+  require_error(
+      [&] {
+        join_fragments({parts[0], parts[1]}, s.file("x.h5"));
+      },
+      ErrorKind::BadInput, {"blocks.2.ln1.weight", "none of the 2 fragment files"});
   io::forget_inputs();
-  require_error([&] { join_fragments({parts[0], parts[1], parts[2], s.file("m.h5")}, s.file("x.h5")); },
-                ErrorKind::BadInput, {"f0.h5", "m.h5", "both hold tensor wte.weight"});
+  require_error(
+      [&] {
+        join_fragments({parts[0], parts[1], parts[2], s.file("m.h5")}, s.file("x.h5"));
+      },
+      ErrorKind::BadInput, {"f0.h5", "m.h5", "both hold tensor wte.weight"});
   io::forget_inputs();
   BOOST_TEST(!std::filesystem::exists(s.file("x.h5")));
   require_error([&] { split_fragment(s.file("m.h5"), 3, 3, s.file("x.h5")); }, ErrorKind::Usage, {"fragment 3"});

@@ -119,15 +119,24 @@ BOOST_AUTO_TEST_CASE(init_writes_the_seeded_model_with_the_names_and_shapes_of_m
   std::vector<Shape> want_shapes = {{64, 32}, {16, 32}};
   for (int i = 0; i < 2; ++i) {
     const std::string b = "blocks." + std::to_string(i) + ".";
-    for (auto [n, sh] : std::vector<std::pair<std::string, Shape>>{
-             {"ln1.weight", {32}}, {"ln1.bias", {32}}, {"attn.qkv.weight", {96, 32}}, {"attn.qkv.bias", {96}},
-             {"attn.proj.weight", {32, 32}}, {"attn.proj.bias", {32}}, {"ln2.weight", {32}}, {"ln2.bias", {32}},
-             {"mlp.fc.weight", {128, 32}}, {"mlp.fc.bias", {128}}, {"mlp.proj.weight", {32, 128}}, {"mlp.proj.bias", {32}}}) {
+    for (auto [n, sh] : std::vector<std::pair<std::string, Shape>>{{"ln1.weight", {32}},
+                                                                   {"ln1.bias", {32}},
+                                                                   {"attn.qkv.weight", {96, 32}},
+                                                                   {"attn.qkv.bias", {96}},
+                                                                   {"attn.proj.weight", {32, 32}},
+                                                                   {"attn.proj.bias", {32}},
+                                                                   {"ln2.weight", {32}},
+                                                                   {"ln2.bias", {32}},
+                                                                   {"mlp.fc.weight", {128, 32}},
+                                                                   {"mlp.fc.bias", {128}},
+                                                                   {"mlp.proj.weight", {32, 128}},
+                                                                   {"mlp.proj.bias", {32}}}) {
       want.push_back(b + n);
       want_shapes.push_back(sh);
     }
   }
-  for (auto [n, sh] : std::vector<std::pair<std::string, Shape>>{{"ln_f.weight", {32}}, {"ln_f.bias", {32}}, {"head.weight", {64, 32}}}) {
+  for (auto [n, sh] : std::vector<std::pair<std::string, Shape>>{
+           {"ln_f.weight", {32}}, {"ln_f.bias", {32}}, {"head.weight", {64, 32}}}) {
     want.push_back(n);
     want_shapes.push_back(sh);
   }
@@ -176,15 +185,17 @@ BOOST_AUTO_TEST_CASE(init_writes_the_seeded_model_with_the_names_and_shapes_of_m
       BOOST_TEST(mo.min >= -bound);
       BOOST_TEST(mo.max <= bound);
       if (e.tensor.numel() >= 1000) {
-        BOOST_TEST(std::abs(mo.sd / (bound / std::sqrt(3.0)) - 1) <= 6 / std::sqrt(2.0 * static_cast<double>(e.tensor.numel())));
+        BOOST_TEST(std::abs(mo.sd / (bound / std::sqrt(3.0)) - 1) <=
+                   6 / std::sqrt(2.0 * static_cast<double>(e.tensor.numel())));
         BOOST_TEST(mo.max > 0.99 * bound);
       }
     }
   }
   std::vector<std::string> mlp_names;
   for (const auto& e : m.params) mlp_names.push_back(e.name);
-  BOOST_TEST(mlp_names == (std::vector<std::string>{"layers.0.weight", "layers.0.bias", "layers.1.weight", "layers.1.bias"}),
-             boost::test_tools::per_element());
+  BOOST_TEST(
+      mlp_names == (std::vector<std::string>{"layers.0.weight", "layers.0.bias", "layers.1.weight", "layers.1.bias"}),
+      boost::test_tools::per_element());
   // logreg: zeros, weight (classes × features).
   const model::ModelFile l = model::read_model(s.file("l.h5"));
   BOOST_TEST((l.params.at("linear.weight").shape() == Shape{4, 6}));
@@ -213,12 +224,21 @@ BOOST_AUTO_TEST_CASE(read_model_and_read_data_refuse_malformed_files) {
     if (extra) v.emplace_back("linear.extra", Tensor({2}));
     return v;
   };
-  require_error([&] { model::read_model(write("missing.h5", tensors({2, 3}, false, false), model_root)); }, ErrorKind::BadInput,
-                {"missing.h5", "linear.bias", "missing"});
-  require_error([&] { model::read_model(write("shape.h5", tensors({3, 2}, true, false), model_root)); }, ErrorKind::BadInput,
-                {"shape.h5", "linear.weight", "[2, 3]"});
-  require_error([&] { model::read_model(write("extra.h5", tensors({2, 3}, true, true), model_root)); }, ErrorKind::BadInput,
-                {"extra.h5", "linear.extra"});
+  require_error(
+      [&] {
+        model::read_model(write("missing.h5", tensors({2, 3}, false, false), model_root));
+      },
+      ErrorKind::BadInput, {"missing.h5", "linear.bias", "missing"});
+  require_error(
+      [&] {
+        model::read_model(write("shape.h5", tensors({3, 2}, true, false), model_root));
+      },
+      ErrorKind::BadInput, {"shape.h5", "linear.weight", "[2, 3]"});
+  require_error(
+      [&] {
+        model::read_model(write("extra.h5", tensors({2, 3}, true, true), model_root));
+      },
+      ErrorKind::BadInput, {"extra.h5", "linear.extra"});
   {
     auto v = tensors({2, 3}, true, false);
     v[0].second.f32()[4] = std::numeric_limits<float>::quiet_NaN();
@@ -227,12 +247,18 @@ BOOST_AUTO_TEST_CASE(read_model_and_read_data_refuse_malformed_files) {
   }
   Attributes no_cfg;
   no_cfg.set("kind", std::string("model"));
-  require_error([&] { model::read_model(write("nocfg.h5", tensors({2, 3}, true, false), no_cfg)); }, ErrorKind::BadInput,
-                {"nocfg.h5", "model_config"});
+  require_error(
+      [&] {
+        model::read_model(write("nocfg.h5", tensors({2, 3}, true, false), no_cfg));
+      },
+      ErrorKind::BadInput, {"nocfg.h5", "model_config"});
   Attributes delta_root = model_root;
   delta_root.set("kind", std::string("delta"));
-  require_error([&] { model::read_model(write("delta.h5", tensors({2, 3}, true, false), delta_root)); }, ErrorKind::BadInput,
-                {"delta.h5", "delta"});
+  require_error(
+      [&] {
+        model::read_model(write("delta.h5", tensors({2, 3}, true, false), delta_root));
+      },
+      ErrorKind::BadInput, {"delta.h5", "delta"});
   BOOST_TEST(model::read_model(write("ok.h5", tensors({2, 3}, true, false), model_root)).params.size() == 2);
 
   // Data: labels outside [0, classes), no classes attribute, x and y of different lengths.
@@ -251,7 +277,8 @@ BOOST_AUTO_TEST_CASE(read_model_and_read_data_refuse_malformed_files) {
     return s.file(name);
   };
   require_error([&] { data::read_data(data("label.h5", 4, 4, 2, true)); }, ErrorKind::BadInput, {"label.h5"});
-  require_error([&] { data::read_data(data("noclasses.h5", 4, 4, 0, false)); }, ErrorKind::BadInput, {"noclasses.h5", "classes"});
+  require_error([&] { data::read_data(data("noclasses.h5", 4, 4, 0, false)); }, ErrorKind::BadInput,
+                {"noclasses.h5", "classes"});
   require_error([&] { data::read_data(data("rows.h5", 4, 5, 0, true)); }, ErrorKind::BadInput, {"rows.h5", "/data/x"});
   require_error([&] { data::read_data(s.file("ok.h5")); }, ErrorKind::BadInput, {"ok.h5", "model"});
   const data::DataFile d = data::read_data(data("good.h5", 4, 4, 1, true));

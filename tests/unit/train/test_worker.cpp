@@ -49,8 +49,7 @@ WorkerOptions options(const Scratch& s, int64_t steps, int64_t batch) {
 void write_shard(const Scratch& s, const model::ModelConfig& cfg, int64_t shard_id, std::size_t tokens = 200) {
   if (cfg.is_classifier())
     write_rows(s.file("shard.h5"), 23, cfg.input_features(), cfg.num_classes(), 1, 1.0f, shard_id);
-  else
-    write_tokens(s.file("shard.h5"), random_tokens(tokens, static_cast<std::uint64_t>(cfg.vocab), 2), shard_id);
+  else write_tokens(s.file("shard.h5"), random_tokens(tokens, static_cast<std::uint64_t>(cfg.vocab), 2), shard_id);
 }
 
 }  // namespace

@@ -29,7 +29,7 @@ inline double seconds_since(Clock::time_point t0) { return std::chrono::duration
 
 constexpr std::uint32_t kExpMask = 0x7f800000u;
 constexpr std::string_view kCenterGroup = "state/robust_center";  // centered clipping's centre
-constexpr std::string_view kClipAttribute = "dp_clip";             // /state: adaptive clipping's C
+constexpr std::string_view kClipAttribute = "dp_clip";            // /state: adaptive clipping's C
 
 struct Delta {
   std::string path;
@@ -46,11 +46,11 @@ struct Delta {
   std::optional<std::int64_t> worker, samples, round;
   std::string base;
   std::int64_t staleness = 0;
-  double gain = 1;  // staleness weight g_k
-  std::vector<const io::TensorInfo*> tensors;  // the delta's tensor for each model tensor
+  double gain = 1;                                    // staleness weight g_k
+  std::vector<const io::TensorInfo*> tensors;         // the delta's tensor for each model tensor
   std::vector<std::optional<std::uint64_t>> offsets;  // io::contiguous_offset of each, when raw-readable
-  std::string bad_tensor;  // set when a non-finite value was found
-  std::optional<double> loss;  // loss_first
+  std::string bad_tensor;                             // set when a non-finite value was found
+  std::optional<double> loss;                         // loss_first
   double sq_norm = -1;     // ‖Δ_k‖² over the whole update (validation_pass), −1 before
   double dp_factor = 1;    // c_k of differential privacy
   double qffl_weight = 0;  // QFedAvg's w_k
@@ -159,7 +159,7 @@ class Aggregator {
   std::vector<std::string> slots_;
   std::unique_ptr<io::TensorSource> model_;
   std::vector<const io::TensorInfo*> params_;
-  std::vector<std::vector<const io::TensorInfo*>> state_;  // per slot, per param (empty: zero state)
+  std::vector<std::vector<const io::TensorInfo*>> state_;                 // per slot, per param (empty: zero state)
   std::vector<std::optional<std::uint64_t>> param_offsets_;               // io::contiguous_offset per param
   std::vector<std::vector<std::optional<std::uint64_t>>> state_offsets_;  // per slot, per param
   mutable std::mutex hdf5_mutex_;  // HDF5 calls of the pass (read_rows, the sink), one at a time
@@ -167,14 +167,14 @@ class Aggregator {
   std::string checksum_;
   std::vector<Delta> deltas_;
   std::size_t max_delta_dtype_ = 4;
-  bool tensorwise_ = false;              // the tensor-wise pass (compressed deltas or --clip)
+  bool tensorwise_ = false;  // the tensor-wise pass (compressed deltas or --clip)
   // Per tensor: the coefficient domain of a reduction over coefficients (plan_domains), else nullopt.
   std::vector<std::optional<compress::CoefficientDomain>> coef_domain_;
   bool any_converted_ = false;
   Staleness staleness_;
-  bool needs_norms_ = false;  // DP or QFedAvg: whole-update norms before the reduction
-  bool center_out_ = false;   // centered clipping: the output keeps Δ̄ as the next centre
-  std::vector<const io::TensorInfo*> center_;             // per param: the model's previous centre, or null
+  bool needs_norms_ = false;                   // DP or QFedAvg: whole-update norms before the reduction
+  bool center_out_ = false;                    // centered clipping: the output keeps Δ̄ as the next centre
+  std::vector<const io::TensorInfo*> center_;  // per param: the model's previous centre, or null
   std::vector<std::optional<std::uint64_t>> center_offsets_;
   std::optional<double> state_clip_;  // the model's /state@dp_clip
   double sigma_ = 0;                  // DP noise σ on Δ̄ (0: none)

@@ -50,7 +50,8 @@ class Stage {
   virtual void encode(std::span<const float> x, const Shape& shape, const RandomKey& key, TensorState* state,
                       Datasets& out) const = 0;
   // Decodes into out (numel(shape) elements); validates the datasets' sizes against layout(shape).
-  virtual void decode(const DatasetLookup& get, const Shape& shape, const RandomKey& key, std::span<float> out) const = 0;
+  virtual void decode(const DatasetLookup& get, const Shape& shape, const RandomKey& key,
+                      std::span<float> out) const = 0;
 
   // A transform stage (dct_topk) keeps coefficients, not elements. Over a tensor of this shape: the
   // domain's identity (equal identities: the same coefficients), its size, and the sparsifier that
@@ -113,7 +114,8 @@ Spec stage_params(const StageSpec& s);
 std::string real_text(double v);
 
 // Throws Error(BadInput) unless dataset t has n elements of dtype want.
-const Tensor& expect(const DatasetLookup& get, std::string_view name, std::int64_t n, DType want, std::string_view codec);
+const Tensor& expect(const DatasetLookup& get, std::string_view name, std::int64_t n, DType want,
+                     std::string_view codec);
 
 inline std::int64_t ceil_div(std::int64_t a, std::int64_t b) { return b == 0 ? 0 : (a + b - 1) / b; }
 

@@ -31,7 +31,8 @@ inline std::uint16_t finite_to_half(float f) {
 inline float half_bits_to_float(std::uint16_t h) {
   const std::uint32_t sign = static_cast<std::uint32_t>(h & 0x8000u) << 16;
   const std::uint32_t e = (h >> 10) & 0x1fu, m = h & 0x3ffu;
-  if (e == 0) return std::bit_cast<float>(sign | std::bit_cast<std::uint32_t>(static_cast<float>(m) * 5.9604644775390625e-8f));
+  if (e == 0)
+    return std::bit_cast<float>(sign | std::bit_cast<std::uint32_t>(static_cast<float>(m) * 5.9604644775390625e-8f));
   if (e == 31) return std::bit_cast<float>(sign | 0x7f800000u | (m << 13) | (m != 0 ? 0x400000u : 0u));
   return std::bit_cast<float>(sign | ((e + 112u) << 23) | (m << 13));
 }
@@ -52,7 +53,9 @@ class CastStage final : public Stage {
     a.set(prefix + "cast_dtype", std::string(dtype_name(dtype_)));
   }
   std::vector<DatasetLayout> layout(const Shape& shape) const override {
-    const std::int64_t d = shape_numel(shape); return {{"data", {d}, dtype_}}; }
+    const std::int64_t d = shape_numel(shape);
+    return {{"data", {d}, dtype_}};
+  }
   void encode(std::span<const float> x, const Shape&, const RandomKey&, TensorState*, Datasets& out) const override {
     Tensor t = Tensor::uninitialized({static_cast<std::int64_t>(x.size())}, dtype_);
     auto* dst = reinterpret_cast<std::uint16_t*>(t.bytes().data());
@@ -77,7 +80,8 @@ class CastStage final : public Stage {
     });
     if (overflow) require_finite(x);  // throws for a NaN or Inf input; else a finite value overflowed
     if (overflow)
-      throw_error(ErrorKind::Numeric, "codec cast: a value overflows {} (|x| too large to represent)", dtype_name(dtype_));
+      throw_error(ErrorKind::Numeric, "codec cast: a value overflows {} (|x| too large to represent)",
+                  dtype_name(dtype_));
     out.emplace_back("data", std::move(t));
   }
   void decode(const DatasetLookup& get, const Shape&, const RandomKey&, std::span<float> out) const override {

@@ -26,8 +26,9 @@ std::vector<float> dct_basis(std::int64_t N) {
   const double n_d = static_cast<double>(N);
   for (std::int64_t k = 0; k < N; ++k)
     for (std::int64_t n = 0; n < N; ++n)
-      basis[k * N + n] = static_cast<float>((k == 0 ? std::sqrt(1 / n_d) : std::sqrt(2 / n_d)) *
-                                            std::cos(std::numbers::pi * (static_cast<double>(n) + 0.5) * static_cast<double>(k) / n_d));
+      basis[k * N + n] = static_cast<float>(
+          (k == 0 ? std::sqrt(1 / n_d) : std::sqrt(2 / n_d)) *
+          std::cos(std::numbers::pi * (static_cast<double>(n) + 0.5) * static_cast<double>(k) / n_d));
   return basis;
 }
 
@@ -108,7 +109,8 @@ class DctTopkStage final : public Stage {
     if (coef.dtype() != DType::F32 || coef.numel() != g.size())
       throw_error(ErrorKind::BadInput, "dct inverse: {} coefficients of {}, expected {} float32 for shape {}",
                   coef.numel(), dtype_name(coef.dtype()), g.size(), shape_string(shape));
-    StageSpec all{"dct_topk", {{"chunk", std::to_string(chunk_)}, {"k", std::to_string(tile2d_ ? chunk_ * chunk_ : chunk_)}}};
+    StageSpec all{"dct_topk",
+                  {{"chunk", std::to_string(chunk_)}, {"k", std::to_string(tile2d_ ? chunk_ * chunk_ : chunk_)}}};
     if (tile2d_) all.params.emplace_back("tile", "2d");
     const DctTopkStage full(all);
     Tensor idx = Tensor::uninitialized({g.size()}, DType::U16);
@@ -141,7 +143,8 @@ class DctTopkStage final : public Stage {
     Eigen::Map<Mat> Y(y.data(), rows, N);
     Y.noalias() = X * C.transpose();
   }
-  void encode(std::span<const float> x, const Shape& shape, const RandomKey&, TensorState*, Datasets& out) const override {
+  void encode(std::span<const float> x, const Shape& shape, const RandomKey&, TensorState*,
+              Datasets& out) const override {
     if (tile2d_) return encode_2d(x, shape, out);
     const std::int64_t d = static_cast<std::int64_t>(x.size()), N = chunk_, nc = ceil_div(d, N);
     Tensor ind = Tensor::uninitialized({nc * k_}, DType::U16), val = Tensor::uninitialized({nc * k_}, DType::F32);
@@ -222,7 +225,8 @@ class DctTopkStage final : public Stage {
   void encode_2d(std::span<const float> x, const Shape& shape, Datasets& out) const {
     const DctDomain g = domain(shape);
     const std::int64_t s1 = g.tile_rows, s2 = g.tile_cols, T = g.tile, kk = g.kept;
-    Tensor ind = Tensor::uninitialized({g.tiles * kk}, DType::U16), val = Tensor::uninitialized({g.tiles * kk}, DType::F32);
+    Tensor ind = Tensor::uninitialized({g.tiles * kk}, DType::U16),
+           val = Tensor::uninitialized({g.tiles * kk}, DType::F32);
     std::uint16_t* ip = ind.as<std::uint16_t>().data();
     float* vp = val.f32().data();
     const std::vector<float> c1 = dct_basis(s1), c2 = dct_basis(s2);
@@ -239,10 +243,10 @@ class DctTopkStage final : public Stage {
         Eigen::Map<Mat> B(b.data(), s1, n * s2);
         B.noalias() = Eigen::Map<const Mat>(c1.data(), s1, s1) * X;
         Eigen::Map<Mat> Z(z.data(), s1 * n, s2);
-        Z.noalias() = Eigen::Map<const Mat>(b.data(), s1 * n, s2) * Eigen::Map<const Mat>(c2.data(), s2, s2).transpose();
+        Z.noalias() =
+            Eigen::Map<const Mat>(b.data(), s1 * n, s2) * Eigen::Map<const Mat>(c2.data(), s2, s2).transpose();
         for (std::int64_t j = 0; j < n; ++j) {
-          for (std::int64_t a = 0; a < s1; ++a)
-            std::copy_n(z.data() + (a * n + j) * s2, s2, y.data() + a * s2);
+          for (std::int64_t a = 0; a < s1; ++a) std::copy_n(z.data() + (a * n + j) * s2, s2, y.data() + a * s2);
           std::int64_t o = (band * u.tiles_c + t0 + j) * kk;
           auto emit = [&](std::int64_t i) { ip[o] = static_cast<std::uint16_t>(i), vp[o] = y[i], ++o; };
           if (kk == T) {
@@ -287,7 +291,8 @@ class DctTopkStage final : public Stage {
         Eigen::Map<Mat> B(b.data(), s1 * n, s2);
         B.noalias() = Eigen::Map<const Mat>(z.data(), s1 * n, s2) * Eigen::Map<const Mat>(c2.data(), s2, s2);
         Strided X(out.data() + band * s1 * g.cols + t0 * s2, s1, n * s2, Eigen::OuterStride<>(g.cols));
-        X.noalias() = Eigen::Map<const Mat>(c1.data(), s1, s1).transpose() * Eigen::Map<const Mat>(b.data(), s1, n * s2);
+        X.noalias() =
+            Eigen::Map<const Mat>(c1.data(), s1, s1).transpose() * Eigen::Map<const Mat>(b.data(), s1, n * s2);
       }
     });
     if (bad) throw_error(ErrorKind::BadInput, "codec dct_topk: a coefficient index is not below the tile size {}", T);
@@ -303,7 +308,8 @@ class DctTopkStage final : public Stage {
 std::unique_ptr<Stage> make_dct_topk_stage(const StageSpec& s) { return std::make_unique<DctTopkStage>(s); }
 
 std::int64_t dct_tile_size(std::int64_t n, std::int64_t chunk) {
-  if (n < 1 || chunk < 1) throw_error(ErrorKind::Usage, "dct tile size: dimension {} and chunk {} must be at least 1", n, chunk);
+  if (n < 1 || chunk < 1)
+    throw_error(ErrorKind::Usage, "dct tile size: dimension {} and chunk {} must be at least 1", n, chunk);
   if (n <= chunk) return n;
   for (std::int64_t s = chunk; s > 1; --s)
     if (n % s == 0) return s;

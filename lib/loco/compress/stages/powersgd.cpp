@@ -129,7 +129,8 @@ class PowersgdStage final : public Stage {
     using Mat = Eigen::Matrix<float, Eigen::Dynamic, Eigen::Dynamic, Eigen::RowMajor>;
     const View v = view(shape);
     if (v.dense) {
-      const float* src = expect(get, "data", static_cast<std::int64_t>(out.size()), DType::F32, "powersgd").f32().data();
+      const float* src =
+          expect(get, "data", static_cast<std::int64_t>(out.size()), DType::F32, "powersgd").f32().data();
       std::copy(src, src + out.size(), out.begin());
       return;
     }

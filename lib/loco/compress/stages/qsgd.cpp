@@ -58,13 +58,15 @@ class QsgdStage final : public Stage {
         for (std::int64_t i = 0; i < n; ++i) {
           const float u = rng.uniform();  // one word per element whatever its value
           // The sum is ≥ 0, so truncation is ⌊·⌋ (and needs no libm call).
-          const float l = std::min(static_cast<float>(static_cast<std::int32_t>(std::min(std::fabs(xb[i]) * mul, s) + u)), s);
+          const float l =
+              std::min(static_cast<float>(static_cast<std::int32_t>(std::min(std::fabs(xb[i]) * mul, s) + u)), s);
           code[i0 + i] = static_cast<T>(std::signbit(xb[i]) ? -l : l);
         }
       }
     });
   }
-  void encode(std::span<const float> x, const Shape&, const RandomKey& key, TensorState*, Datasets& out) const override {
+  void encode(std::span<const float> x, const Shape&, const RandomKey& key, TensorState*,
+              Datasets& out) const override {
     const std::int64_t d = static_cast<std::int64_t>(x.size());
     Tensor code = Tensor::uninitialized({d}, code_dtype());
     Tensor norm = Tensor::uninitialized({ceil_div(d, bucket_)}, DType::F32);
@@ -90,11 +92,13 @@ class QsgdStage final : public Stage {
     const float* norm = expect(get, "norm", ceil_div(d, bucket_), DType::F32, "qsgd").f32().data();
     if (code_dtype() == DType::I8) {
       for (auto c : code.as<std::int8_t>())
-        if (c > levels_ || c < -levels_) throw_error(ErrorKind::BadInput, "codec qsgd: level {} outside ±{}", c, levels_);
+        if (c > levels_ || c < -levels_)
+          throw_error(ErrorKind::BadInput, "codec qsgd: level {} outside ±{}", c, levels_);
       decode_as(code.as<std::int8_t>().data(), norm, out);
     } else {
       for (auto c : code.as<std::int16_t>())
-        if (c > levels_ || c < -levels_) throw_error(ErrorKind::BadInput, "codec qsgd: level {} outside ±{}", c, levels_);
+        if (c > levels_ || c < -levels_)
+          throw_error(ErrorKind::BadInput, "codec qsgd: level {} outside ±{}", c, levels_);
       decode_as(code.as<std::int16_t>().data(), norm, out);
     }
   }

@@ -112,7 +112,8 @@ void unpack_block(const std::uint8_t* src, std::int64_t n, float o, float s, flo
     const std::uint32_t byte = src[b];
     for (int j = 0; j < per; ++j) y[b * per + j] = o + static_cast<float>((byte >> (j * BITS)) & mask) * s;
   }
-  for (std::int64_t i = full * per; i < n; ++i) y[i] = o + static_cast<float>((src[i / per] >> ((i % per) * BITS)) & mask) * s;
+  for (std::int64_t i = full * per; i < n; ++i)
+    y[i] = o + static_cast<float>((src[i / per] >> ((i % per) * BITS)) & mask) * s;
 }
 
 class QuantStage final : public Stage {
@@ -149,7 +150,8 @@ class QuantStage final : public Stage {
     return {{"packed", {ceil_div(d * bits_, 8)}, DType::U8}, {"scale", {nb}, DType::F32}, {"offset", {nb}, DType::F32}};
   }
 
-  void encode(std::span<const float> x, const Shape&, const RandomKey& key, TensorState*, Datasets& out) const override {
+  void encode(std::span<const float> x, const Shape&, const RandomKey& key, TensorState*,
+              Datasets& out) const override {
     const std::int64_t d = static_cast<std::int64_t>(x.size()), nb = ceil_div(d, block_);
     Tensor packed({ceil_div(d * bits_, 8)}, DType::U8);
     Tensor scale = Tensor::uninitialized({nb}, DType::F32), offset = Tensor::uninitialized({nb}, DType::F32);
@@ -179,7 +181,8 @@ class QuantStage final : public Stage {
         }
         const double step = (static_cast<double>(hi) - static_cast<double>(lo)) / levels;
         if (!std::isfinite(static_cast<float>(step)))
-          throw_error(ErrorKind::Numeric, "codec quant: block {} spans [{}, {}], too wide for a float32 step", b, lo, hi);
+          throw_error(ErrorKind::Numeric, "codec quant: block {} spans [{}, {}], too wide for a float32 step", b, lo,
+                      hi);
         const float s = static_cast<float>(step);
         sc[b] = s;
         of[b] = lo;
@@ -211,7 +214,8 @@ class QuantStage final : public Stage {
 
   void decode(const DatasetLookup& get, const Shape&, const RandomKey&, std::span<float> out) const override {
     const std::int64_t d = static_cast<std::int64_t>(out.size()), nb = ceil_div(d, block_);
-    const std::uint8_t* pk = expect(get, "packed", ceil_div(d * bits_, 8), DType::U8, "quant").as<std::uint8_t>().data();
+    const std::uint8_t* pk =
+        expect(get, "packed", ceil_div(d * bits_, 8), DType::U8, "quant").as<std::uint8_t>().data();
     const float* sc = expect(get, "scale", nb, DType::F32, "quant").f32().data();
     const float* of = expect(get, "offset", nb, DType::F32, "quant").f32().data();
     parallel_chunks(nb, std::max<std::int64_t>(1, (1 << 16) / block_), [&](std::int64_t bb, std::int64_t be) {

@@ -23,8 +23,9 @@ class QuantTemplarStage final : public Stage {
   explicit QuantTemplarStage(const StageSpec& s) {
     Spec p = stage_params(s);
     if (p.has("block") || p.has("rounding"))
-      throw_error(ErrorKind::Usage, "codec quant: range=templar quantizes a tensor's values as one group, "
-                                    "rounded to nearest; block and rounding do not apply");
+      throw_error(ErrorKind::Usage,
+                  "codec quant: range=templar quantizes a tensor's values as one group, "
+                  "rounded to nearest; block and rounding do not apply");
     bits_ = static_cast<int>(p.integer("bits", 2, 1, 8));
     if (bits_ != 1 && bits_ != 2 && bits_ != 4 && bits_ != 8)
       throw_error(ErrorKind::Usage, "codec quant: bits={} is not one of 1, 2, 4, 8", bits_);
@@ -45,7 +46,8 @@ class QuantTemplarStage final : public Stage {
   std::int64_t bins() const { return std::int64_t{1} << bits_; }
   std::vector<DatasetLayout> layout(const Shape& shape) const override {
     const std::int64_t m = shape_numel(shape);
-    return {{"packed", {ceil_div(m * bits_, 8)}, DType::U8}, {"table", {bins()}, DType::F32}, {"shift", {1}, DType::F32}};
+    return {
+        {"packed", {ceil_div(m * bits_, 8)}, DType::U8}, {"table", {bins()}, DType::F32}, {"shift", {1}, DType::F32}};
   }
   // templar's uint8 code per value, its float32 lookup table and shift.
   std::optional<std::int64_t> templar_bytes(const Datasets&, const Shape& shape) const override {
@@ -64,7 +66,8 @@ class QuantTemplarStage final : public Stage {
       // m = 1: √0 in the denominator gives Inf, and templar then takes scale 1.
       const double sd = std::sqrt(sq) / std::sqrt(static_cast<double>(m - 1));
       const double sc = sigmas_ * sd / static_cast<double>(nb);
-      const float s = (sc == 0 || !std::isfinite(sc) || !std::isfinite(static_cast<float>(sc))) ? 1.0f : static_cast<float>(sc);
+      const float s =
+          (sc == 0 || !std::isfinite(sc) || !std::isfinite(static_cast<float>(sc))) ? 1.0f : static_cast<float>(sc);
       const float offset = static_cast<float>(nb / 2), top = static_cast<float>(nb - 1);
       std::uint8_t* pk = packed.as<std::uint8_t>().data();
       std::vector<double> sums(static_cast<std::size_t>(nb), 0.0);
@@ -89,7 +92,8 @@ class QuantTemplarStage final : public Stage {
 
   void decode(const DatasetLookup& get, const Shape&, const RandomKey&, std::span<float> out) const override {
     const std::int64_t m = static_cast<std::int64_t>(out.size()), nb = bins();
-    const std::uint8_t* pk = expect(get, "packed", ceil_div(m * bits_, 8), DType::U8, "quant").as<std::uint8_t>().data();
+    const std::uint8_t* pk =
+        expect(get, "packed", ceil_div(m * bits_, 8), DType::U8, "quant").as<std::uint8_t>().data();
     const float* t = expect(get, "table", nb, DType::F32, "quant").f32().data();
     const float mu = expect(get, "shift", 1, DType::F32, "quant").f32()[0];
     const std::uint32_t mask = static_cast<std::uint32_t>(nb - 1);

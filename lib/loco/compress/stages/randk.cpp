@@ -61,7 +61,8 @@ class RandkStage final : public Stage {
     const std::int64_t d = shape_numel(shape);
     return {{"values", {kept(d, k_, density_)}, DType::F32}};
   }
-  void encode(std::span<const float> x, const Shape&, const RandomKey& key, TensorState*, Datasets& out) const override {
+  void encode(std::span<const float> x, const Shape&, const RandomKey& key, TensorState*,
+              Datasets& out) const override {
     const std::int64_t d = static_cast<std::int64_t>(x.size()), k = kept(d, k_, density_);
     const auto idx = random_indices(d, k, key.seed, key.shared_stream);
     Tensor val = Tensor::uninitialized({k}, DType::F32);

@@ -17,12 +17,15 @@ class SignStage final : public Stage {
   explicit SignStage(const StageSpec& s) {
     Spec p = stage_params(s);
     block_ = p.integer("block", 0, 0, std::int64_t{1} << 40);
-    if (block_ % 8 != 0) throw_error(ErrorKind::Usage, "codec sign: block={} is not a multiple of 8 (0: whole tensor)", block_);
+    if (block_ % 8 != 0)
+      throw_error(ErrorKind::Usage, "codec sign: block={} is not a multiple of 8 (0: whole tensor)", block_);
     p.done();
   }
   std::string_view name() const override { return "sign"; }
   bool screens_finite() const override { return true; }
-  std::vector<std::pair<std::string, std::string>> canonical() const override { return {{"block", std::to_string(block_)}}; }
+  std::vector<std::pair<std::string, std::string>> canonical() const override {
+    return {{"block", std::to_string(block_)}};
+  }
   void record(Attributes& a, const std::string& prefix) const override {
     a.set(prefix + "block", block_);
     a.set(prefix + "bit_order", std::string("little"));

@@ -69,7 +69,8 @@ class SketchStage final : public Stage {
     a.set(prefix + "hash", std::string("bucket (((a*i+b) mod 2^61-1) * cols) >> 61; sign cubic mod 2^61-1, low bit"));
   }
   std::vector<DatasetLayout> layout(const Shape&) const override { return {{"table", {rows_, cols_}, DType::F32}}; }
-  void encode(std::span<const float> x, const Shape&, const RandomKey& key, TensorState*, Datasets& out) const override {
+  void encode(std::span<const float> x, const Shape&, const RandomKey& key, TensorState*,
+              Datasets& out) const override {
     Tensor table({rows_, cols_});
     float* t = table.f32().data();
     const auto d = static_cast<std::int64_t>(x.size());
@@ -79,7 +80,8 @@ class SketchStage final : public Stage {
         const RowHash h(key.seed, key.shared_stream, r, cols_);
         float* row = t + r * cols_;
         for (std::int64_t i = 0; i < d; ++i)
-          if (x[i] != 0.0f) row[h.bucket(static_cast<std::uint64_t>(i))] += h.sign(static_cast<std::uint64_t>(i)) * x[i];
+          if (x[i] != 0.0f)
+            row[h.bucket(static_cast<std::uint64_t>(i))] += h.sign(static_cast<std::uint64_t>(i)) * x[i];
       }
     });
     out.emplace_back("table", std::move(table));
@@ -93,7 +95,8 @@ class SketchStage final : public Stage {
       std::vector<float> est(static_cast<std::size_t>(rows_));
       for (std::int64_t i = b; i < e; ++i) {
         for (std::int64_t r = 0; r < rows_; ++r)
-          est[r] = hs[r].sign(static_cast<std::uint64_t>(i)) * t[r * cols_ + hs[r].bucket(static_cast<std::uint64_t>(i))];
+          est[r] =
+              hs[r].sign(static_cast<std::uint64_t>(i)) * t[r * cols_ + hs[r].bucket(static_cast<std::uint64_t>(i))];
         std::sort(est.begin(), est.end());
         const std::size_t m = est.size() / 2;
         out[i] = est.size() % 2 ? est[m] : 0.5f * (est[m - 1] + est[m]);

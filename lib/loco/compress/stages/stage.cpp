@@ -15,8 +15,8 @@ struct Entry {
   std::unique_ptr<Stage> (*make)(const StageSpec&);
 };
 constexpr Entry kStages[] = {
-    {"cast", make_cast_stage},         {"topk", make_topk_stage},   {"randk", make_randk_stage},
-    {"quant", make_quant_stage},       {"sign", make_sign_stage},   {"qsgd", make_qsgd_stage},
+    {"cast", make_cast_stage},         {"topk", make_topk_stage},     {"randk", make_randk_stage},
+    {"quant", make_quant_stage},       {"sign", make_sign_stage},     {"qsgd", make_qsgd_stage},
     {"dct_topk", make_dct_topk_stage}, {"sketch", make_sketch_stage}, {"powersgd", make_powersgd_stage},
     {"terngrad", make_terngrad_stage},
 };
@@ -48,7 +48,8 @@ Spec stage_params(const StageSpec& s) { return Spec(format_spec({s}), "codec"); 
 
 std::string real_text(double v) { return fmt::format("{}", v); }
 
-const Tensor& expect(const DatasetLookup& get, std::string_view name, std::int64_t n, DType want, std::string_view codec) {
+const Tensor& expect(const DatasetLookup& get, std::string_view name, std::int64_t n, DType want,
+                     std::string_view codec) {
   const Tensor& t = get(name);
   if (t.dtype() != want || t.numel() != n)
     throw_error(ErrorKind::BadInput, "codec {}: dataset '{}' is {} of {} elements, expected {} of {}", codec, name,

@@ -11,8 +11,8 @@ namespace {
 
 // Bits of one row's code (tplr-ai/templar src/tplr/compress/bits.py: the per-row choice of
 // _estimate_best_params_per_row, which encode_batch_rows then writes exactly).
-std::int64_t row_bits(const std::uint16_t* idx, std::int64_t k, std::int64_t c, const std::vector<std::int64_t>& choices,
-                      std::vector<std::int64_t>& counts) {
+std::int64_t row_bits(const std::uint16_t* idx, std::int64_t k, std::int64_t c,
+                      const std::vector<std::int64_t>& choices, std::vector<std::int64_t>& counts) {
   std::int64_t best = -1;
   for (const std::int64_t b : choices) {
     const std::int64_t n_sub = c / b;
@@ -20,7 +20,9 @@ std::int64_t row_bits(const std::uint16_t* idx, std::int64_t k, std::int64_t c, 
     // _rice_k_from_mean: Python's round() of log2(λ), λ = k/c·B (halves to even, as nearbyint).
     const double lambda = static_cast<double>(k) / static_cast<double>(c) * static_cast<double>(b);
     const std::int64_t kappa =
-        lambda <= 0 ? 0 : std::max<std::int64_t>(0, static_cast<std::int64_t>(std::nearbyint(std::log2(std::max(lambda, 1e-9)))));
+        lambda <= 0
+            ? 0
+            : std::max<std::int64_t>(0, static_cast<std::int64_t>(std::nearbyint(std::log2(std::max(lambda, 1e-9)))));
     counts.assign(static_cast<std::size_t>(n_sub), 0);
     for (std::int64_t j = 0; j < k; ++j) ++counts[static_cast<std::size_t>(idx[j] / b)];
     std::int64_t rice = 0, nonzero = 0;
@@ -36,7 +38,8 @@ std::int64_t row_bits(const std::uint16_t* idx, std::int64_t k, std::int64_t c, 
 
 }  // namespace
 
-std::int64_t templar_index_bytes(std::span<const std::uint16_t> idx, std::int64_t rows, std::int64_t k, std::int64_t c) {
+std::int64_t templar_index_bytes(std::span<const std::uint16_t> idx, std::int64_t rows, std::int64_t k,
+                                 std::int64_t c) {
   if (c > 4096) return -1;
   std::vector<std::int64_t> choices;
   for (const std::int64_t b : {64, 128})

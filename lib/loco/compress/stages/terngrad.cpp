@@ -39,7 +39,8 @@ class TerngradStage final : public Stage {
     return {{"packed", {ceil_div(shape_numel(shape) * 2, 8)}, DType::U8}, {"scale", {1}, DType::F32}};
   }
 
-  void encode(std::span<const float> x, const Shape&, const RandomKey& key, TensorState*, Datasets& out) const override {
+  void encode(std::span<const float> x, const Shape&, const RandomKey& key, TensorState*,
+              Datasets& out) const override {
     const std::int64_t d = static_cast<std::int64_t>(x.size());
     Tensor packed({ceil_div(d * 2, 8)}, DType::U8), scale({1}, DType::F32);
     if (d > 0) {
@@ -74,7 +75,8 @@ class TerngradStage final : public Stage {
     const std::int64_t d = static_cast<std::int64_t>(out.size());
     const std::uint8_t* pk = expect(get, "packed", ceil_div(d * 2, 8), DType::U8, "terngrad").as<std::uint8_t>().data();
     const float s = expect(get, "scale", 1, DType::F32, "terngrad").f32()[0];
-    if (!std::isfinite(s) || s < 0) throw_error(ErrorKind::BadInput, "codec terngrad: scale {} is not a finite s >= 0", s);
+    if (!std::isfinite(s) || s < 0)
+      throw_error(ErrorKind::BadInput, "codec terngrad: scale {} is not a finite s >= 0", s);
     const float level[4] = {0.0f, s, -s, 0.0f};
     std::atomic<bool> bad{false};
     parallel_chunks(ceil_div(d, kBlock), 1, [&](std::int64_t bb, std::int64_t be) {

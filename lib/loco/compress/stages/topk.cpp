@@ -141,7 +141,8 @@ class TopkStage final : public Stage {
     const std::optional<std::string> tile = p.take("tile");
     tile2d_ = tile && *tile == "2d";
     if (tile2d_) {
-      if (p.has("density")) throw_error(ErrorKind::Usage, "codec topk: tile=2d keeps k per tile (templar's topk); give k, not density");
+      if (p.has("density"))
+        throw_error(ErrorKind::Usage, "codec topk: tile=2d keeps k per tile (templar's topk); give k, not density");
       k_ = p.integer("k", 64, 1, std::int64_t{1} << 16);
       chunk_ = p.integer("chunk", 64, 1, 256);
     } else {
@@ -265,12 +266,14 @@ class TopkStage final : public Stage {
       }
     });
     if (bad)
-      throw_error(ErrorKind::BadInput,
-                  "codec topk: an index is past the end of its {}x{} tile, or a tile's indices are not strictly increasing",
-                  g.tile_rows, g.tile_cols);
+      throw_error(
+          ErrorKind::BadInput,
+          "codec topk: an index is past the end of its {}x{} tile, or a tile's indices are not strictly increasing",
+          g.tile_rows, g.tile_cols);
   }
 
-  void encode(std::span<const float> x, const Shape& shape, const RandomKey&, TensorState*, Datasets& out) const override {
+  void encode(std::span<const float> x, const Shape& shape, const RandomKey&, TensorState*,
+              Datasets& out) const override {
     const std::int64_t d = static_cast<std::int64_t>(x.size()), k = total_kept(shape), t = tile_len(d);
     const DType idt = index_dtype(d);
     Tensor ind = Tensor::uninitialized({k}, idt), val = Tensor::uninitialized({k}, DType::F32);
@@ -307,7 +310,8 @@ class TopkStage final : public Stage {
           if (kk == n) {
             for (std::int64_t i = 0; i < n; ++i, ++o) put(o, i), v[o] = x[base + i];
           } else {
-            topk_serial(x.data() + base, n, kk, hist, cand, scratch, [&](std::int64_t i) { put(o, i), v[o] = x[base + i], ++o; });
+            topk_serial(x.data() + base, n, kk, hist, cand, scratch,
+                        [&](std::int64_t i) { put(o, i), v[o] = x[base + i], ++o; });
           }
         }
       });
@@ -338,24 +342,25 @@ class TopkStage final : public Stage {
     std::atomic<bool> bad{false}, unordered{false};
     parallel_chunks(tiles, std::max<std::int64_t>(1, (1 << 16) / std::max<std::int64_t>(kfull, 1)),
                     [&](std::int64_t tb, std::int64_t te) {
-      for (std::int64_t tt = tb; tt < te; ++tt) {
-        const std::int64_t base = tt * t, n = std::min(t, d - base), kk = kept(n, k_, density_);
-        for (std::int64_t j = tt * kfull, e = tt * kfull + kk; j < e; ++j) {
-          const std::uint64_t i = at(j);
-          if (i >= static_cast<std::uint64_t>(n)) {
-            bad = true;
-            continue;
-          }
-          // The encoder stores a tile's indices ascending (loco-format(5)); a repeated index
-          // would make the value that wins depend on the order of the writes.
-          if (j > tt * kfull && i <= at(j - 1)) unordered = true;
-          out[base + static_cast<std::int64_t>(i)] = v[j];
-        }
-      }
-    });
+                      for (std::int64_t tt = tb; tt < te; ++tt) {
+                        const std::int64_t base = tt * t, n = std::min(t, d - base), kk = kept(n, k_, density_);
+                        for (std::int64_t j = tt * kfull, e = tt * kfull + kk; j < e; ++j) {
+                          const std::uint64_t i = at(j);
+                          if (i >= static_cast<std::uint64_t>(n)) {
+                            bad = true;
+                            continue;
+                          }
+                          // The encoder stores a tile's indices ascending (loco-format(5)); a repeated index
+                          // would make the value that wins depend on the order of the writes.
+                          if (j > tt * kfull && i <= at(j - 1)) unordered = true;
+                          out[base + static_cast<std::int64_t>(i)] = v[j];
+                        }
+                      }
+                    });
     if (bad) throw_error(ErrorKind::BadInput, "codec topk: an index is past the end of its tile or tensor");
     if (unordered)
-      throw_error(ErrorKind::BadInput, "codec topk: the indices of a tile are not strictly increasing (a repeated index?)");
+      throw_error(ErrorKind::BadInput,
+                  "codec topk: the indices of a tile are not strictly increasing (a repeated index?)");
   }
 
  private:

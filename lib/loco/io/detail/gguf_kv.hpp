@@ -63,8 +63,8 @@ class Cursor {
 
 // The key/values of a file, read from the cursor (positioned at the first key).
 struct ReadMetadata {
-  Attributes loco;                // the "loco.<name>" keys, as attributes <name>
-  std::string json;               // the other keys as gguf_metadata's JSON text ("" when none)
+  Attributes loco;   // the "loco.<name>" keys, as attributes <name>
+  std::string json;  // the other keys as gguf_metadata's JSON text ("" when none)
   std::uint32_t alignment = kDefaultAlignment;
 };
 // Reads count key/values. Throws Error(BadInput) naming the file and the key for a bad type, a

@@ -150,7 +150,6 @@ inline void pwrite_all(int fd, const std::byte* data, std::size_t n, std::uint64
   }
 }
 
-
 // A source holding one flat set of tensors (group "tensors") read from a ByteSource: safetensors, GGUF.
 class FlatSource : public TensorSource {
  public:
@@ -169,7 +168,8 @@ class FlatSource : public TensorSource {
   // (n must be the rows' size in t's dtype). Throws Error(Internal) for a wrong request.
   std::size_t check_read(const TensorInfo& t, std::int64_t row0, std::int64_t nrows, std::size_t n) const {
     const auto it = t.group == "tensors" ? index_.find(t.name) : index_.end();
-    if (it == index_.end()) throw_error(ErrorKind::Internal, "{}: no tensor {} in this {} file", path(), t.key(), format());
+    if (it == index_.end())
+      throw_error(ErrorKind::Internal, "{}: no tensor {} in this {} file", path(), t.key(), format());
     const TensorInfo& mine = tensors_[it->second];
     if (mine.shape != t.shape || mine.dtype != t.dtype)
       throw_error(ErrorKind::Internal, "{}: tensor {} requested as {} {}, stored as {} {}", path(), t.name,
@@ -203,7 +203,8 @@ class RowLedger {
   // Checks a write of rows [row0, row0 + nrows) of tensor index given in n bytes and claims the rows
   // (before the bytes are written, so concurrent writers of distinct rows need no further locking).
   // Returns the byte offset of row0 within the tensor. Throws Error(Internal) for a wrong request.
-  std::uint64_t claim(const std::string& path, std::size_t index, std::int64_t row0, std::int64_t nrows, std::size_t n) {
+  std::uint64_t claim(const std::string& path, std::size_t index, std::int64_t row0, std::int64_t nrows,
+                      std::size_t n) {
     if (index >= plan_.size())
       throw_error(ErrorKind::Internal, "{}: tensor index {} is outside the plan of {}", path, index, plan_.size());
     const TensorInfo& t = plan_[index];
